@@ -1,0 +1,68 @@
+"""Alembic environment: the URL comes from backend.config.Settings, never from alembic.ini.
+
+Run by `invoke db.*` (which passes Settings and an open connection in config.attributes)
+and by the plain `alembic` command line (which loads Settings from the environment).
+"""
+
+from __future__ import annotations
+
+from logging.config import fileConfig
+
+from alembic import context
+
+from backend.config import load_settings
+from backend.database import Base
+from backend.dbops.connection import make_engine, make_url
+from backend.dbops.migrate import include_name, process_revision_directives
+
+config = context.config
+settings = config.attributes.get("settings")
+if settings is None:
+    # Plain `alembic` command line: configure its logging from alembic.ini.
+    if config.config_file_name is not None:
+        fileConfig(config.config_file_name)
+    settings = load_settings()
+
+target_metadata = Base.metadata
+
+COMMON_OPTIONS = dict(
+    target_metadata=target_metadata,
+    compare_type=True,
+    compare_server_default=True,
+    include_name=include_name,
+    process_revision_directives=process_revision_directives,
+)
+
+
+def run_migrations_offline() -> None:
+    """Render SQL without a connection (`invoke db.sql`, `alembic upgrade --sql`)."""
+    url = make_url(settings) if settings.is_configured else "mysql+pymysql://"
+    context.configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"}, **COMMON_OPTIONS)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run_on(connection)
+        return
+    engine = make_engine(settings)
+    try:
+        with engine.begin() as own_connection:
+            _run_on(own_connection)
+    finally:
+        engine.dispose()
+
+
+def _run_on(connection) -> None:
+    # One transaction per revision so that a failure keeps the earlier revisions recorded.
+    context.configure(connection=connection, transaction_per_migration=True, **COMMON_OPTIONS)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,1 @@
+"""emotional_chat backend: models, settings and database operations."""

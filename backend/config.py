@@ -1,0 +1,149 @@
+"""Settings: one immutable object built from the environment, then a dotenv file.
+
+Sources, first match wins for each variable:
+  1. real environment variables;
+  2. the dotenv file named by DB_CONFIG_FILE (default: config.env in the project root);
+  3. the running sandbox server (.sandbox/sandbox.json), for the connection only,
+     and only when no database is configured by 1 or 2;
+  4. built-in defaults.
+
+This is the only module that reads os.environ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SANDBOX_DIR = PROJECT_ROOT / ".sandbox"
+SANDBOX_STATE_FILE = SANDBOX_DIR / "sandbox.json"
+
+ENVIRONMENTS = ("development", "staging", "production")
+PROTECTED_ENVIRONMENTS = frozenset({"production"})
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "root"
+    # Excluded from repr so the password never reaches logs or tracebacks.
+    password: str = field(default="", repr=False)
+    database: str = ""
+    environment: str = "development"
+    connect_timeout: int = 5
+    # The revision files; tests and experiments point MIGRATIONS_DIR at their own folder.
+    versions_dir: Path = PROJECT_ROOT / "alembic" / "versions"
+    config_file: Path | None = None
+    # "config", "environment" or "sandbox": told to the user by db.check.
+    source: str = "defaults"
+
+    @property
+    def is_configured(self) -> bool:
+        return bool(self.database)
+
+    @property
+    def is_protected(self) -> bool:
+        return self.environment in PROTECTED_ENVIRONMENTS
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def describe(self) -> str:
+        """A one-line, secret-free description of the target."""
+        return f"{self.user}@{self.address}/{self.database or '(none)'} [{self.environment}]"
+
+    def with_database(self, database: str) -> "Settings":
+        return replace(self, database=database)
+
+
+def debug_requested(environ: Mapping[str, str] | None = None) -> bool:
+    """DB_DEBUG=1 asks for tracebacks; checked before Settings exist, since loading may fail."""
+    env = os.environ if environ is None else environ
+    return str(env.get("DB_DEBUG", "")).strip().lower() in TRUE_WORDS
+
+
+def _read_sandbox_state(path: Path) -> dict[str, str]:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {
+        "MYSQL_HOST": state.get("host", "127.0.0.1"),
+        "MYSQL_PORT": str(state.get("port", "")),
+        "MYSQL_USER": state.get("user", "root"),
+        "MYSQL_PASSWORD": state.get("password", ""),
+        "MYSQL_DATABASE": state.get("database", ""),
+    }
+
+
+def _int(values: Mapping[str, str | None], name: str, default: int) -> int:
+    raw = values.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        number = int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if number < 0:
+        raise ConfigError(f"{name} must not be negative, got {number}")
+    return number
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_file: str | Path | None = None
+) -> Settings:
+    """Build Settings from the environment, a dotenv file and the sandbox state."""
+    env = dict(os.environ if environ is None else environ)
+    chosen = config_file or env.get("DB_CONFIG_FILE") or "config.env"
+    path = Path(chosen)
+    if not path.is_absolute():
+        path = PROJECT_ROOT / path
+    if env.get("DB_CONFIG_FILE") and not path.is_file():
+        raise ConfigError(f"config file {path} named by DB_CONFIG_FILE does not exist")
+    file_values = {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
+
+    merged: dict[str, str] = {**file_values, **env}
+    source = "environment" if env.get("MYSQL_DATABASE") else "config" if file_values.get("MYSQL_DATABASE") else ""
+    if not merged.get("MYSQL_DATABASE"):
+        sandbox = _read_sandbox_state(SANDBOX_STATE_FILE)
+        if sandbox.get("MYSQL_DATABASE"):
+            # The sandbox supplies the whole connection, never mixed with a half-set one.
+            merged.update(sandbox)
+            source = "sandbox"
+
+    environment = (merged.get("APP_ENV") or "development").strip().lower()
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}")
+    port = _int(merged, "MYSQL_PORT", 3306)
+    if not 0 < port < 65536:
+        raise ConfigError(f"MYSQL_PORT must be between 1 and 65535, got {port}")
+
+    versions_dir = Path(merged.get("MIGRATIONS_DIR") or PROJECT_ROOT / "alembic" / "versions")
+    if not versions_dir.is_absolute():
+        versions_dir = PROJECT_ROOT / versions_dir
+
+    return Settings(
+        host=(merged.get("MYSQL_HOST") or "127.0.0.1").strip(),
+        port=port,
+        user=(merged.get("MYSQL_USER") or "root").strip(),
+        password=merged.get("MYSQL_PASSWORD") or "",
+        database=(merged.get("MYSQL_DATABASE") or ""),
+        environment=environment,
+        connect_timeout=_int(merged, "MYSQL_CONNECT_TIMEOUT", 5) or 5,
+        versions_dir=versions_dir,
+        config_file=path if file_values or path.is_file() else None,
+        source=source or "defaults",
+    )

@@ -1,0 +1,65 @@
+"""Server-level administration: create, drop and inspect databases."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from .connection import connect, require_configured
+from .identifiers import quote_identifier, validate_identifier
+
+
+def database_exists(settings: Settings, name: str | None = None) -> bool:
+    from sqlalchemy import text
+
+    name = validate_identifier(name or settings.database)
+    with connect(settings, database=None) as connection:
+        found = connection.execute(
+            text("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :name"),
+            {"name": name},
+        ).first()
+    return found is not None
+
+
+def create_database(settings: Settings, name: str | None = None) -> bool:
+    """Create the database (utf8mb4) if missing; return True when it was created."""
+    from sqlalchemy import text
+
+    require_configured(settings)
+    name = name or settings.database
+    quoted = quote_identifier(name)
+    if database_exists(settings, name):
+        return False
+    with connect(settings, database=None) as connection:
+        connection.execute(
+            text(f"CREATE DATABASE IF NOT EXISTS {quoted} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        )
+    return True
+
+
+def drop_database(settings: Settings, name: str | None = None) -> bool:
+    """Drop the database if present; return True when it existed."""
+    from sqlalchemy import text
+
+    require_configured(settings)
+    name = name or settings.database
+    quoted = quote_identifier(name)
+    if not database_exists(settings, name):
+        return False
+    with connect(settings, database=None) as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {quoted}"))
+    return True
+
+
+def list_tables(settings: Settings, name: str | None = None) -> list[str]:
+    """Base tables of the database, sorted by name."""
+    from sqlalchemy import text
+
+    name = validate_identifier(name or settings.database)
+    with connect(settings, database=None) as connection:
+        rows = connection.execute(
+            text(
+                "SELECT TABLE_NAME FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = :name AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME"
+            ),
+            {"name": name},
+        )
+        return [row[0] for row in rows]

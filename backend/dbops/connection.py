@@ -1,0 +1,151 @@
+"""Engines, connections and the translation of driver errors into one-line messages."""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+
+from ..config import Settings
+from .errors import (
+    AccessDenied,
+    DbOpsError,
+    NotConfigured,
+    ServerError,
+    ServerUnreachable,
+    UnknownDatabase,
+)
+from .identifiers import validate_identifier
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection, Engine
+
+NOT_CONFIGURED_HELP = (
+    "no database configured: set MYSQL_HOST, MYSQL_USER, MYSQL_PASSWORD and MYSQL_DATABASE "
+    "in config.env (see config.env.example) or start a local one with `invoke sandbox.up`"
+)
+
+# MySQL client/server error codes we explain in words.
+ER_DBACCESS_DENIED = 1044
+ER_ACCESS_DENIED = 1045
+ER_BAD_DB = 1049
+CR_CONNECTION_ERROR = 2002
+CR_CONN_HOST_ERROR = 2003
+CR_UNKNOWN_HOST = 2005
+CR_SERVER_GONE = 2006
+CR_SERVER_LOST = 2013
+
+
+def require_configured(settings: Settings) -> None:
+    if not settings.is_configured:
+        raise NotConfigured(NOT_CONFIGURED_HELP)
+
+
+def make_url(settings: Settings, database: str | None = "") -> "URL":
+    """The SQLAlchemy URL; database=None connects to the server without a default schema."""
+    from sqlalchemy.engine import URL
+
+    name = settings.database if database == "" else database
+    if name:
+        validate_identifier(name)
+    return URL.create(
+        "mysql+pymysql",
+        username=settings.user,
+        password=settings.password or None,
+        host=settings.host,
+        port=settings.port,
+        database=name or None,
+        query={"charset": "utf8mb4"},
+    )
+
+
+def make_engine(settings: Settings, database: str | None = "") -> "Engine":
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    return create_engine(
+        make_url(settings, database),
+        poolclass=NullPool,
+        connect_args={"connect_timeout": settings.connect_timeout},
+    )
+
+
+def _driver_error(exc: BaseException) -> tuple[int | None, str]:
+    orig = getattr(exc, "orig", exc)
+    args = getattr(orig, "args", ())
+    if len(args) >= 2 and isinstance(args[0], int):
+        return args[0], str(args[1])
+    return None, str(orig)
+
+
+def translate_error(exc: BaseException, settings: Settings, database: str | None = "") -> DbOpsError:
+    """Map a PyMySQL/SQLAlchemy error to a one-line DbOpsError without secrets."""
+    if isinstance(exc, DbOpsError):
+        return exc
+    code, message = _driver_error(exc)
+    name = settings.database if database == "" else database
+    if code == ER_ACCESS_DENIED:
+        return AccessDenied(f"access denied for {settings.user}@{settings.host}: check MYSQL_USER and MYSQL_PASSWORD")
+    if code == ER_DBACCESS_DENIED:
+        return AccessDenied(f"user {settings.user} may not use database {name!r}")
+    if code == ER_BAD_DB:
+        return UnknownDatabase(f"database {name!r} does not exist on {settings.address}: run `invoke db.init` to create it")
+    if code in (CR_CONNECTION_ERROR, CR_CONN_HOST_ERROR, CR_UNKNOWN_HOST):
+        return ServerUnreachable(f"cannot reach the MySQL server at {settings.address}: is it running?")
+    if code in (CR_SERVER_GONE, CR_SERVER_LOST):
+        return ServerUnreachable(f"lost the connection to the MySQL server at {settings.address}")
+    first_line = " ".join(message.split()) or type(exc).__name__
+    if settings.password:
+        first_line = first_line.replace(settings.password, "***")
+    return ServerError(f"server error {code}: {first_line}" if code else first_line)
+
+
+@contextmanager
+def connect(settings: Settings, database: str | None = "") -> Iterator["Connection"]:
+    """A connection to the configured database (or another one, or None for the server)."""
+    from sqlalchemy.exc import DBAPIError
+
+    if database == "":
+        require_configured(settings)
+    engine = make_engine(settings, database)
+    try:
+        try:
+            connection = engine.connect()
+        except DBAPIError as exc:
+            raise translate_error(exc, settings, database) from None
+        with connection:
+            try:
+                yield connection
+            except DBAPIError as exc:
+                raise translate_error(exc, settings, database) from exc
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    flavour: str  # "mariadb" or "mysql"
+    version: str  # e.g. "10.11.19"
+    full_version: str  # as the server reports it
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.version.split("."))
+
+    def __str__(self) -> str:
+        name = "MariaDB" if self.flavour == "mariadb" else "MySQL"
+        return f"{name} {self.version}"
+
+
+def parse_server_version(full_version: str) -> ServerInfo:
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", full_version)
+    version = ".".join(match.groups()) if match else full_version
+    flavour = "mariadb" if "mariadb" in full_version.lower() else "mysql"
+    return ServerInfo(flavour=flavour, version=version, full_version=full_version)
+
+
+def server_info(connection: "Connection") -> ServerInfo:
+    from sqlalchemy import text
+
+    return parse_server_version(connection.execute(text("SELECT VERSION()")).scalar_one())

@@ -1,0 +1,43 @@
+"""Errors whose message is a single line meant for the user."""
+
+from __future__ import annotations
+
+
+class DbOpsError(Exception):
+    """Base class: str(error) is one line, without secrets."""
+
+
+class NotConfigured(DbOpsError):
+    pass
+
+
+class ServerUnreachable(DbOpsError):
+    pass
+
+
+class AccessDenied(DbOpsError):
+    pass
+
+
+class UnknownDatabase(DbOpsError):
+    pass
+
+
+class InvalidIdentifier(DbOpsError):
+    pass
+
+
+class RevisionError(DbOpsError):
+    """Unknown or malformed revision, several heads, or another Alembic refusal."""
+
+
+class Refused(DbOpsError):
+    """A guard refused a destructive operation; nothing was changed."""
+
+
+class ServerError(DbOpsError):
+    """The server rejected a statement for another reason."""
+
+
+class SandboxError(DbOpsError):
+    pass

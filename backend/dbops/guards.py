@@ -1,0 +1,39 @@
+"""Confirmation guard for destructive operations (drop, reset, restore, ...)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..config import Settings
+from .errors import Refused
+
+Ask = Callable[[str], str]
+
+
+def confirm_destructive(
+    settings: Settings,
+    action: str,
+    database: str,
+    yes: bool = False,
+    allow_production: bool = False,
+    ask: Ask | None = None,
+) -> None:
+    """Return when the action may go ahead, else raise Refused (nothing has changed yet).
+
+    Outside production: the user types the database name back, or passes --yes.
+    On a protected environment: --yes and --allow-production are both required.
+    """
+    if settings.is_protected:
+        if yes and allow_production:
+            return
+        raise Refused(
+            f"{action} of {database!r} refused on the protected {settings.environment} environment: "
+            "it needs both --yes and --allow-production"
+        )
+    if yes:
+        return
+    if ask is None:
+        raise Refused(f"{action} of {database!r} needs confirmation: run it in a terminal or pass --yes")
+    answer = ask(f"⚠️  {action} deletes all data in {database!r} on {settings.address}. Type the database name to go on: ")
+    if answer.strip() != database:
+        raise Refused("the name typed did not match: nothing changed")
