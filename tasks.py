@@ -100,12 +100,12 @@ def check(c):
 
     report = run_check(_settings())
     for item in report.items:
-        mark = "❌" if not item.ok else "⚠️ " if item.warning else "✅"
-        _say(f"{mark} {item.name}: {item.detail}")
+        if item.ok:
+            _say(f"{'⚠️ ' if item.warning else '✅'} {item.name}: {item.detail}")
     for line in report.pending:
         _say(f"     pending: {line}")
     if not report.ok:
-        raise Exit(code=1)
+        raise Exit("\n".join(f"❌ {item.name}: {item.detail}" for item in report.items if not item.ok), code=1)
 
 
 @task
@@ -296,7 +296,7 @@ def sandbox_up(c, binary=None):
     """Start the local sandbox server (used when no database is configured)."""
     from backend.dbops import sandbox
 
-    state, started = sandbox.up(binary=binary)
+    state, started = sandbox.up(_settings().sandbox_dir, binary=binary)
     _say(f"✅ {state.describe()}" if started else f"✅ already {state.describe()}")
 
 
@@ -306,7 +306,7 @@ def sandbox_down(c, keep_data=False):
     """Stop the sandbox server and remove its data."""
     from backend.dbops import sandbox
 
-    if sandbox.down(keep_data=keep_data):
+    if sandbox.down(_settings().sandbox_dir, keep_data=keep_data):
         _say("✅ sandbox stopped" + (", data kept" if keep_data else " and removed"))
     else:
         _say("✅ no sandbox was running")
@@ -318,7 +318,7 @@ def sandbox_status(c):
     """Show whether the sandbox server runs, and where."""
     from backend.dbops import sandbox
 
-    state = sandbox.status()
+    state = sandbox.status(_settings().sandbox_dir)
     _say(f"{'✅' if state.running else '⚠️ '} {state.describe()}")
     if not state.running:
         raise Exit(code=1)

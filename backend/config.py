@@ -3,7 +3,7 @@
 Sources, first match wins for each variable:
   1. real environment variables;
   2. the dotenv file named by DB_CONFIG_FILE (default: config.env in the project root);
-  3. the running sandbox server (.sandbox/sandbox.json), for the connection only,
+  3. the sandbox server (SANDBOX_DIR/sandbox.json, default .sandbox/), for the connection only,
      and only when no database is configured by 1 or 2;
   4. built-in defaults.
 
@@ -21,8 +21,7 @@ from typing import Mapping
 from dotenv import dotenv_values
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SANDBOX_DIR = PROJECT_ROOT / ".sandbox"
-SANDBOX_STATE_FILE = SANDBOX_DIR / "sandbox.json"
+SANDBOX_STATE_NAME = "sandbox.json"
 
 ENVIRONMENTS = ("development", "staging", "production")
 PROTECTED_ENVIRONMENTS = frozenset({"production"})
@@ -46,6 +45,7 @@ class Settings:
     # The revision files; tests and experiments point MIGRATIONS_DIR at their own folder.
     versions_dir: Path = PROJECT_ROOT / "alembic" / "versions"
     config_file: Path | None = None
+    sandbox_dir: Path = PROJECT_ROOT / ".sandbox"
     # "config", "environment" or "sandbox": told to the user by db.check.
     source: str = "defaults"
 
@@ -89,6 +89,12 @@ def _read_sandbox_state(path: Path) -> dict[str, str]:
     }
 
 
+def _path(value: str | Path) -> Path:
+    """Relative paths are relative to the project root, wherever the command runs."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
 def _int(values: Mapping[str, str | None], name: str, default: int) -> int:
     raw = values.get(name)
     if raw is None or str(raw).strip() == "":
@@ -107,18 +113,16 @@ def load_settings(
 ) -> Settings:
     """Build Settings from the environment, a dotenv file and the sandbox state."""
     env = dict(os.environ if environ is None else environ)
-    chosen = config_file or env.get("DB_CONFIG_FILE") or "config.env"
-    path = Path(chosen)
-    if not path.is_absolute():
-        path = PROJECT_ROOT / path
+    path = _path(config_file or env.get("DB_CONFIG_FILE") or "config.env")
     if env.get("DB_CONFIG_FILE") and not path.is_file():
         raise ConfigError(f"config file {path} named by DB_CONFIG_FILE does not exist")
     file_values = {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
 
     merged: dict[str, str] = {**file_values, **env}
     source = "environment" if env.get("MYSQL_DATABASE") else "config" if file_values.get("MYSQL_DATABASE") else ""
+    sandbox_dir = _path(merged.get("SANDBOX_DIR") or ".sandbox")
     if not merged.get("MYSQL_DATABASE"):
-        sandbox = _read_sandbox_state(SANDBOX_STATE_FILE)
+        sandbox = _read_sandbox_state(sandbox_dir / SANDBOX_STATE_NAME)
         if sandbox.get("MYSQL_DATABASE"):
             # The sandbox supplies the whole connection, never mixed with a half-set one.
             merged.update(sandbox)
@@ -131,9 +135,6 @@ def load_settings(
     if not 0 < port < 65536:
         raise ConfigError(f"MYSQL_PORT must be between 1 and 65535, got {port}")
 
-    versions_dir = Path(merged.get("MIGRATIONS_DIR") or PROJECT_ROOT / "alembic" / "versions")
-    if not versions_dir.is_absolute():
-        versions_dir = PROJECT_ROOT / versions_dir
 
     return Settings(
         host=(merged.get("MYSQL_HOST") or "127.0.0.1").strip(),
@@ -143,7 +144,8 @@ def load_settings(
         database=(merged.get("MYSQL_DATABASE") or ""),
         environment=environment,
         connect_timeout=_int(merged, "MYSQL_CONNECT_TIMEOUT", 5) or 5,
-        versions_dir=versions_dir,
-        config_file=path if file_values or path.is_file() else None,
+        versions_dir=_path(merged.get("MIGRATIONS_DIR") or "alembic/versions"),
+        config_file=path if path.is_file() else None,
+        sandbox_dir=sandbox_dir,
         source=source or "defaults",
     )

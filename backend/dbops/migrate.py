@@ -88,8 +88,8 @@ def _explain(exc: BaseException) -> str:
         return "the database is not at head: run `invoke db.upgrade` first"
     if "Relative revision" in message and "didn't produce" in message:
         return "not that many revisions to move: see `invoke db.history`"
-    if "No such revision or branch" in message:
-        return f"unknown revision: {message}"
+    if match := re.search(r"No such revision or branch '([^']*)'", message):
+        return f"unknown revision {match.group(1)!r}: see `invoke db.history`"
     return message
 
 

@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import SANDBOX_DIR, SANDBOX_STATE_FILE
+from ..config import SANDBOX_STATE_NAME
 from .errors import SandboxError
 from .identifiers import quote_identifier
 from .servers import ServerInstance, create_user, start_instance, stop_instance
@@ -52,8 +52,8 @@ def _write_state(state_file: Path, state: dict) -> None:
     os.replace(temporary, state_file)
 
 
-def status(sandbox_dir: Path = SANDBOX_DIR) -> SandboxStatus:
-    state = _read_state(sandbox_dir / SANDBOX_STATE_FILE.name)
+def status(sandbox_dir: Path) -> SandboxStatus:
+    state = _read_state(sandbox_dir / SANDBOX_STATE_NAME)
     if not state.get("instance"):
         return SandboxStatus(running=False, instance=None)
     instance = ServerInstance.from_dict(state["instance"])
@@ -62,12 +62,12 @@ def status(sandbox_dir: Path = SANDBOX_DIR) -> SandboxStatus:
     )
 
 
-def up(sandbox_dir: Path = SANDBOX_DIR, binary: str | None = None) -> tuple[SandboxStatus, bool]:
+def up(sandbox_dir: Path, binary: str | None = None) -> tuple[SandboxStatus, bool]:
     """Start the sandbox (or keep the running one); return (status, started_now)."""
     current = status(sandbox_dir)
     if current.running:
         return current, False
-    state_file = sandbox_dir / SANDBOX_STATE_FILE.name
+    state_file = sandbox_dir / SANDBOX_STATE_NAME
     previous = _read_state(state_file)
     port = previous.get("instance", {}).get("port") if previous else None
     try:
@@ -104,7 +104,7 @@ def up(sandbox_dir: Path = SANDBOX_DIR, binary: str | None = None) -> tuple[Sand
     return status(sandbox_dir), True
 
 
-def down(sandbox_dir: Path = SANDBOX_DIR, keep_data: bool = False) -> bool:
+def down(sandbox_dir: Path, keep_data: bool = False) -> bool:
     """Stop the sandbox and remove its folder (unless keep_data); return True if one was there."""
     current = status(sandbox_dir)
     if current.instance is None and not sandbox_dir.exists():

@@ -1,0 +1,177 @@
+"""Real-server fixtures.
+
+One throwaway server per test session (from the mariadbd/mysqld on this machine, in a
+temporary folder, on a free port), or an existing server when TEST_MYSQL_URL is set,
+e.g. TEST_MYSQL_URL=mysql://root:secret@127.0.0.1:3306. Each test gets its own database.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pymysql
+import pytest
+
+from backend.config import PROJECT_ROOT, Settings
+from backend.dbops.servers import ServerInstance, create_user, start_instance, stop_instance
+
+TEST_USER = "migrator"
+# Variables a developer's shell might carry that would leak into the subprocesses.
+CLEARED_VARIABLES = ("MYSQL_HOST", "MYSQL_PORT", "MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_DATABASE", "APP_ENV",
+                     "MIGRATIONS_DIR", "DB_CONFIG_FILE", "DB_DEBUG", "SANDBOX_DIR")
+
+
+@dataclass(frozen=True)
+class ServerTarget:
+    host: str
+    port: int
+    user: str
+    password: str
+    instance: ServerInstance | None = None
+
+    def connect(self, database: str | None = None, **kwargs) -> pymysql.Connection:
+        return pymysql.connect(
+            host=self.host, port=self.port, user=self.user, password=self.password,
+            database=database, autocommit=True, **kwargs,
+        )
+
+
+@pytest.fixture(scope="session")
+def mysql_server(tmp_path_factory) -> ServerTarget:
+    url = os.environ.get("TEST_MYSQL_URL")
+    if url:
+        parts = urlsplit(url)
+        yield ServerTarget(parts.hostname or "127.0.0.1", parts.port or 3306,
+                           unquote(parts.username or "root"), unquote(parts.password or ""))
+        return
+    instance = start_instance(tmp_path_factory.mktemp("mysql"))
+    try:
+        # A password-protected user, so that every test exercises credential handling.
+        password = create_user(instance, TEST_USER, "p@ss w0rd;'`\"$(x)")
+        yield ServerTarget(instance.host, instance.port, TEST_USER, password, instance)
+    finally:
+        stop_instance(instance)
+
+
+@pytest.fixture
+def database_name(mysql_server) -> str:
+    """A fresh, not yet created database name; dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    connection = mysql_server.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def settings(mysql_server, database_name, tmp_path) -> Settings:
+    return Settings(
+        host=mysql_server.host, port=mysql_server.port, user=mysql_server.user,
+        password=mysql_server.password, database=database_name, sandbox_dir=tmp_path / "sandbox",
+    )
+
+
+@pytest.fixture
+def created_database(settings, mysql_server) -> Settings:
+    connection = mysql_server.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{settings.database}` CHARACTER SET utf8mb4")
+    finally:
+        connection.close()
+    return settings
+
+
+@pytest.fixture
+def cli_env(settings, tmp_path) -> dict[str, str]:
+    """Environment for `invoke` subprocesses, pointing at this test's database only."""
+    env = {key: value for key, value in os.environ.items() if key not in CLEARED_VARIABLES}
+    empty_config = tmp_path / "config.env"
+    empty_config.write_text("")
+    env.update(
+        MYSQL_HOST=settings.host, MYSQL_PORT=str(settings.port), MYSQL_USER=settings.user,
+        MYSQL_PASSWORD=settings.password, MYSQL_DATABASE=settings.database,
+        DB_CONFIG_FILE=str(empty_config), SANDBOX_DIR=str(settings.sandbox_dir),
+    )
+    return env
+
+
+@dataclass
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_invoke(env: dict[str, str], *args: str, input: str | None = None, timeout: float = 180) -> CommandResult:
+    completed = subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=PROJECT_ROOT, env=env,
+        input=input if input is not None else "", capture_output=True, text=True, timeout=timeout,
+    )
+    return CommandResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+@pytest.fixture
+def invoke(cli_env):
+    """invoke(*args) runs the real command line against this test's database."""
+    def run(*args: str, env: dict[str, str] | None = None, **kwargs) -> CommandResult:
+        return run_invoke({**cli_env, **(env or {})}, *args, **kwargs)
+    return run
+
+
+def tables(server: ServerTarget, database: str) -> list[str]:
+    connection = server.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (database,))
+            return sorted(row[0] for row in cursor.fetchall())
+    finally:
+        connection.close()
+
+
+def version_rows(server: ServerTarget, database: str) -> list[str]:
+    connection = server.connect(database)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT version_num FROM alembic_version")
+            return sorted(row[0] for row in cursor.fetchall())
+    finally:
+        connection.close()
+
+
+def assert_one_error_line(result: CommandResult) -> str:
+    """The failure contract: non-zero exit, one line starting with ❌, no traceback."""
+    assert result.returncode != 0, result.output
+    assert "Traceback" not in result.output, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("❌ "), result.output
+    return lines[0]
+
+
+APP_TABLES = sorted([
+    "chat_messages", "chat_sessions", "emotion_analysis", "knowledge", "system_logs", "user_feedback", "users",
+])
+VERSIONS_DIR = PROJECT_ROOT / "alembic" / "versions"
+HEAD = "e9e7d98878ca"
+
+
+def copy_versions(target: Path) -> Path:
+    """A private copy of the project's revisions, for tests that write revision files."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in VERSIONS_DIR.glob("*.py"):
+        (target / path.name).write_text(path.read_text())
+    return target
