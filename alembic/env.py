@@ -9,7 +9,6 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
-
 from backend.config import load_settings
 from backend.database import Base
 from backend.dbops.connection import make_engine, make_url

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
 
 from dotenv import dotenv_values
 
@@ -65,7 +65,7 @@ class Settings:
         """A one-line, secret-free description of the target."""
         return f"{self.user}@{self.address}/{self.database or '(none)'} [{self.environment}]"
 
-    def with_database(self, database: str) -> "Settings":
+    def with_database(self, database: str) -> Settings:
         return replace(self, database=database)
 
 

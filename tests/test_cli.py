@@ -124,8 +124,8 @@ def test_check_fails_on_several_heads(invoke, tmp_path):
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.revision", "--empty", "-m", "branch one", env=env).returncode == 0
     (versions / "second.py").write_text(
-        '"""branch two"""\nrevision = "b2b2b2b2b2b2"\ndown_revision = "%s"\nbranch_labels = None\n'
-        "depends_on = None\n\ndef upgrade():\n    pass\n\ndef downgrade():\n    pass\n" % HEAD
+        f'"""branch two"""\nrevision = "b2b2b2b2b2b2"\ndown_revision = "{HEAD}"\nbranch_labels = None\n'
+        "depends_on = None\n\ndef upgrade():\n    pass\n\ndef downgrade():\n    pass\n"
     )
     assert "❌ heads: several heads" in assert_one_error_line(invoke("db.check", env=env))
     heads = invoke("db.heads", env=env)

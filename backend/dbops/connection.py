@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from .errors import (
@@ -42,7 +43,7 @@ def require_configured(settings: Settings) -> None:
         raise NotConfigured(NOT_CONFIGURED_HELP)
 
 
-def make_url(settings: Settings, database: str | None = "") -> "URL":
+def make_url(settings: Settings, database: str | None = "") -> URL:
     """The SQLAlchemy URL; database=None connects to the server without a default schema."""
     from sqlalchemy.engine import URL
 
@@ -60,7 +61,7 @@ def make_url(settings: Settings, database: str | None = "") -> "URL":
     )
 
 
-def make_engine(settings: Settings, database: str | None = "") -> "Engine":
+def make_engine(settings: Settings, database: str | None = "") -> Engine:
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
@@ -102,7 +103,7 @@ def translate_error(exc: BaseException, settings: Settings, database: str | None
 
 
 @contextmanager
-def connect(settings: Settings, database: str | None = "") -> Iterator["Connection"]:
+def connect(settings: Settings, database: str | None = "") -> Iterator[Connection]:
     """A connection to the configured database (or another one, or None for the server)."""
     from sqlalchemy.exc import DBAPIError
 
@@ -145,7 +146,7 @@ def parse_server_version(full_version: str) -> ServerInfo:
     return ServerInfo(flavour=flavour, version=version, full_version=full_version)
 
 
-def server_info(connection: "Connection") -> ServerInfo:
+def server_info(connection: Connection) -> ServerInfo:
     from sqlalchemy import text
 
     return parse_server_version(connection.execute(text("SELECT VERSION()")).scalar_one())

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from ..config import PROJECT_ROOT, Settings
 from .connection import connect
@@ -47,7 +48,7 @@ def process_revision_directives(context, revision, directives) -> None:
         config.attributes["empty_autogenerate"] = True
 
 
-def alembic_config(settings: Settings, connection: "Connection | None" = None) -> "Config":
+def alembic_config(settings: Settings, connection: Connection | None = None) -> Config:
     from argparse import Namespace
 
     from alembic.config import Config
@@ -65,7 +66,7 @@ def alembic_config(settings: Settings, connection: "Connection | None" = None) -
     return config
 
 
-def script_directory(settings: Settings) -> "ScriptDirectory":
+def script_directory(settings: Settings) -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
     if not settings.versions_dir.is_dir():
@@ -106,13 +107,13 @@ def alembic_errors() -> Iterator[None]:
 
 
 @contextmanager
-def migration_connection(settings: Settings) -> Iterator[tuple["Config", "Connection"]]:
+def migration_connection(settings: Settings) -> Iterator[tuple[Config, Connection]]:
     """An Alembic Config bound to one open connection to the configured database."""
     with connect(settings) as connection, alembic_errors():
         yield alembic_config(settings, connection), connection
 
 
-def current_heads(connection: "Connection") -> tuple[str, ...]:
+def current_heads(connection: Connection) -> tuple[str, ...]:
     from alembic.runtime.migration import MigrationContext
 
     return tuple(MigrationContext.configure(connection).get_current_heads())
@@ -128,7 +129,7 @@ def heads(settings: Settings) -> tuple[str, ...]:
     return tuple(script_directory(settings).get_heads())
 
 
-def single_head(script: "ScriptDirectory") -> str:
+def single_head(script: ScriptDirectory) -> str:
     found = script.get_heads()
     if len(found) > 1:
         raise RevisionError(f"several heads ({', '.join(sorted(found))}): join them with `invoke db.merge`")
@@ -158,7 +159,7 @@ def _as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def applied_revisions(script: "ScriptDirectory", current_revisions: Sequence[str]) -> set[str]:
+def applied_revisions(script: ScriptDirectory, current_revisions: Sequence[str]) -> set[str]:
     """Every revision at or below the current ones."""
     if not current_revisions:
         return set()
@@ -169,8 +170,18 @@ def applied_revisions(script: "ScriptDirectory", current_revisions: Sequence[str
             raise RevisionError(f"the database is at a revision the code does not know: {exc}") from None
 
 
-def _check_known(script: "ScriptDirectory", current_revisions: Sequence[str]) -> None:
-    unknown = [rev for rev in current_revisions if script.get_revision(rev) is None] if current_revisions else []
+def _is_known(script: ScriptDirectory, revision_id: str) -> bool:
+    from alembic.script.revision import RevisionError as AlembicRevisionError
+    from alembic.util import CommandError
+
+    try:
+        return script.get_revision(revision_id) is not None
+    except (CommandError, AlembicRevisionError):
+        return False
+
+
+def _check_known(script: ScriptDirectory, current_revisions: Sequence[str]) -> None:
+    unknown = [rev for rev in current_revisions if not _is_known(script, rev)]
     if unknown:
         raise RevisionError(
             f"the database is at revision {', '.join(unknown)}, which is not in {script.versions}: "
@@ -199,7 +210,7 @@ def history(settings: Settings, current_revisions: Sequence[str] = ()) -> list[R
         ]
 
 
-def pending(script: "ScriptDirectory", current_revisions: Sequence[str], target: str = "head") -> list["Script"]:
+def pending(script: ScriptDirectory, current_revisions: Sequence[str], target: str = "head") -> list[Script]:
     """Revisions an upgrade to target would apply, oldest first."""
     validate_revision_argument(target)
     with alembic_errors():
@@ -215,7 +226,7 @@ def pending(script: "ScriptDirectory", current_revisions: Sequence[str], target:
 
 
 def upgrade(
-    settings: Settings, target: str = "head", on_step: Callable[["Script"], None] | None = None
+    settings: Settings, target: str = "head", on_step: Callable[[Script], None] | None = None
 ) -> list[str]:
     """Apply pending revisions up to target one at a time, committing each; return them."""
     from alembic import command

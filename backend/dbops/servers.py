@@ -104,7 +104,7 @@ class ServerInstance:
         return state
 
     @classmethod
-    def from_dict(cls, state: dict) -> "ServerInstance":
+    def from_dict(cls, state: dict) -> ServerInstance:
         fields = {key: state[key] for key in cls.__dataclass_fields__ if key in state}
         fields["base_dir"] = Path(fields["base_dir"])
         return cls(**fields)

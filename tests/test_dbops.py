@@ -1,0 +1,163 @@
+"""The dbops functions called directly (the CLI tests cover the same paths end to end)."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.dbops import admin, migrate
+from backend.dbops.check import run_check
+from backend.dbops.connection import connect, parse_server_version, server_info
+from backend.dbops.errors import (
+    AccessDenied,
+    NotConfigured,
+    Refused,
+    RevisionError,
+    ServerUnreachable,
+    UnknownDatabase,
+)
+from backend.dbops.guards import confirm_destructive
+from tests.conftest import APP_TABLES, HEAD, copy_versions
+
+
+def test_create_list_drop(settings):
+    assert not admin.database_exists(settings)
+    assert admin.create_database(settings) is True
+    assert admin.create_database(settings) is False
+    assert admin.list_tables(settings) == []
+    assert admin.drop_database(settings) is True
+    assert admin.drop_database(settings) is False
+
+
+def test_connection_errors_are_one_line_and_secret_free(settings):
+    from dataclasses import replace
+
+    with pytest.raises(AccessDenied) as denied:
+        with connect(replace(settings, password="Wr0ng-Secret"), database=None):
+            pass
+    assert "Wr0ng-Secret" not in str(denied.value) and "\n" not in str(denied.value)
+    with pytest.raises(ServerUnreachable):
+        with connect(replace(settings, port=1), database=None):
+            pass
+    with pytest.raises(UnknownDatabase):
+        with connect(settings):
+            pass
+    with pytest.raises(NotConfigured):
+        with connect(replace(settings, database="")):
+            pass
+
+
+def test_server_info(settings):
+    with connect(settings, database=None) as connection:
+        info = server_info(connection)
+    assert info.flavour in ("mariadb", "mysql") and info.version_tuple >= (5, 7)
+
+
+@pytest.mark.parametrize(
+    "reported, flavour, version",
+    [("10.11.19-MariaDB-0+deb12u1", "mariadb", "10.11.19"), ("9.7.0", "mysql", "9.7.0"),
+     ("8.0.36-0ubuntu0.22.04.1", "mysql", "8.0.36"), ("5.5.5-10.5.23-MariaDB", "mariadb", "5.5.5")],
+)
+def test_parse_server_version(reported, flavour, version):
+    info = parse_server_version(reported)
+    assert (info.flavour, info.version) == (flavour, version)
+
+
+def test_upgrade_history_downgrade(created_database):
+    settings = created_database
+    assert migrate.current(settings) == ()
+    seen = []
+    assert migrate.upgrade(settings, on_step=lambda step: seen.append(step.revision)) == [HEAD]
+    assert seen == [HEAD]
+    assert migrate.current(settings) == (HEAD,)
+    assert sorted(admin.list_tables(settings)) == sorted(["alembic_version", *APP_TABLES])
+    assert migrate.autogenerate_diff(settings) == []
+    [info] = migrate.history(settings, migrate.current(settings))
+    assert info.is_applied and info.is_current and info.is_head and not info.is_merge
+    assert migrate.upgrade(settings) == []
+    assert migrate.downgrade(settings, "base") == ((HEAD,), ())
+    assert admin.list_tables(settings) == ["alembic_version"]
+    with pytest.raises(RevisionError, match="nothing to downgrade"):
+        migrate.downgrade(settings)
+
+
+def test_pending_and_unknown_revisions(created_database):
+    script = migrate.script_directory(created_database)
+    assert [step.revision for step in migrate.pending(script, ())] == [HEAD]
+    assert migrate.pending(script, (HEAD,)) == []
+    with pytest.raises(RevisionError, match="not in"):
+        migrate.pending(script, ("0badc0ffee00",))
+    with pytest.raises(RevisionError, match="malformed"):
+        migrate.pending(script, (), "head; DROP")
+
+
+def test_offline_sql_needs_no_server(created_database):
+    from dataclasses import replace
+
+    offline = replace(created_database, port=1)
+    up = migrate.offline_sql(offline, "base", "head")
+    assert "CREATE TABLE emotion_analysis" in up and "ENGINE=InnoDB" in up
+    down = migrate.offline_sql(offline, HEAD, "base", downgrade=True)
+    assert "DROP TABLE user_feedback" in down
+
+
+def test_revision_and_merge_write_files(created_database, tmp_path):
+    from dataclasses import replace
+
+    settings = replace(created_database, versions_dir=copy_versions(tmp_path / "versions"))
+    migrate.upgrade(settings)
+    assert migrate.revision(settings, "nothing changed") is None
+    first = migrate.revision(settings, "hand written", autogenerate=False)
+    assert first.exists() and "def downgrade() -> None:" in first.read_text()
+    with pytest.raises(RevisionError, match="only one head"):
+        migrate.merge(settings)
+    # A second branch from the same parent makes two heads.
+    second = tmp_path / "versions" / "branch.py"
+    second.write_text(first.read_text().replace(first.stem.split("_")[1], "abcabcabcabc"))
+    assert len(migrate.heads(settings)) == 2
+    with pytest.raises(RevisionError, match="several heads"):
+        migrate.revision(settings, "third head")
+    merged = migrate.merge(settings, "join")
+    assert merged.exists() and len(migrate.heads(settings)) == 1
+
+
+def test_stamp(created_database):
+    assert migrate.stamp(created_database, "head") == (HEAD,)
+    assert migrate.stamp(created_database, "base") == ()
+
+
+def test_check_report(created_database):
+    report = run_check(created_database)
+    assert report.ok and report.pending and any(item.warning for item in report.items)
+    migrate.upgrade(created_database)
+    report = run_check(created_database)
+    assert report.ok and not report.pending and not any(item.warning for item in report.items)
+
+
+class Answers:
+    def __init__(self, answer: str) -> None:
+        self.answer, self.prompts = answer, []
+
+    def __call__(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        return self.answer
+
+
+def test_guard_outside_production(settings):
+    confirm_destructive(settings, "drop", "db", yes=True)
+    typed = Answers("db")
+    confirm_destructive(settings, "drop", "db", ask=typed)
+    assert "Type the database name" in typed.prompts[0]
+    with pytest.raises(Refused, match="did not match"):
+        confirm_destructive(settings, "drop", "db", ask=Answers("other"))
+    with pytest.raises(Refused, match="needs confirmation"):
+        confirm_destructive(settings, "drop", "db")
+
+
+def test_guard_on_production(settings):
+    from dataclasses import replace
+
+    production = replace(settings, environment="production")
+    for kwargs in ({"yes": True}, {"allow_production": True}, {"ask": Answers("db")}, {}):
+        with pytest.raises(Refused, match="protected production"):
+            confirm_destructive(production, "reset", "db", **kwargs)
+    confirm_destructive(production, "reset", "db", yes=True, allow_production=True)
