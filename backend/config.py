@@ -24,6 +24,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_STATE_NAME = "sandbox.json"
 
 ENVIRONMENTS = ("development", "staging", "production")
+DEPLOY_STEP_NAMES = ("preflight", "backup", "upgrade", "verify", "restart")
+DEFAULT_DEPLOY_STEPS = DEPLOY_STEP_NAMES
+# A protected environment may not leave these out of its deploy.
+REQUIRED_PROTECTED_STEPS = ("preflight", "backup", "upgrade", "verify")
 PROTECTED_ENVIRONMENTS = frozenset({"production"})
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 
@@ -46,6 +50,23 @@ class Settings:
     versions_dir: Path = PROJECT_ROOT / "alembic" / "versions"
     config_file: Path | None = None
     sandbox_dir: Path = PROJECT_ROOT / ".sandbox"
+    # Backups
+    backup_dir: Path = PROJECT_ROOT / "backups"
+    backup_keep: int = 10
+    # Deploy pipeline
+    deploy_steps: tuple[str, ...] = DEFAULT_DEPLOY_STEPS
+    lock_timeout: int = 10
+    ddl_lock_wait_timeout: int = 5
+    ddl_retries: int = 3
+    smoke_sql: tuple[str, ...] = ()
+    # Application service and its restart
+    app_host: str = "127.0.0.1"
+    app_port: int = 8000
+    restart_command: str = str(PROJECT_ROOT / "scripts" / "restart_services.sh")
+    health_url: str = ""  # default: http://app_host:app_port/health
+    health_command: str = ""  # instead of the URL when set
+    health_timeout: float = 5.0
+    health_retries: int = 10
     # "config", "environment" or "sandbox": told to the user by db.check.
     source: str = "defaults"
 
@@ -56,6 +77,10 @@ class Settings:
     @property
     def is_protected(self) -> bool:
         return self.environment in PROTECTED_ENVIRONMENTS
+
+    @property
+    def effective_health_url(self) -> str:
+        return self.health_url or f"http://{self.app_host}:{self.app_port}/health"
 
     @property
     def address(self) -> str:
@@ -108,6 +133,40 @@ def _int(values: Mapping[str, str | None], name: str, default: int) -> int:
     return number
 
 
+def _deploy_settings(values: Mapping[str, str], environment: str) -> dict:
+    """Backup, deploy and restart settings. DEPLOY_STEPS_<ENV> overrides DEPLOY_STEPS per environment."""
+    raw_steps = values.get(f"DEPLOY_STEPS_{environment.upper()}") or values.get("DEPLOY_STEPS") or ""
+    steps = tuple(step.strip().lower() for step in raw_steps.split(",") if step.strip()) or DEFAULT_DEPLOY_STEPS
+    unknown = [step for step in steps if step not in DEPLOY_STEP_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown deploy step(s) {', '.join(unknown)}: choose from {', '.join(DEPLOY_STEP_NAMES)}")
+    if len(set(steps)) != len(steps):
+        raise ConfigError(f"a deploy step is listed twice in {','.join(steps)}")
+    if environment in PROTECTED_ENVIRONMENTS:
+        missing = [step for step in REQUIRED_PROTECTED_STEPS if step not in steps]
+        if missing:
+            raise ConfigError(f"{environment} deploys may not skip {', '.join(missing)}")
+    # Smoke SQL: statements separated by ';;' (a single ';' may appear inside one).
+    smoke = tuple(part.strip() for part in (values.get("DEPLOY_SMOKE_SQL") or "").split(";;") if part.strip())
+    app_port = _int(values, "APP_PORT", 8000)
+    return {
+        "backup_dir": _path(values.get("BACKUP_DIR") or "backups"),
+        "backup_keep": max(1, _int(values, "BACKUP_KEEP", 10)),
+        "deploy_steps": steps,
+        "lock_timeout": _int(values, "DEPLOY_LOCK_TIMEOUT", 10),
+        "ddl_lock_wait_timeout": max(1, _int(values, "DDL_LOCK_WAIT_TIMEOUT", 5)),
+        "ddl_retries": _int(values, "DDL_RETRIES", 3),
+        "smoke_sql": smoke,
+        "app_host": (values.get("APP_HOST") or "127.0.0.1").strip(),
+        "app_port": app_port,
+        "restart_command": values.get("RESTART_COMMAND") or str(PROJECT_ROOT / "scripts" / "restart_services.sh"),
+        "health_url": (values.get("HEALTH_URL") or "").strip(),
+        "health_command": (values.get("HEALTH_COMMAND") or "").strip(),
+        "health_timeout": float(_int(values, "HEALTH_TIMEOUT", 5) or 5),
+        "health_retries": max(1, _int(values, "HEALTH_RETRIES", 10)),
+    }
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, config_file: str | Path | None = None
 ) -> Settings:
@@ -137,6 +196,7 @@ def load_settings(
 
 
     return Settings(
+        **_deploy_settings(merged, environment),
         host=(merged.get("MYSQL_HOST") or "127.0.0.1").strip(),
         port=port,
         user=(merged.get("MYSQL_USER") or "root").strip(),

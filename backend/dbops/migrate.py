@@ -21,8 +21,14 @@ if TYPE_CHECKING:
 
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 SCRIPT_LOCATION = PROJECT_ROOT / "alembic"
-# Tables this tool owns; autogenerate must not offer to drop them.
-TOOL_TABLES = frozenset({"alembic_version"})
+# Tables this tool owns besides alembic_version. They are left out of backups and
+# survive restores, so the history of a deploy outlives its rollback.
+LOCK_TABLE = "alembic_lock"
+JOURNAL_TABLE = "alembic_journal"
+DEPLOYS_TABLE = "alembic_deploys"
+HISTORY_TABLES = (LOCK_TABLE, JOURNAL_TABLE, DEPLOYS_TABLE)
+# Autogenerate must not offer to drop any of them.
+TOOL_TABLES = frozenset({"alembic_version", *HISTORY_TABLES})
 
 # Revision arguments: ids, partial ids, head(s), base, relative steps, branch@rev, ranges.
 _REVISION_ARGUMENT = re.compile(r"^[A-Za-z0-9_@+\-.:]{1,128}$")
