@@ -19,6 +19,7 @@ import pymysql
 import pytest
 
 from backend.config import PROJECT_ROOT, Settings
+from backend.dbops.migrate import HISTORY_TABLES
 from backend.dbops.servers import ServerInstance, create_user, start_instance, stop_instance
 
 TEST_USER = "migrator"
@@ -133,11 +134,12 @@ def invoke(cli_env):
 
 
 def tables(server: ServerTarget, database: str) -> list[str]:
+    """Tables of the database, without the tool's lock, journal and deploy-history tables."""
     connection = server.connect()
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (database,))
-            return sorted(row[0] for row in cursor.fetchall())
+            return sorted(row[0] for row in cursor.fetchall() if row[0] not in HISTORY_TABLES)
     finally:
         connection.close()
 

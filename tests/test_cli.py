@@ -64,7 +64,7 @@ def test_downgrade_defaults_to_one_step(invoke, mysql_server, database_name):
     assert invoke("db.init").returncode == 0
     result = invoke("db.downgrade")
     assert result.returncode == 0, result.output
-    assert f"{HEAD} -> base" in result.stdout
+    assert f"← {HEAD}" in result.stdout and "is at base" in result.stdout
     assert_one_error_line(invoke("db.downgrade"))  # nothing left to revert
 
 

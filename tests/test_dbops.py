@@ -66,16 +66,17 @@ def test_upgrade_history_downgrade(created_database):
     settings = created_database
     assert migrate.current(settings) == ()
     seen = []
-    assert migrate.upgrade(settings, on_step=lambda step: seen.append(step.revision)) == [HEAD]
-    assert seen == [HEAD]
+    assert migrate.upgrade(settings, on_step=lambda step, direction: seen.append((step.revision, direction))) == [HEAD]
+    assert seen == [(HEAD, "upgrade")]
     assert migrate.current(settings) == (HEAD,)
-    assert sorted(admin.list_tables(settings)) == sorted(["alembic_version", *APP_TABLES])
+    assert sorted(admin.list_tables(settings)) == sorted(["alembic_journal", "alembic_lock", "alembic_version",
+                                                          *APP_TABLES])
     assert migrate.autogenerate_diff(settings) == []
     [info] = migrate.history(settings, migrate.current(settings))
     assert info.is_applied and info.is_current and info.is_head and not info.is_merge
     assert migrate.upgrade(settings) == []
-    assert migrate.downgrade(settings, "base") == ((HEAD,), ())
-    assert admin.list_tables(settings) == ["alembic_version"]
+    assert migrate.downgrade(settings, "base") == [HEAD]
+    assert admin.list_tables(settings) == ["alembic_journal", "alembic_lock", "alembic_version"]
     with pytest.raises(RevisionError, match="nothing to downgrade"):
         migrate.downgrade(settings)
 

@@ -63,3 +63,23 @@ def list_tables(settings: Settings, name: str | None = None) -> list[str]:
             {"name": name},
         )
         return [row[0] for row in rows]
+
+
+def empty_database(settings: Settings, keep: tuple[str, ...] = ()) -> list[str]:
+    """Drop every table and view of the configured database except those in keep; return them."""
+    from sqlalchemy import text
+
+    require_configured(settings)
+    with connect(settings) as connection:
+        rows = connection.execute(
+            text("SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = :name"),
+            {"name": settings.database},
+        ).all()
+        dropped = sorted(name for name, _ in rows if name not in keep)
+        connection.execute(text("SET SESSION FOREIGN_KEY_CHECKS = 0"))
+        for name, kind in rows:
+            if name not in keep:
+                statement = "DROP VIEW" if kind == "VIEW" else "DROP TABLE"
+                connection.execute(text(f"{statement} IF EXISTS {quote_identifier(name, 'table name')}"))
+        connection.execute(text("SET SESSION FOREIGN_KEY_CHECKS = 1"))
+    return dropped

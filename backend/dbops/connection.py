@@ -61,15 +61,43 @@ def make_url(settings: Settings, database: str | None = "") -> URL:
     )
 
 
-def make_engine(settings: Settings, database: str | None = "") -> Engine:
+ER_LOCK_WAIT_TIMEOUT = 1205
+_DDL = re.compile(r"^\s*(ALTER|CREATE|DROP|RENAME|TRUNCATE|OPTIMIZE)\b", re.I)
+
+
+def _retrying_cursor(retries: int, delay: float = 1.0) -> type:
+    """A PyMySQL cursor that retries a DDL statement refused by lock_wait_timeout.
+
+    A DDL statement that timed out waiting for a metadata lock did nothing, so running
+    it again is safe; meanwhile the application's queries were not queued behind it.
+    """
+    import time
+
+    import pymysql.cursors
+
+    class RetryingCursor(pymysql.cursors.Cursor):
+        def execute(self, query, args=None):
+            for attempt in range(retries + 1):
+                try:
+                    return super().execute(query, args)
+                except pymysql.err.OperationalError as exc:
+                    if exc.args[0] != ER_LOCK_WAIT_TIMEOUT or attempt == retries or not _DDL.match(str(query)):
+                        raise
+                    time.sleep(delay * (attempt + 1))
+
+    return RetryingCursor
+
+
+def make_engine(settings: Settings, database: str | None = "", guard_ddl: bool = False) -> Engine:
+    """An engine without pooling; guard_ddl adds a short lock_wait_timeout and DDL retries."""
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    return create_engine(
-        make_url(settings, database),
-        poolclass=NullPool,
-        connect_args={"connect_timeout": settings.connect_timeout},
-    )
+    connect_args: dict = {"connect_timeout": settings.connect_timeout}
+    if guard_ddl:
+        connect_args["init_command"] = f"SET SESSION lock_wait_timeout = {int(settings.ddl_lock_wait_timeout)}"
+        connect_args["cursorclass"] = _retrying_cursor(settings.ddl_retries)
+    return create_engine(make_url(settings, database), poolclass=NullPool, connect_args=connect_args)
 
 
 def _driver_error(exc: BaseException) -> tuple[int | None, str]:
@@ -103,13 +131,13 @@ def translate_error(exc: BaseException, settings: Settings, database: str | None
 
 
 @contextmanager
-def connect(settings: Settings, database: str | None = "") -> Iterator[Connection]:
+def connect(settings: Settings, database: str | None = "", guard_ddl: bool = False) -> Iterator[Connection]:
     """A connection to the configured database (or another one, or None for the server)."""
     from sqlalchemy.exc import DBAPIError
 
     if database == "":
         require_configured(settings)
-    engine = make_engine(settings, database)
+    engine = make_engine(settings, database, guard_ddl)
     try:
         try:
             connection = engine.connect()

@@ -5,19 +5,21 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import PROJECT_ROOT, Settings
-from .connection import connect
-from .errors import RevisionError
+from .connection import connect, translate_error
+from .errors import DbOpsError, RevisionError
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import Script, ScriptDirectory
     from sqlalchemy.engine import Connection
+
+    from .lock import HeldLock
 
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 SCRIPT_LOCATION = PROJECT_ROOT / "alembic"
@@ -231,53 +233,171 @@ def pending(script: ScriptDirectory, current_revisions: Sequence[str], target: s
         return list(reversed(steps))
 
 
-def upgrade(
-    settings: Settings, target: str = "head", on_step: Callable[[Script], None] | None = None
+class MigrationFailed(RevisionError):
+    """A revision step raised; the schema may be half-changed (MySQL DDL is not transactional)."""
+
+    def __init__(self, message: str, revision: str, direction: str) -> None:
+        super().__init__(message)
+        self.revision = revision
+        self.direction = direction
+
+
+StepHook = Callable[["Script", str], None]
+
+
+def _run_steps(
+    settings: Settings,
+    lock: HeldLock | None,
+    purpose: str,
+    plan: Callable[[ScriptDirectory, tuple[str, ...]], list[Script]],
+    direction: str,
+    on_step: StepHook | None,
+    deploy_id: str | None,
 ) -> list[str]:
-    """Apply pending revisions up to target one at a time, committing each; return them."""
+    """Run revision steps one at a time under the migration lock, journaling each."""
     from alembic import command
 
-    validate_revision_argument(target)
+    from . import journal
+    from .lock import migration_lock
+
     script = script_directory(settings)
-    applied: list[str] = []
-    with migration_connection(settings) as (config, connection):
-        steps = pending(script, current_heads(connection), target)
-        connection.commit()
-        for step in steps:
-            if on_step is not None:
-                on_step(step)
-            command.upgrade(config, step.revision)
+    done: list[str] = []
+    with ExitStack() as stack:
+        held = lock or stack.enter_context(migration_lock(settings, purpose))
+        journal.ensure_journal(held.connection)
+        refuse_unfinished(held.connection)
+        with connect(settings, guard_ddl=True) as connection, alembic_errors():
+            config = alembic_config(settings, connection)
+            steps = plan(script, current_heads(connection))
             connection.commit()
-            applied.append(step.revision)
-    return applied
+            for step in steps:
+                held.ensure_held()
+                if on_step is not None:
+                    on_step(step, direction)
+                entry = journal.start(held.connection, step.revision, direction, journal.file_checksum(step.path),
+                                      deploy_id)
+                try:
+                    if direction == "upgrade":
+                        command.upgrade(config, step.revision)
+                    else:
+                        command.downgrade(config, _one_step_below(step))
+                    connection.commit()
+                except BaseException as exc:
+                    _finish_quietly(held, entry, journal.FAILED, _first_line(exc))
+                    if isinstance(exc, Exception):
+                        explained = translate_error(exc, settings) if not isinstance(exc, DbOpsError) else exc
+                        raise MigrationFailed(
+                            f"{direction} of {step.revision} failed: {explained}", step.revision, direction
+                        ) from exc
+                    raise
+                journal.finish(held.connection, entry, journal.APPLIED)
+                done.append(step.revision)
+    return done
 
 
-def downgrade(settings: Settings, target: str = "-1") -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Revert to target (default: one step); return (revisions before, revisions after)."""
-    from alembic import command
+def _finish_quietly(held: HeldLock, entry: int, status: str, error: str) -> None:
+    from . import journal
 
+    try:
+        journal.finish(held.connection, entry, status, error)
+    except Exception:
+        pass  # the server may be gone; the entry then stays 'running', which says the same
+
+
+def refuse_unfinished(control: Connection) -> None:
+    """Refuse to migrate over a revision an earlier run left half-applied."""
+    from . import journal
+
+    left = journal.unfinished(control)
+    if left:
+        raise RevisionError(
+            f"{left[-1].describe()}; the schema may be half-changed: restore a backup with `invoke db.restore`, "
+            "or repair it by hand and record the state with `invoke db.stamp`"
+        )
+
+
+def _one_step_below(step: Script) -> str:
+    down = _as_tuple(step.down_revision)
+    if not down:
+        return "base"
+    # A merge revision goes down to all of its parents at once.
+    return down[0] if len(down) == 1 else f"{step.revision}-1"
+
+
+def upgrade(
+    settings: Settings,
+    target: str = "head",
+    on_step: StepHook | None = None,
+    lock: HeldLock | None = None,
+    deploy_id: str | None = None,
+) -> list[str]:
+    """Apply pending revisions up to target one at a time; return those applied."""
     validate_revision_argument(target)
-    script = script_directory(settings)
-    with migration_connection(settings) as (config, connection):
-        before = current_heads(connection)
-        _check_known(script, before)
-        connection.commit()
-        if not before:
-            raise RevisionError("nothing to downgrade: the database is at base")
-        command.downgrade(config, target)
-        connection.commit()
-        return before, current_heads(connection)
+    return _run_steps(
+        settings, lock, f"upgrade to {target}", lambda script, now: pending(script, now, target),
+        "upgrade", on_step, deploy_id,
+    )
 
 
-def stamp(settings: Settings, revision: str) -> tuple[str, ...]:
-    """Record revision in alembic_version without running migrations; return the new current."""
+def downgrade_steps(script: ScriptDirectory, current_revisions: Sequence[str], target: str) -> list[Script]:
+    """Revisions a downgrade to target reverts, newest first. target: an id, base or -N."""
+    validate_revision_argument(target)
+    _check_known(script, current_revisions)
+    if not current_revisions:
+        raise RevisionError("nothing to downgrade: the database is at base")
+    if re.fullmatch(r"-\d+", target):
+        if len(current_revisions) > 1:
+            raise RevisionError("the database has several heads: downgrade to an explicit revision id")
+        steps, revision_id = [], current_revisions[0]
+        for _ in range(int(target[1:])):
+            if revision_id is None:
+                raise RevisionError("not that many revisions to move: see `invoke db.history`")
+            step = script.get_revision(revision_id)
+            steps.append(step)
+            down = _as_tuple(step.down_revision)
+            revision_id = down[0] if down else None
+        return steps
+    with alembic_errors():
+        return list(script.iterate_revisions(tuple(current_revisions), target))
+
+
+def downgrade(
+    settings: Settings,
+    target: str = "-1",
+    on_step: StepHook | None = None,
+    lock: HeldLock | None = None,
+    deploy_id: str | None = None,
+) -> list[str]:
+    """Revert revisions down to target (default: one step); return those reverted, newest first."""
+    validate_revision_argument(target)
+    return _run_steps(
+        settings, lock, f"downgrade to {target}", lambda script, now: downgrade_steps(script, now, target),
+        "downgrade", on_step, deploy_id,
+    )
+
+
+def stamp(settings: Settings, revision: str, lock: HeldLock | None = None) -> tuple[str, ...]:
+    """Record revision in alembic_version without running migrations; return the new current.
+
+    Stamping is the user's statement of what the schema is, so it also closes journal
+    entries an earlier run left unfinished.
+    """
     from alembic import command
+
+    from . import journal
+    from .lock import migration_lock
 
     validate_revision_argument(revision)
-    with migration_connection(settings) as (config, connection):
-        command.stamp(config, revision, purge=True)
-        connection.commit()
-        return current_heads(connection)
+    with ExitStack() as stack:
+        held = lock or stack.enter_context(migration_lock(settings, f"stamp {revision}"))
+        with migration_connection(settings) as (config, connection):
+            command.stamp(config, revision, purge=True)
+            connection.commit()
+            now = current_heads(connection)
+        journal.ensure_journal(held.connection)
+        for entry in journal.unfinished(held.connection):
+            journal.finish(held.connection, entry.id, journal.RESOLVED, f"stamped at {', '.join(now) or 'base'}")
+        return now
 
 
 def offline_sql(settings: Settings, start: str, end: str, downgrade: bool = False) -> str:

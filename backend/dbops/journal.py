@@ -1,0 +1,124 @@
+"""The migration journal: the start and end of every revision step, with its file's checksum.
+
+MySQL DDL commits statement by statement, so a revision that fails (or whose process is
+killed) halfway leaves a partial schema and alembic_version unchanged. Alembic cannot see
+that; a journal row left 'running' or 'failed' can.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .migrate import JOURNAL_TABLE
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+JOURNAL_TABLE_DDL = f"""
+CREATE TABLE IF NOT EXISTS {JOURNAL_TABLE} (
+    id BIGINT AUTO_INCREMENT PRIMARY KEY,
+    deploy_id VARCHAR(36) NULL,
+    revision VARCHAR(64) NOT NULL,
+    direction VARCHAR(16) NOT NULL,
+    checksum CHAR(64) NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    host VARCHAR(255) NOT NULL,
+    pid INT NOT NULL,
+    os_user VARCHAR(128) NOT NULL,
+    started_at DATETIME(6) NOT NULL,
+    finished_at DATETIME(6) NULL,
+    error TEXT NULL,
+    KEY ix_{JOURNAL_TABLE}_revision (revision),
+    KEY ix_{JOURNAL_TABLE}_status (status)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+"""
+
+RUNNING, APPLIED, FAILED = "running", "applied", "failed"
+UNDONE = "undone"  # a failed step whose changes a rollback reversed
+RESOLVED = "resolved"  # a failed step the user settled with db.stamp
+
+
+def file_checksum(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def ensure_journal(connection: Connection) -> None:
+    from sqlalchemy import text
+
+    connection.execute(text(JOURNAL_TABLE_DDL))
+
+
+def start(connection: Connection, revision: str, direction: str, checksum: str, deploy_id: str | None) -> int:
+    from sqlalchemy import text
+
+    result = connection.execute(
+        text(f"INSERT INTO {JOURNAL_TABLE} (deploy_id, revision, direction, checksum, status, host, pid, os_user, "
+             "started_at) VALUES (:deploy, :rev, :dir, :sum, :status, :host, :pid, :user, UTC_TIMESTAMP(6))"),
+        {"deploy": deploy_id, "rev": revision, "dir": direction, "sum": checksum, "status": RUNNING,
+         "host": socket.gethostname(), "pid": os.getpid(), "user": getpass.getuser()},
+    )
+    return int(result.lastrowid)
+
+
+def finish(connection: Connection, entry_id: int, status: str, error: str | None = None) -> None:
+    from sqlalchemy import text
+
+    connection.execute(
+        text(f"UPDATE {JOURNAL_TABLE} SET status = :status, finished_at = UTC_TIMESTAMP(6), error = :error "
+             "WHERE id = :id"),
+        {"status": status, "error": (error or None) and error[:2000], "id": entry_id},
+    )
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    id: int
+    deploy_id: str | None
+    revision: str
+    direction: str
+    checksum: str
+    status: str
+    host: str
+    pid: int
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None
+
+    def describe(self) -> str:
+        where = f"{self.host} pid {self.pid}"
+        return f"{self.direction} {self.revision} started {self.started_at:%Y-%m-%d %H:%M:%S} UTC on {where}: {self.status}"
+
+
+def unfinished(connection: Connection) -> list[JournalEntry]:
+    """Steps left running (process died) or failed and not undone: half-applied revisions."""
+    from sqlalchemy import inspect, text
+
+    if JOURNAL_TABLE not in inspect(connection).get_table_names():
+        return []
+    rows = connection.execute(
+        text(f"SELECT id, deploy_id, revision, direction, checksum, status, host, pid, started_at, finished_at, error "
+             f"FROM {JOURNAL_TABLE} WHERE status IN (:running, :failed) ORDER BY id"),
+        {"running": RUNNING, "failed": FAILED},
+    )
+    return [JournalEntry(*row) for row in rows]
+
+
+def applied_checksums(connection: Connection) -> dict[str, str]:
+    """The checksum recorded when each revision was last applied."""
+    from sqlalchemy import inspect, text
+
+    if JOURNAL_TABLE not in inspect(connection).get_table_names():
+        return {}
+    rows = connection.execute(
+        text(f"SELECT revision, checksum FROM {JOURNAL_TABLE} WHERE status = :applied AND direction = 'upgrade' "
+             "ORDER BY id"),
+        {"applied": APPLIED},
+    )
+    return {revision: checksum for revision, checksum in rows}
