@@ -50,6 +50,8 @@ class Settings:
     versions_dir: Path = PROJECT_ROOT / "alembic" / "versions"
     config_file: Path | None = None
     sandbox_dir: Path = PROJECT_ROOT / ".sandbox"
+    # "scratch": autogenerate against a throwaway database at head; "database": the configured one.
+    autogenerate_against: str = "scratch"
     # Backups
     backup_dir: Path = PROJECT_ROOT / "backups"
     backup_keep: int = 10
@@ -195,8 +197,12 @@ def load_settings(
         raise ConfigError(f"MYSQL_PORT must be between 1 and 65535, got {port}")
 
 
+    autogenerate_against = (merged.get("AUTOGENERATE_AGAINST") or "scratch").strip().lower()
+    if autogenerate_against not in ("scratch", "database"):
+        raise ConfigError(f"AUTOGENERATE_AGAINST must be scratch or database, got {autogenerate_against!r}")
     return Settings(
         **_deploy_settings(merged, environment),
+        autogenerate_against=autogenerate_against,
         host=(merged.get("MYSQL_HOST") or "127.0.0.1").strip(),
         port=port,
         user=(merged.get("MYSQL_USER") or "root").strip(),

@@ -181,17 +181,17 @@ def test_upgrade_refuses_a_database_at_an_unknown_revision(invoke, mysql_server,
     assert "feedfacecafe" in assert_one_error_line(invoke("db.check"))
 
 
-def test_revision_autogenerates_from_the_models(invoke, mysql_server, database_name, tmp_path):
+def test_revision_autogenerates_against_a_scratch_database(invoke, mysql_server, database_name, tmp_path):
     versions = copy_versions(tmp_path / "versions")
     env = {"MIGRATIONS_DIR": str(versions)}
-    assert invoke("db.init", env=env).returncode == 0
+    # The developer's own database is neither created nor at head: it does not matter.
     same = invoke("db.revision", "-m", "no change", env=env)
-    assert same.returncode == 0 and "no revision written" in same.stdout
+    assert same.returncode == 0 and "no revision written" in same.stdout, same.output
     assert len(list(versions.glob("*.py"))) == 1
-    connection = mysql_server.connect(database_name)
-    with connection.cursor() as cursor:
-        cursor.execute("DROP INDEX ix_emotion_analysis_emotion ON emotion_analysis")
-    connection.close()
+    # Revisions that lack an index of the models: autogenerate proposes it.
+    [initial] = versions.glob("*.py")
+    initial.write_text("\n".join(line for line in initial.read_text().splitlines()
+                                 if "ix_emotion_analysis_emotion" not in line))
     result = invoke("db.revision", "-m", "restore emotion index", env=env)
     assert result.returncode == 0, result.output
     [written] = [p for p in versions.glob("*.py") if "restore_emotion_index" in p.name]
@@ -199,10 +199,25 @@ def test_revision_autogenerates_from_the_models(invoke, mysql_server, database_n
     body = written.read_text()
     assert "op.create_index(op.f('ix_emotion_analysis_emotion')" in body
     assert "def downgrade() -> None:" in body
+    assert database_name not in _schemas(mysql_server)
+    assert not [name for name in _schemas(mysql_server) if "_autogen_" in name]  # the scratch database is gone
+
+
+def test_revision_against_the_configured_database(invoke, mysql_server, database_name, tmp_path):
+    versions = copy_versions(tmp_path / "versions")
+    env = {"MIGRATIONS_DIR": str(versions), "AUTOGENERATE_AGAINST": "database"}
+    assert invoke("db.init", env=env).returncode == 0
+    connection = mysql_server.connect(database_name)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX ix_emotion_analysis_emotion ON emotion_analysis")
+    connection.close()
+    result = invoke("db.revision", "-m", "restore emotion index", env=env)
+    assert result.returncode == 0, result.output
+    assert len(list(versions.glob("*restore_emotion_index.py"))) == 1
 
 
 def test_revision_needs_a_message_and_an_up_to_date_database(invoke, created_database, tmp_path):
-    env = {"MIGRATIONS_DIR": str(copy_versions(tmp_path / "versions"))}
+    env = {"MIGRATIONS_DIR": str(copy_versions(tmp_path / "versions")), "AUTOGENERATE_AGAINST": "database"}
     assert "needs a message" in assert_one_error_line(invoke("db.revision", env=env))
     assert "not at head" in assert_one_error_line(invoke("db.revision", "-m", "x", env=env))
 

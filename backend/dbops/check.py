@@ -1,13 +1,28 @@
-"""Health check of the configured database (`invoke db.check`)."""
+"""Health check and deploy preflight of the configured database (`invoke db.check`)."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import migrate
+from . import journal, migrate
 from .connection import connect, require_configured, server_info
 from .errors import DbOpsError, UnknownDatabase
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+# What upgrade (DDL), backup (dump with routines, triggers, events) and restore need.
+REQUIRED_PRIVILEGES = (
+    "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX", "REFERENCES",
+    "LOCK TABLES", "SHOW VIEW", "TRIGGER", "EVENT",
+)
+# A zstd dump of InnoDB data is well under half its on-disk size; keep a margin.
+BACKUP_SIZE_RATIO = 0.5
 
 
 @dataclass(frozen=True)
@@ -27,18 +42,73 @@ class CheckReport:
     def ok(self) -> bool:
         return all(item.ok for item in self.items)
 
+    @property
+    def failures(self) -> list[CheckItem]:
+        return [item for item in self.items if not item.ok]
+
     def add(self, name: str, ok: bool, detail: str, warning: bool = False) -> None:
         self.items.append(CheckItem(name, ok, detail, warning))
 
 
+def missing_privileges(connection: Connection, database: str) -> list[str] | None:
+    """Privileges from REQUIRED_PRIVILEGES the current user lacks on database (None: unknown)."""
+    from sqlalchemy import text
+
+    granted: set[str] = set()
+    try:
+        grants = [row[0] for row in connection.execute(text("SHOW GRANTS FOR CURRENT_USER()"))]
+    except Exception:
+        return None
+    scopes = ("*.*", f"`{database.replace('`', '``')}`.*")
+    for grant in grants:
+        match = re.match(r"GRANT (.+?) ON (\S+) TO ", grant)
+        if not match or match.group(2) not in scopes:
+            continue
+        for privilege in match.group(1).split(","):
+            granted.add(privilege.strip().upper())
+    if "ALL PRIVILEGES" in granted or "ALL" in granted:
+        return []
+    return [privilege for privilege in REQUIRED_PRIVILEGES if privilege not in granted]
+
+
+def database_size(connection: Connection, database: str) -> int:
+    from sqlalchemy import text
+
+    return int(connection.execute(
+        text("SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES "
+             "WHERE TABLE_SCHEMA = :db"), {"db": database}).scalar_one())
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space where folder is (or would be created)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return shutil.disk_usage(existing).free
+
+
+def _megabytes(size: float) -> str:
+    return f"{size / 1e6:,.0f} MB"
+
+
 def run_check(settings: Settings) -> CheckReport:
-    """Connection, server, database, revisions. Raises DbOpsError when nothing can be checked."""
+    """The preflight: connection, server, privileges, heads, revision, journal, disk, models.
+
+    Raises DbOpsError when nothing can be checked (no configuration, no server).
+    """
     require_configured(settings)
     report = CheckReport()
     with connect(settings, database=None) as connection:
         info = server_info(connection)
+        missing = missing_privileges(connection, settings.database)
     report.add("connection", True, f"{settings.describe()} (from {settings.source})")
     report.add("server", True, f"{info} ({info.full_version})")
+    if missing is None:
+        report.add("privileges", True, "could not read the grants of the current user", warning=True)
+    elif missing:
+        report.add("privileges", False, f"{settings.user} lacks {', '.join(missing)} on {settings.database}")
+    else:
+        report.add("privileges", True, "all that upgrade, backup and restore need")
 
     script = migrate.script_directory(settings)
     heads = script.get_heads()
@@ -50,11 +120,25 @@ def run_check(settings: Settings) -> CheckReport:
         report.add("heads", False, f"several heads ({', '.join(sorted(heads))}): run `invoke db.merge`")
 
     try:
-        current = migrate.current(settings)
+        with connect(settings) as connection:
+            current = migrate.current_heads(connection)
+            left = journal.unfinished(connection)
+            recorded = journal.applied_checksums(connection)
+            size = database_size(connection, settings.database)
     except UnknownDatabase as exc:
         report.add("database", False, str(exc))
         return report
-    report.add("database", True, f"{settings.database} exists")
+    report.add("database", True, f"{settings.database} exists, {_megabytes(size)} of data and indexes")
+
+    if left:
+        report.add("journal", False, f"half-applied revision: {left[-1].describe()}")
+    else:
+        report.add("journal", True, "no half-applied revision")
+    _check_checksums(report, script, current, recorded)
+
+    needed, free = int(size * BACKUP_SIZE_RATIO), free_bytes(settings.backup_dir)
+    report.add("disk", free > needed,
+               f"{_megabytes(free)} free in {settings.backup_dir}, a backup needs about {_megabytes(needed)}")
 
     try:
         steps = migrate.pending(script, current, "heads" if len(heads) > 1 else "head") if heads else []
@@ -70,8 +154,7 @@ def run_check(settings: Settings) -> CheckReport:
     differences = migrate.autogenerate_diff(settings)
     if differences:
         report.add(
-            "models",
-            True,
+            "models", True,
             f"{len(differences)} difference(s) between backend/database.py and the schema: "
             "generate a revision with `invoke db.revision -m MESSAGE`",
             warning=True,
@@ -79,3 +162,22 @@ def run_check(settings: Settings) -> CheckReport:
     else:
         report.add("models", True, "the schema matches backend/database.py")
     return report
+
+
+def _check_checksums(report: CheckReport, script, current: tuple[str, ...], recorded: dict[str, str]) -> None:
+    """An applied revision whose file changed since it ran means code and database disagree."""
+    try:
+        applied = migrate.applied_revisions(script, current) if current else set()
+    except DbOpsError:
+        return  # an unknown current revision is reported by the revision check
+    edited = []
+    for revision, checksum in recorded.items():
+        if revision not in applied:
+            continue
+        path = Path(script.get_revision(revision).path)
+        if journal.file_checksum(path) != checksum:
+            edited.append(path.name)
+    if edited:
+        report.add("checksums", False, f"applied revision file(s) edited since they ran: {', '.join(edited)}")
+    elif recorded:
+        report.add("checksums", True, "applied revision files unchanged since they ran")

@@ -37,3 +37,14 @@ def confirm_destructive(
     answer = ask(f"⚠️  {action} deletes all data in {database!r} on {settings.address}. Type the database name to go on: ")
     if answer.strip() != database:
         raise Refused("the name typed did not match: nothing changed")
+
+
+def confirm_deploy(settings: Settings, yes: bool = False, ask: Ask | None = None) -> None:
+    """A deploy to a protected environment needs --yes or the database name typed back."""
+    if not settings.is_protected or yes:
+        return
+    if ask is None:
+        raise Refused(f"a deploy to {settings.environment} needs confirmation: run it in a terminal or pass --yes")
+    answer = ask(f"⚠️  Deploy to {settings.environment} {settings.describe()}. Type the database name to go on: ")
+    if answer.strip() != settings.database:
+        raise Refused("the name typed did not match: nothing changed")

@@ -1,0 +1,231 @@
+"""db.deploy through the real command line: the lock, the pipeline, rollback, records."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from backend.config import PROJECT_ROOT
+from tests.conftest import APP_TABLES, HEAD, assert_one_error_line, copy_versions, run_invoke, tables, version_rows
+
+REVISIONS = PROJECT_ROOT / "tests" / "revisions"
+NO_BACKUP = {"DEPLOY_STEPS": "preflight,upgrade,verify"}
+
+
+def versions_with(tmp_path, extra: str):
+    """The project's revisions plus the test revisions of tests/revisions/<extra>."""
+    target = copy_versions(tmp_path / "versions")
+    for path in (REVISIONS / extra).glob("*.py"):
+        (target / path.name).write_text(path.read_text())
+    return {"MIGRATIONS_DIR": str(target)}
+
+
+def seed(server, database: str) -> None:
+    connection = server.connect(database)
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO users (username, password_hash) VALUES ('amy', 'h1'), ('bo', 'h2')")
+        cursor.execute("INSERT INTO chat_sessions (id, user_id, title) VALUES ('s1', 1, 'first'), ('s2', 2, 'second')")
+        cursor.executemany(
+            "INSERT INTO chat_messages (session_id, user_id, role, content, emotion) VALUES (%s, %s, %s, %s, %s)",
+            [("s1", 1, "user", f"message {i}", ["calm", "sad", "happy"][i % 3]) for i in range(50)],
+        )
+        cursor.execute("INSERT INTO knowledge (category, title, content) VALUES ('sleep', 'tips', 'rest well')")
+    connection.close()
+
+
+def raw_schema(server, database: str) -> dict:
+    """information_schema as the server reports it (no normalization of ours)."""
+    connection = server.connect()
+    result = {}
+    with connection.cursor() as cursor:
+        for table, query in {
+            "columns": "SELECT TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, "
+                       "EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s",
+            "indexes": "SELECT TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE "
+                       "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s",
+            "keys": "SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME "
+                    "FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s",
+        }.items():
+            cursor.execute(query, (database,))
+            result[table] = sorted(row for row in cursor.fetchall() if not str(row[0]).startswith("alembic_"))
+    connection.close()
+    return result
+
+
+def checksums(server, database: str) -> dict:
+    connection = server.connect(database)
+    with connection.cursor() as cursor:
+        cursor.execute("CHECKSUM TABLE " + ", ".join(f"`{name}`" for name in APP_TABLES))
+        result = {row[0].split(".")[-1]: row[1] for row in cursor.fetchall()}
+    connection.close()
+    return result
+
+
+def test_deploy_applies_records_and_reports(invoke, mysql_server, database_name, tmp_path):
+    assert invoke("db.create").returncode == 0
+    report = tmp_path / "deploy.json"
+    result = invoke("db.deploy", "--report", str(report), env=NO_BACKUP)
+    assert result.returncode == 0, result.output
+    assert "✅ deployed 1 revision(s)" in result.stdout
+    assert tables(mysql_server, database_name) == ["alembic_version", *APP_TABLES]
+    record = json.loads(report.read_text())
+    assert record["status"] == "succeeded" and record["to_revision"] == [HEAD] and record["from_revision"] == []
+    assert [step["name"] for step in record["steps"]] == ["preflight", "upgrade", "verify"]
+    listed = invoke("db.deploys")
+    assert listed.returncode == 0 and "base -> " + HEAD in listed.stdout and "succeeded" in listed.stdout
+    again = invoke("db.deploy", env=NO_BACKUP)
+    assert again.returncode == 0 and "deployed 0 revision(s)" in again.stdout
+
+
+def test_dry_run_changes_nothing(invoke, mysql_server, database_name):
+    assert invoke("db.create").returncode == 0
+    result = invoke("db.deploy", "--dry-run")
+    assert result.returncode == 0, result.output
+    assert "preflight → backup → upgrade → verify → restart" in result.stdout
+    assert "CREATE TABLE chat_messages" in result.stdout and "nothing changed" in result.stdout
+    connection = mysql_server.connect()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (database_name,))
+        assert cursor.fetchone()[0] == 0  # not even the lock table
+    connection.close()
+
+
+def test_verify_failure_rolls_back_applied_revisions(invoke, mysql_server, database_name, tmp_path):
+    env = {**versions_with(tmp_path, "model_drift"), **NO_BACKUP}
+    assert invoke("db.create", env=env).returncode == 0
+    assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
+    seed(mysql_server, database_name)
+    before, sums = raw_schema(mysql_server, database_name), checksums(mysql_server, database_name)
+    result = invoke("db.deploy", env=env)
+    assert result.returncode == 1
+    assert "verify failed" in result.output and "rolled back" in result.output
+    assert raw_schema(mysql_server, database_name) == before
+    assert checksums(mysql_server, database_name) == sums
+    assert version_rows(mysql_server, database_name) == [HEAD]
+    assert "rolled back" in invoke("db.deploys", env=env).stdout
+
+
+def test_preflight_failure_changes_nothing(invoke, mysql_server, database_name):
+    assert invoke("db.init").returncode == 0
+    connection = mysql_server.connect(database_name)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE alembic_version SET version_num = 'feedfacecafe'")
+    connection.close()
+    result = invoke("db.deploy", env=NO_BACKUP)
+    assert result.returncode == 1 and "preflight failed" in result.stderr and "unchanged" in result.stderr
+    assert version_rows(mysql_server, database_name) == ["feedfacecafe"]
+
+
+def test_two_concurrent_deploys_one_waits_and_names_the_holder(cli_env, mysql_server, database_name, tmp_path):
+    env = {**cli_env, **versions_with(tmp_path, "slow"), **NO_BACKUP, "DEPLOY_LOCK_TIMEOUT": "1"}
+    assert run_invoke(env, "db.init", "--help").returncode == 0
+    assert run_invoke(env, "db.create").returncode == 0
+    assert run_invoke(env, "db.upgrade", "-r", HEAD).returncode == 0
+    command = [sys.executable, "-m", "invoke", "db.deploy"]
+    first = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _lock_held(mysql_server, database_name):
+            time.sleep(0.1)
+        started = time.monotonic()
+        second = run_invoke(env, "db.deploy")
+        waited = time.monotonic() - started
+        line = assert_one_error_line(second)
+        assert "migration lock" in line and "gave up after 1 s" in line
+        assert f"pid {first.pid}" in line and "deploy to head" in line and "since" in line
+        assert waited < 15
+    finally:
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, out + err
+    assert version_rows(mysql_server, database_name) == ["c3d4e5f6a7b8"]
+
+
+def test_a_dead_holder_leaves_no_stale_lock(cli_env, mysql_server, database_name, settings):
+    assert run_invoke(cli_env, "db.create").returncode == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from backend.config import load_settings\n"
+         "from backend.dbops.lock import migration_lock\n"
+         "with migration_lock(load_settings(), 'holding'):\n"
+         "    print('held', flush=True); time.sleep(60)\n"],
+        cwd=PROJECT_ROOT, env=cli_env, stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    blocked = run_invoke({**cli_env, "DEPLOY_LOCK_TIMEOUT": "0"}, "db.upgrade")
+    assert f"pid {holder.pid}" in assert_one_error_line(blocked)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    deadline = time.monotonic() + 10
+    while _lock_held(mysql_server, database_name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    result = run_invoke({**cli_env, "DEPLOY_LOCK_TIMEOUT": "5"}, "db.upgrade")
+    assert result.returncode == 0, result.output
+
+
+def test_production_deploy_needs_confirmation(invoke, mysql_server, database_name):
+    assert invoke("db.create").returncode == 0
+    production = {"APP_ENV": "production"}
+    assert "needs confirmation" in assert_one_error_line(invoke("db.deploy", env=production))
+    assert tables(mysql_server, database_name) == []
+    skipping = invoke("db.deploy", "--yes", env={**production, **NO_BACKUP})
+    assert "may not skip backup" in assert_one_error_line(skipping)
+
+
+def _lock_held(server, database: str) -> bool:
+    connection = server.connect()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT IS_USED_LOCK(%s)", (f"alembic:{database}",))
+        held = cursor.fetchone()[0] is not None
+    connection.close()
+    return held
+
+
+def test_revision_failing_halfway_is_undone_and_lost_data_restored(invoke, mysql_server, database_name, tmp_path):
+    env = {**versions_with(tmp_path, "halfway"), "DEPLOY_STEPS": "preflight,backup,upgrade,verify",
+           "BACKUP_DIR": str(tmp_path / "backups")}
+    assert invoke("db.create", env=env).returncode == 0
+    assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
+    seed(mysql_server, database_name)
+    before, sums = raw_schema(mysql_server, database_name), checksums(mysql_server, database_name)
+
+    result = invoke("db.deploy", env=env)
+    assert result.returncode == 1, result.output
+    assert "upgrade of b2c3d4e5f6a7 failed" in result.output and "rolled back" in result.stderr
+    assert "restored chat_messages" in result.stdout  # the dropped column's data came from the backup
+    assert raw_schema(mysql_server, database_name) == before
+    assert checksums(mysql_server, database_name) == sums
+    assert tables(mysql_server, database_name) == ["alembic_version", *APP_TABLES]
+    assert version_rows(mysql_server, database_name) == [HEAD]
+    # Nothing is left half-applied: the next check and deploy see a clean journal.
+    check = invoke("db.check", env=env)
+    assert check.returncode == 0, check.output
+    assert "no half-applied revision" in check.stdout
+
+
+def test_a_killed_upgrade_is_detected_and_refused(invoke, cli_env, tmp_path):
+    env = {**versions_with(tmp_path, "slow"), **NO_BACKUP}
+    assert invoke("db.create", env=env).returncode == 0
+    assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
+    process = subprocess.Popen([sys.executable, "-m", "invoke", "db.upgrade"], cwd=PROJECT_ROOT,
+                               env={**cli_env, **env}, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while "c3d4e5f6a7b8" not in (process.stdout.readline() or "") and time.monotonic() < deadline:
+        pass
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    line = assert_one_error_line(invoke("db.upgrade", env=env))
+    assert "upgrade c3d4e5f6a7b8" in line and "running" in line and "half-changed" in line
+    check = invoke("db.check", env=env)
+    assert check.returncode == 1 and "half-applied revision" in check.stderr
+    assert invoke("db.stamp", "-r", HEAD, env=env).returncode == 0  # the user settles the state
+    assert invoke("db.upgrade", env=env).returncode == 0
+
