@@ -124,7 +124,6 @@ def test_preflight_failure_changes_nothing(invoke, mysql_server, database_name):
 
 def test_two_concurrent_deploys_one_waits_and_names_the_holder(cli_env, mysql_server, database_name, tmp_path):
     env = {**cli_env, **versions_with(tmp_path, "slow"), **NO_BACKUP, "DEPLOY_LOCK_TIMEOUT": "1"}
-    assert run_invoke(env, "db.init", "--help").returncode == 0
     assert run_invoke(env, "db.create").returncode == 0
     assert run_invoke(env, "db.upgrade", "-r", HEAD).returncode == 0
     command = [sys.executable, "-m", "invoke", "db.deploy"]
@@ -229,3 +228,46 @@ def test_a_killed_upgrade_is_detected_and_refused(invoke, cli_env, tmp_path):
     assert invoke("db.stamp", "-r", HEAD, env=env).returncode == 0  # the user settles the state
     assert invoke("db.upgrade", env=env).returncode == 0
 
+
+
+def test_recover_undo_a_revision_left_half_applied(invoke, mysql_server, database_name, tmp_path):
+    env = {**versions_with(tmp_path, "halfway"), **NO_BACKUP}
+    assert invoke("db.create", env=env).returncode == 0
+    assert invoke("db.upgrade", "-r", "a1b2c3d4e5f6", env=env).returncode == 0
+    seed(mysql_server, database_name)
+    before = raw_schema(mysql_server, database_name)
+    failed = invoke("db.upgrade", env=env)
+    assert "upgrade of b2c3d4e5f6a7 failed" in assert_one_error_line(failed)
+    assert raw_schema(mysql_server, database_name) != before  # half-changed
+    assert "half-changed" in assert_one_error_line(invoke("db.upgrade", env=env))
+    # This revision fails wherever it runs: it cannot be finished.
+    assert "cannot finish" in assert_one_error_line(invoke("db.recover", "--finish", env=env))
+
+    result = invoke("db.recover", "--undo", env=env)
+    assert result.returncode == 0, result.output
+    assert raw_schema(mysql_server, database_name) == before
+    assert version_rows(mysql_server, database_name) == ["a1b2c3d4e5f6"]
+    assert "data in chat_messages" in result.stdout  # its dropped column came back empty: said so
+    assert "no half-applied revision" in invoke("db.check", env=env).stdout
+    assert "nothing to recover" in assert_one_error_line(invoke("db.recover", "--undo", env=env))
+
+
+def test_recover_finish_after_fixing_the_data(invoke, mysql_server, database_name, tmp_path):
+    env = {**versions_with(tmp_path, "unique"), **NO_BACKUP}
+    assert invoke("db.create", env=env).returncode == 0
+    assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
+    seed(mysql_server, database_name)
+    connection = mysql_server.connect(database_name)
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO knowledge (category, title, content) VALUES ('stress', 'tips', 'breathe')")
+    failed = invoke("db.upgrade", env=env)
+    assert "Duplicate" in assert_one_error_line(failed)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM knowledge WHERE category = 'stress'")
+    connection.close()
+    result = invoke("db.recover", "--finish", env=env)
+    assert result.returncode == 0, result.output
+    assert version_rows(mysql_server, database_name) == ["d4e5f6a7b8c9"]
+    schema = raw_schema(mysql_server, database_name)
+    assert any(row[:2] == ("knowledge", "uq_knowledge_title") for row in schema["indexes"])
+    assert invoke("db.check", env=env).returncode == 0

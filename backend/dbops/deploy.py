@@ -247,7 +247,7 @@ class _DeployRun:
         return f"{self.backup_path.name}, {result.manifest['bytes'] / 1e6:,.1f} MB"
 
     def step_upgrade(self) -> str:
-        from .rollback import reflect_schema
+        from .converge import reflect_schema
 
         if not self.rows_before:
             with connect(self.settings) as connection:

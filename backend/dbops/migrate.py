@@ -294,7 +294,7 @@ def _run_steps(
                     if direction == "upgrade":
                         command.upgrade(config, step.revision)
                     else:
-                        command.downgrade(config, _one_step_below(step))
+                        command.downgrade(config, one_step_below(step))
                     connection.commit()
                 except BaseException as exc:
                     _finish_quietly(held, entry, journal.FAILED, first_line(exc))
@@ -330,7 +330,7 @@ def refuse_unfinished(control: Connection) -> None:
         )
 
 
-def _one_step_below(step: Script) -> str:
+def one_step_below(step: Script) -> str:
     down = _as_tuple(step.down_revision)
     if not down:
         return "base"
@@ -432,8 +432,8 @@ def offline_sql(settings: Settings, start: str, end: str, downgrade: bool = Fals
 
 
 @contextmanager
-def scratch_database(settings: Settings) -> Iterator[Settings]:
-    """A throwaway database on the configured server, upgraded to head, dropped afterwards.
+def scratch_database(settings: Settings, target: str = "head") -> Iterator[Settings]:
+    """A throwaway database on the configured server, upgraded to target, dropped afterwards.
 
     Autogenerate compares the models with it (like Atlas's dev database), so a revision
     never depends on the state of a developer's own database.
@@ -448,9 +448,10 @@ def scratch_database(settings: Settings) -> Iterator[Settings]:
     scratch = replace(settings, database=name)
     create_database(scratch)
     try:
-        with migration_connection(scratch) as (config, connection):
-            command.upgrade(config, "head")
-            connection.commit()
+        if target != "base":
+            with migration_connection(scratch) as (config, connection):
+                command.upgrade(config, target)
+                connection.commit()
         yield scratch
     finally:
         drop_database(scratch)

@@ -1,7 +1,7 @@
 """Putting the database back the way it was before a deploy.
 
 1. The revision that failed halfway is undone by comparing the live schema with the one
-   reflected before that revision and running the reverse difference (autogenerate).
+   reflected before that revision and running the reverse difference (converge.py).
 2. Fully applied revisions of the deploy are downgraded.
 3. Tables whose structure or rows still differ from the pre-deploy state (data the failure
    destroyed) come back from the deploy's backup.
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..config import Settings
 from . import journal, migrate
 from .connection import connect
+from .converge import converge
 from .snapshot import Snapshot, differing_tables, row_counts, schema_snapshot
 
 if TYPE_CHECKING:
@@ -35,41 +36,6 @@ class RollbackOutcome:
     @property
     def complete(self) -> bool:
         return not self.remaining
-
-
-def reflect_schema(settings: Settings) -> MetaData:
-    """The application tables as SQLAlchemy sees them now (to undo a step that fails)."""
-    from sqlalchemy import MetaData
-
-    metadata = MetaData()
-    with connect(settings) as connection:
-        metadata.reflect(connection, only=lambda name, _: name not in migrate.TOOL_TABLES)
-    return metadata
-
-
-def undo_partial_step(settings: Settings, before: MetaData) -> list[str]:
-    """Run the operations that turn the live schema back into before; return their names."""
-    from alembic.autogenerate import produce_migrations
-    from alembic.operations import Operations
-    from alembic.runtime.migration import MigrationContext
-
-    done: list[str] = []
-    with connect(settings, guard_ddl=True) as connection:
-        context = MigrationContext.configure(
-            connection,
-            opts={"compare_type": True, "compare_server_default": True, "include_name": migrate.include_name},
-        )
-        operations = Operations(context)
-        queue = [produce_migrations(context, before).upgrade_ops]
-        while queue:
-            operation = queue.pop(0)
-            if hasattr(operation, "ops"):
-                queue.extend(operation.ops)
-            else:
-                operations.invoke(operation)
-                done.append(type(operation).__name__)
-        connection.commit()
-    return done
 
 
 def state_differences(settings: Settings, snapshot_before: Snapshot, rows_before: Mapping[str, int]) -> list[str]:
@@ -96,10 +62,13 @@ def rollback(
     say: Say,
 ) -> RollbackOutcome:
     outcome = RollbackOutcome()
+    data_lost: set[str] = set()
     if failed is not None and failed.direction == "upgrade" and schema_before_failed_step is not None:
         try:
-            undone = undo_partial_step(settings, schema_before_failed_step)
-            outcome.actions.append(f"undid {len(undone)} schema change(s) of the half-applied {failed.revision}")
+            undone = converge(settings, schema_before_failed_step)
+            data_lost = undone.data_lost
+            outcome.actions.append(f"undid the half-applied {failed.revision}: "
+                                   f"{', '.join(undone.operations) or 'nothing had changed'}")
         except Exception as exc:
             outcome.actions.append(f"could not undo {failed.revision} by schema difference: {migrate.first_line(exc)}")
         say(outcome.actions[-1])
@@ -116,7 +85,8 @@ def rollback(
             outcome.actions.append(f"downgrade to {target} failed: {migrate.first_line(exc)}")
         say(outcome.actions[-1])
 
-    differing = _remaining(settings, from_revisions, snapshot_before, rows_before)
+    # Tables the failure destroyed data in come back from the backup even when their structure matches again.
+    differing = sorted(set(_remaining(settings, from_revisions, snapshot_before, rows_before)) | data_lost)
     if differing and backup_path is not None:
         from .backup import restore_tables
 

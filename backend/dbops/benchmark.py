@@ -1,0 +1,205 @@
+"""Deploy benchmark: `invoke db.deploy` phase by phase against the raw sequence a user types.
+
+    python -m backend.dbops.benchmark --rows 2000000      (or: nox -s bench)
+
+Fills a database on the configured server (or the sandbox) with a realistic dataset,
+then in the same run measures:
+  raw:    mariadb-dump ... | zstd -1 -T2 > file;  alembic upgrade head;  zstd -dc file | mariadb
+  ours:   invoke db.deploy (preflight, backup, upgrade, verify);  invoke db.restore --into
+and prints each figure with its ratio to the raw one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ..config import PROJECT_ROOT, Settings, load_settings
+from . import admin, migrate
+from .connection import connect
+from .identifiers import validate_identifier
+
+BENCH_REVISION = '''"""Benchmark revision: an online column add on chat_messages.
+
+Revision ID: be0c4a11d00d
+Revises: {down}
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "be0c4a11d00d"
+down_revision = "{down}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("chat_messages", sa.Column("bench_flag", sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("chat_messages", "bench_flag")
+'''
+
+# Typical message lengths of an emotional-support chat: a few sentences.
+CONTENT = (
+    "I have been feeling anxious about work lately and I cannot sleep well at night; "
+    "talking about it helps a little, thank you for listening. "
+)
+
+
+def fill(settings: Settings, rows: int, say=print) -> None:
+    """chat_messages gets `rows` rows (about 330 bytes each) by doubling; other tables a few."""
+    from sqlalchemy import text
+
+    with connect(settings) as connection:
+        have = connection.execute(text("SELECT COUNT(*) FROM chat_messages")).scalar_one()
+        if have >= rows:
+            say(f"chat_messages already holds {have:,} rows")
+            return
+        connection.execute(text("INSERT IGNORE INTO users (id, username, password_hash) VALUES "
+                                + ", ".join(f"({i}, 'user{i}', 'x')" for i in range(1, 101))))
+        connection.execute(text("INSERT IGNORE INTO chat_sessions (id, user_id, title) VALUES "
+                                + ", ".join(f"('s{i}', {i % 100 + 1}, 'session {i}')" for i in range(1000))))
+        connection.execute(text(
+            "INSERT INTO chat_messages (session_id, user_id, role, content, emotion, token_count) VALUES "
+            + ", ".join(f"('s{i % 1000}', {i % 100 + 1}, '{('user', 'assistant')[i % 2]}', "
+                        f"'{CONTENT}{CONTENT[: i % 80]} #{i}', '{('calm', 'sad', 'anxious', 'happy')[i % 4]}', {i % 300})"
+                        for i in range(max(1, 1000 - have)))))
+        connection.commit()
+        started = time.monotonic()
+        while (count := connection.execute(text("SELECT COUNT(*) FROM chat_messages")).scalar_one()) < rows:
+            connection.execute(text(
+                "INSERT INTO chat_messages (session_id, user_id, role, content, emotion, token_count) "
+                f"SELECT session_id, user_id, role, content, emotion, token_count FROM chat_messages "
+                f"LIMIT {min(count, rows - count)}"))
+            connection.commit()
+            say(f"  chat_messages: {count:,} rows ({time.monotonic() - started:.0f} s)")
+
+
+def _timed(command: list[str] | str, **kwargs) -> float:
+    started = time.monotonic()
+    subprocess.run(command, check=True, **kwargs)
+    return time.monotonic() - started
+
+
+def _option_file(settings: Settings, folder: Path) -> Path:
+    path = folder / "client.cnf"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    password = settings.password.replace("\\", "\\\\").replace('"', '\\"')
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(f'[client]\nuser="{settings.user}"\npassword="{password}"\nhost={settings.host}\n'
+                     f"port={settings.port}\n")
+    return path
+
+
+def run(settings: Settings, rows: int, say=print) -> dict:
+    from .servers import find_program
+
+    dump_client = find_program("mariadb-dump", "mysqldump")
+    client = find_program("mariadb", "mysql")
+    work = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
+    versions = work / "versions"
+    shutil.copytree(settings.versions_dir, versions)
+    head = migrate.single_head(migrate.script_directory(settings))
+    (versions / "be0c4a11d00d_bench.py").write_text(BENCH_REVISION.format(down=head))
+    bench = replace(settings, versions_dir=versions, backup_dir=work / "backups", deploy_steps=(
+        "preflight", "backup", "upgrade", "verify"))
+    environment = {**os.environ, "MYSQL_HOST": bench.host, "MYSQL_PORT": str(bench.port), "MYSQL_USER": bench.user,
+                   "MYSQL_PASSWORD": bench.password, "MYSQL_DATABASE": bench.database,
+                   "MIGRATIONS_DIR": str(versions), "BACKUP_DIR": str(bench.backup_dir),
+                   "DEPLOY_STEPS": "preflight,backup,upgrade,verify", "DEPLOY_SMOKE_SQL": ""}
+    ini = work / "alembic.ini"
+    ini.write_text((PROJECT_ROOT / "alembic.ini").read_text().replace(
+        "script_location = %(here)s/alembic", f"script_location = {PROJECT_ROOT / 'alembic'}\n"
+        f"version_locations = {versions}"))
+    figures: dict[str, float] = {}
+    try:
+        admin.create_database(bench)
+        migrate.upgrade(bench, head)
+        fill(bench, rows, say)
+        with connect(bench) as connection:
+            from sqlalchemy import text
+
+            size = connection.execute(text(
+                "SELECT SUM(DATA_LENGTH), SUM(INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db"),
+                {"db": bench.database}).one()
+        say(f"dataset: {rows:,} chat_messages rows, {size[0] / 1e6:,.0f} MB data + {size[1] / 1e6:,.0f} MB index")
+
+        options = _option_file(bench, work)
+        raw_file = work / "raw.sql.zst"
+        figures["raw backup"] = _timed(
+            f"'{dump_client}' --defaults-extra-file='{options}' --single-transaction --quick --routines --triggers "
+            f"--events --hex-blob --no-tablespaces {shlex.quote(validate_identifier(bench.database))} "
+            f"| zstd -q -1 -T2 -c > '{raw_file}'", shell=True, executable="/bin/bash")
+        figures["raw upgrade"] = _timed([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"],
+                                        cwd=PROJECT_ROOT, env=environment, capture_output=True)
+        figures["raw total"] = figures["raw backup"] + figures["raw upgrade"]
+        migrate.downgrade(bench, head)
+
+        report = work / "deploy.json"
+        figures["deploy total"] = _timed([sys.executable, "-m", "invoke", "db.deploy", "--report", str(report)],
+                                         cwd=PROJECT_ROOT, env=environment, capture_output=True)
+        record = json.loads(report.read_text())
+        for step in record["steps"]:
+            figures[f"deploy {step['name']}"] = step["seconds"]
+        backup_file = Path(record["backup_file"])
+        figures["backup MB"] = backup_file.stat().st_size / 1e6
+        figures["raw backup MB"] = raw_file.stat().st_size / 1e6
+
+        restored = f"{bench.database[:40]}_restored"
+        figures["raw restore"] = _timed(
+            f"'{client}' --defaults-extra-file='{options}' -e 'CREATE DATABASE IF NOT EXISTS {restored}' && "
+            f"zstd -dc '{raw_file}' | '{client}' --defaults-extra-file='{options}' {restored}",
+            shell=True, executable="/bin/bash")
+        admin.drop_database(replace(bench, database=restored))
+        figures["restore"] = _timed([sys.executable, "-m", "invoke", "db.restore", str(backup_file), "--into",
+                                     restored, "--yes"], cwd=PROJECT_ROOT, env=environment, capture_output=True)
+        admin.drop_database(replace(bench, database=restored))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def print_figures(figures: dict[str, float], say=print) -> None:
+    rows = [
+        ("backup (dump + zstd)", figures["deploy backup"], figures["raw backup"]),
+        ("upgrade", figures["deploy upgrade"], figures["raw upgrade"]),
+        ("whole deploy vs raw sequence", figures["deploy total"], figures["raw total"]),
+        ("restore", figures["restore"], figures["raw restore"]),
+    ]
+    say(f"{'phase':34} {'ours s':>8} {'raw s':>8} {'ratio':>6}")
+    for name, ours, raw in rows:
+        say(f"{name:34} {ours:8.2f} {raw:8.2f} {ours / raw:6.2f}")
+    for step in ("preflight", "verify"):
+        say(f"{'deploy ' + step:34} {figures[f'deploy {step}']:8.2f}")
+    say(f"backup throughput vs raw dump: {figures['raw backup'] / figures['deploy backup']:.2f}x "
+        f"(files {figures['backup MB']:,.0f} MB vs {figures['raw backup MB']:,.0f} MB)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000, help="chat_messages rows (default 2,000,000)")
+    parser.add_argument("--database", default="emotional_chat_bench", help="database to fill (kept for reruns)")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    if not settings.is_configured:
+        print("❌ no database configured: run `invoke sandbox.up` first or set MYSQL_*", file=sys.stderr)
+        return 1
+    figures = run(replace(settings, database=args.database), args.rows)
+    print_figures(figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
