@@ -1,8 +1,25 @@
-"""Nox sessions: `nox` runs lint and tests; `nox -s migrations` arrives with the server matrix."""
+"""Nox sessions: `nox` runs lint and tests; `nox -s migrations` runs the server matrix.
+
+    nox -s "migrations(server='mysql-9.7')"     one server version (ids: nox --list)
+    nox -t mariadb                              every MariaDB target
+    nox -s matrix_summary                       the combined table of the results so far
+    nox -s matrix_bench -- mariadb-10.5 mysql-9.7   several targets in one run, with timings
+
+The targets and how their servers are found live in backend/dbops/providers.py; the checks
+in backend/dbops/matrix.py. MATRIX_REQUIRED=all (or ids separated by commas) makes a
+target that no provider can serve fail instead of being skipped.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import nox
+
+# The table of targets is stdlib-only at import time, so nox's own Python can read it.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from backend.dbops.providers import TARGETS  # noqa: E402
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -10,6 +27,8 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "uv|virtualenv"
 
 PYTHON = "3.11"
+MATRIX_OUTPUT = ".nox-matrix"
+MATRIX = "backend.dbops.matrix"
 
 
 @nox.session(python=PYTHON)
@@ -24,3 +43,30 @@ def lint(session: nox.Session) -> None:
     """ruff over the project."""
     session.install("ruff")
     session.run("ruff", "check", ".", *session.posargs)
+
+
+def _matrix(session: nox.Session, *args: str) -> None:
+    session.install("-r", "requirements.txt")
+    session.run("python", "-m", MATRIX, *args, *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+@nox.parametrize("server", [nox.param(target.id, tags=[target.flavour]) for target in TARGETS.values()])
+def migrations(session: nox.Session, server: str) -> None:
+    """Every revision up, down and up again on one server version, with models, data and offline SQL checks."""
+    _matrix(session, "run", "--server", server, "--output", MATRIX_OUTPUT)
+
+
+@nox.session(python=False, default=False)
+def matrix_summary(session: nox.Session) -> None:
+    """The combined table of the per-server results in .nox-matrix/ (also written as summary.md/json)."""
+    session.run(sys.executable, "-m", MATRIX, "summary", "--output", MATRIX_OUTPUT, *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def matrix_bench(session: nox.Session) -> None:
+    """Several servers in one run (posargs: target ids; default the four Debian-served ones), timed."""
+    servers = session.posargs or ["mariadb-10.5", "mariadb-10.11", "mariadb-11.8", "mysql-9.7"]
+    session.install("-r", "requirements.txt")
+    args = [arg for server in servers for arg in ("--server", server)]
+    session.run("python", "-m", MATRIX, "run", *args, "--output", MATRIX_OUTPUT, "--bench")

@@ -60,8 +60,8 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _describe_step(step) -> None:
-    _say(f"  → {step.revision}  {(step.doc or '').strip()}")
+def _describe_step(step, direction: str) -> None:
+    _say(f"  {'→' if direction == 'upgrade' else '←'} {step.revision}  {(step.doc or '').strip()}")
 
 
 def _upgrade(settings: Settings, target: str) -> None:
@@ -169,8 +169,9 @@ def downgrade(c, revision="-1"):
     from backend.dbops import migrate
 
     settings = _settings()
-    before, after = migrate.downgrade(settings, revision)
-    _say(f"✅ {settings.database}: {', '.join(before)} -> {', '.join(after) or 'base'}")
+    reverted = migrate.downgrade(settings, revision, on_step=_describe_step)
+    now = ", ".join(migrate.current(settings)) or "base"
+    _say(f"✅ reverted {len(reverted)} revision(s); {settings.database} is at {now}")
 
 
 @task(
@@ -247,16 +248,146 @@ def drop(c, yes=False, allow_production=False):
 @task(help=DESTRUCTIVE_HELP)
 @cli_errors
 def reset(c, yes=False, allow_production=False):
-    """Drop, create and upgrade the configured database to head (asks first)."""
-    from backend.dbops import admin
+    """Empty the configured database and upgrade it to head, under the migration lock (asks first)."""
+    from backend.dbops import admin, migrate
     from backend.dbops.guards import confirm_destructive
+    from backend.dbops.lock import migration_lock
 
     settings = _settings()
     confirm_destructive(settings, "reset", settings.database, yes, allow_production, _ask())
-    admin.drop_database(settings)
     admin.create_database(settings)
-    _say(f"✅ recreated database {settings.database}")
-    _upgrade(settings, "head")
+    with migration_lock(settings, "reset") as lock:
+        # The lock, journal and deploy history tables survive: they are the record of what happened.
+        dropped = admin.empty_database(settings, keep=migrate.HISTORY_TABLES)
+        migrate.stamp(settings, "base", lock=lock)
+        _say(f"✅ emptied database {settings.database} ({len(dropped)} tables dropped)")
+        applied = migrate.upgrade(settings, "head", on_step=_describe_step, lock=lock)
+    _say(f"✅ applied {len(applied)} revision(s); {settings.database} is at {', '.join(migrate.current(settings))}")
+
+
+@task(
+    help={
+        "to": "Revision to deploy (default: head).",
+        "dry_run": "Print the plan and the SQL it would run; change nothing.",
+        "yes": "Do not ask for confirmation (needed for non-interactive deploys to production).",
+        "report": "Also write the deploy record as JSON to this file (for CI).",
+    }
+)
+@cli_errors
+def deploy(c, to="head", dry_run=False, yes=False, report=None):
+    """Deploy: lock, preflight, backup, upgrade, verify, restart; roll back when a step fails."""
+    from backend.dbops import deploy as pipeline
+    from backend.dbops.guards import confirm_deploy
+
+    settings = _settings()
+    if dry_run:
+        plan = pipeline.make_plan(settings, to)
+        _say(f"Plan for {settings.describe()}: {' → '.join(plan.steps)}")
+        _say(f"  from {', '.join(plan.current) or 'base'} to {', '.join(plan.target) or 'base'}")
+        for revision_id, message in plan.pending:
+            _say(f"  → {revision_id}  {message}")
+        if plan.sql:
+            _say("-- SQL the upgrade would run:")
+            print(plan.sql, end="")
+        _say(f"✅ dry run: {len(plan.pending)} revision(s) to apply; nothing changed")
+        return
+    confirm_deploy(settings, yes, _ask())
+    try:
+        record = pipeline.deploy(settings, to, say=_say, progress=_progress_printer())
+    except pipeline.DeployFailed as failure:
+        _write_report(report, failure.record)
+        raise Exit(f"❌ deploy {failure.record.status}: {failure}", code=1) from None
+    _write_report(report, record)
+    timings = ", ".join(f"{step.name} {step.seconds:.1f}s" for step in record.steps)
+    _say(f"✅ {record.message} ({timings})")
+
+
+def _write_report(path, record) -> None:
+    if path:
+        import json
+        from pathlib import Path
+
+        Path(path).write_text(json.dumps(record.to_dict(), indent=2, default=str) + "\n")
+
+
+def _progress_printer():
+    """A one-line progress display on a terminal, else None."""
+    if not sys.stdout.isatty():
+        return None
+    import time
+
+    started = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        speed = done / elapsed
+        left = f", about {max(total - done, 0) / speed:,.0f} s left" if total and speed else ""
+        sys.stdout.write(f"\r  {done / 1e6:,.1f} MB of about {total / 1e6:,.1f} MB, {speed / 1e6:,.1f} MB/s{left}   ")
+        sys.stdout.flush()
+        if total and done >= total:
+            sys.stdout.write("\n")
+
+    return show
+
+
+@task(
+    help={
+        "undo": "Return to the schema before the half-applied revision.",
+        "finish": "Complete the half-applied revision's schema changes instead.",
+    }
+)
+@cli_errors
+def recover(c, undo=False, finish=False):
+    """Settle a revision an earlier run left half-applied (--undo or --finish)."""
+    from backend.dbops.recover import recover as run_recover
+
+    if undo == finish:
+        raise Exit("❌ choose one: --undo or --finish", code=1)
+    result = run_recover(_settings(), "undo" if undo else "finish")
+    _say(f"  {result.entry.describe()}")
+    for operation in result.operations:
+        _say(f"  {operation}")
+    if result.data_lost:
+        _say(f"⚠️  data in {', '.join(result.data_lost)} could not come back from the schema alone: "
+             "restore those tables from a backup if it matters")
+    if result.remaining:
+        raise Exit(f"❌ still differs from the migrations' schema: {', '.join(result.remaining)}", code=1)
+    _say(f"✅ {'undone' if undo else 'finished'}; the database is at {', '.join(result.revision_now) or 'base'}")
+
+
+@task(help={"limit": "How many deploys to show, newest first (default 20)."})
+@cli_errors
+def deploys(c, limit=20):
+    """List recorded deploys: when, who, from and to revision, status, backup, step timings."""
+    from backend.dbops.deploy import list_deploys
+
+    rows = list_deploys(_settings(), int(limit))
+    if not rows:
+        _say("no deploys recorded yet")
+        return
+    for row in rows:
+        mark = "✅" if row["status"] == "succeeded" else "⏳" if row["status"] == "running" else "❌"
+        timings = " ".join(f"{step['name']}={step['seconds']:.1f}s" for step in row["steps"])
+        _say(f"{mark} {row['started_at']:%Y-%m-%d %H:%M:%S} {row['os_user']}@{row['host']} [{row['environment']}] "
+             f"{row['from_revision']} -> {row['to_revision'] or '?'} {row['status']}  {timings}")
+        if row["backup_file"]:
+            _say(f"     backup: {row['backup_file']}")
+        if row["status"] != "succeeded" and row["message"]:
+            _say(f"     {row['message']}")
+
+
+@task(help={"revision": "Revision the database should be at (default: head)."})
+@cli_errors
+def verify(c, revision="head"):
+    """Verify the database: at the revision, matches the models, smoke SQL passes."""
+    from backend.dbops.verify import verify as run_verify
+
+    report = run_verify(_settings(), revision)
+    for item in report.items:
+        if item.ok:
+            _say(f"✅ {item.name}: {item.detail}")
+    if not report.ok:
+        raise Exit("\n".join(f"❌ {item.name}: {item.detail}" for item in report.failures), code=1)
 
 
 @task(
@@ -284,19 +415,84 @@ def sql(c, start="current", end="", downgrade=False):
     print(migrate.offline_sql(settings, start, end, downgrade=downgrade), end="")
 
 
-db = Collection("db", init, check, current, history, heads, upgrade, downgrade, revision, merge, stamp, create, drop, reset, sql)
+@task
+@cli_errors
+def backup(c):
+    """Back up the database into BACKUP_DIR: compressed, verified, with a manifest; old ones rotated."""
+    from backend.dbops import backup as backup_ops
+
+    progress = _progress_printer()
+    result = backup_ops.backup(_settings(), progress=progress)
+    if progress is not None:
+        sys.stdout.write("\r\x1b[K")  # clear the progress line
+    manifest = result.manifest
+    _say(f"✅ {result.path}: {backup_ops.format_size(manifest.bytes)}, {len(manifest.tables)} table(s) "
+         f"at {manifest.revision}, {manifest.duration_seconds:.1f} s")
+    for path in result.rotated:
+        _say(f"   removed old backup {path.name}")
+
+
+@task
+@cli_errors
+def backups(c):
+    """List the database's backups in BACKUP_DIR, newest first: time, revision, size, good or not."""
+    from backend.dbops import backup as backup_ops
+
+    settings = _settings()
+    entries = backup_ops.list_backups(settings)
+    if not entries:
+        _say(f"no backups of {settings.database} in {settings.backup_dir}")
+    for entry in entries:
+        revision = entry.manifest.revision if entry.manifest else "?"
+        problem = f"  ({entry.problem})" if entry.problem else ""
+        _say(f"{'✅' if entry.good else '⚠️ '} {entry.when[:19].replace('T', ' ')}  {revision:<12}  "
+             f"{backup_ops.format_size(entry.size):>10}  {entry.path.name}{problem}")
+
+
+@task(
+    help={
+        "file": "The backup file (.sql.zst or .sql.gz); its .json manifest must be beside it.",
+        "into": "Restore into this database (created if missing) instead of the configured one.",
+        **DESTRUCTIVE_HELP,
+    }
+)
+@cli_errors
+def restore(c, file, into=None, yes=False, allow_production=False):
+    """Verify a backup FILE, then replace the database's tables with it (asks first)."""
+    from backend.dbops import backup as backup_ops
+    from backend.dbops.guards import confirm_destructive
+
+    settings = _settings()
+    target = into or settings.database
+
+    def confirm(manifest) -> None:
+        _say(f"✅ {manifest.file} verified: {manifest.database} at {manifest.revision}, "
+             f"{len(manifest.tables)} table(s), taken {manifest.started_at[:19].replace('T', ' ')} UTC")
+        confirm_destructive(settings, "restore", target, yes, allow_production, _ask())
+
+    result = backup_ops.restore(settings, file, into=into, confirm=confirm)
+    _say(f"✅ restored {result.database}: {len(result.tables)} table(s), {sum(result.tables.values())} rows, "
+         f"at {result.manifest.revision}, {result.duration_seconds:.1f} s")
+
+
+db = Collection("db", init, check, current, history, heads, upgrade, downgrade, revision, merge, stamp, create, drop, reset, sql,
+                deploy, deploys, verify, recover, backup, backups, restore)
 
 
 # ---------------------------------------------------------------- sandbox
 
 
-@task(name="up", help={"binary": "Server binary to run (default: mariadbd or mysqld found on this machine)."})
+@task(name="up", help={
+    "binary": "Server binary to run (default: mariadbd or mysqld found on this machine).",
+    "server": "Server version to run instead, e.g. mariadb-11.8, mariadb-10.5, mysql-9.7 (from a local binary "
+              "or a Debian chroot, built once; see `python -m backend.dbops.matrix targets`).",
+})
 @cli_errors
-def sandbox_up(c, binary=None):
+def sandbox_up(c, binary=None, server=None):
     """Start the local sandbox server (used when no database is configured)."""
     from backend.dbops import sandbox
 
-    state, started = sandbox.up(_settings().sandbox_dir, binary=binary)
+    state, started = sandbox.up(_settings().sandbox_dir, binary=binary, server=server)
     _say(f"✅ {state.describe()}" if started else f"✅ already {state.describe()}")
 
 
@@ -326,4 +522,34 @@ def sandbox_status(c):
 
 sandbox_ns = Collection("sandbox", sandbox_up, sandbox_down, sandbox_status)
 
-ns = Collection(db, sandbox_ns)
+# ---------------------------------------------------------------- app
+
+
+@task(
+    name="run",
+    help={
+        "host": "Address to listen on (default: APP_HOST, 127.0.0.1).",
+        "port": "Port to listen on (default: APP_PORT, 8000).",
+    },
+)
+@cli_errors
+def app_run(c, host=None, port=0):
+    """Run the backend service in the foreground until Ctrl-C or SIGTERM."""
+    from backend.app import serve
+
+    serve(_settings(), host=host, port=port or None, ready=lambda url: _say(f"✅ serving {url}/health (Ctrl-C stops)"))
+
+
+@task(name="restart", help={"expect_revision": "Also require /health to report this revision (retried until it does)."})
+@cli_errors
+def app_restart(c, expect_revision=None):
+    """Restart the backend service with RESTART_COMMAND, then check its health."""
+    from backend.dbops.restart import restart
+
+    result = restart(_settings(), expected_revision=expect_revision)
+    _say(f"✅ restarted in {result.command_seconds:.1f} s; {result.health.describe()}")
+
+
+app_ns = Collection("app", app_run, app_restart)
+
+ns = Collection(db, sandbox_ns, app_ns)

@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from backend.config import PROJECT_ROOT
 from tests.conftest import APP_TABLES, HEAD, assert_one_error_line, copy_versions, run_invoke, tables, version_rows
 

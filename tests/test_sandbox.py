@@ -69,5 +69,6 @@ def test_seven_tables_in_sandbox(bare_env, tmp_path):
                                  password=state["password"], database=state["database"])
     with connection.cursor() as cursor:
         cursor.execute("SHOW TABLES")
-        assert sorted(row[0] for row in cursor.fetchall()) == sorted(["alembic_version", *APP_TABLES])
+        assert sorted(row[0] for row in cursor.fetchall()) == sorted(
+            ["alembic_journal", "alembic_lock", "alembic_version", *APP_TABLES])
     connection.close()

@@ -41,3 +41,15 @@ class ServerError(DbOpsError):
 
 class SandboxError(DbOpsError):
     pass
+
+
+class ServiceError(DbOpsError):
+    """The application service cannot start (e.g. its port is taken)."""
+
+
+class RestartError(DbOpsError):
+    """The restart command or the health check after it failed."""
+
+
+class BackupError(DbOpsError):
+    """A backup or restore failed, or a backup file did not pass verification."""

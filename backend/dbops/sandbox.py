@@ -3,6 +3,10 @@
 One throwaway server in .sandbox/ (ignored by git) on a free port, with an application
 user whose random password is kept in .sandbox/sandbox.json (mode 0600). Settings use it
 when no database is configured, so `invoke sandbox.up db.deploy` needs nothing else.
+
+`up(server="mariadb-11.8")` runs one of the matrix targets instead (providers.py): from a
+local binary of that version or a Debian chroot, whose data then lives inside the chroot;
+.sandbox/sandbox.json still says where, so `down` stops and removes it the same way.
 """
 
 from __future__ import annotations
@@ -28,11 +32,14 @@ class SandboxStatus:
     instance: ServerInstance | None
     database: str = ""
     user: str = ""
+    server: str = ""  # the matrix target it runs, when chosen with up(server=...)
 
     def describe(self) -> str:
         if not self.instance:
             return "no sandbox: start one with `invoke sandbox.up`"
         where = f"{self.instance.flavour} {self.instance.version} on 127.0.0.1:{self.instance.port}"
+        if self.instance.chroot:
+            where += " (Debian chroot)"
         state = "running" if self.running else "stopped"
         return f"sandbox {state}: {where}, database {self.database}, user {self.user}, folder {self.instance.base_dir}"
 
@@ -58,24 +65,53 @@ def status(sandbox_dir: Path) -> SandboxStatus:
         return SandboxStatus(running=False, instance=None)
     instance = ServerInstance.from_dict(state["instance"])
     return SandboxStatus(
-        running=instance.is_running(), instance=instance, database=state.get("database", ""), user=state.get("user", "")
+        running=instance.is_running(), instance=instance, database=state.get("database", ""),
+        user=state.get("user", ""), server=state.get("server", ""),
     )
 
 
-def up(sandbox_dir: Path, binary: str | None = None) -> tuple[SandboxStatus, bool]:
-    """Start the sandbox (or keep the running one); return (status, started_now)."""
+def _start(sandbox_dir: Path, port: int | None, binary: str | None, server: str) -> ServerInstance:
+    if server:
+        from .providers import start_server
+
+        return start_server(server, sandbox_dir, port=port)[0]
+    return start_instance(sandbox_dir, port=port, binary=binary)
+
+
+def up(sandbox_dir: Path, binary: str | None = None, server: str | None = None) -> tuple[SandboxStatus, bool]:
+    """Start the sandbox (or keep the running one); return (status, started_now).
+
+    server: a matrix target id (e.g. mariadb-11.8) instead of the local binary.
+    """
+    if server and binary:
+        raise SandboxError("choose either a server or a binary, not both")
+    if server:
+        from .providers import get_target
+
+        get_target(server)  # an unknown id fails before anything starts
     current = status(sandbox_dir)
     if current.running:
+        if server and current.server != server:
+            raise SandboxError(
+                f"the sandbox runs {current.server or 'the local server'}: stop it with `invoke sandbox.down` first"
+            )
         return current, False
     state_file = sandbox_dir / SANDBOX_STATE_NAME
     previous = _read_state(state_file)
+    kept = previous.get("server", "") if previous.get("instance") else None
+    if kept is not None and server is not None and kept != server:
+        raise SandboxError(
+            f"the sandbox keeps data of {kept or 'the local server'}: remove it with `invoke sandbox.down` first"
+        )
+    server = server or kept or ""
     port = previous.get("instance", {}).get("port") if previous else None
+    sandbox_dir.mkdir(parents=True, exist_ok=True)
     try:
-        instance = start_instance(sandbox_dir, port=port, binary=binary)
+        instance = _start(sandbox_dir, port, binary, server)
     except SandboxError:
         if port is None:
             raise
-        instance = start_instance(sandbox_dir, binary=binary)  # the old port is taken now
+        instance = _start(sandbox_dir, None, binary, server)  # the old port is taken now
     try:
         password = create_user(instance, SANDBOX_USER, previous.get("password"))
         connection = instance.root_connection()
@@ -98,6 +134,7 @@ def up(sandbox_dir: Path, binary: str | None = None) -> tuple[SandboxStatus, boo
             "user": SANDBOX_USER,
             "password": password,
             "database": SANDBOX_DATABASE,
+            "server": server,
             "instance": instance.to_dict(),
         },
     )
@@ -113,5 +150,8 @@ def down(sandbox_dir: Path, keep_data: bool = False) -> bool:
         stop_instance(current.instance)
     if keep_data:
         return True
+    if current.instance is not None and current.instance.chroot:
+        # The data folder of a chroot server lives inside that root, not in sandbox_dir.
+        shutil.rmtree(current.instance.base_dir, ignore_errors=True)
     shutil.rmtree(sandbox_dir, ignore_errors=True)
     return True

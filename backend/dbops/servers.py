@@ -1,7 +1,9 @@
 """Throwaway MySQL/MariaDB server instances from the binaries installed on this machine.
 
-Used by the sandbox (`invoke sandbox.up`) and by the test fixtures: initialise a data
-folder, start the server on a free port bound to 127.0.0.1, wait until it answers, stop it.
+Used by the sandbox (`invoke sandbox.up`), the test fixtures and the server matrix:
+initialise a data folder, start the server on a free port bound to 127.0.0.1, wait until
+it answers, stop it. A server may also run inside a Debian chroot (see providers.py): its
+binary and data folder are then paths inside that root, reached from here through it.
 """
 
 from __future__ import annotations
@@ -42,10 +44,22 @@ def find_server_binary() -> str:
     return binary
 
 
-def server_flavour(binary: str) -> tuple[str, str]:
+def in_root(command: list[str], chroot: str | Path | None) -> list[str]:
+    """The command as run inside chroot (unchanged without one)."""
+    return ["chroot", str(chroot), *command] if chroot else command
+
+
+# A clean environment for programs inside a chroot: the host's PATH and locale may not exist there.
+CHROOT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "HOME": "/root"}
+
+
+def server_flavour(binary: str, chroot: str | Path | None = None) -> tuple[str, str]:
     """("mariadb" | "mysql", version) as the binary reports it."""
     try:
-        output = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
+        output = subprocess.run(
+            in_root([binary, "--version"], chroot), capture_output=True, text=True, timeout=30,
+            env=CHROOT_ENV if chroot else None,
+        ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise SandboxError(f"cannot run {binary} --version: {exc}") from None
     flavour = "mariadb" if "mariadb" in output.lower() else "mysql"
@@ -85,6 +99,8 @@ class ServerInstance:
     port: int
     pid: int = 0
     host: str = "127.0.0.1"
+    # Host path of the Debian root the server runs in; empty for a server of this machine.
+    chroot: str = ""
 
     @property
     def data_dir(self) -> Path:
@@ -97,6 +113,12 @@ class ServerInstance:
     @property
     def log_path(self) -> Path:
         return self.base_dir / "server.log"
+
+    def inside(self, path: Path) -> str:
+        """path as the server sees it (relative to its chroot, if any)."""
+        if not self.chroot:
+            return str(path)
+        return "/" + str(Path(path).relative_to(self.chroot))
 
     def to_dict(self) -> dict:
         state = asdict(self)
@@ -132,30 +154,47 @@ def _user_args() -> list[str]:
     return ["--user=root"] if os.geteuid() == 0 else []
 
 
+def _find_installer(instance: ServerInstance) -> str | None:
+    names = ("mariadb-install-db", "mysql_install_db")
+    if not instance.chroot:
+        return find_program(*names)
+    for folder in ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/scripts"):
+        for name in names:
+            if (Path(instance.chroot + folder) / name).exists():
+                return f"{folder}/{name}"
+    return None
+
+
 def _initialise(instance: ServerInstance) -> None:
     instance.data_dir.mkdir(parents=True, exist_ok=True)
     if instance.flavour == "mariadb":
-        installer = find_program("mariadb-install-db", "mysql_install_db")
+        installer = _find_installer(instance)
         if installer is None:
             raise SandboxError("mariadb-install-db not found: install mariadb-server")
         command = [
             installer,
             "--no-defaults",
-            f"--datadir={instance.data_dir}",
+            f"--datadir={instance.inside(instance.data_dir)}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             *_user_args(),
         ]
+        if instance.chroot:
+            # Inside a chroot the host name does not resolve, which it refuses without --force.
+            command.append("--force")
     else:
         command = [
             instance.binary,
             "--no-defaults",
             "--initialize-insecure",
-            f"--datadir={instance.data_dir}",
+            f"--datadir={instance.inside(instance.data_dir)}",
             *_user_args(),
         ]
     with open(instance.base_dir / "install.log", "wb") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=300)
+        result = subprocess.run(
+            in_root(command, instance.chroot), stdout=log, stderr=subprocess.STDOUT, timeout=300,
+            env=CHROOT_ENV if instance.chroot else None,
+        )
     if result.returncode != 0:
         tail = (instance.base_dir / "install.log").read_text(errors="replace").strip().splitlines()[-3:]
         raise SandboxError(f"initialising {instance.data_dir} failed: {' | '.join(tail)}")
@@ -165,12 +204,12 @@ def _server_command(instance: ServerInstance) -> list[str]:
     command = [
         instance.binary,
         "--no-defaults",
-        f"--datadir={instance.data_dir}",
+        f"--datadir={instance.inside(instance.data_dir)}",
         f"--port={instance.port}",
         "--bind-address=127.0.0.1",
-        f"--socket={instance.socket_path}",
-        f"--pid-file={instance.base_dir / 'mysqld.pid'}",
-        f"--log-error={instance.log_path}",
+        f"--socket={instance.inside(instance.socket_path)}",
+        f"--pid-file={instance.inside(instance.base_dir / 'mysqld.pid')}",
+        f"--log-error={instance.inside(instance.log_path)}",
         "--skip-name-resolve",
         "--innodb-buffer-pool-size=128M",
         "--character-set-server=utf8mb4",
@@ -179,7 +218,7 @@ def _server_command(instance: ServerInstance) -> list[str]:
     ]
     if instance.flavour == "mysql":
         command += ["--mysqlx=OFF", "--secure-file-priv="]
-    return command
+    return in_root(command, instance.chroot)
 
 
 def _wait_until_ready(instance: ServerInstance, process: subprocess.Popen, timeout: float) -> None:
@@ -198,13 +237,24 @@ def _wait_until_ready(instance: ServerInstance, process: subprocess.Popen, timeo
     raise SandboxError(f"the server did not answer within {timeout:.0f} s: {instance.log_tail()}")
 
 
-def start_instance(base_dir: Path, port: int | None = None, binary: str | None = None) -> ServerInstance:
-    """Initialise base_dir/data when empty and start a server; return once it answers."""
+def start_instance(
+    base_dir: Path, port: int | None = None, binary: str | None = None, chroot: str | Path | None = None
+) -> ServerInstance:
+    """Initialise base_dir/data when empty and start a server; return once it answers.
+
+    With chroot, binary is a path inside that root and base_dir a host path below it.
+    """
+    if chroot and not binary:
+        raise SandboxError("a server in a chroot needs the path of its binary")
     binary = binary or find_server_binary()
-    flavour, version = server_flavour(binary)
+    chroot = str(Path(chroot).resolve()) if chroot else ""
+    flavour, version = server_flavour(binary, chroot)
     base_dir = Path(base_dir).resolve()
+    if chroot and not base_dir.is_relative_to(chroot):
+        raise SandboxError(f"{base_dir} is not inside the chroot {chroot}")
     base_dir.mkdir(parents=True, exist_ok=True)
-    instance = ServerInstance(base_dir=base_dir, binary=binary, flavour=flavour, version=version, port=port or free_port())
+    instance = ServerInstance(base_dir=base_dir, binary=binary, flavour=flavour, version=version,
+                              port=port or free_port(), chroot=chroot)
     if len(str(instance.socket_path)) > 100:
         raise SandboxError(f"folder path too long for a Unix socket: {base_dir}")
     if not (instance.data_dir / "mysql").is_dir():
@@ -213,36 +263,76 @@ def start_instance(base_dir: Path, port: int | None = None, binary: str | None =
         # A session of its own: the server outlives the command that started it
         # and a Ctrl-C in that terminal does not reach it.
         process = subprocess.Popen(
-            _server_command(instance), stdin=stdin, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            _server_command(instance), stdin=stdin, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=CHROOT_ENV if chroot else None,
         )
     instance.pid = process.pid
     _wait_until_ready(instance, process, START_TIMEOUT)
     return instance
 
 
-def stop_instance(instance: ServerInstance, timeout: float = STOP_TIMEOUT) -> None:
-    """Stop the server (SIGTERM, then SIGKILL after timeout)."""
-    if not instance.pid:
-        return
-    try:
-        os.kill(instance.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         try:
-            finished, _ = os.waitpid(instance.pid, os.WNOHANG)
+            finished, _ = os.waitpid(pid, os.WNOHANG)
             if finished:
-                return
+                return True
         except ChildProcessError:
             # Not our child (started by an earlier command): poll instead.
-            if not pid_alive(instance.pid):
-                return
+            if not pid_alive(pid):
+                return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.1)
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after timeout."""
     try:
-        os.kill(instance.pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        pass
+        return
+    if _wait_gone(pid, timeout):
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    _wait_gone(pid, 5.0)
+
+
+def processes_in_root(chroot: str | Path, mentioning: str = "") -> list[int]:
+    """Pids whose root folder is chroot (and whose command line contains mentioning)."""
+    root = os.path.realpath(chroot)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if os.readlink(entry / "root") != root:
+                continue
+            if mentioning and mentioning not in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace"
+            ):
+                continue
+        except OSError:
+            continue  # gone meanwhile, or not ours to inspect
+        found.append(int(entry.name))
+    return found
+
+
+def stop_instance(instance: ServerInstance, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop the server (SIGTERM, then SIGKILL after timeout).
+
+    For a chroot server also any process left in that root working on this instance's
+    folder (e.g. an install script): other instances may share the root, so not all of them.
+    """
+    if instance.pid:
+        _terminate(instance.pid, timeout)
+    if instance.chroot and Path(instance.chroot).is_dir():
+        for pid in processes_in_root(instance.chroot, instance.inside(instance.base_dir) + "/"):
+            _terminate(pid, 5.0)
 
 
 def create_user(instance: ServerInstance, user: str, password: str | None = None) -> str:

@@ -7,6 +7,7 @@ Revises: a1b2c3d4e5f6
 """
 
 import sqlalchemy as sa
+
 from alembic import op
 
 revision = "b2c3d4e5f6a7"

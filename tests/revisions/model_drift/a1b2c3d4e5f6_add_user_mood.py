@@ -5,6 +5,7 @@ Revises: e9e7d98878ca
 """
 
 import sqlalchemy as sa
+
 from alembic import op
 
 revision = "a1b2c3d4e5f6"

@@ -5,6 +5,7 @@ Revises: e9e7d98878ca
 """
 
 import sqlalchemy as sa
+
 from alembic import op
 
 revision = "d4e5f6a7b8c9"

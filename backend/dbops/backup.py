@@ -1,0 +1,659 @@
+"""Backups: a streamed, compressed dump with a manifest, its verification, and restores.
+
+dump client -> compressor -> this process (sha256, byte count) -> <file>.partial, then fsync
+and rename. Credentials reach the clients in a 0600 option file inside a private temporary
+folder, never on a command line or in the environment. A backup is good only once its
+manifest exists: the manifest is written after the file passed verification, so a file
+without one is the remains of a failed run.
+
+Row counts come from the dump itself (a pass over the decompressed stream), not from
+SELECT COUNT(*) at another moment: on a live database only the dump's own snapshot is exact,
+and a restore compares the loaded tables with those counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from ..config import Settings
+from . import admin, migrate
+from .connection import connect, require_configured, server_info
+from .errors import BackupError
+from .identifiers import validate_identifier
+from .lock import migration_lock
+from .servers import find_program
+from .snapshot import row_counts
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+Progress = Callable[[int, int], None]  # (bytes dumped so far, estimated total)
+
+CHUNK = 1 << 20
+PROGRESS_INTERVAL = 0.5
+COMPRESSED_SHARE = 0.5  # a compressed dump takes at most this share of data + index length
+TRAILER = b"-- Dump completed"
+TRAILER_WINDOW = 4096
+PARTIAL = ".partial"
+MANIFEST = ".json"
+SECRET_VARIABLES = ("MYSQL_PASSWORD", "MYSQL_PWD")
+DUMP_OPTIONS = (
+    "--single-transaction", "--quick", "--routines", "--triggers", "--events", "--hex-blob",
+    "--no-tablespaces", "--default-character-set=utf8mb4",
+)
+# Clients in order of preference for each server flavour.
+DUMP_CLIENTS = {"mariadb": ("mariadb-dump", "mysqldump"), "mysql": ("mysqldump", "mariadb-dump")}
+LOAD_CLIENTS = {"mariadb": ("mariadb", "mysql"), "mysql": ("mysql", "mariadb")}
+
+
+@dataclass(frozen=True)
+class Compression:
+    name: str  # also the program
+    suffix: str
+    compress: tuple[str, ...]
+    decompress: tuple[str, ...]
+
+
+COMPRESSIONS = {
+    "zstd": Compression("zstd", ".sql.zst", ("-q", "-1", "-T2", "-c"), ("-q", "-dc")),
+    "gzip": Compression("gzip", ".sql.gz", ("-1", "-c"), ("-dc",)),
+}
+
+# The section comments mysqldump and mariadb-dump write.
+_SECTION = re.compile(
+    rb"-- (Table structure for table|Temporary table structure for view|Final view structure for view"
+    rb"|Dumping events for database|Dumping routines for database|Dump completed)"
+)
+_TABLE = re.compile(rb"-- Table structure for table `((?:[^`]|``)+)`")
+_DATA = re.compile(rb"-- Dumping data for table `((?:[^`]|``)+)`")
+# String literals and quoted names: what remains of a row list has parentheses only around rows.
+_LITERAL = re.compile(rb"'(?:[^'\\]++|\\.)*+'|`(?:[^`]++|``)*+`")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    file: str
+    database: str
+    source: str  # user@host:port, never the password
+    server_flavour: str
+    server_version: str
+    dump_client: str
+    dump_client_version: str
+    revisions: tuple[str, ...]
+    tables: dict[str, int]
+    bytes: int
+    uncompressed_bytes: int
+    sha256: str
+    compression: str
+    started_at: str
+    finished_at: str
+    duration_seconds: float
+
+    @property
+    def revision(self) -> str:
+        return "+".join(self.revisions) or "base"
+
+    def __getitem__(self, key: str):
+        # Read like the JSON document it is stored as: manifest["bytes"].
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    path: Path
+    manifest: Manifest
+    rotated: list[Path]  # older backups deleted to keep backup_keep
+
+
+@dataclass(frozen=True)
+class BackupEntry:
+    path: Path
+    manifest: Manifest | None
+    when: str  # UTC ISO: the manifest's started_at, else the file's modification time
+    size: int
+    problem: str = ""  # why it is not good; empty when it is
+
+    @property
+    def good(self) -> bool:
+        return not self.problem
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    database: str
+    manifest: Manifest
+    tables: dict[str, int]
+    duration_seconds: float
+
+
+def format_size(count: float) -> str:
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    index = 0
+    while count >= 1024 and index < len(units) - 1:
+        count, index = count / 1024, index + 1
+    return f"{count:.0f} {units[index]}" if index == 0 else f"{count:.1f} {units[index]}"
+
+
+def manifest_path(path: Path) -> Path:
+    return path.with_name(path.name + MANIFEST)
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + PARTIAL)
+
+
+def read_manifest(path: Path) -> Manifest:
+    source = manifest_path(path)
+    try:
+        data = json.loads(source.read_text())
+        return Manifest(**{**data, "revisions": tuple(data["revisions"])})
+    except FileNotFoundError:
+        raise BackupError(f"{path.name} has no manifest {source.name}: an interrupted or failed backup") from None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise BackupError(f"manifest {source.name} is unreadable ({type(exc).__name__})") from None
+
+
+# ---------------------------------------------------------------- files
+
+
+def _create_private(path: Path) -> IO[bytes]:
+    """A new file only the owner can read (0600 whatever the umask); fails if it exists."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return os.fdopen(descriptor, "wb")
+
+
+def _sync(out: IO[bytes]) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def _publish(partial: Path, path: Path) -> None:
+    """Rename into place, then fsync the folder so that the rename survives a crash."""
+    os.replace(partial, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _file_stem(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_+-]", "_", value)
+
+
+def _create_backup_file(folder: Path, stem: str, suffix: str) -> tuple[Path, IO[bytes]]:
+    """An unused backup file name and its open .partial file (two backups may start in one second)."""
+    for attempt in itertools.count(1):
+        path = folder / f"{stem}{f'-{attempt}' if attempt > 1 else ''}{suffix}"
+        if not path.exists():
+            with suppress(FileExistsError):
+                return path, _create_private(_partial(path))
+
+
+def _write_manifest(path: Path, manifest: Manifest) -> None:
+    target = manifest_path(path)
+    partial = _partial(target)
+    partial.unlink(missing_ok=True)
+    try:
+        with _create_private(partial) as out:
+            out.write(json.dumps(asdict(manifest), indent=2).encode() + b"\n")
+            _sync(out)
+        _publish(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- child processes
+
+
+def _child_env() -> dict[str, str]:
+    # A password in the environment is visible in /proc/<pid>/environ; the option file carries it.
+    return {key: value for key, value in os.environ.items() if key not in SECRET_VARIABLES}
+
+
+def _program(names: Iterable[str], purpose: str) -> str:
+    names = tuple(names)
+    found = find_program(*names)
+    if found is None:
+        raise BackupError(f"no {purpose} found: install {' or '.join(names)}")
+    return found
+
+
+def _client_version(program: str) -> str:
+    try:
+        output = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30,
+                                env=_child_env()).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BackupError(f"cannot run {program} --version: {exc}") from None
+    return " ".join(output.strip().splitlines()[0].split()) if output.strip() else "unknown"
+
+
+def _option_value(value: str) -> str:
+    # Double-quoted and escaped; a raw newline would end the value and start another option.
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
+
+
+@contextmanager
+def _option_file(settings: Settings) -> Iterator[Path]:
+    """A [client] option file with the credentials, 0600 in a private folder removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="dbops-"))
+    try:
+        path = folder / "client.cnf"
+        lines = [
+            "[client]",
+            f"user={_option_value(settings.user)}",
+            f"password={_option_value(settings.password)}",
+            f"host={_option_value(settings.host)}",
+            f"port={int(settings.port)}",
+            "protocol=tcp",  # as PyMySQL: 'localhost' must not silently mean the default socket
+        ]
+        with _create_private(path) as out:
+            out.write(("\n".join(lines) + "\n").encode())
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _client_command(program: str, option_file: Path, *arguments: str) -> list[str]:
+    # --defaults-file must come first; it makes the clients read no other option file, so a
+    # password in ~/.my.cnf cannot override the configured one.
+    return [program, f"--defaults-file={option_file}", *arguments]
+
+
+@dataclass
+class _Child:
+    name: str
+    process: subprocess.Popen
+    errors: IO[bytes]  # its stderr, read back when it fails
+
+
+def _close_pipes(child: _Child) -> None:
+    for stream in (child.process.stdin, child.process.stdout):
+        if stream is not None:
+            with suppress(OSError):
+                stream.close()
+
+
+@contextmanager
+def _children() -> Iterator[list[_Child]]:
+    """Children started in the block; any still running when it is left (by an error) are killed."""
+    started: list[_Child] = []
+    try:
+        yield started
+    finally:
+        for child in started:
+            if child.process.poll() is None:
+                child.process.kill()
+            _close_pipes(child)
+            child.process.wait()
+            child.errors.close()
+
+
+def _start(children: list[_Child], command: list[str], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
+    errors = tempfile.TemporaryFile()
+    try:
+        process = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=errors, env=_child_env())
+    except OSError as exc:
+        errors.close()
+        raise BackupError(f"cannot run {Path(command[0]).name}: {exc.strerror}") from None
+    children.append(_Child(Path(command[0]).name, process, errors))
+    return process
+
+
+def _first_error_line(child: _Child, secret: str) -> str:
+    child.errors.seek(0)
+    lines = [line.strip() for line in child.errors.read(1 << 16).decode("utf-8", "replace").splitlines()]
+    lines = [line for line in lines if line]
+    line = next((line for line in lines if "warning" not in line.lower()), lines[0] if lines else "no message")
+    return (line.replace(secret, "***") if secret else line)[:300]
+
+
+def _finish(children: list[_Child], failure: str, secret: str = "") -> None:
+    """Wait for every child; when one failed, raise BackupError quoting its first stderr line.
+
+    A child killed by SIGPIPE only lost its reader: the one that failed on its own is named.
+    """
+    for child in children:
+        _close_pipes(child)
+    for child in children:
+        child.process.wait()
+    failed = [child for child in children if child.process.returncode != 0]
+    if failed:
+        child = next((child for child in failed if child.process.returncode != -signal.SIGPIPE), failed[0])
+        raise BackupError(
+            f"{failure}: {child.name} exited with code {child.process.returncode}: {_first_error_line(child, secret)}"
+        )
+
+
+def _decompress_command(compression: Compression, path: Path) -> list[str]:
+    return [_program([compression.name], "decompressor"), *compression.decompress, str(path)]
+
+
+# ---------------------------------------------------------------- reading dumps
+
+
+def _name(quoted: bytes) -> str:
+    return quoted.replace(b"``", b"`").decode("utf-8", "replace")
+
+
+@dataclass
+class _DumpScan:
+    """One pass over a decompressed dump: its size, rows per table and its last bytes."""
+
+    bytes: int = 0
+    tables: dict[str, int] = field(default_factory=dict)
+    tail: bytes = b""
+    _table: str = ""  # whose data is being read
+    _insert: bytes = b""  # the start of that table's INSERT statements
+    _inserting: bool = False  # inside a (possibly multi-line) INSERT
+
+    def feed(self, line: bytes) -> None:
+        self.bytes += len(line)
+        self.tail = (self.tail + line)[-TRAILER_WINDOW:]
+        if line.startswith(b"-- "):
+            if match := _DATA.match(line):
+                self._table, self._insert = _name(match[1]), b"INSERT INTO `" + match[1] + b"`"
+            elif _SECTION.match(line):
+                self._insert = b""
+                if match := _TABLE.match(line):
+                    self.tables[_name(match[1])] = 0
+        elif line.startswith(b"DELIMITER"):
+            self._insert = b""  # triggers follow; their bodies are not data
+        elif self._inserting or (self._insert and line.startswith(self._insert)):
+            values = _LITERAL.sub(b"", line)
+            if not self._inserting:
+                values = values.partition(b" VALUES")[2]
+            self.tables[self._table] = self.tables.get(self._table, 0) + values.count(b"(")
+            self._inserting = not line.rstrip().endswith(b";")
+
+
+def _select_sections(lines: Iterable[bytes], tables: set[str]) -> Iterator[bytes]:
+    """The dump's header (up to its first section), then only the sections of the given tables."""
+    keep = True
+    for line in lines:
+        if line.startswith(b"-- ") and _SECTION.match(line):
+            match = _TABLE.match(line)
+            keep = bool(match) and _name(match[1]) in tables
+        if keep:
+            yield line
+
+
+def _check_file(path: Path, size: int, digest: str, compression: Compression) -> _DumpScan:
+    """Size, sha256, a complete decompression and the dump's trailer; return what the pass read."""
+    try:
+        actual = path.stat().st_size
+    except FileNotFoundError:
+        raise BackupError(f"backup file {path.name} is missing") from None
+    if actual != size:
+        state = "truncated" if actual < size else "longer than recorded"
+        raise BackupError(f"backup {path.name} is {state}: {actual} bytes, its manifest says {size}")
+    with path.open("rb") as source:
+        if hashlib.file_digest(source, "sha256").hexdigest() != digest:
+            raise BackupError(f"backup {path.name} is corrupt: digest mismatch, its sha256 differs from the manifest's")
+    scan = _DumpScan()
+    with _children() as children:
+        process = _start(children, _decompress_command(compression, path), stdout=subprocess.PIPE)
+        for line in process.stdout:
+            scan.feed(line)
+        _finish(children, f"backup {path.name} is corrupt")
+    if TRAILER not in scan.tail:
+        raise BackupError(f"backup {path.name} is incomplete: the dump does not end with '{TRAILER.decode()}'")
+    return scan
+
+
+def verify_backup(path: str | Path, expected_database: str | None = None) -> Manifest:
+    """Check a backup without touching any database; return its manifest or raise BackupError.
+
+    Manifest present and readable, of expected_database when given, file size and sha256 as
+    recorded, complete decompression, and the dump client's closing line.
+    """
+    path = Path(path).absolute()
+    manifest = read_manifest(path)
+    if expected_database is not None and manifest.database != expected_database:
+        raise BackupError(
+            f"{path.name} is a backup of database {manifest.database!r}, not {expected_database!r}: "
+            "restore it --into a database name explicitly"
+        )
+    compression = COMPRESSIONS.get(manifest.compression)
+    if compression is None:
+        raise BackupError(f"manifest of {path.name} names an unknown compression {manifest.compression!r}")
+    scan = _check_file(path, manifest.bytes, manifest.sha256, compression)
+    if (scan.tables, scan.bytes) != (manifest.tables, manifest.uncompressed_bytes):
+        raise BackupError(f"backup {path.name} does not hold the tables and rows its manifest lists")
+    return manifest
+
+
+# ---------------------------------------------------------------- backup
+
+
+def _database_size(connection: Connection, database: str) -> tuple[int, int]:
+    from sqlalchemy import text
+
+    data, index = connection.execute(
+        text("SELECT COALESCE(SUM(DATA_LENGTH), 0), COALESCE(SUM(INDEX_LENGTH), 0) "
+             "FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db"),
+        {"db": database},
+    ).one()
+    return int(data), int(index)
+
+
+def _bytes_written(pid: int) -> int | None:
+    """What a process has written so far (Linux); None when unknown."""
+    try:
+        with open(f"/proc/{pid}/io") as io:
+            return next(int(line.split()[1]) for line in io if line.startswith("wchar:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def _report(progress: Progress, pid: int, estimate: int) -> None:
+    written = _bytes_written(pid)
+    if written is not None:
+        progress(written, estimate)
+
+
+def _stream_dump(
+    settings: Settings, program: str, arguments: list[str], compression: Compression, out: IO[bytes],
+    progress: Progress | None, estimate: int,
+) -> tuple[int, str]:
+    """Run dump | compressor and copy the compressed stream to out; return its size and sha256."""
+    digest, size, shown = hashlib.sha256(), 0, 0.0
+    with _option_file(settings) as option_file, _children() as children:
+        dump = _start(children, _client_command(program, option_file, *arguments), stdout=subprocess.PIPE)
+        compressor = _start(children, [_program([compression.name], "compressor"), *compression.compress],
+                            stdin=dump.stdout, stdout=subprocess.PIPE)
+        dump.stdout.close()  # the compressor owns the pipe: the dump sees it break if the compressor dies
+        while chunk := compressor.stdout.read1(CHUNK):
+            out.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+            if progress is not None and time.monotonic() - shown >= PROGRESS_INTERVAL:
+                _report(progress, dump.pid, estimate)
+                shown = time.monotonic()
+        if progress is not None:
+            _report(progress, dump.pid, estimate)  # an exited, unreaped child still has its counters
+        _finish(children, f"backup of {settings.database!r} failed", settings.password)
+    _sync(out)
+    return size, digest.hexdigest()
+
+
+def backup(settings: Settings, progress: Progress | None = None) -> BackupResult:
+    """Dump the configured database into backup_dir, verify it, write its manifest, rotate old ones.
+
+    progress, when given, is called about twice a second with (bytes dumped, estimated total).
+    """
+    require_configured(settings)
+    database = validate_identifier(settings.database)
+    started, clock = datetime.now(UTC), time.monotonic()
+    with connect(settings) as connection:
+        info = server_info(connection)
+        revisions = migrate.current_heads(connection)
+        data_bytes, index_bytes = _database_size(connection, database)
+    folder = settings.backup_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    needed, free = int((data_bytes + index_bytes) * COMPRESSED_SHARE), shutil.disk_usage(folder).free
+    if free < needed:
+        raise BackupError(f"not enough disk space in {folder}: {format_size(free)} free, "
+                          f"a backup of {database!r} needs about {format_size(needed)}")
+    program = _program(DUMP_CLIENTS[info.flavour], "dump client")
+    client_version = _client_version(program)
+    arguments = list(DUMP_OPTIONS)
+    if "mariadb" not in client_version.lower():
+        arguments.append("--set-gtid-purged=OFF")  # Oracle's mysqldump: a restore target has GTIDs of its own
+    arguments += [f"--ignore-table={database}.{table}" for table in migrate.HISTORY_TABLES]
+    arguments.append(database)
+    compression = COMPRESSIONS["zstd" if find_program("zstd") else "gzip"]
+    revision = "+".join(revisions) or "base"
+    path, out = _create_backup_file(
+        folder, f"{_file_stem(database)}-{started:%Y%m%dT%H%M%SZ}-{_file_stem(revision)}", compression.suffix
+    )
+    try:
+        with out:
+            size, digest = _stream_dump(settings, program, arguments, compression, out, progress, data_bytes)
+        _publish(_partial(path), path)
+        scan = _check_file(path, size, digest, compression)
+        manifest = Manifest(
+            file=path.name, database=database, source=f"{settings.user}@{settings.address}",
+            server_flavour=info.flavour, server_version=info.version, dump_client=Path(program).name,
+            dump_client_version=client_version, revisions=tuple(revisions), tables=scan.tables, bytes=size,
+            uncompressed_bytes=scan.bytes, sha256=digest, compression=compression.name,
+            started_at=started.isoformat(), finished_at=datetime.now(UTC).isoformat(),
+            duration_seconds=round(time.monotonic() - clock, 3),
+        )
+        _write_manifest(path, manifest)
+    except BaseException:
+        # A file without a manifest is never good: leave nothing behind.
+        for leftover in (_partial(path), path, manifest_path(path)):
+            leftover.unlink(missing_ok=True)
+        raise
+    return BackupResult(path, manifest, _rotate(settings))
+
+
+def list_backups(settings: Settings) -> list[BackupEntry]:
+    """Backups of the configured database in backup_dir, newest first, good or not.
+
+    Good means: a readable manifest and a file of the recorded size (db.restore checks more).
+    Files without a manifest are listed when their name is of this database.
+    """
+    folder = settings.backup_dir
+    if not folder.is_dir():
+        return []
+    suffixes = tuple(compression.suffix for compression in COMPRESSIONS.values())
+    named = re.compile(rf"{re.escape(_file_stem(settings.database))}-\d{{8}}T\d{{6}}Z-")
+    candidates = {folder / (name[: -len(MANIFEST)] if name.endswith(MANIFEST) else name)
+                  for name in os.listdir(folder)}
+    entries = []
+    for path in candidates:
+        if not path.name.endswith(suffixes):
+            continue
+        try:
+            manifest, problem = read_manifest(path), ""
+        except BackupError as exc:
+            manifest, problem = None, str(exc)
+        ours = manifest.database == settings.database if manifest else named.match(path.name)
+        if not ours:
+            continue
+        size = path.stat().st_size if path.exists() else 0
+        if manifest and not path.exists():
+            problem = "the backup file is missing"
+        elif manifest and size != manifest.bytes:
+            problem = f"{size} bytes, its manifest says {manifest.bytes}"
+        when = manifest.started_at if manifest else datetime.fromtimestamp(
+            (path if path.exists() else manifest_path(path)).stat().st_mtime, UTC).isoformat()
+        entries.append(BackupEntry(path, manifest, when, size, problem))
+    return sorted(entries, key=lambda entry: entry.when, reverse=True)
+
+
+def _rotate(settings: Settings) -> list[Path]:
+    """Delete the good backups of this database beyond the newest backup_keep; return them."""
+    removed = []
+    for entry in [entry for entry in list_backups(settings) if entry.good][settings.backup_keep:]:
+        entry.path.unlink(missing_ok=True)
+        manifest_path(entry.path).unlink(missing_ok=True)
+        removed.append(entry.path)
+    return removed
+
+
+# ---------------------------------------------------------------- restore
+
+
+def _load(settings: Settings, path: Path, compression: Compression, tables: set[str] | None) -> None:
+    """Feed the dump (or only the sections of some tables) to the command-line client."""
+    with connect(settings) as connection:
+        flavour = server_info(connection).flavour
+    program = _program(LOAD_CLIENTS[flavour], "mysql client")
+    with _option_file(settings) as option_file, _children() as children:
+        source = _start(children, _decompress_command(compression, path), stdout=subprocess.PIPE)
+        loader = _start(children, _client_command(program, option_file, "--default-character-set=utf8mb4",
+                                                  settings.database), stdin=subprocess.PIPE)
+        with suppress(BrokenPipeError):  # the client stopped reading: _finish quotes its error
+            loader.stdin.write(b"SET FOREIGN_KEY_CHECKS=0;\n")
+            loader.stdin.writelines(source.stdout if tables is None else _select_sections(source.stdout, tables))
+        _finish(children, f"restore of {settings.database!r} failed", settings.password)
+
+
+def _check_counts(settings: Settings, manifest: Manifest, tables: Iterable[str]) -> dict[str, int]:
+    with connect(settings) as connection:
+        counts = row_counts(connection, set(tables))
+    differing = [f"{name} has {count}, the backup {manifest.tables[name]}"
+                 for name, count in counts.items() if count != manifest.tables[name]]
+    if differing:
+        raise BackupError(f"restored {settings.database!r} but row counts differ: {'; '.join(differing[:5])}")
+    return counts
+
+
+def restore(
+    settings: Settings, path: str | Path, into: str | None = None, confirm: Callable[[Manifest], None] | None = None
+) -> RestoreResult:
+    """Verify a backup, then replace the target's tables with it; the history tables stay.
+
+    The target is into, or the configured database (which must be the backup's). confirm,
+    when given, is called after verification and before anything changes; it may raise.
+    """
+    require_configured(settings)
+    path = Path(path).absolute()
+    target = validate_identifier(into or settings.database)
+    manifest = verify_backup(path, None if into else settings.database)
+    if confirm is not None:
+        confirm(manifest)
+    clock = time.monotonic()
+    target_settings = settings.with_database(target)
+    admin.create_database(target_settings)
+    with migration_lock(target_settings, f"restore {path.name}"):
+        admin.empty_database(target_settings, keep=migrate.HISTORY_TABLES)
+        _load(target_settings, path, COMPRESSIONS[manifest.compression], None)
+        counts = _check_counts(target_settings, manifest, manifest.tables)
+    return RestoreResult(target, manifest, counts, round(time.monotonic() - clock, 3))
+
+
+def restore_tables(settings: Settings, path: str | Path, tables: list[str]) -> None:
+    """Restore only the named tables of the configured database from a backup (deploy rollbacks)."""
+    require_configured(settings)
+    path = Path(path).absolute()
+    manifest = verify_backup(path, settings.database)
+    wanted = {validate_identifier(name, "table name") for name in tables}
+    missing = sorted(wanted - manifest.tables.keys())
+    if missing:
+        raise BackupError(f"backup {path.name} has no table {', '.join(missing)}")
+    if wanted:
+        _load(settings, path, COMPRESSIONS[manifest.compression], wanted)
+        _check_counts(settings, manifest, wanted)

@@ -1,0 +1,691 @@
+"""Server targets of the version matrix, and the providers that can serve them.
+
+One table (TARGETS) names every server version the project is tested on. For a target,
+providers are tried in order until one serves it:
+
+  url     a server the user runs, named by an environment variable per target
+          (MATRIX_URL_MYSQL_9_7=mysql://user:pass@host:port); when set, it alone decides;
+  local   a mariadbd/mysqld binary of this machine reporting exactly that version;
+  chroot  a Debian suite shipping that version, provisioned once with debootstrap into a
+          cache folder (SERVER_CACHE_DIR, default /var/cache/emotional-chat-servers), run
+          with chroot (root only);
+  docker  the target's image through testcontainers, when a Docker engine answers.
+
+`acquire()` yields a ServerHandle for a throwaway server reachable over TCP with a user and
+password, and removes that server afterwards, also when the caller fails or is interrupted.
+A target no provider can serve raises ServerUnavailable with one reason per provider tried.
+
+Environment variables are read from the `environ` argument (os.environ by default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import DbOpsError, SandboxError
+from .servers import (
+    CHROOT_ENV,
+    SEARCH_PATH,
+    ServerInstance,
+    create_user,
+    find_program,
+    in_root,
+    processes_in_root,
+    server_flavour,
+    start_instance,
+    stop_instance,
+)
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+DEFAULT_CACHE_DIR = Path("/var/cache/emotional-chat-servers")
+CACHE_DIR_VARIABLE = "SERVER_CACHE_DIR"
+MATRIX_USER = "matrix"
+PROVISION_MARKER = "provisioned.json"
+PROVISION_TIMEOUT = 1800.0
+DOCKER_TIMEOUT = 3.0
+
+
+# ---------------------------------------------------------------- the targets
+
+
+@dataclass(frozen=True)
+class DebianRecipe:
+    """A Debian suite whose packages ship the target's server."""
+
+    suite: str
+    packages: tuple[str, ...]
+    binary: str  # the server, as a path inside the root
+
+    def as_dict(self) -> dict:
+        return {"suite": self.suite, "packages": list(self.packages), "binary": self.binary}
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    flavour: str  # "mariadb" or "mysql"
+    version: str  # major.minor; the server's version must start with it
+    debian: DebianRecipe | None = None
+    docker_image: str | None = None
+
+    @property
+    def url_variable(self) -> str:
+        return "MATRIX_URL_" + re.sub(r"[^A-Z0-9]", "_", self.id.upper())
+
+    @property
+    def label(self) -> str:
+        return f"{'MariaDB' if self.flavour == 'mariadb' else 'MySQL'} {self.version}"
+
+    def matches(self, flavour: str, version: str) -> bool:
+        return flavour == self.flavour and (version == self.version or version.startswith(self.version + "."))
+
+
+TARGETS: dict[str, Target] = {
+    target.id: target
+    for target in (
+        Target("mysql-9.7", "mysql", "9.7", DebianRecipe("sid", ("mysql-server-core",), "/usr/sbin/mysqld"),
+               "mysql:9.7"),
+        Target("mysql-8.4", "mysql", "8.4", docker_image="mysql:8.4"),
+        Target("mysql-8.0", "mysql", "8.0", docker_image="mysql:8.0"),
+        Target("mariadb-11.8", "mariadb", "11.8",
+               DebianRecipe("trixie", ("mariadb-server",), "/usr/sbin/mariadbd"), "mariadb:11.8"),
+        Target("mariadb-10.11", "mariadb", "10.11",
+               DebianRecipe("bookworm", ("mariadb-server",), "/usr/sbin/mariadbd"), "mariadb:10.11"),
+        Target("mariadb-10.5", "mariadb", "10.5",
+               DebianRecipe("bullseye", ("mariadb-server-core-10.5",), "/usr/sbin/mariadbd"), "mariadb:10.5"),
+        Target("mysql-5.7", "mysql", "5.7", docker_image="mysql:5.7"),
+    )
+}
+
+
+class UnknownTarget(DbOpsError):
+    pass
+
+
+class ProviderSkipped(DbOpsError):
+    """This provider cannot serve the target; the message says why."""
+
+
+class ProvisionError(DbOpsError):
+    """Building a Debian root for a target failed."""
+
+
+class ServerUnavailable(DbOpsError):
+    """No provider could serve the target; `reasons` holds (provider, reason) per provider tried."""
+
+    def __init__(self, target_id: str, reasons: list[tuple[str, str]]) -> None:
+        self.target_id = target_id
+        self.reasons = list(reasons)
+        super().__init__(f"no provider can serve {target_id}: " + "; ".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [f"{provider}: {reason}" for provider, reason in self.reasons]
+
+
+def get_target(target_id: str) -> Target:
+    try:
+        return TARGETS[target_id]
+    except KeyError:
+        raise UnknownTarget(f"unknown server {target_id!r}: choose from {', '.join(TARGETS)}") from None
+
+
+def required_targets(value: str | None) -> frozenset[str]:
+    """Target ids named by MATRIX_REQUIRED ("all", or ids separated by commas)."""
+    names = [part.strip() for part in (value or "").split(",") if part.strip()]
+    if any(name.lower() == "all" for name in names):
+        return frozenset(TARGETS)
+    for name in names:
+        get_target(name)
+    return frozenset(names)
+
+
+def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+# ---------------------------------------------------------------- handles
+
+
+@dataclass
+class ServerHandle:
+    """A server ready for the matrix: reachable over TCP with user and password."""
+
+    target: str
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    flavour: str = ""
+    version: str = ""
+    provider: str = ""
+    startup_seconds: float = 0.0
+    # Time spent building the target's Debian root in this call (0 when reused).
+    provision_seconds: float = 0.0
+    instance: ServerInstance | None = None
+
+    def settings(self, database: str = "", **changes) -> Settings:
+        from dataclasses import replace
+
+        from ..config import Settings
+
+        return replace(Settings(), host=self.host, port=self.port, user=self.user, password=self.password,
+                       database=database, **changes)
+
+    def describe(self) -> str:
+        name = "MariaDB" if self.flavour == "mariadb" else "MySQL"
+        return (f"{name} {self.version} on {self.host}:{self.port} ({self.provider}, "
+                f"ready in {self.startup_seconds:.1f} s)")
+
+
+Provider = Callable[[Target, Path | None, Mapping[str, str]], "contextmanager[ServerHandle]"]
+
+
+# ---------------------------------------------------------------- url
+
+
+def parse_server_url(url: str, variable: str = "the URL") -> tuple[str, int, str, str]:
+    """(host, port, user, password) of mysql://user:pass@host:port (also mariadb://, mysql+pymysql://)."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or 3306
+    except ValueError:
+        raise DbOpsError(f"{variable} is not a mysql://user:password@host:port URL") from None
+    if parts.scheme.split("+")[0] not in ("mysql", "mariadb") or not parts.hostname:
+        raise DbOpsError(f"{variable} is not a mysql://user:password@host:port URL")
+    return parts.hostname, port, unquote(parts.username or "root"), unquote(parts.password or "")
+
+
+def _server_version(host: str, port: int, user: str, password: str) -> tuple[str, str]:
+    import pymysql
+
+    from .connection import parse_server_version
+
+    try:
+        connection = pymysql.connect(host=host, port=port, user=user, password=password, connect_timeout=5)
+    except pymysql.err.Error as exc:
+        code = exc.args[0] if exc.args else "?"
+        raise ProviderSkipped(f"cannot connect to {host}:{port} (error {code})") from None
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            info = parse_server_version(cursor.fetchone()[0])
+    finally:
+        connection.close()
+    return info.flavour, info.version
+
+
+@contextmanager
+def _url_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str]) -> Iterator[ServerHandle]:
+    url = environ.get(target.url_variable, "").strip()
+    if not url:
+        raise ProviderSkipped(f"{target.url_variable} is not set")
+    started = time.monotonic()
+    host, port, user, password = parse_server_url(url, target.url_variable)
+    flavour, version = _server_version(host, port, user, password)
+    if not target.matches(flavour, version):
+        raise ProviderSkipped(f"{target.url_variable} points at {flavour} {version}, not {target.label}")
+    yield ServerHandle(target.id, host, port, user, password, flavour, version, "url",
+                       time.monotonic() - started)
+
+
+# ---------------------------------------------------------------- local binaries
+
+
+def local_binaries() -> list[tuple[str, str, str]]:
+    """(path, flavour, version) of each distinct server binary on PATH and in the usual folders."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), *SEARCH_PATH])
+    found, seen = [], set()
+    for name in ("mariadbd", "mysqld"):
+        for folder in search.split(os.pathsep):
+            path = Path(folder or ".") / name
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                continue
+            real = os.path.realpath(path)
+            if real in seen:
+                continue
+            seen.add(real)
+            try:
+                flavour, version = server_flavour(str(path))
+            except SandboxError:
+                continue
+            found.append((str(path), flavour, version))
+    return found
+
+
+def find_local_binary(target: Target) -> str:
+    binaries = local_binaries()
+    for path, flavour, version in binaries:
+        if target.matches(flavour, version):
+            return path
+    have = ", ".join(f"{flavour} {version}" for _, flavour, version in binaries) or "none"
+    raise ProviderSkipped(f"no local {target.label} binary (found: {have})")
+
+
+def _stop_quietly(instance: ServerInstance | None, folder: Path, chroot: str = "") -> None:
+    """Stop the instance, and whatever still works in its folder (an install cut short)."""
+    if instance is not None:
+        stop_instance(instance)
+    if chroot and Path(chroot).is_dir():
+        inside = "/" + str(folder.relative_to(chroot)) + "/"
+        for pid in processes_in_root(chroot, inside):
+            _kill(pid)
+    elif not chroot:
+        for pid in processes_in_root("/", str(folder) + "/"):
+            _kill(pid)
+
+
+def _kill(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@contextmanager
+def _throwaway(target: Target, provider: str, folder: Path, binary: str, chroot: str = "",
+               provision_seconds: float = 0.0) -> Iterator[ServerHandle]:
+    """A server in folder on a free port, with a password user; stopped and removed afterwards."""
+    started = time.monotonic()
+    instance = None
+    try:
+        instance = start_instance(folder, binary=binary, chroot=chroot or None)
+        if not target.matches(instance.flavour, instance.version):
+            raise ProviderSkipped(f"{binary} reports {instance.flavour} {instance.version}, not {target.label}")
+        password = create_user(instance, MATRIX_USER)
+        yield ServerHandle(target.id, instance.host, instance.port, MATRIX_USER, password, instance.flavour,
+                           instance.version, provider, time.monotonic() - started, provision_seconds, instance)
+    finally:
+        _stop_quietly(instance, folder, chroot)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def _local_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str]) -> Iterator[ServerHandle]:
+    binary = find_local_binary(target)
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{target.id}-", dir=work_dir))
+    with _throwaway(target, "local", folder, binary) as handle:
+        yield handle
+
+
+# ---------------------------------------------------------------- Debian chroots
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    return Path(_environ(environ).get(CACHE_DIR_VARIABLE) or DEFAULT_CACHE_DIR)
+
+
+def chroot_root(target: Target, environ: Mapping[str, str] | None = None) -> Path:
+    return cache_dir(environ) / target.id / "root"
+
+
+def provisioned(target: Target, environ: Mapping[str, str] | None = None) -> dict | None:
+    """The marker of a finished provisioning of target's root (None when missing or stale)."""
+    if target.debian is None:
+        return None
+    try:
+        marker = json.loads((cache_dir(environ) / target.id / PROVISION_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    # A changed recipe makes the old root stale.
+    return marker if marker.get("recipe") == target.debian.as_dict() else None
+
+
+@contextmanager
+def _file_lock(path: Path, timeout: float, purpose: str) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ProvisionError(f"{purpose}: another process holds {path} for over {timeout:.0f} s") from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _mounts_below(root: Path) -> list[str]:
+    prefix = str(root.resolve()) + "/"
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    # Field 5 is the mount point, with spaces escaped as \040.
+    points = [line.split()[4].replace("\\040", " ") for line in lines]
+    return sorted((point for point in points if point.startswith(prefix)), key=len, reverse=True)
+
+
+def remove_root(root: Path) -> None:
+    """Remove a (half-built) root; never through a mount still inside it (e.g. the host's /proc)."""
+    for point in _mounts_below(root):
+        subprocess.run(["umount", "-l", point], capture_output=True, timeout=60)
+    left = _mounts_below(root)
+    if left:
+        raise ProvisionError(f"cannot remove {root}: {left[0]} is still mounted")
+    shutil.rmtree(root, ignore_errors=True)
+    if root.exists():
+        raise ProvisionError(f"cannot remove {root}")
+
+
+def _run_logged(command: list[str], log, step: str, timeout: float, env: dict | None = None) -> None:
+    log.write(f"$ {' '.join(command)}\n".encode())
+    log.flush()
+    try:
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise ProvisionError(f"{step} took over {timeout:.0f} s") from None
+    if result.returncode != 0:
+        raise ProvisionError(f"{step} failed with exit code {result.returncode}")
+
+
+def _log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+def provision(target_id: str, environ: Mapping[str, str] | None = None) -> dict:
+    """Build the target's Debian root once (debootstrap + apt-get) and return its marker.
+
+    Runs under a file lock, so two processes never build the same root at once; the
+    marker is written last, so a root without one (an interrupted build) is removed and
+    built again. The marker holds the server version and the build time in seconds.
+    """
+    target = get_target(target_id)
+    if target.debian is None:
+        raise ProviderSkipped(f"no Debian suite ships {target.label}")
+    if os.geteuid() != 0:
+        raise ProviderSkipped("needs root (debootstrap and chroot)")
+    marker = provisioned(target, environ)
+    if marker:
+        return {**marker, "reused": True}
+    folder = cache_dir(environ) / target.id
+    with _file_lock(cache_dir(environ) / f"{target.id}.lock", PROVISION_TIMEOUT, f"provisioning {target.id}"):
+        marker = provisioned(target, environ)  # another process may have finished meanwhile
+        if marker:
+            return {**marker, "reused": True}
+        debootstrap = find_program("debootstrap")
+        if debootstrap is None:
+            raise ProviderSkipped("debootstrap is not installed (apt-get install debootstrap)")
+        root = folder / "root"
+        if folder.exists():
+            remove_root(root)
+            shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        log_path = folder / "provision.log"
+        started = time.monotonic()
+        try:
+            with open(log_path, "wb") as log:
+                _build_root(target, debootstrap, root, log)
+            flavour, version = server_flavour(target.debian.binary, root)
+        except (ProvisionError, SandboxError) as exc:
+            raise ProvisionError(f"building the {target.debian.suite} root failed: {exc}: {_log_tail(log_path)}") \
+                from None
+        finally:
+            for pid in processes_in_root(root):
+                _kill(pid)  # e.g. a service a package script started despite policy-rc.d
+        if not target.matches(flavour, version):
+            raise ProvisionError(f"{target.debian.suite} now ships {flavour} {version}, not {target.label}")
+        marker = {
+            "target": target.id,
+            "recipe": target.debian.as_dict(),
+            "flavour": flavour,
+            "version": version,
+            "seconds": round(time.monotonic() - started, 1),
+            "size_mb": _size_mb(root),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        temporary = folder / (PROVISION_MARKER + ".tmp")
+        temporary.write_text(json.dumps(marker, indent=2))
+        os.replace(temporary, folder / PROVISION_MARKER)
+        return {**marker, "reused": False}
+
+
+def _build_root(target: Target, debootstrap: str, root: Path, log) -> None:
+    recipe = target.debian
+    # No mirror argument: debootstrap uses its own default.
+    _run_logged([debootstrap, "--variant=minbase", recipe.suite, str(root)], log, "debootstrap", 900)
+    # Package scripts must not start services inside the root.
+    policy = root / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    env = {**CHROOT_ENV, "DEBIAN_FRONTEND": "noninteractive"}
+    # A mirror that is a frozen copy serves Release files past their Valid-Until date, which
+    # debootstrap accepts and apt-get refuses; their signatures are still checked.
+    update = ["apt-get", "-o", "Acquire::Check-Valid-Until=false", "update", "-q"]
+    _run_logged(in_root(update, root), log, "apt-get update", 600, env)
+    _run_logged(
+        in_root(["apt-get", "install", "-y", "-q", "--no-install-recommends", *recipe.packages], root),
+        log, f"apt-get install {' '.join(recipe.packages)}", 900, env,
+    )
+    _run_logged(in_root(["apt-get", "clean"], root), log, "apt-get clean", 120, env)
+    (root / "tmp").mkdir(exist_ok=True)
+    (root / "tmp").chmod(0o1777)
+
+
+def _size_mb(root: Path) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return round(total / 1e6)
+
+
+def _chroot_ready(target: Target, environ: Mapping[str, str]) -> tuple[Path, float]:
+    """The target's root, built now if needed; (root, seconds spent building it now)."""
+    if target.debian is None:
+        raise ProviderSkipped(f"no Debian suite ships {target.label}")
+    if os.geteuid() != 0:
+        raise ProviderSkipped("needs root (debootstrap and chroot)")
+    marker = provision(target.id, environ)
+    return chroot_root(target, environ), 0.0 if marker["reused"] else marker["seconds"]
+
+
+@contextmanager
+def _chroot_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str]) -> Iterator[ServerHandle]:
+    root, provision_seconds = _chroot_ready(target, environ)
+    # The data folder lives inside the root, where the server can see it.
+    folder = Path(tempfile.mkdtemp(prefix="matrix-", dir=root / "tmp"))
+    with _throwaway(target, "chroot", folder, target.debian.binary, str(root), provision_seconds) as handle:
+        yield handle
+
+
+# ---------------------------------------------------------------- Docker
+
+
+def docker_engine_problem(environ: Mapping[str, str]) -> str | None:
+    """Why no Docker engine answers, or None when one does."""
+    import socket
+
+    host = environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        docker = find_program("docker")
+        if docker is None:
+            return f"DOCKER_HOST is {host} but there is no docker client to ask it"
+        try:
+            result = subprocess.run([docker, "version", "--format", "{{.Server.Version}}"], capture_output=True,
+                                    timeout=DOCKER_TIMEOUT, env=dict(environ))
+        except (OSError, subprocess.SubprocessError):
+            return f"no Docker engine answers at {host}"
+        return None if result.returncode == 0 else f"no Docker engine answers at {host}"
+    path = host.removeprefix("unix://") or "/var/run/docker.sock"
+    if not Path(path).exists():
+        return f"no Docker engine ({path} does not exist)"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(DOCKER_TIMEOUT)
+            probe.connect(path)
+            probe.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            answer = probe.recv(256)
+    except OSError:
+        return f"no Docker engine answers on {path}"
+    return None if b" 200 " in answer.split(b"\r\n", 1)[0] + b" " else f"no Docker engine answers on {path}"
+
+
+@contextmanager
+def _docker_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str]) -> Iterator[ServerHandle]:
+    if not target.docker_image:
+        raise ProviderSkipped(f"no Docker image for {target.label}")
+    problem = docker_engine_problem(environ)
+    if problem:
+        raise ProviderSkipped(problem)
+    try:
+        from testcontainers.mysql import MySqlContainer
+    except ImportError:
+        raise ProviderSkipped("testcontainers is not installed (pip install 'testcontainers[mysql]')") from None
+    import secrets
+
+    started = time.monotonic()
+    password = secrets.token_urlsafe(18)
+    container = MySqlContainer(target.docker_image, username="root", root_password=password, password=password)
+    try:
+        try:
+            container.start()
+        except Exception as exc:
+            raise ProviderSkipped(f"{target.docker_image} did not start: {' '.join(str(exc).split())[:200]}") \
+                from None
+        host, port = container.get_container_host_ip(), int(container.get_exposed_port(3306))
+        flavour, version = _server_version(host, port, "root", password)
+        if not target.matches(flavour, version):
+            raise ProviderSkipped(f"{target.docker_image} runs {flavour} {version}, not {target.label}")
+        yield ServerHandle(target.id, host, port, "root", password, flavour, version, "docker",
+                           time.monotonic() - started)
+    finally:
+        try:
+            container.stop()
+        except Exception:
+            pass  # never started, or already gone
+
+
+# ---------------------------------------------------------------- acquire
+
+PROVIDERS: dict[str, Provider] = {
+    "url": _url_provider,
+    "local": _local_provider,
+    "chroot": _chroot_provider,
+    "docker": _docker_provider,
+}
+
+
+@contextmanager
+def acquire(
+    target_id: str,
+    work_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    providers: tuple[str, ...] | None = None,
+) -> Iterator[ServerHandle]:
+    """A throwaway server of target_id from the first provider that can serve it.
+
+    The server is stopped and its folder removed when the block ends, however it ends.
+    Raises UnknownTarget, or ServerUnavailable with the reason of every provider tried.
+    providers limits the ones tried (names from PROVIDERS, in their order).
+    """
+    target = get_target(target_id)
+    env = _environ(environ)
+    names = [name for name in PROVIDERS if providers is None or name in providers]
+    if "url" in names and env.get(target.url_variable, "").strip():
+        names = ["url"]  # the user named the server: no other may stand in for it
+    reasons: list[tuple[str, str]] = []
+    with ExitStack() as stack:
+        for name in names:
+            try:
+                handle = stack.enter_context(PROVIDERS[name](target, work_dir, env))
+            except DbOpsError as exc:
+                reasons.append((name, str(exc)))
+                continue
+            yield handle
+            return
+    raise ServerUnavailable(target.id, reasons)
+
+
+def describe_providers(target_id: str, environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """What each provider would do for target_id, without starting anything: (provider, verdict)."""
+    target = get_target(target_id)
+    env = _environ(environ)
+    verdicts = []
+    url = env.get(target.url_variable, "").strip()
+    verdicts.append(("url", f"{target.url_variable} is set" if url else f"{target.url_variable} is not set"))
+    try:
+        verdicts.append(("local", f"serves with {find_local_binary(target)}"))
+    except ProviderSkipped as exc:
+        verdicts.append(("local", str(exc)))
+    if target.debian is None:
+        verdicts.append(("chroot", f"no Debian suite ships {target.label}"))
+    else:
+        marker = provisioned(target, env)
+        where = chroot_root(target, env)
+        verdicts.append(("chroot", f"{target.debian.suite} root ready at {where} ({marker['version']})" if marker
+                         else f"{target.debian.suite} root not built yet ({where})"))
+    if target.docker_image:
+        verdicts.append(("docker", docker_engine_problem(env) or f"Docker engine answers: {target.docker_image}"))
+    else:
+        verdicts.append(("docker", f"no Docker image for {target.label}"))
+    return verdicts
+
+
+# ---------------------------------------------------------------- long-lived servers (the sandbox)
+
+
+def start_server(
+    target_id: str, folder: Path, port: int | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[ServerInstance, str]:
+    """Start target_id's server to outlive this process (the sandbox); return (instance, provider).
+
+    A local binary keeps its data in folder; a chroot server in a folder inside its root
+    named after folder, so a later call with the same folder finds the same data. The
+    caller stops it with servers.stop_instance.
+    """
+    target = get_target(target_id)
+    env = _environ(environ)
+    reasons: list[tuple[str, str]] = []
+    try:
+        return start_instance(folder, port=port, binary=find_local_binary(target)), "local"
+    except DbOpsError as exc:
+        reasons.append(("local", str(exc)))
+    try:
+        root, _ = _chroot_ready(target, env)
+        return start_instance(persistent_folder(root, folder), port=port, binary=target.debian.binary,
+                              chroot=root), "chroot"
+    except DbOpsError as exc:
+        reasons.append(("chroot", str(exc)))
+    reasons.append(("url/docker", "a server outside this machine's processes cannot be a sandbox"))
+    raise ServerUnavailable(target.id, reasons)
+
+
+def persistent_folder(root: Path, folder: Path) -> Path:
+    import hashlib
+
+    digest = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:12]
+    return root / "tmp" / f"sandbox-{digest}"

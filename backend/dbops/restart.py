@@ -1,0 +1,142 @@
+"""Restart the application service and check its health: the deploy's last step.
+
+Commands run from the project root without a shell, and without the database password in
+their environment: the service reads it from the config file itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from http.client import HTTPException
+from urllib.parse import urlsplit
+
+from ..config import PROJECT_ROOT, Settings
+from .errors import RestartError
+
+COMMAND_TIMEOUT = 60.0
+SECRET_VARIABLES = frozenset({"MYSQL_PASSWORD", "MYSQL_PWD"})
+FIRST_DELAY = 0.2
+MAX_DELAY = 2.0
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    target: str  # the URL, or HEALTH_COMMAND
+    attempts: int
+    seconds: float
+    body: dict = field(default_factory=dict)  # the JSON the URL answered; empty for a command
+
+    @property
+    def revision(self) -> str | None:
+        return self.body.get("revision")
+
+    def describe(self) -> str:
+        seen = f", revision {self.revision}" if self.revision else ""
+        return f"{self.target} healthy after {self.attempts} attempt(s) in {self.seconds:.1f} s{seen}"
+
+
+@dataclass(frozen=True)
+class RestartResult:
+    command_seconds: float
+    health: HealthResult
+
+
+def _child_environment() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key not in SECRET_VARIABLES}
+
+
+def _first_line(text: str, settings: Settings) -> str:
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "no error output")
+    return line.replace(settings.password, "***") if settings.password else line
+
+
+def run_command(settings: Settings, command: str, name: str) -> float:
+    """Run the command line held by the setting `name`; return its duration, RestartError unless it exits 0."""
+    try:
+        args = shlex.split(command)
+    except ValueError as exc:
+        raise RestartError(f"{name} cannot be parsed: {exc}") from None
+    if not args:
+        raise RestartError(f"{name} is empty")
+    started = time.monotonic()
+    try:
+        completed = subprocess.run(
+            args, cwd=PROJECT_ROOT, env=_child_environment(), stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, errors="replace", timeout=COMMAND_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        raise RestartError(f"{name} {args[0]} did not finish within {COMMAND_TIMEOUT:.0f} s") from None
+    except OSError as exc:
+        raise RestartError(f"{name} {args[0]} cannot run: {exc.strerror or exc}") from None
+    if completed.returncode != 0:
+        raise RestartError(
+            f"{name} {args[0]} failed with exit code {completed.returncode}: {_first_line(completed.stderr, settings)}"
+        )
+    return time.monotonic() - started
+
+
+def _json_object(raw: bytes) -> dict:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _probe(opener: urllib.request.OpenerDirector, url: str, timeout: float) -> tuple[dict | None, str]:
+    """(body, "") on HTTP 200, the body {} when it is not a JSON object; else (None, why)."""
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return None, f"HTTP {exc.code}: {_json_object(exc.read()).get('error') or exc.reason}"
+    except urllib.error.URLError as exc:
+        return None, str(exc.reason)
+    except (OSError, HTTPException) as exc:
+        return None, str(exc) or type(exc).__name__
+    return (_json_object(raw), "") if status == 200 else (None, f"HTTP {status}")
+
+
+def health_check(settings: Settings, expected_revision: str | None = None) -> HealthResult:
+    """HEALTH_COMMAND exits 0, or the health URL answers 200 (with expected_revision, when given).
+
+    The URL is retried up to HEALTH_RETRIES times with a growing delay, since the service
+    needs a moment to start. expected_revision applies to the URL only: a command is trusted.
+    """
+    started = time.monotonic()
+    if settings.health_command:
+        run_command(settings, settings.health_command, "HEALTH_COMMAND")
+        return HealthResult("HEALTH_COMMAND", 1, time.monotonic() - started)
+    url = settings.effective_health_url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise RestartError(f"HEALTH_URL {url!r} is not an http(s) URL")
+    # No proxy: the service is ours and near, and http_proxy would misroute localhost.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    delay, why = FIRST_DELAY, ""
+    for attempt in range(1, settings.health_retries + 1):
+        body, why = _probe(opener, url, settings.health_timeout)
+        if body is not None:
+            if expected_revision is None or body.get("revision") == expected_revision:
+                return HealthResult(url, attempt, time.monotonic() - started, body)
+            why = f"revision {body.get('revision')} instead of {expected_revision}"
+        if attempt < settings.health_retries:
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY)
+    raise RestartError(
+        f"health check of {url} failed after {settings.health_retries} attempt(s): {' '.join(why.split())}"
+    )
+
+
+def restart(settings: Settings, expected_revision: str | None = None) -> RestartResult:
+    """Run RESTART_COMMAND, then health_check(); RestartError when either fails."""
+    seconds = run_command(settings, settings.restart_command, "RESTART_COMMAND")
+    return RestartResult(seconds, health_check(settings, expected_revision))

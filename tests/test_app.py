@@ -1,0 +1,213 @@
+"""The application service and its restart, with real processes against the real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from dotenv import dotenv_values
+
+from backend.config import PROJECT_ROOT
+from backend.dbops.servers import free_port, pid_alive
+from tests.conftest import HEAD, assert_one_error_line
+
+# Variables of the service and its restart a developer's shell might carry.
+SERVICE_VARIABLES = ("APP_HOST", "APP_PORT", "RESTART_COMMAND", "HEALTH_URL", "HEALTH_COMMAND", "HEALTH_TIMEOUT",
+                     "HEALTH_RETRIES", "APP_PID_FILE", "APP_LOG_FILE", "PYTHON", "MYSQL_PWD")
+
+
+def _app_pid(pid_file: Path) -> int | None:
+    """The pid in the file, if it is a running backend.app (never another process)."""
+    try:
+        pid = int(pid_file.read_text())
+        return pid if b"backend.app" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _stop(pid: int | None) -> None:
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def app_env(cli_env, settings, tmp_path):
+    """A free port, pid and log files in tmp_path; the password also in a config file, where the service reads it."""
+    config = tmp_path / "app.env"
+    quoted = settings.password.replace("\\", "\\\\").replace("'", "\\'")
+    config.write_text(f"MYSQL_PASSWORD='{quoted}'\n")
+    assert dotenv_values(config)["MYSQL_PASSWORD"] == settings.password
+    env = {key: value for key, value in cli_env.items() if key not in SERVICE_VARIABLES}
+    env.update(
+        DB_CONFIG_FILE=str(config), APP_HOST="127.0.0.1", APP_PORT=str(free_port()), PYTHON=sys.executable,
+        APP_PID_FILE=str(tmp_path / "run" / "app.pid"), APP_LOG_FILE=str(tmp_path / "run" / "app.log"),
+    )
+    yield env
+    _stop(_app_pid(Path(env["APP_PID_FILE"])))
+
+
+def _base_url(env: dict[str, str]) -> str:
+    return f"http://127.0.0.1:{env['APP_PORT']}"
+
+
+def _get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())
+
+
+def _wait_for_health(base_url: str, timeout: float = 15) -> tuple[int, dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _get(f"{base_url}/health")
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@contextmanager
+def _process(env: dict[str, str], *args: str):
+    process = subprocess.Popen([sys.executable, "-m", *args], cwd=PROJECT_ROOT, env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+def _assert_secret_free(text: str | bytes, password: str) -> None:
+    secret = password.encode() if isinstance(text, bytes) else password
+    assert not password or secret not in text
+
+
+def test_service_reports_the_revision_and_stops_on_sigterm(created_database, app_env, invoke):
+    base_url = _base_url(app_env)
+    with _process(app_env, "backend.app") as process:
+        status, body = _wait_for_health(base_url)
+        assert status == 200, body
+        assert body["status"] == "ok" and body["revision"] == "base" and body["pid"] == process.pid
+        assert body["database"] == created_database.database and body["started_at"]
+
+        assert invoke("db.init").returncode == 0
+        assert _get(f"{base_url}/health") == (200, {**body, "revision": HEAD})
+        assert _get(f"{base_url}/nope")[0] == 404
+
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+        assert time.monotonic() - started < 2
+        log = process.stderr.read()
+    assert '"GET /health HTTP/1.1" 200' in log and '"GET /nope HTTP/1.1" 404' in log
+    _assert_secret_free(log, created_database.password)
+
+
+def test_service_answers_503_when_the_database_is_unreachable(settings, app_env):
+    env = {**app_env, "MYSQL_PORT": str(free_port())}
+    with _process(env, "backend.app") as process:
+        status, body = _wait_for_health(_base_url(env))
+        assert status == 503 and body["status"] == "error", body
+        assert "cannot reach the MySQL server" in body["error"] and "\n" not in body["error"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+    _assert_secret_free(json.dumps(body), settings.password)
+
+
+def test_restart_starts_then_replaces_the_service_without_the_password(created_database, app_env, invoke):
+    pid_file = Path(app_env["APP_PID_FILE"])
+    pid_file.parent.mkdir()
+    pid_file.write_text(str(os.getpid()))  # stale: a process that is not the app must survive
+    first = invoke("app.restart", env=app_env)
+    assert first.returncode == 0, first.output
+    assert first.stdout.startswith("✅ restarted") and f"{_base_url(app_env)}/health healthy" in first.stdout
+    assert "revision base" in first.stdout
+    old = _app_pid(pid_file)
+    assert old and pid_alive(old)
+
+    # The service has the password from the config file only: not in its environment nor command line.
+    environ = Path(f"/proc/{old}/environ").read_bytes()
+    assert b"MYSQL_PASSWORD=" not in environ
+    _assert_secret_free(environ + Path(f"/proc/{old}/cmdline").read_bytes(), created_database.password)
+
+    second = invoke("app.restart", env=app_env)
+    assert second.returncode == 0, second.output
+    new = _app_pid(pid_file)
+    assert new and new != old and not pid_alive(old)
+    assert _get(f"{_base_url(app_env)}/health")[1]["pid"] == new
+    log = Path(app_env["APP_LOG_FILE"]).read_text()
+    assert "GET /health" in log
+    _assert_secret_free(first.output + second.output + log, created_database.password)
+
+
+def test_restart_waits_for_the_expected_revision(created_database, app_env, invoke):
+    assert invoke("db.init").returncode == 0
+    ok = invoke("app.restart", "--expect-revision", HEAD, env=app_env)
+    assert ok.returncode == 0, ok.output
+    assert f"revision {HEAD}" in ok.stdout
+
+    wrong = invoke("app.restart", "--expect-revision", "0123abcd4567", env={**app_env, "HEALTH_RETRIES": "2"})
+    line = assert_one_error_line(wrong)
+    assert "after 2 attempt(s)" in line and f"revision {HEAD} instead of 0123abcd4567" in line
+
+
+def test_restart_and_health_commands(app_env, invoke):
+    failing = {**app_env, "RESTART_COMMAND": "sh -c 'echo boom >&2; echo more >&2; exit 3'"}
+    assert "RESTART_COMMAND sh failed with exit code 3: boom" in assert_one_error_line(invoke("app.restart", env=failing))
+    missing = {**app_env, "RESTART_COMMAND": "/nonexistent/restart"}
+    assert "cannot run: No such file or directory" in assert_one_error_line(invoke("app.restart", env=missing))
+
+    # Neither password variable reaches a command's environment.
+    env = {**app_env, "RESTART_COMMAND": "true", "MYSQL_PWD": "secret",
+           "HEALTH_COMMAND": "sh -c 'test -z \"${MYSQL_PASSWORD+x}${MYSQL_PWD+x}\"'"}
+    ok = invoke("app.restart", env=env)
+    assert ok.returncode == 0, ok.output
+    assert "HEALTH_COMMAND healthy after 1 attempt(s)" in ok.stdout
+    unhealthy = invoke("app.restart", env={**env, "HEALTH_COMMAND": "false"})
+    assert "HEALTH_COMMAND false failed with exit code 1" in assert_one_error_line(unhealthy)
+
+
+def test_restart_fails_cleanly_when_nothing_answers(app_env, invoke):
+    url = f"http://127.0.0.1:{free_port()}/health"
+    env = {**app_env, "RESTART_COMMAND": "true", "HEALTH_URL": url, "HEALTH_RETRIES": "2"}
+    line = assert_one_error_line(invoke("app.restart", env=env))
+    assert f"health check of {url} failed after 2 attempt(s)" in line and "refused" in line
+    bad = invoke("app.restart", env={**env, "HEALTH_URL": "localhost:8000/health"})
+    assert "'localhost:8000/health' is not an http(s) URL" in assert_one_error_line(bad)
+
+
+def test_restart_reports_a_service_that_cannot_start(app_env, invoke):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(app_env["APP_PORT"])))
+        taken.listen()
+        line = assert_one_error_line(invoke("app.restart", env=app_env))
+    assert "the app exited at once" in line and "Address already in use" in line
+
+
+def test_app_run_serves_in_the_foreground_until_sigterm(created_database, app_env):
+    port = app_env["APP_PORT"]
+    with _process({**app_env, "APP_PORT": "1"}, "invoke", "app.run", "--port", port) as process:
+        status, body = _wait_for_health(_base_url(app_env))
+        assert status == 200 and body["revision"] == "base", body
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+        assert process.stdout.read().splitlines() == [f"✅ serving http://127.0.0.1:{port}/health (Ctrl-C stops)"]
