@@ -8,8 +8,10 @@ e.g. TEST_MYSQL_URL=mysql://root:secret@127.0.0.1:3306. Each test gets its own d
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +19,11 @@ from urllib.parse import unquote, urlsplit
 
 import pymysql
 import pytest
+from dotenv import dotenv_values
 
 from backend.config import PROJECT_ROOT, Settings
 from backend.dbops.migrate import HISTORY_TABLES
-from backend.dbops.servers import ServerInstance, create_user, start_instance, stop_instance
+from backend.dbops.servers import ServerInstance, create_user, free_port, pid_alive, start_instance, stop_instance
 
 TEST_USER = "migrator"
 # Variables a developer's shell might carry that would leak into the subprocesses.
@@ -104,6 +107,45 @@ def cli_env(settings, tmp_path) -> dict[str, str]:
         DB_CONFIG_FILE=str(empty_config), SANDBOX_DIR=str(settings.sandbox_dir),
     )
     return env
+
+
+# Variables of the service and its restart a developer's shell might carry.
+SERVICE_VARIABLES = ("APP_HOST", "APP_PORT", "RESTART_COMMAND", "HEALTH_URL", "HEALTH_COMMAND", "HEALTH_TIMEOUT",
+                     "HEALTH_RETRIES", "APP_PID_FILE", "APP_LOG_FILE", "PYTHON", "MYSQL_PWD")
+
+
+def app_pid(pid_file: Path) -> int | None:
+    """The pid in the file, if it is a running backend.app (never another process)."""
+    try:
+        pid = int(pid_file.read_text())
+        return pid if b"backend.app" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+    except (OSError, ValueError):
+        return None
+
+
+def stop_process(pid: int | None) -> None:
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def app_env(cli_env, settings, tmp_path):
+    """A free port, pid and log files in tmp_path; the password also in a config file, where the service reads it."""
+    config = tmp_path / "app.env"
+    quoted = settings.password.replace("\\", "\\\\").replace("'", "\\'")
+    config.write_text(f"MYSQL_PASSWORD='{quoted}'\n")
+    assert dotenv_values(config)["MYSQL_PASSWORD"] == settings.password
+    env = {key: value for key, value in cli_env.items() if key not in SERVICE_VARIABLES}
+    env.update(
+        DB_CONFIG_FILE=str(config), APP_HOST="127.0.0.1", APP_PORT=str(free_port()), PYTHON=sys.executable,
+        APP_PID_FILE=str(tmp_path / "run" / "app.pid"), APP_LOG_FILE=str(tmp_path / "run" / "app.log"),
+    )
+    yield env
+    stop_process(app_pid(Path(env["APP_PID_FILE"])))
 
 
 @dataclass

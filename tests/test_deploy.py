@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 
 from backend.config import PROJECT_ROOT
 from tests.conftest import APP_TABLES, HEAD, assert_one_error_line, copy_versions, run_invoke, tables, version_rows
@@ -269,3 +271,25 @@ def test_recover_finish_after_fixing_the_data(invoke, mysql_server, database_nam
     schema = raw_schema(mysql_server, database_name)
     assert any(row[:2] == ("knowledge", "uq_knowledge_title") for row in schema["indexes"])
     assert invoke("db.check", env=env).returncode == 0
+
+
+def test_full_pipeline_restarts_the_app_and_probes_its_health(app_env, mysql_server, database_name, tmp_path):
+    env = {**app_env, "BACKUP_DIR": str(tmp_path / "backups"), "HEALTH_RETRIES": "20"}
+    assert run_invoke(env, "db.create").returncode == 0
+    result = run_invoke(env, "db.deploy", "--report", str(tmp_path / "report.json"))
+    assert result.returncode == 0, result.output
+    record = json.loads((tmp_path / "report.json").read_text())
+    assert [step["name"] for step in record["steps"]] == ["preflight", "backup", "upgrade", "verify", "restart"]
+    assert record["backup_file"] and (tmp_path / "backups").glob("*.sql.zst")
+    assert f"revision {HEAD}" in result.stdout
+    with urllib.request.urlopen(f"http://127.0.0.1:{env['APP_PORT']}/health", timeout=5) as response:
+        assert json.loads(response.read())["revision"] == HEAD
+
+
+def test_failed_upgrade_does_not_restart(app_env, mysql_server, database_name, tmp_path):
+    env = {**app_env, **versions_with(tmp_path, "halfway"), "BACKUP_DIR": str(tmp_path / "backups")}
+    assert run_invoke(env, "db.create").returncode == 0
+    result = run_invoke(env, "db.deploy")
+    assert result.returncode == 1 and "rolled back" in result.stderr
+    assert "▶ restart" not in result.stdout
+    assert not Path(env["APP_PID_FILE"]).exists()

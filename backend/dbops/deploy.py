@@ -276,7 +276,7 @@ class _DeployRun:
         from .restart import restart
 
         result = restart(self.settings, expected_revision=",".join(migrate.current(self.settings)) or "base")
-        return result.describe()
+        return f"restarted in {result.command_seconds:.1f} s; {result.health.describe()}"
 
     # ---- failure handling
 
