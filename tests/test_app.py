@@ -14,50 +14,9 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-from dotenv import dotenv_values
-
 from backend.config import PROJECT_ROOT
 from backend.dbops.servers import free_port, pid_alive
-from tests.conftest import HEAD, assert_one_error_line
-
-# Variables of the service and its restart a developer's shell might carry.
-SERVICE_VARIABLES = ("APP_HOST", "APP_PORT", "RESTART_COMMAND", "HEALTH_URL", "HEALTH_COMMAND", "HEALTH_TIMEOUT",
-                     "HEALTH_RETRIES", "APP_PID_FILE", "APP_LOG_FILE", "PYTHON", "MYSQL_PWD")
-
-
-def _app_pid(pid_file: Path) -> int | None:
-    """The pid in the file, if it is a running backend.app (never another process)."""
-    try:
-        pid = int(pid_file.read_text())
-        return pid if b"backend.app" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
-    except (OSError, ValueError):
-        return None
-
-
-def _stop(pid: int | None) -> None:
-    if pid is None:
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def app_env(cli_env, settings, tmp_path):
-    """A free port, pid and log files in tmp_path; the password also in a config file, where the service reads it."""
-    config = tmp_path / "app.env"
-    quoted = settings.password.replace("\\", "\\\\").replace("'", "\\'")
-    config.write_text(f"MYSQL_PASSWORD='{quoted}'\n")
-    assert dotenv_values(config)["MYSQL_PASSWORD"] == settings.password
-    env = {key: value for key, value in cli_env.items() if key not in SERVICE_VARIABLES}
-    env.update(
-        DB_CONFIG_FILE=str(config), APP_HOST="127.0.0.1", APP_PORT=str(free_port()), PYTHON=sys.executable,
-        APP_PID_FILE=str(tmp_path / "run" / "app.pid"), APP_LOG_FILE=str(tmp_path / "run" / "app.log"),
-    )
-    yield env
-    _stop(_app_pid(Path(env["APP_PID_FILE"])))
+from tests.conftest import HEAD, app_pid, assert_one_error_line
 
 
 def _base_url(env: dict[str, str]) -> str:
@@ -141,7 +100,7 @@ def test_restart_starts_then_replaces_the_service_without_the_password(created_d
     assert first.returncode == 0, first.output
     assert first.stdout.startswith("✅ restarted") and f"{_base_url(app_env)}/health healthy" in first.stdout
     assert "revision base" in first.stdout
-    old = _app_pid(pid_file)
+    old = app_pid(pid_file)
     assert old and pid_alive(old)
 
     # The service has the password from the config file only: not in its environment nor command line.
@@ -151,7 +110,7 @@ def test_restart_starts_then_replaces_the_service_without_the_password(created_d
 
     second = invoke("app.restart", env=app_env)
     assert second.returncode == 0, second.output
-    new = _app_pid(pid_file)
+    new = app_pid(pid_file)
     assert new and new != old and not pid_alive(old)
     assert _get(f"{_base_url(app_env)}/health")[1]["pid"] == new
     log = Path(app_env["APP_LOG_FILE"]).read_text()
