@@ -355,6 +355,73 @@ def recover(c, undo=False, finish=False):
     _say(f"✅ {'undone' if undo else 'finished'}; the database is at {', '.join(result.revision_now) or 'base'}")
 
 
+@task(
+    help={
+        "revision": "Lint only this revision (an id or head).",
+        "all": "Lint every revision (default: those pending against the database; all when it is not reachable).",
+        "format": "text (default) or json.",
+        "large_rows": "Rows from which a table copy counts as large (default 1,000,000).",
+    }
+)
+@cli_errors
+def lint(c, revision=None, all=False, format="text", large_rows=0):
+    """Lint revisions for what hurts on MySQL: data loss, renames, failing ALTERs, table copies; exit 1 on errors.
+
+    Example: invoke db.lint --all --format json. Silence one finding with a comment in the revision:
+    `# lint: ignore[drop-column] nothing reads it since 2.3`.
+    """
+    from backend.dbops import lint as linter
+
+    if format not in ("text", "json"):
+        raise Exit("❌ --format must be text or json", code=1)
+    options = {"large_table_rows": int(large_rows)} if large_rows else {}
+    report = linter.lint(_settings(), [revision] if revision else None, all_revisions=all, **options)
+    if format == "json":
+        import json
+
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for note in report.notes:
+            _say(f"   {note}")
+        for finding in report.findings:
+            _say(finding.text())
+    if report.errors:
+        raise Exit(f"❌ {len(report.errors)} error(s) in {len(report.revisions)} revision(s) linted", code=1)
+    if format == "text":
+        silenced = f", {len(report.silenced)} silenced" if report.silenced else ""
+        _say(f"✅ {len(report.revisions)} revision(s) linted: no errors, {len(report.warnings)} warning(s){silenced}")
+
+
+@task(help={"format": "text (default), json, or markdown (a table for a pull-request comment)."})
+@cli_errors
+def drift(c, format="text"):
+    """Compare the models, the migrations (built in a scratch database) and the live database; exit 1 on drift.
+
+    Example: invoke db.drift --format markdown > drift.md
+    """
+    from backend.dbops.drift import drift as compare
+
+    if format not in ("text", "json", "markdown"):
+        raise Exit("❌ --format must be text, json or markdown", code=1)
+    report = compare(_settings())
+    if format == "json":
+        import json
+
+        print(json.dumps(report.to_dict(), indent=2))
+    elif format == "markdown":
+        print(report.to_markdown(), end="")
+    else:
+        for note in report.notes:
+            _say(f"   {note}")
+        for line in report.text_lines():
+            _say(line)
+    if report.drifted:
+        drifting = [comparison.title for comparison in report.comparisons if comparison.differences]
+        raise Exit(f"❌ schema drift: {', '.join(drifting)}", code=1)
+    if format == "text":
+        _say("✅ no drift: the models, the migrations and the live database agree")
+
+
 @task(help={"limit": "How many deploys to show, newest first (default 20)."})
 @cli_errors
 def deploys(c, limit=20):
@@ -473,10 +540,13 @@ def restore(c, file, into=None, yes=False, allow_production=False):
     result = backup_ops.restore(settings, file, into=into, confirm=confirm)
     _say(f"✅ restored {result.database}: {len(result.tables)} table(s), {sum(result.tables.values())} rows, "
          f"at {result.manifest.revision}, {result.duration_seconds:.1f} s")
+    if result.counts_differing:
+        _say(f"⚠️  row counts differ from the manifest's (counted as the dump began): "
+             f"{'; '.join(result.counts_differing[:5])}")
 
 
 db = Collection("db", init, check, current, history, heads, upgrade, downgrade, revision, merge, stamp, create, drop, reset, sql,
-                deploy, deploys, verify, recover, backup, backups, restore)
+                deploy, deploys, verify, recover, backup, backups, restore, lint, drift)
 
 
 # ---------------------------------------------------------------- sandbox

@@ -60,7 +60,11 @@ class Settings:
     lock_timeout: int = 10
     ddl_lock_wait_timeout: int = 5
     ddl_retries: int = 3
+    # The online-DDL guard refuses a table copy above this many rows unless the revision opts in.
+    ddl_guard_max_rows: int = 1_000_000
     smoke_sql: tuple[str, ...] = ()
+    # Compare the live schema with backend/database.py when verifying at head.
+    verify_models: bool = True
     # Application service and its restart
     app_host: str = "127.0.0.1"
     app_port: int = 8000
@@ -94,6 +98,21 @@ class Settings:
 
     def with_database(self, database: str) -> Settings:
         return replace(self, database=database)
+
+
+# Never passed on to child processes (dump clients, the restart command, the service).
+SECRET_VARIABLES = frozenset({"MYSQL_PASSWORD", "MYSQL_PWD"})
+
+
+def child_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process: ours, without the password."""
+    env = os.environ if environ is None else environ
+    return {key: value for key, value in env.items() if key not in SECRET_VARIABLES}
+
+
+def search_path() -> str:
+    """PATH, for finding programs (the servers and clients)."""
+    return os.environ.get("PATH", "")
 
 
 def debug_requested(environ: Mapping[str, str] | None = None) -> bool:
@@ -158,7 +177,9 @@ def _deploy_settings(values: Mapping[str, str], environment: str) -> dict:
         "lock_timeout": _int(values, "DEPLOY_LOCK_TIMEOUT", 10),
         "ddl_lock_wait_timeout": max(1, _int(values, "DDL_LOCK_WAIT_TIMEOUT", 5)),
         "ddl_retries": _int(values, "DDL_RETRIES", 3),
+        "ddl_guard_max_rows": _int(values, "DDL_GUARD_MAX_ROWS", 1_000_000),
         "smoke_sql": smoke,
+        "verify_models": str(values.get("DEPLOY_VERIFY_MODELS", "1")).strip().lower() in TRUE_WORDS,
         "app_host": (values.get("APP_HOST") or "127.0.0.1").strip(),
         "app_port": app_port,
         "restart_command": values.get("RESTART_COMMAND") or str(PROJECT_ROOT / "scripts" / "restart_services.sh"),

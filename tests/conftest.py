@@ -42,7 +42,7 @@ class ServerTarget:
     def connect(self, database: str | None = None, **kwargs) -> pymysql.Connection:
         return pymysql.connect(
             host=self.host, port=self.port, user=self.user, password=self.password,
-            database=database, autocommit=True, **kwargs,
+            database=database, **{"autocommit": True, **kwargs},
         )
 
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from ..config import Settings
+from ..config import Settings, child_environment
 from . import admin, migrate
 from .connection import connect, require_configured, server_info
 from .errors import BackupError
@@ -51,7 +51,6 @@ TRAILER = b"-- Dump completed"
 TRAILER_WINDOW = 4096
 PARTIAL = ".partial"
 MANIFEST = ".json"
-SECRET_VARIABLES = ("MYSQL_PASSWORD", "MYSQL_PWD")
 DUMP_OPTIONS = (
     "--single-transaction", "--quick", "--routines", "--triggers", "--events", "--hex-blob",
     "--no-tablespaces", "--default-character-set=utf8mb4",
@@ -82,7 +81,16 @@ _SECTION = re.compile(
 _TABLE = re.compile(rb"-- Table structure for table `((?:[^`]|``)+)`")
 _DATA = re.compile(rb"-- Dumping data for table `((?:[^`]|``)+)`")
 # String literals and quoted names: what remains of a row list has parentheses only around rows.
-_LITERAL = re.compile(rb"'(?:[^'\\]++|\\.)*+'|`(?:[^`]++|``)*+`")
+
+
+def _outside_literals(values: bytes) -> bytes:
+    """The parts of a dump line outside its string literals (each row then has one '(').
+
+    Dump strings are single-quoted with backslash escapes and never span lines: dropping
+    the escapes, then every other piece between quotes, runs at C speed.
+    """
+    pieces = values.replace(b"\\\\", b"").replace(b"\\'", b"").split(b"'")
+    return b"".join(pieces[0::2])
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,7 @@ class RestoreResult:
     manifest: Manifest
     tables: dict[str, int]
     duration_seconds: float
+    counts_differing: list[str] = field(default_factory=list)
 
 
 def format_size(count: float) -> str:
@@ -224,11 +233,6 @@ def _write_manifest(path: Path, manifest: Manifest) -> None:
 # ---------------------------------------------------------------- child processes
 
 
-def _child_env() -> dict[str, str]:
-    # A password in the environment is visible in /proc/<pid>/environ; the option file carries it.
-    return {key: value for key, value in os.environ.items() if key not in SECRET_VARIABLES}
-
-
 def _program(names: Iterable[str], purpose: str) -> str:
     names = tuple(names)
     found = find_program(*names)
@@ -240,7 +244,7 @@ def _program(names: Iterable[str], purpose: str) -> str:
 def _client_version(program: str) -> str:
     try:
         output = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30,
-                                env=_child_env()).stdout
+                                env=child_environment()).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise BackupError(f"cannot run {program} --version: {exc}") from None
     return " ".join(output.strip().splitlines()[0].split()) if output.strip() else "unknown"
@@ -311,7 +315,7 @@ def _children() -> Iterator[list[_Child]]:
 def _start(children: list[_Child], command: list[str], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
     errors = tempfile.TemporaryFile()
     try:
-        process = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=errors, env=_child_env())
+        process = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=errors, env=child_environment())
     except OSError as exc:
         errors.close()
         raise BackupError(f"cannot run {Path(command[0]).name}: {exc.strerror}") from None
@@ -357,33 +361,14 @@ def _name(quoted: bytes) -> str:
 
 @dataclass
 class _DumpScan:
-    """One pass over a decompressed dump: its size, rows per table and its last bytes."""
+    """One pass over a decompressed dump, in large chunks: its size and its last bytes."""
 
     bytes: int = 0
-    tables: dict[str, int] = field(default_factory=dict)
     tail: bytes = b""
-    _table: str = ""  # whose data is being read
-    _insert: bytes = b""  # the start of that table's INSERT statements
-    _inserting: bool = False  # inside a (possibly multi-line) INSERT
 
-    def feed(self, line: bytes) -> None:
-        self.bytes += len(line)
-        self.tail = (self.tail + line)[-TRAILER_WINDOW:]
-        if line.startswith(b"-- "):
-            if match := _DATA.match(line):
-                self._table, self._insert = _name(match[1]), b"INSERT INTO `" + match[1] + b"`"
-            elif _SECTION.match(line):
-                self._insert = b""
-                if match := _TABLE.match(line):
-                    self.tables[_name(match[1])] = 0
-        elif line.startswith(b"DELIMITER"):
-            self._insert = b""  # triggers follow; their bodies are not data
-        elif self._inserting or (self._insert and line.startswith(self._insert)):
-            values = _LITERAL.sub(b"", line)
-            if not self._inserting:
-                values = values.partition(b" VALUES")[2]
-            self.tables[self._table] = self.tables.get(self._table, 0) + values.count(b"(")
-            self._inserting = not line.rstrip().endswith(b";")
+    def feed(self, chunk: bytes) -> None:
+        self.bytes += len(chunk)
+        self.tail = (self.tail + chunk[-TRAILER_WINDOW:])[-TRAILER_WINDOW:]
 
 
 def _select_sections(lines: Iterable[bytes], tables: set[str]) -> Iterator[bytes]:
@@ -412,8 +397,8 @@ def _check_file(path: Path, size: int, digest: str, compression: Compression) ->
     scan = _DumpScan()
     with _children() as children:
         process = _start(children, _decompress_command(compression, path), stdout=subprocess.PIPE)
-        for line in process.stdout:
-            scan.feed(line)
+        while chunk := process.stdout.read(CHUNK):
+            scan.feed(chunk)
         _finish(children, f"backup {path.name} is corrupt")
     if TRAILER not in scan.tail:
         raise BackupError(f"backup {path.name} is incomplete: the dump does not end with '{TRAILER.decode()}'")
@@ -437,12 +422,21 @@ def verify_backup(path: str | Path, expected_database: str | None = None) -> Man
     if compression is None:
         raise BackupError(f"manifest of {path.name} names an unknown compression {manifest.compression!r}")
     scan = _check_file(path, manifest.bytes, manifest.sha256, compression)
-    if (scan.tables, scan.bytes) != (manifest.tables, manifest.uncompressed_bytes):
-        raise BackupError(f"backup {path.name} does not hold the tables and rows its manifest lists")
+    if scan.bytes != manifest.uncompressed_bytes:
+        raise BackupError(f"backup {path.name} decompresses to {scan.bytes} bytes, its manifest says "
+                          f"{manifest.uncompressed_bytes}")
     return manifest
 
 
 # ---------------------------------------------------------------- backup
+
+
+def _base_tables(connection: Connection, database: str) -> set[str]:
+    from sqlalchemy import text
+
+    rows = connection.execute(text("SELECT TABLE_NAME FROM information_schema.TABLES "
+                                   "WHERE TABLE_SCHEMA = :db AND TABLE_TYPE = 'BASE TABLE'"), {"db": database})
+    return {row[0] for row in rows}
 
 
 def _database_size(connection: Connection, database: str) -> tuple[int, int]:
@@ -508,6 +502,12 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
         info = server_info(connection)
         revisions = migrate.current_heads(connection)
         data_bytes, index_bytes = _database_size(connection, database)
+        # Counted in a snapshot taken just before the dump's own; writes in between may differ.
+        connection.commit()
+        connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        connection.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        counts = row_counts(connection, _base_tables(connection, database) - set(migrate.HISTORY_TABLES))
+        connection.rollback()
     folder = settings.backup_dir
     folder.mkdir(parents=True, exist_ok=True)
     needed, free = int((data_bytes + index_bytes) * COMPRESSED_SHARE), shutil.disk_usage(folder).free
@@ -534,7 +534,7 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
         manifest = Manifest(
             file=path.name, database=database, source=f"{settings.user}@{settings.address}",
             server_flavour=info.flavour, server_version=info.version, dump_client=Path(program).name,
-            dump_client_version=client_version, revisions=tuple(revisions), tables=scan.tables, bytes=size,
+            dump_client_version=client_version, revisions=tuple(revisions), tables=counts, bytes=size,
             uncompressed_bytes=scan.bytes, sha256=digest, compression=compression.name,
             started_at=started.isoformat(), finished_at=datetime.now(UTC).isoformat(),
             duration_seconds=round(time.monotonic() - clock, 3),
@@ -611,14 +611,17 @@ def _load(settings: Settings, path: Path, compression: Compression, tables: set[
         _finish(children, f"restore of {settings.database!r} failed", settings.password)
 
 
-def _check_counts(settings: Settings, manifest: Manifest, tables: Iterable[str]) -> dict[str, int]:
+def _check_counts(settings: Settings, manifest: Manifest, tables: Iterable[str]) -> tuple[dict[str, int], list[str]]:
+    """Row counts after a restore, and the tables whose count differs from the manifest's.
+
+    The manifest counts rows just before the dump's snapshot, so writes in between can make
+    a count differ without anything being wrong: reported, not refused.
+    """
     with connect(settings) as connection:
         counts = row_counts(connection, set(tables))
-    differing = [f"{name} has {count}, the backup {manifest.tables[name]}"
-                 for name, count in counts.items() if count != manifest.tables[name]]
-    if differing:
-        raise BackupError(f"restored {settings.database!r} but row counts differ: {'; '.join(differing[:5])}")
-    return counts
+    differing = [f"{name} has {count}, the manifest {manifest.tables[name]}"
+                 for name, count in counts.items() if count != manifest.tables.get(name, count)]
+    return counts, differing
 
 
 def restore(
@@ -641,8 +644,8 @@ def restore(
     with migration_lock(target_settings, f"restore {path.name}"):
         admin.empty_database(target_settings, keep=migrate.HISTORY_TABLES)
         _load(target_settings, path, COMPRESSIONS[manifest.compression], None)
-        counts = _check_counts(target_settings, manifest, manifest.tables)
-    return RestoreResult(target, manifest, counts, round(time.monotonic() - clock, 3))
+        counts, differing = _check_counts(target_settings, manifest, manifest.tables)
+    return RestoreResult(target, manifest, counts, round(time.monotonic() - clock, 3), differing)
 
 
 def restore_tables(settings: Settings, path: str | Path, tables: list[str]) -> None:
@@ -656,4 +659,3 @@ def restore_tables(settings: Settings, path: str | Path, tables: list[str]) -> N
         raise BackupError(f"backup {path.name} has no table {', '.join(missing)}")
     if wanted:
         _load(settings, path, COMPRESSIONS[manifest.compression], wanted)
-        _check_counts(settings, manifest, wanted)

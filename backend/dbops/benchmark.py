@@ -89,7 +89,9 @@ def fill(settings: Settings, rows: int, say=print) -> None:
 
 def _timed(command: list[str] | str, **kwargs) -> float:
     started = time.monotonic()
-    subprocess.run(command, check=True, **kwargs)
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command} failed: {(result.stdout + result.stderr)[-2000:]}")
     return time.monotonic() - started
 
 
@@ -118,7 +120,9 @@ def run(settings: Settings, rows: int, say=print) -> dict:
     environment = {**os.environ, "MYSQL_HOST": bench.host, "MYSQL_PORT": str(bench.port), "MYSQL_USER": bench.user,
                    "MYSQL_PASSWORD": bench.password, "MYSQL_DATABASE": bench.database,
                    "MIGRATIONS_DIR": str(versions), "BACKUP_DIR": str(bench.backup_dir),
-                   "DEPLOY_STEPS": "preflight,backup,upgrade,verify", "DEPLOY_SMOKE_SQL": ""}
+                   "DEPLOY_STEPS": "preflight,backup,upgrade,verify", "DEPLOY_SMOKE_SQL": "",
+                   # The benchmark revision is not in backend/database.py.
+                   "DEPLOY_VERIFY_MODELS": "0"}
     ini = work / "alembic.ini"
     ini.write_text((PROJECT_ROOT / "alembic.ini").read_text().replace(
         "script_location = %(here)s/alembic", f"script_location = {PROJECT_ROOT / 'alembic'}\n"
@@ -134,7 +138,7 @@ def run(settings: Settings, rows: int, say=print) -> dict:
             size = connection.execute(text(
                 "SELECT SUM(DATA_LENGTH), SUM(INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db"),
                 {"db": bench.database}).one()
-        say(f"dataset: {rows:,} chat_messages rows, {size[0] / 1e6:,.0f} MB data + {size[1] / 1e6:,.0f} MB index")
+        say(f"dataset: {rows:,} chat_messages rows, {float(size[0]) / 1e6:,.0f} MB data + {float(size[1]) / 1e6:,.0f} MB index")
 
         options = _option_file(bench, work)
         raw_file = work / "raw.sql.zst"
@@ -143,13 +147,13 @@ def run(settings: Settings, rows: int, say=print) -> dict:
             f"--events --hex-blob --no-tablespaces {shlex.quote(validate_identifier(bench.database))} "
             f"| zstd -q -1 -T2 -c > '{raw_file}'", shell=True, executable="/bin/bash")
         figures["raw upgrade"] = _timed([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"],
-                                        cwd=PROJECT_ROOT, env=environment, capture_output=True)
+                                        cwd=PROJECT_ROOT, env=environment)
         figures["raw total"] = figures["raw backup"] + figures["raw upgrade"]
         migrate.downgrade(bench, head)
 
         report = work / "deploy.json"
         figures["deploy total"] = _timed([sys.executable, "-m", "invoke", "db.deploy", "--report", str(report)],
-                                         cwd=PROJECT_ROOT, env=environment, capture_output=True)
+                                         cwd=PROJECT_ROOT, env=environment)
         record = json.loads(report.read_text())
         for step in record["steps"]:
             figures[f"deploy {step['name']}"] = step["seconds"]
@@ -164,7 +168,7 @@ def run(settings: Settings, rows: int, say=print) -> dict:
             shell=True, executable="/bin/bash")
         admin.drop_database(replace(bench, database=restored))
         figures["restore"] = _timed([sys.executable, "-m", "invoke", "db.restore", str(backup_file), "--into",
-                                     restored, "--yes"], cwd=PROJECT_ROOT, env=environment, capture_output=True)
+                                     restored, "--yes"], cwd=PROJECT_ROOT, env=environment)
         admin.drop_database(replace(bench, database=restored))
     finally:
         shutil.rmtree(work, ignore_errors=True)

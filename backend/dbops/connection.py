@@ -65,11 +65,36 @@ ER_LOCK_WAIT_TIMEOUT = 1205
 _DDL = re.compile(r"^\s*(ALTER|CREATE|DROP|RENAME|TRUNCATE|OPTIMIZE)\b", re.I)
 
 
+HOLDERS_SQL = (
+    "SELECT p.ID, p.USER, p.TIME, p.COMMAND, LEFT(COALESCE(p.INFO, ''), 60), t.trx_started "
+    "FROM information_schema.PROCESSLIST p LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID "
+    "WHERE p.ID <> CONNECTION_ID() AND (t.trx_id IS NOT NULL OR (p.COMMAND = 'Query' AND p.TIME > 0)) "
+    "ORDER BY p.TIME DESC LIMIT 3"
+)
+
+
+def _lock_holders(connection) -> str:
+    """Sessions that may hold the metadata lock a DDL statement waited for, in words."""
+    import pymysql.cursors
+
+    try:
+        with pymysql.cursors.Cursor(connection) as cursor:
+            cursor.execute(HOLDERS_SQL)
+            rows = cursor.fetchall()
+    except Exception:
+        return "unknown sessions"
+    return "; ".join(
+        f"session {pid} of {user} ({command} for {seconds} s{', open transaction' if started else ''}"
+        f"{': ' + info if info else ''})" for pid, user, seconds, command, info, started in rows
+    ) or "no session visible to this user"
+
+
 def _retrying_cursor(retries: int, delay: float = 1.0) -> type:
     """A PyMySQL cursor that retries a DDL statement refused by lock_wait_timeout.
 
     A DDL statement that timed out waiting for a metadata lock did nothing, so running
     it again is safe; meanwhile the application's queries were not queued behind it.
+    The last refusal names the sessions that may hold the lock.
     """
     import time
 
@@ -81,8 +106,14 @@ def _retrying_cursor(retries: int, delay: float = 1.0) -> type:
                 try:
                     return super().execute(query, args)
                 except pymysql.err.OperationalError as exc:
-                    if exc.args[0] != ER_LOCK_WAIT_TIMEOUT or attempt == retries or not _DDL.match(str(query)):
+                    if exc.args[0] != ER_LOCK_WAIT_TIMEOUT or not _DDL.match(str(query)):
                         raise
+                    if attempt == retries:
+                        raise pymysql.err.OperationalError(
+                            ER_LOCK_WAIT_TIMEOUT,
+                            f"DDL waited for a metadata lock {retries + 1} times; held by: "
+                            f"{_lock_holders(self.connection)}",
+                        ) from exc
                     time.sleep(delay * (attempt + 1))
 
     return RetryingCursor

@@ -229,9 +229,13 @@ class _DeployRun:
     # ---- steps: each returns a one-line detail or raises
 
     def step_preflight(self) -> str:
+        from .ddl_guard import check as ddl_check
+
         report = run_check(self.settings)
         if not report.ok:
             raise _StepError("; ".join(f"{item.name}: {item.detail}" for item in report.failures))
+        for statement in ddl_check(self.settings, self.target):
+            self.say(f"  ddl: {statement.describe()}")
         return f"checks passed; {len(self.pending)} revision(s) to apply" + (
             f": {', '.join(self.pending)}" if self.pending else "")
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..config import search_path
 from .errors import DbOpsError, SandboxError
 from .servers import (
     CHROOT_ENV,
@@ -248,7 +249,7 @@ def _url_provider(target: Target, work_dir: Path | None, environ: Mapping[str, s
 
 def local_binaries() -> list[tuple[str, str, str]]:
     """(path, flavour, version) of each distinct server binary on PATH and in the usual folders."""
-    search = os.pathsep.join([os.environ.get("PATH", ""), *SEARCH_PATH])
+    search = os.pathsep.join([search_path(), *SEARCH_PATH])
     found, seen = [], set()
     for name in ("mariadbd", "mysqld"):
         for folder in search.split(os.pathsep):
@@ -341,12 +342,13 @@ def provisioned(target: Target, environ: Mapping[str, str] | None = None) -> dic
     """The marker of a finished provisioning of target's root (None when missing or stale)."""
     if target.debian is None:
         return None
+    folder = cache_dir(environ) / target.id
     try:
-        marker = json.loads((cache_dir(environ) / target.id / PROVISION_MARKER).read_text())
+        marker = json.loads((folder / PROVISION_MARKER).read_text())
     except (OSError, ValueError):
         return None
     # A changed recipe makes the old root stale.
-    return marker if marker.get("recipe") == target.debian.as_dict() else None
+    return marker if marker.get("recipe") == target.debian.as_dict() and (folder / "root").is_dir() else None
 
 
 @contextmanager
@@ -428,6 +430,13 @@ def provision(target_id: str, environ: Mapping[str, str] | None = None) -> dict:
     marker = provisioned(target, environ)
     if marker:
         return {**marker, "reused": True}
+    try:
+        return _provision_locked(target, environ)
+    except OSError as exc:
+        raise ProvisionError(f"provisioning {target.id} failed: {' '.join(str(exc).split())}") from None
+
+
+def _provision_locked(target: Target, environ: Mapping[str, str] | None) -> dict:
     folder = cache_dir(environ) / target.id
     with _file_lock(cache_dir(environ) / f"{target.id}.lock", PROVISION_TIMEOUT, f"provisioning {target.id}"):
         marker = provisioned(target, environ)  # another process may have finished meanwhile
@@ -610,7 +619,8 @@ def acquire(
 
     The server is stopped and its folder removed when the block ends, however it ends.
     Raises UnknownTarget, or ServerUnavailable with the reason of every provider tried.
-    providers limits the ones tried (names from PROVIDERS, in their order).
+    work_dir: where a local server's temporary folder goes (a chroot server's is always
+    inside its root); providers limits the ones tried (names from PROVIDERS, in their order).
     """
     target = get_target(target_id)
     env = _environ(environ)
@@ -624,6 +634,10 @@ def acquire(
                 handle = stack.enter_context(PROVIDERS[name](target, work_dir, env))
             except DbOpsError as exc:
                 reasons.append((name, str(exc)))
+                continue
+            except Exception as exc:
+                # Not foreseen, but still this provider's reason: the next one may serve.
+                reasons.append((name, " ".join(f"unexpected {type(exc).__name__}: {exc}".split())[:300]))
                 continue
             yield handle
             return

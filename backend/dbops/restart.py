@@ -7,7 +7,6 @@ their environment: the service reads it from the config file itself.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import time
@@ -17,11 +16,10 @@ from dataclasses import dataclass, field
 from http.client import HTTPException
 from urllib.parse import urlsplit
 
-from ..config import PROJECT_ROOT, Settings
+from ..config import PROJECT_ROOT, Settings, child_environment
 from .errors import RestartError
 
 COMMAND_TIMEOUT = 60.0
-SECRET_VARIABLES = frozenset({"MYSQL_PASSWORD", "MYSQL_PWD"})
 FIRST_DELAY = 0.2
 MAX_DELAY = 2.0
 
@@ -48,10 +46,6 @@ class RestartResult:
     health: HealthResult
 
 
-def _child_environment() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if key not in SECRET_VARIABLES}
-
-
 def _first_line(text: str, settings: Settings) -> str:
     line = next((line.strip() for line in text.splitlines() if line.strip()), "no error output")
     return line.replace(settings.password, "***") if settings.password else line
@@ -68,7 +62,7 @@ def run_command(settings: Settings, command: str, name: str) -> float:
     started = time.monotonic()
     try:
         completed = subprocess.run(
-            args, cwd=PROJECT_ROOT, env=_child_environment(), stdin=subprocess.DEVNULL,
+            args, cwd=PROJECT_ROOT, env=child_environment(), stdin=subprocess.DEVNULL,
             capture_output=True, text=True, errors="replace", timeout=COMMAND_TIMEOUT,
         )
     except subprocess.TimeoutExpired:

@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..config import search_path
 from .errors import SandboxError
 
 SEARCH_PATH = ("/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin", "/usr/bin")
@@ -26,7 +27,7 @@ STOP_TIMEOUT = 30.0
 
 
 def find_program(*names: str) -> str | None:
-    search = os.pathsep.join([os.environ.get("PATH", ""), *SEARCH_PATH])
+    search = os.pathsep.join([search_path(), *SEARCH_PATH])
     for name in names:
         found = shutil.which(name, path=search)
         if found:
@@ -109,6 +110,10 @@ class ServerInstance:
     @property
     def socket_path(self) -> Path:
         return self.base_dir / "mysqld.sock"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.base_dir / "tmp"
 
     @property
     def log_path(self) -> Path:
@@ -201,6 +206,7 @@ def _initialise(instance: ServerInstance) -> None:
 
 
 def _server_command(instance: ServerInstance) -> list[str]:
+    instance.tmp_dir.mkdir(parents=True, exist_ok=True)
     command = [
         instance.binary,
         "--no-defaults",
@@ -210,6 +216,8 @@ def _server_command(instance: ServerInstance) -> list[str]:
         f"--socket={instance.inside(instance.socket_path)}",
         f"--pid-file={instance.inside(instance.base_dir / 'mysqld.pid')}",
         f"--log-error={instance.inside(instance.log_path)}",
+        # A private temporary folder: a shared /tmp may be cleaned under a running server.
+        f"--tmpdir={instance.inside(instance.tmp_dir)}",
         "--skip-name-resolve",
         "--innodb-buffer-pool-size=128M",
         "--character-set-server=utf8mb4",
@@ -267,7 +275,11 @@ def start_instance(
             env=CHROOT_ENV if chroot else None,
         )
     instance.pid = process.pid
-    _wait_until_ready(instance, process, START_TIMEOUT)
+    try:
+        _wait_until_ready(instance, process, START_TIMEOUT)
+    except BaseException:
+        stop_instance(instance, timeout=5.0)  # exited, timed out or interrupted: leave nothing running
+        raise
     return instance
 
 
