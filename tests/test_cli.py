@@ -17,7 +17,8 @@ from tests.conftest import (
 
 DB_TASKS = [
     "init", "check", "current", "history", "heads", "upgrade", "downgrade", "revision",
-    "merge", "stamp", "create", "drop", "reset", "sql",
+    "merge", "stamp", "create", "drop", "reset", "sql", "deploy", "deploys", "verify", "recover", "backup", "backups",
+    "restore", "lint", "drift",
 ]
 
 

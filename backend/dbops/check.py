@@ -149,6 +149,8 @@ def run_check(settings: Settings) -> CheckReport:
     shown = ", ".join(current) or "base"
     if steps:
         report.add("revision", True, f"at {shown}, {len(steps)} pending: run `invoke db.upgrade`", warning=True)
+        if len(heads) == 1:  # several heads are reported above already
+            _check_lint(report, settings, [step.revision for step in steps])
         return report
     report.add("revision", True, f"at head ({shown})")
     differences = migrate.autogenerate_diff(settings)
@@ -181,3 +183,17 @@ def _check_checksums(report: CheckReport, script, current: tuple[str, ...], reco
         report.add("checksums", False, f"applied revision file(s) edited since they ran: {', '.join(edited)}")
     elif recorded:
         report.add("checksums", True, "applied revision files unchanged since they ran")
+
+
+def _check_lint(report: CheckReport, settings: Settings, revisions: list[str]) -> None:
+    """The pending revisions pass the linter (errors fail the check, warnings are shown)."""
+    from .lint import lint
+
+    linted = lint(settings, revisions=revisions)
+    if linted.errors:
+        first = linted.errors[0]
+        report.add("lint", False, f"{len(linted.errors)} error(s) in pending revisions, first: {first.rule} in "
+                   f"{first.revision} {first.file}:{first.line}: see `invoke db.lint`")
+    else:
+        report.add("lint", True, f"pending revisions pass, {len(linted.warnings)} warning(s)",
+                   warning=bool(linted.warnings))
