@@ -60,6 +60,17 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def _show_report(report) -> None:
+    """Passed checks on stdout; failed ones as ❌ lines with exit code 1."""
+    for item in report.items:
+        if item.ok:
+            _say(f"{'⚠️ ' if item.warning else '✅'} {item.name}: {item.detail}")
+    for line in report.pending:
+        _say(f"     pending: {line}")
+    if not report.ok:
+        raise Exit("\n".join(f"❌ {item.name}: {item.detail}" for item in report.failures), code=1)
+
+
 def _describe_step(step, direction: str) -> None:
     _say(f"  {'→' if direction == 'upgrade' else '←'} {step.revision}  {(step.doc or '').strip()}")
 
@@ -99,13 +110,7 @@ def check(c):
     from backend.dbops.check import run_check
 
     report = run_check(_settings())
-    for item in report.items:
-        if item.ok:
-            _say(f"{'⚠️ ' if item.warning else '✅'} {item.name}: {item.detail}")
-    for line in report.pending:
-        _say(f"     pending: {line}")
-    if not report.ok:
-        raise Exit("\n".join(f"❌ {item.name}: {item.detail}" for item in report.items if not item.ok), code=1)
+    _show_report(report)
 
 
 @task
@@ -450,11 +455,7 @@ def verify(c, revision="head"):
     from backend.dbops.verify import verify as run_verify
 
     report = run_verify(_settings(), revision)
-    for item in report.items:
-        if item.ok:
-            _say(f"✅ {item.name}: {item.detail}")
-    if not report.ok:
-        raise Exit("\n".join(f"❌ {item.name}: {item.detail}" for item in report.failures), code=1)
+    _show_report(report)
 
 
 @task(

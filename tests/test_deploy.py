@@ -18,10 +18,10 @@ REVISIONS = PROJECT_ROOT / "tests" / "revisions"
 NO_BACKUP = {"DEPLOY_STEPS": "preflight,upgrade,verify"}
 
 
-def versions_with(tmp_path, extra: str):
-    """The project's revisions plus the test revisions of tests/revisions/<extra>."""
+def versions_with(tmp_path, extra: str, pattern: str = "*.py"):
+    """The project's revisions plus the test revisions of tests/revisions/<extra> matching pattern."""
     target = copy_versions(tmp_path / "versions")
-    for path in (REVISIONS / extra).glob("*.py"):
+    for path in (REVISIONS / extra).glob(pattern):
         (target / path.name).write_text(path.read_text())
     return {"MIGRATIONS_DIR": str(target)}
 
@@ -97,7 +97,7 @@ def test_dry_run_changes_nothing(invoke, mysql_server, database_name):
 
 
 def test_verify_failure_rolls_back_applied_revisions(invoke, mysql_server, database_name, tmp_path):
-    env = {**versions_with(tmp_path, "model_drift"), **NO_BACKUP}
+    env = {**versions_with(tmp_path, "halfway", "a1b2*"), **NO_BACKUP}
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
     seed(mysql_server, database_name)

@@ -30,14 +30,14 @@ from .identifiers import validate_identifier
 
 BENCH_REVISION = '''"""Benchmark revision: an online column add on chat_messages.
 
-Revision ID: be0c4a11d00d
+Revision ID: {revision}
 Revises: {down}
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "be0c4a11d00d"
+revision = "{revision}"
 down_revision = "{down}"
 branch_labels = None
 depends_on = None
@@ -50,6 +50,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("chat_messages", "bench_flag")
 '''
+
+BENCH_REVISION_ID = "be0c4a11d00d"
 
 # Typical message lengths of an emotional-support chat: a few sentences.
 CONTENT = (
@@ -114,7 +116,7 @@ def run(settings: Settings, rows: int, say=print) -> dict:
     versions = work / "versions"
     shutil.copytree(settings.versions_dir, versions)
     head = migrate.single_head(migrate.script_directory(settings))
-    (versions / "be0c4a11d00d_bench.py").write_text(BENCH_REVISION.format(down=head))
+    (versions / f"{BENCH_REVISION_ID}_bench.py").write_text(BENCH_REVISION.format(down=head, revision=BENCH_REVISION_ID))
     bench = replace(settings, versions_dir=versions, backup_dir=work / "backups", deploy_steps=(
         "preflight", "backup", "upgrade", "verify"))
     environment = {**os.environ, "MYSQL_HOST": bench.host, "MYSQL_PORT": str(bench.port), "MYSQL_USER": bench.user,
@@ -130,6 +132,8 @@ def run(settings: Settings, rows: int, say=print) -> dict:
     figures: dict[str, float] = {}
     try:
         admin.create_database(bench)
+        if migrate.current(bench) == (BENCH_REVISION_ID,):
+            migrate.downgrade(bench, head)  # left by an earlier run
         migrate.upgrade(bench, head)
         fill(bench, rows, say)
         with connect(bench) as connection:
@@ -170,6 +174,7 @@ def run(settings: Settings, rows: int, say=print) -> dict:
         figures["restore"] = _timed([sys.executable, "-m", "invoke", "db.restore", str(backup_file), "--into",
                                      restored, "--yes"], cwd=PROJECT_ROOT, env=environment)
         admin.drop_database(replace(bench, database=restored))
+        migrate.downgrade(bench, head)  # ready for the next run
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return figures
