@@ -540,10 +540,12 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
             duration_seconds=round(time.monotonic() - clock, 3),
         )
         _write_manifest(path, manifest)
-    except BaseException:
+    except BaseException as exc:
         # A file without a manifest is never good: leave nothing behind.
         for leftover in (_partial(path), path, manifest_path(path)):
             leftover.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # writing the file or its manifest: the folder is full, read-only, gone
+            raise BackupError(f"backup of {database!r} failed writing to {folder}: {exc.strerror or exc}") from None
         raise
     return BackupResult(path, manifest, _rotate(settings))
 
@@ -603,11 +605,16 @@ def _load(settings: Settings, path: Path, compression: Compression, tables: set[
     program = _program(LOAD_CLIENTS[flavour], "mysql client")
     with _option_file(settings) as option_file, _children() as children:
         source = _start(children, _decompress_command(compression, path), stdout=subprocess.PIPE)
-        loader = _start(children, _client_command(program, option_file, "--default-character-set=utf8mb4",
-                                                  settings.database), stdin=subprocess.PIPE)
-        with suppress(BrokenPipeError):  # the client stopped reading: _finish quotes its error
-            loader.stdin.write(b"SET FOREIGN_KEY_CHECKS=0;\n")
-            loader.stdin.writelines(source.stdout if tables is None else _select_sections(source.stdout, tables))
+        command = _client_command(program, option_file, "--default-character-set=utf8mb4",
+                                  "--init-command=SET FOREIGN_KEY_CHECKS=0", settings.database)
+        if tables is None:
+            # The whole dump goes from the decompressor straight to the client, not through Python.
+            _start(children, command, stdin=source.stdout)
+            source.stdout.close()
+        else:
+            loader = _start(children, command, stdin=subprocess.PIPE)
+            with suppress(BrokenPipeError):  # the client stopped reading: _finish quotes its error
+                loader.stdin.writelines(_select_sections(source.stdout, tables))
         _finish(children, f"restore of {settings.database!r} failed", settings.password)
 
 

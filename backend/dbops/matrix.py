@@ -189,16 +189,24 @@ def describe_difference(expected: dict, actual: dict, limit: int = 6) -> str:
                     parts.append(f"{table} column order differs")
             elif isinstance(before.get(key), dict) and isinstance(after.get(key), dict):
                 old, new = before[key], after[key]
-                noun = key.rstrip("s").replace("_", " ")
+                noun = {"indexes": "index", "foreign_keys": "foreign key", "checks": "check"}.get(key, key)
                 parts += [f"{table} {noun} {name} is extra" for name in sorted(new.keys() - old.keys())]
                 parts += [f"{table} {noun} {name} is missing" for name in sorted(old.keys() - new.keys())]
-                parts += [f"{table} {noun} {name} differs" for name in sorted(old.keys() & new.keys())
-                          if old[name] != new[name]]
+                parts += [f"{table} {noun} {name} differs ({_how(old[name], new[name])})"
+                          for name in sorted(old.keys() & new.keys()) if old[name] != new[name]]
             else:
                 parts.append(f"{table} {key} differs ({before.get(key)} vs {after.get(key)})")
     if len(parts) > limit:
         parts = parts[:limit] + [f"{len(parts) - limit} more"]
     return "; ".join(parts) or "no difference"
+
+
+def _how(old: object, new: object) -> str:
+    """'key: a vs b' for the keys of two dicts that differ, else 'a vs b'."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return ", ".join(f"{key}: {old.get(key)} vs {new.get(key)}" for key in sorted(old.keys() | new.keys())
+                         if old.get(key) != new.get(key))
+    return f"{old} vs {new}"
 
 
 def _describe_autogenerate(diffs: list) -> str:
@@ -641,17 +649,26 @@ def _notes(results: list[TargetResult]) -> list[str]:
 
 
 def schema_differences(results: list[TargetResult]) -> list[str]:
-    """Where a target's normalized head schema differs from the first passing target's."""
+    """Where normalized head schemas differ: against the first target of the same flavour, then
+    once between the flavours (server reporting quirks that snapshot normalization does not cover)."""
     with_schema = [result for result in results if result.head_snapshot is not None]
-    if len(with_schema) < 2:
-        return []
-    reference = with_schema[0]
-    return [
-        f"{result.target} head schema differs from {reference.target}: "
-        f"{describe_difference(reference.head_snapshot, result.head_snapshot, limit=8)}"
-        for result in with_schema[1:]
-        if result.head_snapshot != reference.head_snapshot
-    ]
+    notes, firsts = [], {}
+    for result in with_schema:
+        reference = firsts.setdefault(result.flavour, result)
+        if result is not reference and result.head_snapshot != reference.head_snapshot:
+            notes.append(f"{result.target} head schema differs from {reference.target}: "
+                         f"{describe_difference(reference.head_snapshot, result.head_snapshot, limit=8)}")
+    if len(firsts) == 2:
+        mariadb, mysql = firsts.get("mariadb"), firsts.get("mysql")
+        if mariadb and mysql and mariadb.head_snapshot != mysql.head_snapshot:
+            notes.append(f"{mysql.target} head schema differs from {mariadb.target}: "
+                         f"{describe_difference(mariadb.head_snapshot, mysql.head_snapshot, limit=20)}")
+    return notes
+
+
+def _counts(results: list[TargetResult]) -> str:
+    count = {status: sum(result.status == status for result in results) for status in (PASSED, FAILED, SKIPPED)}
+    return f"server matrix: {count[PASSED]} target(s) passed, {count[FAILED]} failed, {count[SKIPPED]} skipped"
 
 
 def render_text(results: list[TargetResult]) -> str:
@@ -661,7 +678,7 @@ def render_text(results: list[TargetResult]) -> str:
              for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     notes = _notes(results)
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(lines + ([""] + notes if notes else []) + ["", _counts(results)])
 
 
 def render_markdown(results: list[TargetResult]) -> str:
@@ -671,7 +688,7 @@ def render_markdown(results: list[TargetResult]) -> str:
     notes = _notes(results)
     if notes:
         lines += ["", "## Notes", ""] + [f"- {note.strip()}" for note in notes]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", _counts(results)]) + "\n"
 
 
 def write_summary(results: list[TargetResult], output: Path) -> tuple[Path, Path]:
@@ -727,11 +744,24 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"    {provider:7} {verdict}")
             return 0
         if args.command == "provision":
+            from concurrent.futures import ThreadPoolExecutor
+
             for name in args.server:
-                marker = provision(name)
+                get_target(name)
+            # The builds wait on the network and dpkg more than on the CPU: side by side.
+            with ThreadPoolExecutor(max_workers=len(args.server)) as pool:
+                futures = {name: pool.submit(provision, name) for name in args.server}
+            problems = 0
+            for name, future in futures.items():
+                try:
+                    marker = future.result()
+                except DbOpsError as exc:
+                    print(f"❌ {name}: {exc}", file=sys.stderr)
+                    problems += 1
+                    continue
                 how = "already built" if marker["reused"] else f"built in {marker['seconds']:.0f} s"
                 print(f"✅ {name}: {marker['flavour']} {marker['version']}, {how}, {marker.get('size_mb', '?')} MB")
-            return 0
+            return 1 if problems else 0
         required = required_targets(args.required)
         if args.command == "summary":
             results = apply_required(read_results(args.output), required)
@@ -766,6 +796,9 @@ def main(argv: list[str] | None = None) -> int:
     except DbOpsError as exc:
         print(f"❌ {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("❌ interrupted: the servers started were stopped and removed", file=sys.stderr)
+        return 130
 
 
 def bench_figures(results: list[TargetResult], wall: float) -> dict:

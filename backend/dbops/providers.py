@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -191,7 +191,7 @@ class ServerHandle:
                 f"ready in {self.startup_seconds:.1f} s)")
 
 
-Provider = Callable[[Target, Path | None, Mapping[str, str]], "contextmanager[ServerHandle]"]
+Provider = Callable[[Target, Path | None, Mapping[str, str]], AbstractContextManager[ServerHandle]]
 
 
 # ---------------------------------------------------------------- url

@@ -96,7 +96,7 @@ def schema_snapshot(connection: Connection, database: str, exclude: frozenset[st
         if table in tables:
             entry = tables[table]["foreign_keys"].setdefault(
                 name, {"columns": [], "references": ref_table, "referenced_columns": [],
-                       "on_update": update_rule, "on_delete": delete_rule}
+                       "on_update": _normalize_rule(update_rule), "on_delete": _normalize_rule(delete_rule)}
             )
             entry["columns"].append(column)
             entry["referenced_columns"].append(ref_column)
@@ -110,8 +110,41 @@ def schema_snapshot(connection: Connection, database: str, exclude: frozenset[st
         database,
     ):
         if table in tables:
-            tables[table]["checks"][name] = re.sub(r"[`\s]", "", clause).lower()
+            tables[table]["checks"][name] = _normalize_check(clause)
+    _normalize_mariadb_json(tables)
     return tables
+
+
+def _normalize_rule(rule: str) -> str:
+    # InnoDB treats NO ACTION as RESTRICT; MySQL reports one, MariaDB the other.
+    return "RESTRICT" if rule == "NO ACTION" else rule
+
+
+def _normalize_check(clause: str) -> str:
+    """Without quotes, spaces and case; MySQL wraps the whole clause in parentheses, MariaDB does not."""
+    text = re.sub(r"[`\s]", "", clause).lower()
+    while text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
+        text = text[1:-1]
+    return text
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _normalize_mariadb_json(tables: Snapshot) -> None:
+    """MariaDB's JSON is LONGTEXT (utf8mb4_bin) with an automatic json_valid() check: report it as MySQL does."""
+    for table in tables.values():
+        for column in table["columns"]:
+            name = column[0]
+            if column[1] == "longtext" and table["checks"].get(name) == f"json_valid({name.lower()})":
+                column[1], column[5] = "json", None
+                del table["checks"][name]
 
 
 def differing_tables(before: Snapshot, after: Snapshot) -> list[str]:

@@ -1,0 +1,413 @@
+"""Server targets and their providers: the table, URLs, local binaries, Debian chroots, Docker."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+from urllib.parse import quote
+
+import pymysql
+import pytest
+
+from backend.dbops import providers, sandbox
+from backend.dbops.errors import DbOpsError, SandboxError
+from backend.dbops.matrix import FAILED, SKIPPED, TargetResult, apply_required, run_target
+from backend.dbops.providers import (
+    TARGETS,
+    ProviderSkipped,
+    ServerUnavailable,
+    UnknownTarget,
+    acquire,
+    parse_server_url,
+    required_targets,
+)
+from backend.dbops.servers import pid_alive, processes_in_root
+
+# No Docker engine, whatever the machine has: the Docker provider then always says why.
+NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+
+
+def local_target(target_id: str) -> bool:
+    try:
+        providers.find_local_binary(TARGETS[target_id])
+        return True
+    except ProviderSkipped:
+        return False
+
+
+needs_local_10_11 = pytest.mark.skipif(not local_target("mariadb-10.11"), reason="no local MariaDB 10.11 binary")
+
+
+def chroot_ready(target_id: str) -> bool:
+    return os.geteuid() == 0 and providers.provisioned(TARGETS[target_id]) is not None
+
+
+def needs_chroot(target_id: str):
+    return pytest.mark.skipif(not chroot_ready(target_id),
+                              reason=f"needs root and the {target_id} root built (python -m backend.dbops.matrix "
+                                     f"provision {target_id})")
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_the_target_table():
+    assert list(TARGETS) == ["mysql-9.7", "mysql-8.4", "mysql-8.0", "mariadb-11.8", "mariadb-10.11",
+                             "mariadb-10.5", "mysql-5.7"]
+    recipes = {tid: (t.debian.suite, t.debian.packages) for tid, t in TARGETS.items() if t.debian}
+    assert recipes["mariadb-10.5"] == ("bullseye", ("mariadb-server-core-10.5",))
+    assert recipes["mariadb-11.8"] == ("trixie", ("mariadb-server",))
+    assert recipes["mysql-9.7"] == ("sid", ("mysql-server-core",))
+    for tid in ("mysql-8.4", "mysql-8.0", "mysql-5.7"):
+        assert TARGETS[tid].debian is None and TARGETS[tid].docker_image == f"mysql:{tid.split('-')[1]}"
+    assert TARGETS["mysql-9.7"].url_variable == "MATRIX_URL_MYSQL_9_7"
+    assert TARGETS["mariadb-10.11"].url_variable == "MATRIX_URL_MARIADB_10_11"
+    target = TARGETS["mariadb-10.11"]
+    assert target.matches("mariadb", "10.11.19") and target.matches("mariadb", "10.11")
+    assert not target.matches("mariadb", "10.1.48") and not target.matches("mysql", "10.11.19")
+    assert not TARGETS["mariadb-10.5"].matches("mariadb", "10.50.1")
+
+
+def test_unknown_target_is_a_clear_error():
+    with pytest.raises(UnknownTarget, match=r"unknown server 'postgres-16': choose from mysql-9\.7, .*mysql-5\.7"):
+        with acquire("postgres-16"):
+            pass
+
+
+def test_required_targets():
+    assert required_targets("") == frozenset()
+    assert required_targets(None) == frozenset()
+    assert required_targets("all") == frozenset(TARGETS)
+    assert required_targets(" mariadb-10.5 , mysql-9.7,") == {"mariadb-10.5", "mysql-9.7"}
+    with pytest.raises(UnknownTarget, match="mysql-9.9"):
+        required_targets("mariadb-10.5,mysql-9.9")
+
+
+# ---------------------------------------------------------------- the url provider
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("mysql://root:secret@db.internal:3307", ("db.internal", 3307, "root", "secret")),
+    ("mysql+pymysql://u:p%40ss%3Bw@127.0.0.1", ("127.0.0.1", 3306, "u", "p@ss;w")),
+    ("mariadb://app@localhost:3306/ignored", ("localhost", 3306, "app", "")),
+    ("mysql://127.0.0.1:13306", ("127.0.0.1", 13306, "root", "")),
+])
+def test_server_url_parsing(url, expected):
+    assert parse_server_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:p@h:5432", "mysql://", "mysql://u:p@h:notaport", "h:3306"])
+def test_malformed_server_urls_are_refused_without_echoing_them(url):
+    with pytest.raises(DbOpsError, match="MATRIX_URL_X is not a mysql://") as error:
+        parse_server_url(url, "MATRIX_URL_X")
+    assert "p@h" not in str(error.value)
+
+
+def _server_url(mysql_server) -> str:
+    return (f"mysql://{quote(mysql_server.user, safe='')}:{quote(mysql_server.password, safe='')}"
+            f"@{mysql_server.host}:{mysql_server.port}")
+
+
+def _version(mysql_server) -> tuple[str, str]:
+    connection = mysql_server.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            full = cursor.fetchone()[0]
+    finally:
+        connection.close()
+    from backend.dbops.connection import parse_server_version
+
+    info = parse_server_version(full)
+    return info.flavour, info.version
+
+
+def test_a_url_serves_its_target_and_alone_decides(mysql_server):
+    flavour, version = _version(mysql_server)
+    served = next((t for t in TARGETS.values() if t.matches(flavour, version)), None)
+    if served is None:
+        pytest.skip(f"the test server ({flavour} {version}) is not a matrix target")
+    url = _server_url(mysql_server)
+    with acquire(served.id, environ={served.url_variable: url, **NO_DOCKER}) as handle:
+        assert (handle.provider, handle.host, handle.port) == ("url", mysql_server.host, mysql_server.port)
+        assert handle.password == mysql_server.password and handle.password not in repr(handle)
+        assert handle.version == version
+
+    other = next(t for t in TARGETS.values() if not t.matches(flavour, version))
+    with pytest.raises(ServerUnavailable) as error:
+        with acquire(other.id, environ={other.url_variable: url, **NO_DOCKER}):
+            pass
+    # Only the URL was tried: no other server may stand in for the one the user named.
+    assert [provider for provider, _ in error.value.reasons] == ["url"]
+    assert f"points at {flavour} {version}, not {other.label}" in str(error.value)
+    assert mysql_server.password not in str(error.value)
+
+
+def test_an_unreachable_url_is_a_reason_without_secrets():
+    from backend.dbops.servers import free_port
+
+    env = {"MATRIX_URL_MYSQL_9_7": f"mysql://u:topsecret@127.0.0.1:{free_port()}", **NO_DOCKER}
+    with pytest.raises(ServerUnavailable, match=r"url: cannot connect to 127\.0\.0\.1:\d+") as error:
+        with acquire("mysql-9.7", environ=env):
+            pass
+    assert "topsecret" not in str(error.value) and "\n" not in str(error.value)
+
+
+# ---------------------------------------------------------------- local binaries
+
+
+@needs_local_10_11
+def test_the_local_provider_serves_mariadb_10_11_and_removes_it(tmp_path):
+    with acquire("mariadb-10.11", work_dir=tmp_path, environ=NO_DOCKER) as handle:
+        assert handle.provider == "local" and handle.flavour == "mariadb" and handle.version.startswith("10.11.")
+        assert 0 < handle.startup_seconds < 60
+        instance = handle.instance
+        assert instance.is_running() and instance.base_dir.parent == tmp_path
+        # Reachable over TCP with the user and its password, as the Alembic code connects.
+        connection = pymysql.connect(host=handle.host, port=handle.port, user=handle.user, password=handle.password)
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE DATABASE matrix_probe")
+        connection.close()
+    assert not pid_alive(instance.pid)
+    assert not instance.base_dir.exists()
+
+
+@needs_local_10_11
+def test_the_server_is_removed_also_when_the_body_raises(tmp_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        with acquire("mariadb-10.11", work_dir=tmp_path, environ=NO_DOCKER) as handle:
+            instance = handle.instance
+            raise RuntimeError("boom")
+    assert not pid_alive(instance.pid)
+    assert not instance.base_dir.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_target_nobody_serves_names_every_provider_tried():
+    with pytest.raises(ServerUnavailable) as error:
+        with acquire("mysql-5.7", environ=NO_DOCKER):
+            pass
+    reasons = dict(error.value.reasons)
+    assert list(reasons) == ["url", "local", "chroot", "docker"]
+    assert reasons["url"] == "MATRIX_URL_MYSQL_5_7 is not set"
+    assert reasons["local"].startswith("no local MySQL 5.7 binary (found:")
+    assert reasons["chroot"] == "no Debian suite ships MySQL 5.7"
+    assert reasons["docker"] == "no Docker engine (/nonexistent/docker.sock does not exist)"
+    assert error.value.lines()[0] == "url: MATRIX_URL_MYSQL_5_7 is not set"
+    assert "\n" not in str(error.value)
+
+
+def test_providers_can_be_limited():
+    with pytest.raises(ServerUnavailable) as error:
+        with acquire("mariadb-10.11", environ={}, providers=("docker",)):
+            pass
+    assert [provider for provider, _ in error.value.reasons] == ["docker"]
+
+
+# ---------------------------------------------------------------- required or skipped
+
+
+def test_required_targets_fail_where_others_are_skipped(tmp_path):
+    skipped = run_target("mysql-5.7", environ=NO_DOCKER)
+    assert skipped.status == SKIPPED and skipped.check("server").status == SKIPPED
+    assert "docker: no Docker engine" in skipped.provider_reasons[-1]
+    required = run_target("mysql-5.7", required=True, environ=NO_DOCKER)
+    assert required.status == FAILED and required.check("server").status == FAILED
+    assert "no provider can serve" in required.check("server").detail
+
+    results = apply_required([skipped], frozenset({"mysql-5.7", "mariadb-10.5"}))
+    assert [(r.target, r.status) for r in results] == [("mysql-5.7", FAILED), ("mariadb-10.5", FAILED)]
+    assert "no result" in results[1].reason
+    assert apply_required([TargetResult("mysql-8.0", "MySQL 8.0", False)], frozenset())[0].status == SKIPPED
+
+
+# ---------------------------------------------------------------- Docker
+
+
+def test_docker_engine_detection(tmp_path):
+    assert providers.docker_engine_problem({"DOCKER_HOST": "unix:///nonexistent/d.sock"}) == \
+        "no Docker engine (/nonexistent/d.sock does not exist)"
+    path = tmp_path / "d.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def answer():
+        connection, _ = listener.accept()
+        connection.recv(256)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+        connection.close()
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        assert providers.docker_engine_problem({"DOCKER_HOST": f"unix://{path}"}) is None
+    finally:
+        thread.join(5)
+        listener.close()
+    # A socket file nobody listens on.
+    assert "no Docker engine answers" in providers.docker_engine_problem({"DOCKER_HOST": f"unix://{path}"})
+
+
+# ---------------------------------------------------------------- provisioning (without the network)
+
+
+@pytest.fixture
+def fake_build(monkeypatch, tmp_path):
+    """provision() with debootstrap and apt-get replaced by a stub that writes a few files."""
+    calls = []
+
+    def build(target, debootstrap, root, log):
+        calls.append(target.id)
+        (root / "usr/sbin").mkdir(parents=True)
+        (root / "tmp").mkdir()
+        (root / "usr/sbin/mariadbd").write_text("stub")
+
+    monkeypatch.setattr(providers, "_build_root", build)
+    monkeypatch.setattr(providers, "server_flavour", lambda binary, chroot=None: ("mariadb", "10.5.23"))
+    monkeypatch.setattr(providers, "find_program", lambda *names: "/usr/sbin/debootstrap")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    return {"calls": calls, "env": {"SERVER_CACHE_DIR": str(tmp_path / "cache")}, "cache": tmp_path / "cache"}
+
+
+def test_provisioning_happens_once_and_is_marked_last(fake_build):
+    env, cache = fake_build["env"], fake_build["cache"]
+    first = providers.provision("mariadb-10.5", env)
+    assert first["reused"] is False and first["version"] == "10.5.23" and fake_build["calls"] == ["mariadb-10.5"]
+    assert (cache / "mariadb-10.5" / "provisioned.json").is_file()
+    assert providers.chroot_root(TARGETS["mariadb-10.5"], env) == cache / "mariadb-10.5" / "root"
+    again = providers.provision("mariadb-10.5", env)
+    assert again["reused"] is True and fake_build["calls"] == ["mariadb-10.5"]
+
+
+def test_a_half_provisioned_root_is_removed_and_built_again(fake_build):
+    env, cache = fake_build["env"], fake_build["cache"]
+    half = cache / "mariadb-10.5" / "root" / "var"
+    half.mkdir(parents=True)
+    (half / "leftover").write_text("interrupted")
+    providers.provision("mariadb-10.5", env)
+    assert fake_build["calls"] == ["mariadb-10.5"]
+    assert not (half / "leftover").exists()
+
+
+def test_two_processes_do_not_provision_the_same_target_at_once(fake_build, monkeypatch):
+    env = fake_build["env"]
+    build = providers._build_root
+    inside = []
+
+    def slow_build(*args):
+        inside.append(1)
+        assert len(inside) == 1, "two builds at once"
+        import time
+
+        time.sleep(0.5)
+        build(*args)
+        inside.pop()
+
+    monkeypatch.setattr(providers, "_build_root", slow_build)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(providers.provision("mariadb-10.5", env)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(result["reused"] for result in results) == [False, True]
+    assert fake_build["calls"] == ["mariadb-10.5"]
+
+
+def test_a_failed_build_leaves_no_marker(fake_build, monkeypatch):
+    env, cache = fake_build["env"], fake_build["cache"]
+
+    def broken(target, debootstrap, root, log):
+        root.mkdir(parents=True)
+        log.write(b"E: Unable to locate package mariadb-server-core-10.5\n")
+        raise providers.ProvisionError("apt-get install failed with exit code 100")
+
+    monkeypatch.setattr(providers, "_build_root", broken)
+    with pytest.raises(providers.ProvisionError, match="bullseye root failed: apt-get install failed.*Unable to locate"):
+        providers.provision("mariadb-10.5", env)
+    assert not (cache / "mariadb-10.5" / "provisioned.json").exists()
+
+
+def test_provisioning_needs_a_recipe():
+    with pytest.raises(ProviderSkipped, match="no Debian suite ships MySQL 8.0"):
+        providers.provision("mysql-8.0")
+
+
+def test_a_changed_recipe_makes_the_root_stale(fake_build, monkeypatch):
+    env = fake_build["env"]
+    providers.provision("mariadb-10.5", env)
+    target = TARGETS["mariadb-10.5"]
+    changed = providers.Target(target.id, target.flavour, target.version,
+                               providers.DebianRecipe("bullseye", ("mariadb-server-10.5",), target.debian.binary))
+    monkeypatch.setitem(TARGETS, "mariadb-10.5", changed)
+    assert providers.provisioned(changed, env) is None
+
+
+# ---------------------------------------------------------------- Debian chroots (built once, root only)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target_id", ["mariadb-10.5", "mariadb-11.8", "mysql-9.7"])
+def test_a_chroot_server_runs_and_is_removed(target_id):
+    if not chroot_ready(target_id):
+        pytest.skip(f"needs root and the {target_id} root built")
+    root = providers.chroot_root(TARGETS[target_id])
+    with acquire(target_id, environ=NO_DOCKER, providers=("chroot",)) as handle:
+        assert handle.provider == "chroot" and TARGETS[target_id].matches(handle.flavour, handle.version)
+        instance = handle.instance
+        assert instance.chroot == str(root) and instance.base_dir.parent == root / "tmp"
+        connection = pymysql.connect(host=handle.host, port=handle.port, user=handle.user, password=handle.password)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            assert cursor.fetchone()[0].startswith(TARGETS[target_id].version)
+        connection.close()
+    assert not pid_alive(instance.pid)
+    assert not instance.base_dir.exists()
+    assert processes_in_root(root, instance.inside(instance.base_dir) + "/") == []
+
+
+# ---------------------------------------------------------------- the sandbox on a chosen server
+
+
+@needs_local_10_11
+def test_sandbox_up_on_a_chosen_local_server(tmp_path):
+    folder = tmp_path / "sandbox"
+    state, started = sandbox.up(folder, server="mariadb-10.11")
+    try:
+        assert started and state.running and state.server == "mariadb-10.11"
+        assert state.instance.version.startswith("10.11.") and not state.instance.chroot
+        with pytest.raises(SandboxError, match="the sandbox runs mariadb-10.11: stop it"):
+            sandbox.up(folder, server="mariadb-10.5")
+        assert sandbox.up(folder)[1] is False  # no server named: the running one is fine
+    finally:
+        sandbox.down(folder)
+    assert not pid_alive(state.instance.pid) and not folder.exists()
+
+
+def test_sandbox_up_refuses_an_unknown_server_before_starting(tmp_path):
+    with pytest.raises(UnknownTarget):
+        sandbox.up(tmp_path / "sandbox", server="mysql-4.0")
+    with pytest.raises(SandboxError, match="either a server or a binary"):
+        sandbox.up(tmp_path / "sandbox", server="mariadb-10.11", binary="/usr/sbin/mariadbd")
+    assert not (tmp_path / "sandbox").exists()
+
+
+@pytest.mark.slow
+@needs_chroot("mariadb-10.5")
+def test_sandbox_up_on_a_chroot_server_outlives_the_call_until_down(tmp_path):
+    folder = tmp_path / "sandbox"
+    state, _ = sandbox.up(folder, server="mariadb-10.5")
+    try:
+        instance = state.instance
+        assert instance.chroot and instance.version.startswith("10.5.")
+        assert Path(instance.base_dir).is_relative_to(instance.chroot)
+        assert sandbox.status(folder).running
+        assert "(Debian chroot)" in sandbox.status(folder).describe()
+    finally:
+        sandbox.down(folder)
+    assert not pid_alive(instance.pid)
+    assert not instance.base_dir.exists() and not folder.exists()
