@@ -75,3 +75,10 @@ def matrix_bench(session: nox.Session) -> None:
     session.install("-r", "requirements.txt")
     args = [arg for server in servers for arg in ("--server", server)]
     session.run("python", "-m", MATRIX, "run", *args, "--output", MATRIX_OUTPUT, "--bench")
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """The deploy benchmark on the configured database or the sandbox (posargs: --rows N)."""
+    session.install("-r", "requirements.txt")
+    session.run("python", "-m", "backend.dbops.benchmark", *session.posargs)
