@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import getpass
 import json
+import re
 import socket
 import time
 import uuid
@@ -163,6 +164,9 @@ class _StepError(Exception):
 def deploy(settings: Settings, target: str = "head", say: Say = print, progress=None) -> DeployRecord:
     """Run the configured steps under the migration lock; raise DeployFailed unless all pass."""
     migrate.validate_revision_argument(target)
+    if target not in ("head", "heads", "base") and not re.fullmatch(r"[+-]\d+", target):
+        # An unknown revision is bad input: refused before the lock is taken or a deploy recorded.
+        migrate.resolve_target(migrate.script_directory(settings), target)
     record = DeployRecord(
         id=str(uuid.uuid4()), database=settings.database, environment=settings.environment, target=target,
         os_user=getpass.getuser(), host=socket.gethostname(), started_at=_now(),
@@ -298,11 +302,23 @@ class _DeployRun:
         self.say("↩ rollback")
         from .rollback import rollback
 
-        outcome = rollback(
-            self.settings, self.lock, record.id, tuple(record.from_revision),
-            exc if isinstance(exc, migrate.MigrationFailed) else None, self.schema_before_step,
-            self.snapshot_before, self.rows_before, self.backup_path, lambda line: self.say(f"  {line}"),
-        )
+        try:
+            outcome = rollback(
+                self.settings, self.lock, record.id, tuple(record.from_revision),
+                exc if isinstance(exc, migrate.MigrationFailed) else None, self.schema_before_step,
+                self.snapshot_before, self.rows_before, self.backup_path, lambda line: self.say(f"  {line}"),
+            )
+        except Exception as error:
+            # The server (or the lock's connection) went away: nothing can be put back now, and
+            # the journal still says which revision was left half-applied.
+            reachable = _reachable(self.settings)
+            record.status = ROLLBACK_INCOMPLETE
+            record.to_revision = list(migrate.current(self.settings)) if reachable else None
+            reason = migrate.first_line(error) if reachable else "the server cannot be reached"
+            record.message = (f"{step} failed: {message}; rollback impossible ({reason}): "
+                              f"{self.settings.database} may be half-changed; once the server answers, "
+                              "settle it with `invoke db.recover --undo` or `--finish`")
+            return
         record.to_revision = list(migrate.current(self.settings))
         before = ", ".join(record.from_revision) or "base"
         if outcome.complete:

@@ -13,6 +13,10 @@ import unicodedata
 from .errors import InvalidIdentifier
 
 MAX_IDENTIFIER_LENGTH = 64
+# The server keeps a database (and each table) as a file named in its "filename" encoding:
+# [0-9A-Za-z_] as they are, other characters as up to 5 bytes (@20ac); a file name has at most
+# 255 bytes. Counting 5 for each of those refuses a few names the server would take, never one it refuses.
+MAX_FILE_NAME_BYTES = 255
 
 
 def validate_identifier(name: object, kind: str = "database name") -> str:
@@ -31,6 +35,11 @@ def validate_identifier(name: object, kind: str = "database name") -> str:
             raise InvalidIdentifier(f"{kind} {shown} contains a control character")
     if name.startswith("-"):
         raise InvalidIdentifier(f"{kind} {shown} must not start with '-'")
+    if name.startswith("#mysql50#"):
+        raise InvalidIdentifier(f"{kind} {shown} must not start with '#mysql50#' (the server's prefix for old file names)")
+    if sum(1 if char.isascii() and (char.isalnum() or char == "_") else 5 for char in name) > MAX_FILE_NAME_BYTES:
+        raise InvalidIdentifier(f"{kind} {shown} has too many characters other than A-Z, a-z, 0-9 and _: "
+                                f"the server could not name its file")
     return name
 
 

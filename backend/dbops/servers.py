@@ -172,6 +172,9 @@ def _find_installer(instance: ServerInstance) -> str | None:
 
 def _initialise(instance: ServerInstance) -> None:
     instance.data_dir.mkdir(parents=True, exist_ok=True)
+    instance.tmp_dir.mkdir(parents=True, exist_ok=True)
+    # A private temporary folder: bootstraps running side by side in /tmp collide on temporary tables.
+    tmpdir = f"--tmpdir={instance.inside(instance.tmp_dir)}"
     if instance.flavour == "mariadb":
         installer = _find_installer(instance)
         if installer is None:
@@ -182,6 +185,7 @@ def _initialise(instance: ServerInstance) -> None:
             f"--datadir={instance.inside(instance.data_dir)}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
+            tmpdir,
             *_user_args(),
         ]
         if instance.chroot:
@@ -193,6 +197,7 @@ def _initialise(instance: ServerInstance) -> None:
             "--no-defaults",
             "--initialize-insecure",
             f"--datadir={instance.inside(instance.data_dir)}",
+            tmpdir,
             *_user_args(),
         ]
     with open(instance.base_dir / "install.log", "wb") as log:
@@ -201,8 +206,9 @@ def _initialise(instance: ServerInstance) -> None:
             env=CHROOT_ENV if instance.chroot else None,
         )
     if result.returncode != 0:
-        tail = (instance.base_dir / "install.log").read_text(errors="replace").strip().splitlines()[-3:]
-        raise SandboxError(f"initialising {instance.data_dir} failed: {' | '.join(tail)}")
+        lines = (instance.base_dir / "install.log").read_text(errors="replace").strip().splitlines()
+        errors = [line.strip() for line in lines if "ERROR" in line] or lines[-3:]
+        raise SandboxError(f"initialising {instance.data_dir} failed: {' | '.join(errors[:3])}")
 
 
 def _server_command(instance: ServerInstance) -> list[str]:

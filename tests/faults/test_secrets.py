@@ -1,0 +1,211 @@
+"""The password under a whole deploy (backup, upgrade, verify, restart), a restore and a failed deploy.
+
+A watcher thread samples, as fast as it can, every process below the `invoke` process:
+its command line and the environment it was given must not hold the password. The dump is
+held (by a lock the test holds) until the watcher has seen its client, so the dump client is seen for sure; the restore loads enough rows to be seen too. Afterwards the password is looked for in everything the
+commands left: their output (a traceback included, with DB_DEBUG=1), the JSON reports, the
+backup manifests, and the tool's tables. Every backup file is 0600, every option file was 0600
+in a 0700 folder, and no option file is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+import threading
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from backend.config import Settings
+from backend.dbops import admin
+from tests.faults.conftest import (
+    F1,
+    PARK_SEQUENCE,
+    Spawned,
+    clean_env,
+    cmdline,
+    descendants,
+    dump_parked,
+    park_dump,
+    prepare,
+    query,
+    wait_until,
+)
+from tests.test_deploy import versions_with
+
+pytestmark = pytest.mark.faults("secrets")
+
+BULK_ROWS = 20_000  # about 9 MB: the restore's client runs long enough for the watcher to see it
+
+
+class Watcher:
+    """Samples the command line and environment of every process below one pid until stopped."""
+
+    def __init__(self, root: int, secrets: list[bytes]) -> None:
+        self.root, self.secrets = root, secrets
+        self.leaks: list[str] = []
+        self.programs: set[str] = set()
+        self.option_files: dict[Path, tuple[int, int]] = {}  # path -> (file mode, folder mode)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in descendants(self.root):
+                self._sample(pid)
+
+    def _sample(self, pid: int) -> None:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return  # ended meanwhile
+        if not argv or not argv[0]:
+            return  # a zombie, or between fork and exec
+        program = os.path.basename(argv[0].decode(errors="replace"))
+        self.programs.add(program)
+        for secret in self.secrets:
+            if secret in b" ".join(argv):
+                self.leaks.append(f"command line of {program}: {cmdline(pid)}")
+            if secret in environ:
+                self.leaks.append(f"environment of {program}")
+        for variable in (b"MYSQL_PWD=", b"MYSQL_PASSWORD="):
+            if any(entry.startswith(variable) for entry in environ.split(b"\0")):
+                self.leaks.append(f"{variable.decode()} in the environment of {program}")
+        for argument in argv:
+            if argument.startswith(b"--defaults-file="):
+                path = Path(argument.split(b"=", 1)[1].decode())
+                if path not in self.option_files:
+                    try:
+                        modes = (stat.S_IMODE(path.stat().st_mode), stat.S_IMODE(path.parent.stat().st_mode))
+                    except OSError:
+                        continue
+                    self.option_files[path] = modes
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def watched(env: dict[str, str], secrets: list[bytes], *args: str, hold=None) -> tuple[Spawned, Watcher]:
+    """Run invoke ARGS under a watcher; hold(spawned, watcher) keeps a step waiting until it is seen."""
+    spawned = Spawned(env, *args)
+    watcher = Watcher(spawned.pid, secrets)
+    try:
+        if hold is not None:
+            hold(spawned, watcher)
+        spawned.finish()
+    finally:
+        watcher.stop()
+    return spawned, watcher
+
+
+def leaks_in(text: str, secrets: list[bytes], where: str) -> list[str]:
+    return [where for secret in secrets if secret.decode() in text]
+
+
+@pytest.fixture
+def secret_database(mysql_server, reference, tmp_path):
+    """A seeded database at HEAD with the fault revisions pending (F1 then the next one)."""
+    versions_env = versions_with(tmp_path, "faults")
+    name = f"secret_{uuid.uuid4().hex[:10]}"
+    settings = Settings(host=mysql_server.host, port=mysql_server.port, user=mysql_server.user,
+                        password=mysql_server.password, database=name,
+                        versions_dir=Path(versions_env["MIGRATIONS_DIR"]))
+    prepare(mysql_server, settings)
+    connection = mysql_server.connect(name)
+    with connection.cursor() as cursor:
+        cursor.executemany("INSERT INTO system_logs (module, message) VALUES (%s, %s)",
+                           [("bulk", f"row {index} " + "x" * 400) for index in range(BULK_ROWS)])
+    connection.close()
+    yield name, versions_env
+    admin.drop_database(settings)
+
+
+def test_the_password_shows_nowhere(secret_database, mysql_server, cli_env, reference, fault_cases, tmp_path):
+    name, versions_env = secret_database
+    password = mysql_server.password
+    assert password, "the test server's user must have a password"
+    secrets = [password.encode(), quote(password, safe="").encode()]
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    env = {**clean_env({**cli_env, "MYSQL_DATABASE": name}, reference, tmp_path), **versions_env,
+           # The restart runs long enough to be seen; the caller's MYSQL_PWD must not reach any child.
+           "RESTART_COMMAND": "sleep 0.5", "MYSQL_PWD": password}
+    before_temporary = set(Path(tempfile.gettempdir()).glob("dbops-*"))
+    runs: list[tuple[str, Spawned, Watcher]] = []
+
+    def hold_dump(spawned: Spawned, watcher: Watcher) -> None:
+        with ExitStack() as stack:
+            park_dump(stack, mysql_server, name)
+            wait_until(lambda: dump_parked(mysql_server), "the dump to reach the parked sequence")
+            wait_until(lambda: watcher.option_files, "the watcher to see the dump client")
+        query(mysql_server, f"DROP SEQUENCE IF EXISTS {PARK_SEQUENCE}", database=name)
+        wait_until(lambda: "sleep" in watcher.programs or spawned.process.poll() is not None,
+                   "the restart command to run")
+
+    with fault_cases.case():
+        deploy, watcher = watched(env, secrets, "db.deploy", "--to", F1, "--report", str(reports / "deploy.json"),
+                                  hold=hold_dump)
+        assert deploy.process.returncode == 0, deploy.output
+        assert {"mariadb-dump", "mysqldump"} & watcher.programs and "sleep" in watcher.programs, watcher.programs
+        runs.append(("deploy", deploy, watcher))
+
+    backups = [path for path in (tmp_path / "backups").glob("*.sql.*") if not path.name.endswith(".json")]
+    assert len(backups) == 1, list((tmp_path / "backups").iterdir())
+
+    with fault_cases.case():
+        restore, watcher = watched(env, secrets, "db.restore", str(backups[0]), "--yes")
+        assert restore.process.returncode == 0, restore.output
+        # The restore's client loads the bulk rows for a second or so: long enough to be seen.
+        assert {"mariadb", "mysql"} & watcher.programs, watcher.programs
+        runs.append(("restore", restore, watcher))
+
+    # The restore brought back the database as it was before the deploy, at HEAD. Now a deploy
+    # that fails halfway and rolls back, then failures with the traceback asked for.
+    failing_env = {**env, **versions_with(tmp_path / "failing", "halfway")}
+    with fault_cases.case():
+        failing, watcher = watched(failing_env, secrets, "db.deploy", "--report", str(reports / "failed.json"))
+        assert failing.process.returncode == 1 and "rolled back" in failing.output, failing.output
+        runs.append(("failed deploy", failing, watcher))
+    for label, extra, args in (("unreachable server", {"MYSQL_PORT": "1"}, ["db.check"]),
+                               ("failed upgrade", {}, ["db.upgrade"])):
+        with fault_cases.case():
+            spawned, watcher = watched({**failing_env, **extra, "DB_DEBUG": "1"}, secrets, *args)
+            assert spawned.process.returncode != 0 and "Traceback" in spawned.output, spawned.output
+            runs.append((label, spawned, watcher))
+
+    with fault_cases.case():
+        leaks = [leak for _, _, watcher in runs for leak in watcher.leaks]
+        for label, spawned, _ in runs:
+            leaks += leaks_in(spawned.output, secrets, f"output of the {label}")
+        assert leaks == []
+
+    with fault_cases.case():
+        leaks = []
+        for report in reports.iterdir():
+            assert json.loads(report.read_text())["status"], report
+            leaks += leaks_in(report.read_text(), secrets, f"report {report.name}")
+        for path in (tmp_path / "backups").iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+            if path.name.endswith(".json"):
+                leaks += leaks_in(path.read_text(), secrets, f"manifest {path.name}")
+        for table in ("alembic_deploys", "alembic_journal", "alembic_lock"):
+            rows = query(mysql_server, f"SELECT * FROM {table}", database=name)
+            leaks += leaks_in(repr(rows), secrets, f"table {table}")
+        assert leaks == []
+
+    with fault_cases.case():
+        option_files = {path: modes for _, _, watcher in runs for path, modes in watcher.option_files.items()}
+        assert len(option_files) >= 2  # the dump's and the restore's
+        assert set(option_files.values()) == {(0o600, 0o700)}
+        assert not any(path.exists() or path.parent.exists() for path in option_files)
+        assert set(Path(tempfile.gettempdir()).glob("dbops-*")) == before_temporary
+
