@@ -63,41 +63,38 @@ def incompressible(settings, mysql_server, reference):
     return raw, estimate
 
 
-def _assert_clean_failure(result, folder: Path, temp: Path) -> str:
-    line = assert_one_error_line(result)
-    assert "no space left" in line.lower() or "file too large" in line.lower(), line
-    assert "unexpected" not in line and str(folder) in line, line
-    assert list(folder.iterdir()) == []  # the partial file is gone
-    assert list(temp.iterdir()) == []  # and the option file with the password
-    return line
+def _fails_for_lack_of_room(incompressible, cli_env, reference, tmp_path: Path, *args: str):
+    """Run invoke ARGS with the backup folder too small for the dump: (result, its error line, env).
 
-
-def test_backup_into_a_full_disk(incompressible, settings, cli_env, mysql_server, reference, tmp_path):
+    The one line names the folder and the cause; the partial file and the option file are gone.
+    """
     raw, estimate = incompressible
-    before = db_state(mysql_server, settings.database)
     temp = tmp_path / "tmp"
     temp.mkdir()
     folder = tmp_path / "small"
     with small_disk(folder, (estimate + raw) // 2) as limit:
         env = clean_env(cli_env, reference, tmp_path, BACKUP_DIR=str(folder), TMPDIR=str(temp))
-        result = Spawned(env, "db.backup", preexec_fn=limit).result()
-        line = _assert_clean_failure(result, folder, temp)
-        assert "backup of" in line, line
+        result = Spawned(env, *args, preexec_fn=limit).result()
+        line = assert_one_error_line(result)
+        assert "no space left" in line.lower() or "file too large" in line.lower(), line
+        assert "unexpected" not in line and str(folder) in line, line
+        assert list(folder.iterdir()) == []  # the partial file is gone
+        assert list(temp.iterdir()) == []  # and the option file with the password
+    return result, line, env
+
+
+def test_backup_into_a_full_disk(incompressible, settings, cli_env, mysql_server, reference, tmp_path):
+    before = db_state(mysql_server, settings.database)
+    _, line, _ = _fails_for_lack_of_room(incompressible, cli_env, reference, tmp_path, "db.backup")
+    assert "backup of" in line, line
     assert db_state(mysql_server, settings.database) == before
 
 
 def test_deploy_stops_when_its_backup_does_not_fit(incompressible, settings, cli_env, mysql_server, reference,
                                                    tmp_path):
-    raw, estimate = incompressible
     before = db_state(mysql_server, settings.database)
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    folder = tmp_path / "small"
-    with small_disk(folder, (estimate + raw) // 2) as limit:
-        env = clean_env(cli_env, reference, tmp_path, BACKUP_DIR=str(folder), TMPDIR=str(temp))
-        result = Spawned(env, "db.deploy", "--to", F1, preexec_fn=limit).result()
-        line = _assert_clean_failure(result, folder, temp)
-        assert "backup failed" in line and "unchanged" in line, line
+    result, line, env = _fails_for_lack_of_room(incompressible, cli_env, reference, tmp_path, "db.deploy", "--to", F1)
+    assert "backup failed" in line and "unchanged" in line, line
     assert "▶ upgrade" not in result.stdout
     assert db_state(mysql_server, settings.database) == before  # nothing upgraded
     assert unfinished_journal(mysql_server, settings.database) == []

@@ -49,6 +49,7 @@ class Watcher:
 
     def __init__(self, root: int, secrets: list[bytes]) -> None:
         self.root, self.secrets = root, secrets
+        self.root_argv = Path(f"/proc/{root}/cmdline").read_bytes().split(b"\0")
         self.leaks: list[str] = []
         self.programs: set[str] = set()
         self.option_files: dict[Path, tuple[int, int]] = {}  # path -> (file mode, folder mode)
@@ -67,8 +68,8 @@ class Watcher:
             environ = Path(f"/proc/{pid}/environ").read_bytes()
         except OSError:
             return  # ended meanwhile
-        if not argv or not argv[0]:
-            return  # a zombie, or between fork and exec
+        if not argv or not argv[0] or argv == self.root_argv:
+            return  # a zombie, or a child between fork and exec: still a copy of its parent
         program = os.path.basename(argv[0].decode(errors="replace"))
         self.programs.add(program)
         for secret in self.secrets:
