@@ -401,3 +401,13 @@ def test_hostile_database_name(settings, mysql_server, tmp_path):
         assert [entry.path for entry in list_backups(hostile)] == [result.path]
     finally:
         run_sql(mysql_server, None, f"DROP DATABASE IF EXISTS `{name.replace('`', '``')}`")
+
+
+def test_backup_checks_the_stream_as_it_writes_it(seeded, monkeypatch):
+    """A dump that does not end as a dump ends is never called good (the check runs during the dump)."""
+    import backend.dbops.backup as backup_module
+
+    monkeypatch.setattr(backup_module, "TRAILER", b"-- a line no dump ends with")
+    with pytest.raises(BackupError, match="is incomplete: the dump does not end with '-- a line no dump ends with'"):
+        backup(seeded)
+    assert list(seeded.backup_dir.iterdir()) == []

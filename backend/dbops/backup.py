@@ -1,14 +1,15 @@
 """Backups: a streamed, compressed dump with a manifest, its verification, and restores.
 
 dump client -> compressor -> this process (sha256, byte count) -> <file>.partial, then fsync
-and rename. Credentials reach the clients in a 0600 option file inside a private temporary
-folder, never on a command line or in the environment. A backup is good only once its
-manifest exists: the manifest is written after the file passed verification, so a file
-without one is the remains of a failed run.
+and rename; the same compressed stream goes through a decompressor as it is written, which
+checks that it decompresses and ends with the dump's trailer. Credentials reach the clients in
+a 0600 option file inside a private temporary folder, never on a command line or in the
+environment. A backup is good only once its manifest exists: the manifest is written after
+the file passed verification, so a file without one is the remains of a failed run.
 
-Row counts come from the dump itself (a pass over the decompressed stream), not from
-SELECT COUNT(*) at another moment: on a live database only the dump's own snapshot is exact,
-and a restore compares the loaded tables with those counts.
+Row counts are taken with SELECT COUNT(*) in a snapshot opened just before the dump's own,
+while the dump streams; a restore compares the loaded tables with them and warns on a
+difference (writes between the two snapshots).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -382,8 +385,12 @@ def _select_sections(lines: Iterable[bytes], tables: set[str]) -> Iterator[bytes
             yield line
 
 
-def _check_file(path: Path, size: int, digest: str, compression: Compression) -> _DumpScan:
-    """Size, sha256, a complete decompression and the dump's trailer; return what the pass read."""
+def _scan(stream: IO[bytes], scan: _DumpScan) -> None:
+    while chunk := stream.read(CHUNK):
+        scan.feed(chunk)
+
+
+def _check_digest(path: Path, size: int, digest: str) -> None:
     try:
         actual = path.stat().st_size
     except FileNotFoundError:
@@ -394,14 +401,22 @@ def _check_file(path: Path, size: int, digest: str, compression: Compression) ->
     with path.open("rb") as source:
         if hashlib.file_digest(source, "sha256").hexdigest() != digest:
             raise BackupError(f"backup {path.name} is corrupt: digest mismatch, its sha256 differs from the manifest's")
+
+
+def _check_trailer(path: Path, scan: _DumpScan) -> None:
+    if TRAILER not in scan.tail:
+        raise BackupError(f"backup {path.name} is incomplete: the dump does not end with '{TRAILER.decode()}'")
+
+
+def _check_file(path: Path, size: int, digest: str, compression: Compression) -> _DumpScan:
+    """Size, sha256, a complete decompression and the dump's trailer; return what the pass read."""
+    _check_digest(path, size, digest)
     scan = _DumpScan()
     with _children() as children:
         process = _start(children, _decompress_command(compression, path), stdout=subprocess.PIPE)
-        while chunk := process.stdout.read(CHUNK):
-            scan.feed(chunk)
+        _scan(process.stdout, scan)
         _finish(children, f"backup {path.name} is corrupt")
-    if TRAILER not in scan.tail:
-        raise BackupError(f"backup {path.name} is incomplete: the dump does not end with '{TRAILER.decode()}'")
+    _check_trailer(path, scan)
     return scan
 
 
@@ -468,26 +483,48 @@ def _report(progress: Progress, pid: int, estimate: int) -> None:
 def _stream_dump(
     settings: Settings, program: str, arguments: list[str], compression: Compression, out: IO[bytes],
     progress: Progress | None, estimate: int,
-) -> tuple[int, str]:
-    """Run dump | compressor and copy the compressed stream to out; return its size and sha256."""
-    digest, size, shown = hashlib.sha256(), 0, 0.0
+) -> tuple[int, str, _DumpScan]:
+    """Run dump | compressor and copy the compressed stream to out; return its size, sha256 and scan.
+
+    The stream also goes through a decompressor as it is written, so that its check (it
+    decompresses, its size, its trailer) costs no time after the dump: the file is then
+    known good once its digest on disk matches.
+    """
+    digest, size, shown, scan = hashlib.sha256(), 0, 0.0, _DumpScan()
     with _option_file(settings) as option_file, _children() as children:
         dump = _start(children, _client_command(program, option_file, *arguments), stdout=subprocess.PIPE)
         compressor = _start(children, [_program([compression.name], "compressor"), *compression.compress],
                             stdin=dump.stdout, stdout=subprocess.PIPE)
         dump.stdout.close()  # the compressor owns the pipe: the dump sees it break if the compressor dies
-        while chunk := compressor.stdout.read1(CHUNK):
-            out.write(chunk)
-            digest.update(chunk)
-            size += len(chunk)
-            if progress is not None and time.monotonic() - shown >= PROGRESS_INTERVAL:
-                _report(progress, dump.pid, estimate)
-                shown = time.monotonic()
-        if progress is not None:
-            _report(progress, dump.pid, estimate)  # an exited, unreaped child still has its counters
+        checker = _start(children, [_program([compression.name], "decompressor"), *compression.decompress],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        reader = threading.Thread(target=_scan, args=(checker.stdout, scan), daemon=True)
+        reader.start()
+        checking = True
+        try:
+            while chunk := compressor.stdout.read1(CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+                if checking:
+                    try:
+                        checker.stdin.write(chunk)
+                    except BrokenPipeError:
+                        checking = False  # the decompressor failed: _finish quotes its error
+                if progress is not None and time.monotonic() - shown >= PROGRESS_INTERVAL:
+                    _report(progress, dump.pid, estimate)
+                    shown = time.monotonic()
+            if progress is not None:
+                _report(progress, dump.pid, estimate)  # an exited, unreaped child still has its counters
+        finally:
+            # Also on an error: the decompressor sees the end of its input and its reader ends
+            # before the pipes are closed under it.
+            with suppress(BrokenPipeError):
+                checker.stdin.close()
+            reader.join()
         _finish(children, f"backup of {settings.database!r} failed", settings.password)
     _sync(out)
-    return size, digest.hexdigest()
+    return size, digest.hexdigest(), scan
 
 
 def backup(settings: Settings, progress: Progress | None = None) -> BackupResult:
@@ -498,55 +535,60 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
     require_configured(settings)
     database = validate_identifier(settings.database)
     started, clock = datetime.now(UTC), time.monotonic()
-    with connect(settings) as connection:
+    with connect(settings) as connection, ThreadPoolExecutor(max_workers=1) as pool:
         info = server_info(connection)
         revisions = migrate.current_heads(connection)
         data_bytes, index_bytes = _database_size(connection, database)
-        # Counted in a snapshot taken just before the dump's own; writes in between may differ.
+        # Rows are counted in a snapshot taken just before the dump's own (writes in between may
+        # differ). Counting a large table takes a while: it runs while the dump streams.
         connection.commit()
         connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         connection.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        counts = row_counts(connection, _base_tables(connection, database) - set(migrate.HISTORY_TABLES))
-        connection.rollback()
-    folder = settings.backup_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    needed, free = int((data_bytes + index_bytes) * COMPRESSED_SHARE), shutil.disk_usage(folder).free
-    if free < needed:
-        raise BackupError(f"not enough disk space in {folder}: {format_size(free)} free, "
-                          f"a backup of {database!r} needs about {format_size(needed)}")
-    program = _program(DUMP_CLIENTS[info.flavour], "dump client")
-    client_version = _client_version(program)
-    arguments = list(DUMP_OPTIONS)
-    if "mariadb" not in client_version.lower():
-        arguments.append("--set-gtid-purged=OFF")  # Oracle's mysqldump: a restore target has GTIDs of its own
-    arguments += [f"--ignore-table={database}.{table}" for table in migrate.HISTORY_TABLES]
-    arguments.append(database)
-    compression = COMPRESSIONS["zstd" if find_program("zstd") else "gzip"]
-    revision = "+".join(revisions) or "base"
-    path, out = _create_backup_file(
-        folder, f"{_file_stem(database)}-{started:%Y%m%dT%H%M%SZ}-{_file_stem(revision)}", compression.suffix
-    )
-    try:
-        with out:
-            size, digest = _stream_dump(settings, program, arguments, compression, out, progress, data_bytes)
-        _publish(_partial(path), path)
-        scan = _check_file(path, size, digest, compression)
-        manifest = Manifest(
-            file=path.name, database=database, source=f"{settings.user}@{settings.address}",
-            server_flavour=info.flavour, server_version=info.version, dump_client=Path(program).name,
-            dump_client_version=client_version, revisions=tuple(revisions), tables=counts, bytes=size,
-            uncompressed_bytes=scan.bytes, sha256=digest, compression=compression.name,
-            started_at=started.isoformat(), finished_at=datetime.now(UTC).isoformat(),
-            duration_seconds=round(time.monotonic() - clock, 3),
+        tables = _base_tables(connection, database) - set(migrate.HISTORY_TABLES)
+        counting = pool.submit(row_counts, connection, tables)
+        folder = settings.backup_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        needed, free = int((data_bytes + index_bytes) * COMPRESSED_SHARE), shutil.disk_usage(folder).free
+        if free < needed:
+            raise BackupError(f"not enough disk space in {folder}: {format_size(free)} free, "
+                              f"a backup of {database!r} needs about {format_size(needed)}")
+        program = _program(DUMP_CLIENTS[info.flavour], "dump client")
+        client_version = _client_version(program)
+        arguments = list(DUMP_OPTIONS)
+        if "mariadb" not in client_version.lower():
+            arguments.append("--set-gtid-purged=OFF")  # Oracle's mysqldump: a restore target has GTIDs of its own
+        arguments += [f"--ignore-table={database}.{table}" for table in migrate.HISTORY_TABLES]
+        arguments.append(database)
+        compression = COMPRESSIONS["zstd" if find_program("zstd") else "gzip"]
+        revision = "+".join(revisions) or "base"
+        path, out = _create_backup_file(
+            folder, f"{_file_stem(database)}-{started:%Y%m%dT%H%M%SZ}-{_file_stem(revision)}", compression.suffix
         )
-        _write_manifest(path, manifest)
-    except BaseException as exc:
-        # A file without a manifest is never good: leave nothing behind.
-        for leftover in (_partial(path), path, manifest_path(path)):
-            leftover.unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # writing the file or its manifest: the folder is full, read-only, gone
-            raise BackupError(f"backup of {database!r} failed writing to {folder}: {exc.strerror or exc}") from None
-        raise
+        try:
+            with out:
+                size, digest, scan = _stream_dump(settings, program, arguments, compression, out, progress,
+                                                  data_bytes)
+            counts = counting.result()
+            connection.rollback()  # the counting snapshot is no longer needed
+            _publish(_partial(path), path)
+            _check_digest(path, size, digest)
+            _check_trailer(path, scan)
+            manifest = Manifest(
+                file=path.name, database=database, source=f"{settings.user}@{settings.address}",
+                server_flavour=info.flavour, server_version=info.version, dump_client=Path(program).name,
+                dump_client_version=client_version, revisions=tuple(revisions), tables=counts, bytes=size,
+                uncompressed_bytes=scan.bytes, sha256=digest, compression=compression.name,
+                started_at=started.isoformat(), finished_at=datetime.now(UTC).isoformat(),
+                duration_seconds=round(time.monotonic() - clock, 3),
+            )
+            _write_manifest(path, manifest)
+        except BaseException as exc:
+            # A file without a manifest is never good: leave nothing behind.
+            for leftover in (_partial(path), path, manifest_path(path)):
+                leftover.unlink(missing_ok=True)
+            if isinstance(exc, OSError):  # writing the file or its manifest: the folder is full, read-only, gone
+                raise BackupError(f"backup of {database!r} failed writing to {folder}: {exc.strerror or exc}") from None
+            raise
     return BackupResult(path, manifest, _rotate(settings))
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -119,16 +121,41 @@ def _retrying_cursor(retries: int, delay: float = 1.0) -> type:
     return RetryingCursor
 
 
+@functools.cache
+def _preferred_tls_context() -> ssl.SSLContext:
+    """What PyMySQL builds for TLS when the server offers it (no CA, so no verification), built once."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@functools.cache
+def _connection_class():
+    import pymysql
+
+    class Connection(pymysql.connections.Connection):
+        # PyMySQL builds a fresh default context for every connection, loading the system's CA
+        # store (about 25 ms each, a good part of a deploy's own time) for a context that never
+        # verifies. TLS options given explicitly still take PyMySQL's way.
+        def _create_ssl_ctx(self, sslp):
+            return super()._create_ssl_ctx(sslp) if sslp else _preferred_tls_context()
+
+    return Connection
+
+
 def make_engine(settings: Settings, database: str | None = "", guard_ddl: bool = False) -> Engine:
     """An engine without pooling; guard_ddl adds a short lock_wait_timeout and DDL retries."""
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, event
     from sqlalchemy.pool import NullPool
 
     connect_args: dict = {"connect_timeout": settings.connect_timeout}
     if guard_ddl:
         connect_args["init_command"] = f"SET SESSION lock_wait_timeout = {int(settings.ddl_lock_wait_timeout)}"
         connect_args["cursorclass"] = _retrying_cursor(settings.ddl_retries)
-    return create_engine(make_url(settings, database), poolclass=NullPool, connect_args=connect_args)
+    engine = create_engine(make_url(settings, database), poolclass=NullPool, connect_args=connect_args)
+    event.listen(engine, "do_connect", lambda dialect, record, cargs, cparams: _connection_class()(*cargs, **cparams))
+    return engine
 
 
 def _driver_error(exc: BaseException) -> tuple[int | None, str]:
