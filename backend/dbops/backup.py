@@ -260,7 +260,7 @@ def _option_value(value: str) -> str:
 
 
 @contextmanager
-def _option_file(settings: Settings) -> Iterator[Path]:
+def client_option_file(settings: Settings) -> Iterator[Path]:
     """A [client] option file with the credentials, 0600 in a private folder removed afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="dbops-"))
     try:
@@ -351,8 +351,9 @@ def _finish(children: list[_Child], failure: str, secret: str = "") -> None:
         )
 
 
-def _decompress_command(compression: Compression, path: Path) -> list[str]:
-    return [_program([compression.name], "decompressor"), *compression.decompress, str(path)]
+def _decompress_command(compression: Compression, path: Path | None = None) -> list[str]:
+    """The decompressor reading path, or its standard input without one."""
+    return [_program([compression.name], "decompressor"), *compression.decompress, *([str(path)] if path else [])]
 
 
 # ---------------------------------------------------------------- reading dumps
@@ -454,7 +455,7 @@ def _base_tables(connection: Connection, database: str) -> set[str]:
     return {row[0] for row in rows}
 
 
-def _database_size(connection: Connection, database: str) -> tuple[int, int]:
+def data_and_index_bytes(connection: Connection, database: str) -> tuple[int, int]:
     from sqlalchemy import text
 
     data, index = connection.execute(
@@ -491,13 +492,12 @@ def _stream_dump(
     known good once its digest on disk matches.
     """
     digest, size, shown, scan = hashlib.sha256(), 0, 0.0, _DumpScan()
-    with _option_file(settings) as option_file, _children() as children:
+    with client_option_file(settings) as option_file, _children() as children:
         dump = _start(children, _client_command(program, option_file, *arguments), stdout=subprocess.PIPE)
         compressor = _start(children, [_program([compression.name], "compressor"), *compression.compress],
                             stdin=dump.stdout, stdout=subprocess.PIPE)
         dump.stdout.close()  # the compressor owns the pipe: the dump sees it break if the compressor dies
-        checker = _start(children, [_program([compression.name], "decompressor"), *compression.decompress],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        checker = _start(children, _decompress_command(compression), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         reader = threading.Thread(target=_scan, args=(checker.stdout, scan), daemon=True)
         reader.start()
         checking = True
@@ -538,7 +538,7 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
     with connect(settings) as connection, ThreadPoolExecutor(max_workers=1) as pool:
         info = server_info(connection)
         revisions = migrate.current_heads(connection)
-        data_bytes, index_bytes = _database_size(connection, database)
+        data_bytes, index_bytes = data_and_index_bytes(connection, database)
         # Rows are counted in a snapshot taken just before the dump's own (writes in between may
         # differ). Counting a large table takes a while: it runs while the dump streams.
         connection.commit()
@@ -645,7 +645,7 @@ def _load(settings: Settings, path: Path, compression: Compression, tables: set[
     with connect(settings) as connection:
         flavour = server_info(connection).flavour
     program = _program(LOAD_CLIENTS[flavour], "mysql client")
-    with _option_file(settings) as option_file, _children() as children:
+    with client_option_file(settings) as option_file, _children() as children:
         source = _start(children, _decompress_command(compression, path), stdout=subprocess.PIPE)
         command = _client_command(program, option_file, "--default-character-set=utf8mb4",
                                   "--init-command=SET FOREIGN_KEY_CHECKS=0", settings.database)

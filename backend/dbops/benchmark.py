@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..config import PROJECT_ROOT, Settings, load_settings
 from . import admin, migrate
+from .backup import client_option_file, data_and_index_bytes
 from .connection import connect
 from .identifiers import validate_identifier
 
@@ -99,16 +100,6 @@ def _timed(command: list[str] | str, **kwargs) -> float:
     return time.monotonic() - started
 
 
-def _option_file(settings: Settings, folder: Path) -> Path:
-    path = folder / "client.cnf"
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    password = settings.password.replace("\\", "\\\\").replace('"', '\\"')
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(f'[client]\nuser="{settings.user}"\npassword="{password}"\nhost={settings.host}\n'
-                     f"port={settings.port}\n")
-    return path
-
-
 def run(settings: Settings, rows: int, repeats: int = 3, say=print) -> dict:
     from .servers import find_program
 
@@ -133,59 +124,55 @@ def run(settings: Settings, rows: int, repeats: int = 3, say=print) -> dict:
         f"version_locations = {versions}"))
     figures: dict[str, float] = {}
     try:
-        admin.create_database(bench)
-        if migrate.current(bench) == (BENCH_REVISION_ID,):
-            migrate.downgrade(bench, head)  # left by an earlier run
-        migrate.upgrade(bench, head)
-        fill(bench, rows, say)
-        with connect(bench) as connection:
-            from sqlalchemy import text
+        with client_option_file(bench) as options:
+            admin.create_database(bench)
+            if migrate.current(bench) == (BENCH_REVISION_ID,):
+                migrate.downgrade(bench, head)  # left by an earlier run
+            migrate.upgrade(bench, head)
+            fill(bench, rows, say)
+            with connect(bench) as connection:
+                data_bytes, index_bytes = data_and_index_bytes(connection, bench.database)
+            say(f"dataset: {rows:,} chat_messages rows, {data_bytes / 1e6:,.0f} MB data + {index_bytes / 1e6:,.0f} MB index")
 
-            size = connection.execute(text(
-                "SELECT SUM(DATA_LENGTH), SUM(INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db"),
-                {"db": bench.database}).one()
-        say(f"dataset: {rows:,} chat_messages rows, {float(size[0]) / 1e6:,.0f} MB data + {float(size[1]) / 1e6:,.0f} MB index")
-
-        options = _option_file(bench, work)
-        raw_file = work / "raw.sql.zst"
-        runs: list[dict[str, float]] = []
-        # Raw and ours alternate, several times: the medians resist the machine's noise.
-        for _ in range(repeats):
-            run_figures: dict[str, float] = {}
-            run_figures["raw backup"] = _timed(
-                f"'{dump_client}' --defaults-extra-file='{options}' --single-transaction --quick --routines "
-                f"--triggers --events --hex-blob --no-tablespaces {shlex.quote(validate_identifier(bench.database))} "
-                f"| zstd -q -1 -T2 -c > '{raw_file}'", shell=True, executable="/bin/bash")
-            run_figures["raw upgrade"] = _timed([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"],
-                                                cwd=PROJECT_ROOT, env=environment)
-            run_figures["raw total"] = run_figures["raw backup"] + run_figures["raw upgrade"]
-            migrate.downgrade(bench, head)
-
-            report = work / "deploy.json"
-            run_figures["deploy total"] = _timed(
-                [sys.executable, "-m", "invoke", "db.deploy", "--report", str(report)], cwd=PROJECT_ROOT,
-                env=environment)
-            record = json.loads(report.read_text())
-            for step in record["steps"]:
-                run_figures[f"deploy {step['name']}"] = step["seconds"]
-            backup_file = Path(record["backup_file"])
-            runs.append(run_figures)
-            if len(runs) < repeats:
+            raw_file = work / "raw.sql.zst"
+            runs: list[dict[str, float]] = []
+            # Raw and ours alternate, several times: the medians resist the machine's noise.
+            for _ in range(repeats):
+                run_figures: dict[str, float] = {}
+                run_figures["raw backup"] = _timed(
+                    f"'{dump_client}' --defaults-extra-file='{options}' --single-transaction --quick --routines "
+                    f"--triggers --events --hex-blob --no-tablespaces {shlex.quote(validate_identifier(bench.database))} "
+                    f"| zstd -q -1 -T2 -c > '{raw_file}'", shell=True, executable="/bin/bash")
+                run_figures["raw upgrade"] = _timed([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"],
+                                                    cwd=PROJECT_ROOT, env=environment)
+                run_figures["raw total"] = run_figures["raw backup"] + run_figures["raw upgrade"]
                 migrate.downgrade(bench, head)
-        figures.update({name: statistics.median(run[name] for run in runs) for name in runs[0]})
-        figures["backup MB"] = backup_file.stat().st_size / 1e6
-        figures["raw backup MB"] = raw_file.stat().st_size / 1e6
 
-        restored = f"{bench.database[:40]}_restored"
-        figures["raw restore"] = _timed(
-            f"'{client}' --defaults-extra-file='{options}' -e 'CREATE DATABASE IF NOT EXISTS {restored}' && "
-            f"zstd -dc '{raw_file}' | '{client}' --defaults-extra-file='{options}' {restored}",
-            shell=True, executable="/bin/bash")
-        admin.drop_database(replace(bench, database=restored))
-        figures["restore"] = _timed([sys.executable, "-m", "invoke", "db.restore", str(backup_file), "--into",
-                                     restored, "--yes"], cwd=PROJECT_ROOT, env=environment)
-        admin.drop_database(replace(bench, database=restored))
-        migrate.downgrade(bench, head)  # ready for the next run
+                report = work / "deploy.json"
+                run_figures["deploy total"] = _timed(
+                    [sys.executable, "-m", "invoke", "db.deploy", "--report", str(report)], cwd=PROJECT_ROOT,
+                    env=environment)
+                record = json.loads(report.read_text())
+                for step in record["steps"]:
+                    run_figures[f"deploy {step['name']}"] = step["seconds"]
+                backup_file = Path(record["backup_file"])
+                runs.append(run_figures)
+                if len(runs) < repeats:
+                    migrate.downgrade(bench, head)
+            figures.update({name: statistics.median(run[name] for run in runs) for name in runs[0]})
+            figures["backup MB"] = backup_file.stat().st_size / 1e6
+            figures["raw backup MB"] = raw_file.stat().st_size / 1e6
+
+            restored = f"{bench.database[:40]}_restored"
+            figures["raw restore"] = _timed(
+                f"'{client}' --defaults-extra-file='{options}' -e 'CREATE DATABASE IF NOT EXISTS {restored}' && "
+                f"zstd -dc '{raw_file}' | '{client}' --defaults-extra-file='{options}' {restored}",
+                shell=True, executable="/bin/bash")
+            admin.drop_database(replace(bench, database=restored))
+            figures["restore"] = _timed([sys.executable, "-m", "invoke", "db.restore", str(backup_file), "--into",
+                                         restored, "--yes"], cwd=PROJECT_ROOT, env=environment)
+            admin.drop_database(replace(bench, database=restored))
+            migrate.downgrade(bench, head)  # ready for the next run
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return figures

@@ -72,11 +72,9 @@ def missing_privileges(connection: Connection, database: str) -> list[str] | Non
 
 
 def database_size(connection: Connection, database: str) -> int:
-    from sqlalchemy import text
+    from .backup import data_and_index_bytes
 
-    return int(connection.execute(
-        text("SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES "
-             "WHERE TABLE_SCHEMA = :db"), {"db": database}).scalar_one())
+    return sum(data_and_index_bytes(connection, database))
 
 
 def free_bytes(folder: Path) -> int:

@@ -128,6 +128,10 @@ def query(server: ServerTarget, sql: str, args=None, database: str | None = None
         connection.close()
 
 
+def schema_names(server: ServerTarget) -> set[str]:
+    return {row[0] for row in query(server, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")}
+
+
 def statements_running(server: ServerTarget, pattern: str, state: str = "") -> list[tuple]:
     """(id, state, info) of other connections whose statement matches the regular expression."""
     rows = query(server, "SELECT ID, STATE, INFO FROM information_schema.PROCESSLIST "

@@ -20,7 +20,7 @@ from backend.config import Settings
 from backend.dbops import admin, migrate
 from backend.dbops.backup import backup, manifest_path
 from tests.conftest import assert_one_error_line, run_invoke, tables
-from tests.faults.conftest import db_state, lock_holder, prepare, query, server_env
+from tests.faults.conftest import db_state, lock_holder, prepare, query, schema_names, server_env
 
 pytestmark = pytest.mark.faults("bad files")
 
@@ -122,7 +122,7 @@ def test_damaged_backup_is_refused_before_anything_changes(damage, pristine, mys
     path = _copy(pristine.backup, tmp_path / "backups")
     expected = damage(path, pristine.other)
     before, names = db_state(mysql_server, database), tables(mysql_server, database)
-    schemas = {row[0] for row in query(mysql_server, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")}
+    schemas = schema_names(mysql_server)
     targets = [()] + ([] if damage is wrong_database else [("--into", f"{database}_into")])
     for into in targets:  # in place, and into another database (never created)
         result = run_invoke({**pristine.env, "BACKUP_DIR": str(path.parent)}, "db.restore", str(path), *into,
@@ -132,6 +132,5 @@ def test_damaged_backup_is_refused_before_anything_changes(damage, pristine, mys
         assert "verified" not in result.stdout  # refused before the confirmation, let alone the load
         assert db_state(mysql_server, database) == before
         assert tables(mysql_server, database) == names
-        assert {row[0] for row in query(mysql_server, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")} \
-            == schemas
+        assert schema_names(mysql_server) == schemas
         assert lock_holder(mysql_server, database) is None

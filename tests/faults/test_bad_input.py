@@ -19,7 +19,7 @@ from backend.config import Settings
 from backend.dbops import admin
 from backend.dbops.servers import free_port
 from tests.conftest import assert_one_error_line, run_invoke
-from tests.faults.conftest import F1, db_state, lock_holder, prepare, query, server_env
+from tests.faults.conftest import F1, db_state, lock_holder, prepare, query, schema_names, server_env
 
 pytestmark = pytest.mark.faults("bad input")
 
@@ -48,7 +48,7 @@ def target(mysql_server, reference, tmp_path_factory) -> Iterator[Target]:
 
 
 def server_state(server, database: str) -> dict:
-    schemas = sorted(row[0] for row in query(server, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA"))
+    schemas = schema_names(server)
     history = {table: query(server, f"SELECT COUNT(*) FROM {table}", database=database)[0][0]
                for table in ("alembic_journal", "alembic_lock")}
     deploys = query(server, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from backend.dbops.errors import InvalidIdentifier
 from backend.dbops.identifiers import quote_identifier, validate_identifier
 from tests.conftest import APP_TABLES, HEAD, assert_one_error_line, run_invoke, version_rows
-from tests.faults.conftest import query
+from tests.faults.conftest import query, schema_names
 
 pytestmark = pytest.mark.faults("hostile names")
 
@@ -32,10 +32,6 @@ NAMES = st.one_of(
     st.builds(lambda head, mark, tail: head + mark + tail, st.text(max_size=6), st.sampled_from(HOSTILE),
               st.text(max_size=6)),
 )
-
-
-def schemas(server) -> set[str]:
-    return {row[0] for row in query(server, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")}
 
 
 def connections(server) -> int:
@@ -72,7 +68,7 @@ def drop(server, name: str) -> None:
 @example(name="#mysql50#x")
 def test_a_name_is_quoted_end_to_end_or_refused_before_any_sql(name, cli_env, mysql_server, tmp_path_factory,
                                                               fault_cases):
-    existing = schemas(mysql_server)
+    existing = schema_names(mysql_server)
     # Never touch a schema that exists already (mysql, sys, another test's ...).
     assume(name.casefold() not in {schema.casefold() for schema in existing})
     copy = ("r_" + name[:60]).rstrip(" ")
@@ -93,10 +89,10 @@ def test_a_name_is_quoted_end_to_end_or_refused_before_any_sql(name, cli_env, my
                 line = assert_one_error_line(created)
                 assert "database name" in line or "no database configured" in line, line
                 assert connections(mysql_server) == seen + 1  # only the count itself: the command never connected
-                assert schemas(mysql_server) == existing
+                assert schema_names(mysql_server) == existing
                 return
             assert created.returncode == 0, created.output
-            assert schemas(mysql_server) == existing | {name}
+            assert schema_names(mysql_server) == existing | {name}
             assert version_rows(mysql_server, name) == [HEAD]
             tables = {row[0] for row in query(mysql_server, "SELECT TABLE_NAME FROM information_schema.TABLES "
                                                             "WHERE TABLE_SCHEMA = %s", (name,))}
@@ -106,9 +102,9 @@ def test_a_name_is_quoted_end_to_end_or_refused_before_any_sql(name, cli_env, my
 
             moved = run_invoke(env, "db.restore", str(backup), "--into", copy, "--yes", "db.drop", "--yes")
             assert moved.returncode == 0, moved.output
-            assert schemas(mysql_server) == existing | {copy}
+            assert schema_names(mysql_server) == existing | {copy}
             assert version_rows(mysql_server, copy) == [HEAD]
         finally:
             drop(mysql_server, name)
             drop(mysql_server, copy)
-        assert schemas(mysql_server) == existing
+        assert schema_names(mysql_server) == existing

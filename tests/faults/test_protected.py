@@ -24,7 +24,7 @@ from backend.config import PROJECT_ROOT, Settings
 from backend.dbops import admin
 from backend.dbops.backup import backup
 from tests.conftest import assert_one_error_line, run_invoke
-from tests.faults.conftest import F1, db_state, prepare, query, server_env
+from tests.faults.conftest import F1, db_state, prepare, query, schema_names, server_env
 
 pytestmark = pytest.mark.faults("protected environment")
 
@@ -69,8 +69,7 @@ def run_in_terminal(env: dict[str, str], *args: str, answer: str | None = None, 
 
 
 def server_state(server, database: str) -> dict:
-    schemas = sorted(row[0] for row in query(server, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA"))
-    return {"schemas": schemas, "database": db_state(server, database)}
+    return {"schemas": schema_names(server), "database": db_state(server, database)}
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +167,9 @@ def test_a_dropped_production_database_needed_both_flags(protected, mysql_server
     production = {**env, "MYSQL_DATABASE": copy, "APP_ENV": "production"}
     try:
         assert_one_error_line(run_invoke(production, "db.drop", "--yes"))
-        assert copy in [row[0] for row in query(mysql_server, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")]
+        assert copy in schema_names(mysql_server)
         result = run_invoke(production, "db.drop", "--yes", "--allow-production")
         assert result.returncode == 0 and f"dropped database {copy}" in result.stdout, result.output
-        assert copy not in [row[0] for row in query(mysql_server, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")]
+        assert copy not in schema_names(mysql_server)
     finally:
         admin.drop_database(replace(settings, database=copy))
