@@ -276,11 +276,16 @@ def reset(c, yes=False, allow_production=False):
         "dry_run": "Print the plan and the SQL it would run; change nothing.",
         "yes": "Do not ask for confirmation (needed for non-interactive deploys to production).",
         "report": "Also write the deploy record as JSON to this file (for CI).",
+        "allow_irreversible": "Also run statements a rollback could not undo (the preflight names them; a rollback "
+                              "then says they were not undone).",
     }
 )
 @cli_errors
-def deploy(c, to="head", dry_run=False, yes=False, report=None):
-    """Deploy: lock, preflight, backup, upgrade, verify, restart; roll back when a step fails."""
+def deploy(c, to="head", dry_run=False, yes=False, report=None, allow_irreversible=False):
+    """Deploy: lock, preflight, backup, upgrade, verify, restart; undo the deploy's changes when a step fails.
+
+    Example: invoke db.deploy --to head --report deploy.json
+    """
     from backend.dbops import deploy as pipeline
     from backend.dbops.guards import confirm_deploy
 
@@ -298,7 +303,8 @@ def deploy(c, to="head", dry_run=False, yes=False, report=None):
         return
     confirm_deploy(settings, yes, _ask())
     try:
-        record = pipeline.deploy(settings, to, say=_say, progress=_progress_printer())
+        record = pipeline.deploy(settings, to, say=_say, progress=_progress_printer(),
+                                 allow_irreversible=allow_irreversible)
     except pipeline.DeployFailed as failure:
         _write_report(report, failure.record)
         raise Exit(f"❌ deploy {failure.record.status}: {failure}", code=1) from None
@@ -337,27 +343,56 @@ def _progress_printer():
 
 @task(
     help={
-        "undo": "Return to the schema before the half-applied revision.",
-        "finish": "Complete the half-applied revision's schema changes instead.",
+        "undo": "Undo an interrupted deploy or restore (the database as before it), or a half-applied revision.",
+        "finish": "Complete a half-applied revision, or an interrupted restore, instead.",
     }
 )
 @cli_errors
 def recover(c, undo=False, finish=False):
-    """Settle a revision an earlier run left half-applied (--undo or --finish)."""
+    """Finish what a killed run left: an interrupted rollback or restore, a half-applied revision.
+
+    Without a flag it finishes an interrupted rollback or restore; --undo puts the database back
+    as before an interrupted deploy or restore; --undo or --finish settles a half-applied revision.
+    """
     from backend.dbops.recover import recover as run_recover
 
-    if undo == finish:
+    if undo and finish:
         raise Exit("❌ choose one: --undo or --finish", code=1)
-    result = run_recover(_settings(), "undo" if undo else "finish")
-    _say(f"  {result.entry.describe()}")
+    result = run_recover(_settings(), "undo" if undo else "finish" if finish else None, say=lambda line: _say(f"  {line}"))
     for operation in result.operations:
         _say(f"  {operation}")
     if result.data_lost:
         _say(f"⚠️  data in {', '.join(result.data_lost)} could not come back from the schema alone: "
              "restore those tables from a backup if it matters")
     if result.remaining:
-        raise Exit(f"❌ still differs from the migrations' schema: {', '.join(result.remaining)}", code=1)
-    _say(f"✅ {'undone' if undo else 'finished'}; the database is at {', '.join(result.revision_now) or 'base'}")
+        raise Exit(f"❌ {result.what}; still differs: {', '.join(result.remaining)}", code=1)
+    _say(f"✅ {result.what}; the database is at {', '.join(result.revision_now) or 'base'}")
+
+
+@task(
+    help={
+        "deploy": "Settle only this deploy (an id, or its first 8 characters, from `invoke db.deploys`).",
+        "yes": "Do not ask first (needed without a terminal).",
+    }
+)
+@cli_errors
+def settle(c, deploy=None, yes=False):
+    """Drop what finished deploys and restores kept aside (holding tables and triggers); asks first.
+
+    Example: invoke db.settle --yes
+    """
+    from backend.dbops.deploy import settle_deploys
+    from backend.dbops.guards import confirm_settle
+    from backend.dbops.lock import migration_lock
+
+    settings = _settings()
+    confirm_settle(settings, yes, _ask())
+    with migration_lock(settings, "settle") as lock:
+        settled = settle_deploys(settings, lock, deploy_id=deploy)
+    if not settled:
+        _say("✅ nothing to settle")
+    for deploy_id, tables in settled:
+        _say(f"✅ settled {deploy_id[:8]}: dropped {len(tables)} holding table(s)")
 
 
 @task(
@@ -521,13 +556,17 @@ def backups(c):
     help={
         "file": "The backup file (.sql.zst or .sql.gz); its .json manifest must be beside it.",
         "into": "Restore into this database (created if missing) instead of the configured one.",
+        "replace": "With --into: replace the tables of that database when it has some (they are kept aside).",
         **DESTRUCTIVE_HELP,
     }
 )
 @cli_errors
-def restore(c, file, into=None, yes=False, allow_production=False):
-    """Verify a backup FILE, then replace the database's tables with it (asks first)."""
-    from backend.dbops import backup as backup_ops
+def restore(c, file, into=None, replace=False, yes=False, allow_production=False):
+    """Verify a backup FILE, then replace the database's tables with it, keeping the replaced ones (asks first).
+
+    Example: invoke db.restore backups/emotional_chat-20261130T093000Z-e9e7d98878ca.sql.zst
+    """
+    from backend.dbops import restore as restore_ops
     from backend.dbops.guards import confirm_destructive
 
     settings = _settings()
@@ -538,16 +577,19 @@ def restore(c, file, into=None, yes=False, allow_production=False):
              f"{len(manifest.tables)} table(s), taken {manifest.started_at[:19].replace('T', ' ')} UTC")
         confirm_destructive(settings, "restore", target, yes, allow_production, _ask())
 
-    result = backup_ops.restore(settings, file, into=into, confirm=confirm)
+    result = restore_ops.restore(settings, file, into=into, replace=replace, confirm=confirm)
     _say(f"✅ restored {result.database}: {len(result.tables)} table(s), {sum(result.tables.values())} rows, "
          f"at {result.manifest.revision}, {result.duration_seconds:.1f} s")
+    if result.kept:
+        _say(f"   the replaced tables are kept as {', '.join(result.kept[:3])}{' ...' if len(result.kept) > 3 else ''}"
+             " until `invoke db.settle`")
     if result.counts_differing:
         _say(f"⚠️  row counts differ from the manifest's (counted as the dump began): "
              f"{'; '.join(result.counts_differing[:5])}")
 
 
 db = Collection("db", init, check, current, history, heads, upgrade, downgrade, revision, merge, stamp, create, drop, reset, sql,
-                deploy, deploys, verify, recover, backup, backups, restore, lint, drift)
+                deploy, deploys, verify, recover, settle, backup, backups, restore, lint, drift)
 
 
 # ---------------------------------------------------------------- sandbox

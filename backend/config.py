@@ -58,8 +58,12 @@ class Settings:
     # Deploy pipeline
     deploy_steps: tuple[str, ...] = DEFAULT_DEPLOY_STEPS
     lock_timeout: int = 10
-    ddl_lock_wait_timeout: int = 5
-    ddl_retries: int = 3
+    # DDL waits up to ddl_wait_seconds (not queued) for the sessions holding its table, then
+    # at most 1 s queued; a timeout is retried ddl_retries times with backoff.
+    ddl_wait_seconds: int = 60
+    ddl_retries: int = 5
+    # Holding tables of a finished deploy are dropped after this many hours (db.settle drops them now).
+    hold_retention_hours: int = 24
     # The online-DDL guard refuses a table copy above this many rows unless the revision opts in.
     ddl_guard_max_rows: int = 1_000_000
     smoke_sql: tuple[str, ...] = ()
@@ -175,8 +179,9 @@ def _deploy_settings(values: Mapping[str, str], environment: str) -> dict:
         "backup_keep": max(1, _int(values, "BACKUP_KEEP", 10)),
         "deploy_steps": steps,
         "lock_timeout": _int(values, "DEPLOY_LOCK_TIMEOUT", 10),
-        "ddl_lock_wait_timeout": max(1, _int(values, "DDL_LOCK_WAIT_TIMEOUT", 5)),
-        "ddl_retries": _int(values, "DDL_RETRIES", 3),
+        "ddl_wait_seconds": _int(values, "DDL_WAIT_SECONDS", 60),
+        "ddl_retries": _int(values, "DDL_RETRIES", 5),
+        "hold_retention_hours": _int(values, "HOLD_RETENTION_HOURS", 24),
         "ddl_guard_max_rows": _int(values, "DDL_GUARD_MAX_ROWS", 1_000_000),
         "smoke_sql": smoke,
         "verify_models": str(values.get("DEPLOY_VERIFY_MODELS", "1")).strip().lower() in TRUE_WORDS,

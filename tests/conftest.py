@@ -22,7 +22,7 @@ import pytest
 from dotenv import dotenv_values
 
 from backend.config import PROJECT_ROOT, Settings
-from backend.dbops.migrate import HISTORY_TABLES
+from backend.dbops.migrate import HISTORY_TABLES, HOLD_PREFIX
 from backend.dbops.servers import ServerInstance, create_user, free_port, pid_alive, start_instance, stop_instance
 
 TEST_USER = "migrator"
@@ -176,12 +176,13 @@ def invoke(cli_env):
 
 
 def tables(server: ServerTarget, database: str) -> list[str]:
-    """Tables of the database, without the tool's lock, journal and deploy-history tables."""
+    """Tables of the database, without the tool's lock, journal, deploy-history and holding tables."""
     connection = server.connect()
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (database,))
-            return sorted(row[0] for row in cursor.fetchall() if row[0] not in HISTORY_TABLES)
+            return sorted(row[0] for row in cursor.fetchall()
+                          if row[0] not in HISTORY_TABLES and not row[0].startswith(HOLD_PREFIX))
     finally:
         connection.close()
 

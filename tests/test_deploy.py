@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -198,7 +199,9 @@ def test_revision_failing_halfway_is_undone_and_lost_data_restored(invoke, mysql
     result = invoke("db.deploy", env=env)
     assert result.returncode == 1, result.output
     assert "upgrade of b2c3d4e5f6a7 failed" in result.output and "rolled back" in result.stderr
-    assert "restored chat_messages" in result.stdout  # the dropped column's data came from the backup
+    # The dropped column's values came back from its holding table, not from the backup.
+    assert re.search(r"undid alter chat_messages \(b2c3d4e5f6a7\): 50 row\(s\) of emotion back from alembic_hold_",
+                     result.stdout), result.stdout
     assert raw_schema(mysql_server, database_name) == before
     assert checksums(mysql_server, database_name) == sums
     assert tables(mysql_server, database_name) == ["alembic_version", *APP_TABLES]

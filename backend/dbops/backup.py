@@ -1,4 +1,4 @@
-"""Backups: a streamed, compressed dump with a manifest, its verification, and restores.
+"""Backups: a streamed, compressed dump with a manifest, its verification, and loading a dump.
 
 dump client -> compressor -> this process (sha256, byte count) -> <file>.partial, then fsync
 and rename; the same compressed stream goes through a decompressor as it is written, which
@@ -9,7 +9,7 @@ the file passed verification, so a file without one is the remains of a failed r
 
 Row counts are taken with SELECT COUNT(*) in a snapshot opened just before the dump's own,
 while the dump streams; a restore compares the loaded tables with them and warns on a
-difference (writes between the two snapshots).
+difference (writes between the two snapshots). Restores themselves are in restore.py.
 """
 
 from __future__ import annotations
@@ -28,17 +28,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..config import Settings, child_environment
-from . import admin, migrate
+from . import migrate
 from .connection import connect, require_configured, server_info
 from .errors import BackupError
 from .identifiers import validate_identifier
-from .lock import migration_lock
 from .servers import find_program
 from .snapshot import row_counts
 
@@ -75,26 +74,6 @@ COMPRESSIONS = {
     "zstd": Compression("zstd", ".sql.zst", ("-q", "-1", "-T2", "-c"), ("-q", "-dc")),
     "gzip": Compression("gzip", ".sql.gz", ("-1", "-c"), ("-dc",)),
 }
-
-# The section comments mysqldump and mariadb-dump write.
-_SECTION = re.compile(
-    rb"-- (Table structure for table|Temporary table structure for view|Final view structure for view"
-    rb"|Dumping events for database|Dumping routines for database|Dump completed)"
-)
-_TABLE = re.compile(rb"-- Table structure for table `((?:[^`]|``)+)`")
-_DATA = re.compile(rb"-- Dumping data for table `((?:[^`]|``)+)`")
-# String literals and quoted names: what remains of a row list has parentheses only around rows.
-
-
-def _outside_literals(values: bytes) -> bytes:
-    """The parts of a dump line outside its string literals (each row then has one '(').
-
-    Dump strings are single-quoted with backslash escapes and never span lines: dropping
-    the escapes, then every other piece between quotes, runs at C speed.
-    """
-    pieces = values.replace(b"\\\\", b"").replace(b"\\'", b"").split(b"'")
-    return b"".join(pieces[0::2])
-
 
 @dataclass(frozen=True)
 class Manifest:
@@ -144,15 +123,6 @@ class BackupEntry:
     @property
     def good(self) -> bool:
         return not self.problem
-
-
-@dataclass(frozen=True)
-class RestoreResult:
-    database: str
-    manifest: Manifest
-    tables: dict[str, int]
-    duration_seconds: float
-    counts_differing: list[str] = field(default_factory=list)
 
 
 def format_size(count: float) -> str:
@@ -315,10 +285,24 @@ def _children() -> Iterator[list[_Child]]:
             child.errors.close()
 
 
+def _dies_with(parent: int) -> Callable[[], None]:
+    """preexec_fn: the child gets SIGKILL when this process dies (Linux PR_SET_PDEATHSIG), even by
+    SIGKILL, so no dump, compressor or load outlives the migration lock."""
+    def arm() -> None:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+
+    return arm
+
+
 def _start(children: list[_Child], command: list[str], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
     errors = tempfile.TemporaryFile()
     try:
-        process = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=errors, env=child_environment())
+        process = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=errors, env=child_environment(),
+                                   preexec_fn=_dies_with(os.getpid()))
     except OSError as exc:
         errors.close()
         raise BackupError(f"cannot run {Path(command[0]).name}: {exc.strerror}") from None
@@ -359,10 +343,6 @@ def _decompress_command(compression: Compression, path: Path | None = None) -> l
 # ---------------------------------------------------------------- reading dumps
 
 
-def _name(quoted: bytes) -> str:
-    return quoted.replace(b"``", b"`").decode("utf-8", "replace")
-
-
 @dataclass
 class _DumpScan:
     """One pass over a decompressed dump, in large chunks: its size and its last bytes."""
@@ -373,17 +353,6 @@ class _DumpScan:
     def feed(self, chunk: bytes) -> None:
         self.bytes += len(chunk)
         self.tail = (self.tail + chunk[-TRAILER_WINDOW:])[-TRAILER_WINDOW:]
-
-
-def _select_sections(lines: Iterable[bytes], tables: set[str]) -> Iterator[bytes]:
-    """The dump's header (up to its first section), then only the sections of the given tables."""
-    keep = True
-    for line in lines:
-        if line.startswith(b"-- ") and _SECTION.match(line):
-            match = _TABLE.match(line)
-            keep = bool(match) and _name(match[1]) in tables
-        if keep:
-            yield line
 
 
 def _scan(stream: IO[bytes], scan: _DumpScan) -> None:
@@ -637,74 +606,18 @@ def _rotate(settings: Settings) -> list[Path]:
     return removed
 
 
-# ---------------------------------------------------------------- restore
+# ---------------------------------------------------------------- loading
 
 
-def _load(settings: Settings, path: Path, compression: Compression, tables: set[str] | None) -> None:
-    """Feed the dump (or only the sections of some tables) to the command-line client."""
+def load_dump(settings: Settings, path: Path, compression_name: str) -> None:
+    """Feed the whole dump from the decompressor straight to the command-line client (not through Python)."""
     with connect(settings) as connection:
         flavour = server_info(connection).flavour
     program = _program(LOAD_CLIENTS[flavour], "mysql client")
     with client_option_file(settings) as option_file, _children() as children:
-        source = _start(children, _decompress_command(compression, path), stdout=subprocess.PIPE)
+        source = _start(children, _decompress_command(COMPRESSIONS[compression_name], path), stdout=subprocess.PIPE)
         command = _client_command(program, option_file, "--default-character-set=utf8mb4",
                                   "--init-command=SET FOREIGN_KEY_CHECKS=0", settings.database)
-        if tables is None:
-            # The whole dump goes from the decompressor straight to the client, not through Python.
-            _start(children, command, stdin=source.stdout)
-            source.stdout.close()
-        else:
-            loader = _start(children, command, stdin=subprocess.PIPE)
-            with suppress(BrokenPipeError):  # the client stopped reading: _finish quotes its error
-                loader.stdin.writelines(_select_sections(source.stdout, tables))
+        _start(children, command, stdin=source.stdout)
+        source.stdout.close()
         _finish(children, f"restore of {settings.database!r} failed", settings.password)
-
-
-def _check_counts(settings: Settings, manifest: Manifest, tables: Iterable[str]) -> tuple[dict[str, int], list[str]]:
-    """Row counts after a restore, and the tables whose count differs from the manifest's.
-
-    The manifest counts rows just before the dump's snapshot, so writes in between can make
-    a count differ without anything being wrong: reported, not refused.
-    """
-    with connect(settings) as connection:
-        counts = row_counts(connection, set(tables))
-    differing = [f"{name} has {count}, the manifest {manifest.tables[name]}"
-                 for name, count in counts.items() if count != manifest.tables.get(name, count)]
-    return counts, differing
-
-
-def restore(
-    settings: Settings, path: str | Path, into: str | None = None, confirm: Callable[[Manifest], None] | None = None
-) -> RestoreResult:
-    """Verify a backup, then replace the target's tables with it; the history tables stay.
-
-    The target is into, or the configured database (which must be the backup's). confirm,
-    when given, is called after verification and before anything changes; it may raise.
-    """
-    require_configured(settings)
-    path = Path(path).absolute()
-    target = validate_identifier(into or settings.database)
-    manifest = verify_backup(path, None if into else settings.database)
-    if confirm is not None:
-        confirm(manifest)
-    clock = time.monotonic()
-    target_settings = settings.with_database(target)
-    admin.create_database(target_settings)
-    with migration_lock(target_settings, f"restore {path.name}"):
-        admin.empty_database(target_settings, keep=migrate.HISTORY_TABLES)
-        _load(target_settings, path, COMPRESSIONS[manifest.compression], None)
-        counts, differing = _check_counts(target_settings, manifest, manifest.tables)
-    return RestoreResult(target, manifest, counts, round(time.monotonic() - clock, 3), differing)
-
-
-def restore_tables(settings: Settings, path: str | Path, tables: list[str]) -> None:
-    """Restore only the named tables of the configured database from a backup (deploy rollbacks)."""
-    require_configured(settings)
-    path = Path(path).absolute()
-    manifest = verify_backup(path, settings.database)
-    wanted = {validate_identifier(name, "table name") for name in tables}
-    missing = sorted(wanted - manifest.tables.keys())
-    if missing:
-        raise BackupError(f"backup {path.name} has no table {', '.join(missing)}")
-    if wanted:
-        _load(settings, path, COMPRESSIONS[manifest.compression], wanted)

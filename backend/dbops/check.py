@@ -89,9 +89,11 @@ def _megabytes(size: float) -> str:
     return f"{size / 1e6:,.0f} MB"
 
 
-def run_check(settings: Settings) -> CheckReport:
-    """The preflight: connection, server, privileges, heads, revision, journal, disk, models.
+def run_check(settings: Settings, own_deploy: str | None = None) -> CheckReport:
+    """The preflight: connection, server, privileges, heads, revision, journal, unfinished
+    rollbacks and restores, holding tables, disk, models.
 
+    own_deploy: the deploy running this check, which holds the migration lock.
     Raises DbOpsError when nothing can be checked (no configuration, no server).
     """
     require_configured(settings)
@@ -129,9 +131,11 @@ def run_check(settings: Settings) -> CheckReport:
     report.add("database", True, f"{settings.database} exists, {_megabytes(size)} of data and indexes")
 
     if left:
-        report.add("journal", False, f"half-applied revision: {left[-1].describe()}")
+        report.add("journal", False, f"half-applied revision: {left[-1].describe()}; "
+                   "settle it with `invoke db.recover --undo` (or `--finish`)")
     else:
         report.add("journal", True, "no half-applied revision")
+    _check_unfinished(report, settings, own_deploy)
     _check_checksums(report, script, current, recorded)
 
     needed, free = int(size * BACKUP_SIZE_RATIO), free_bytes(settings.backup_dir)
@@ -162,6 +166,43 @@ def run_check(settings: Settings) -> CheckReport:
     else:
         report.add("models", True, "the schema matches backend/database.py")
     return report
+
+
+def _check_unfinished(report: CheckReport, settings: Settings, own_deploy: str | None) -> None:
+    """Rollbacks and restores a killed run left halfway fail; an interrupted deploy is named;
+    what finished deploys keep aside is listed with its size."""
+    from sqlalchemy import text
+
+    from .deploy import RESTORE_TARGET, ROLLING_BACK, RUNNING, load_records
+    from .lock import describe_holder, lock_name
+    from .undo import holding, log
+    from .undo.session import Session
+
+    with connect(settings) as connection:
+        name = lock_name(settings.database)
+        if own_deploy is None and connection.execute(text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar():
+            report.add("deploys", True, f"running now: {describe_holder(connection, name)}", warning=True)
+            return
+        records = [record for record in load_records(connection, (RUNNING, ROLLING_BACK)) if record.id != own_deploy]
+        session = Session.of(connection)
+        unsettled = {entry.deploy_id for entry in log.entries(session) if entry.status != log.SETTLED}
+        holds = holding.holding_tables(session)
+    for record in records:
+        when = f"started {record.started_at} UTC by {record.os_user}@{record.host}"
+        if record.target == RESTORE_TARGET:
+            report.add("restore", False, f"restore of {record.backup_file} {when} was interrupted: finish it with "
+                       "`invoke db.recover`, or put the replaced tables back with `invoke db.recover --undo`")
+        elif record.status == ROLLING_BACK:
+            report.add("rollback", False, f"rollback of deploy {record.id[:8]} ({when}) was interrupted: "
+                       "finish it with `invoke db.recover`")
+        elif record.id in unsettled:
+            report.add("deploys", True, f"deploy {record.id[:8]} ({when}) was interrupted after it changed the "
+                       "database: `invoke db.recover --undo` puts it back as it was before", warning=True)
+    if holds:
+        size = sum(size for _, size in holds)
+        report.add("holding", True, f"{len(holds)} holding table(s), {_megabytes(size)}, keep what "
+                   f"{len(unsettled) or 'earlier'} deploy(s) replaced: dropped by `invoke db.settle` or "
+                   f"{settings.hold_retention_hours} h after the deploy", warning=True)
 
 
 def _check_checksums(report: CheckReport, script, current: tuple[str, ...], recorded: dict[str, str]) -> None:

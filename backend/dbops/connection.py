@@ -63,62 +63,31 @@ def make_url(settings: Settings, database: str | None = "") -> URL:
     )
 
 
-ER_LOCK_WAIT_TIMEOUT = 1205
-_DDL = re.compile(r"^\s*(ALTER|CREATE|DROP|RENAME|TRUNCATE|OPTIMIZE)\b", re.I)
-
-
-HOLDERS_SQL = (
-    "SELECT p.ID, p.USER, p.TIME, p.COMMAND, LEFT(COALESCE(p.INFO, ''), 60), t.trx_started "
-    "FROM information_schema.PROCESSLIST p LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID "
-    "WHERE p.ID <> CONNECTION_ID() AND (t.trx_id IS NOT NULL OR (p.COMMAND = 'Query' AND p.TIME > 0)) "
-    "ORDER BY p.TIME DESC LIMIT 3"
-)
-
-
-def _lock_holders(connection) -> str:
-    """Sessions that may hold the metadata lock a DDL statement waited for, in words."""
+def _ddl_guarded_cursor(settings: Settings) -> type:
+    """A PyMySQL cursor that runs each DDL statement as mdl.run_ddl says: waits for the sessions
+    holding its table without queuing the application, then at most a 1 s lock wait, retried.
+    Under LOCK TABLES the session already holds its tables: statements then run at once."""
     import pymysql.cursors
 
-    try:
-        with pymysql.cursors.Cursor(connection) as cursor:
-            cursor.execute(HOLDERS_SQL)
-            rows = cursor.fetchall()
-    except Exception:
-        return "unknown sessions"
-    return "; ".join(
-        f"session {pid} of {user} ({command} for {seconds} s{', open transaction' if started else ''}"
-        f"{': ' + info if info else ''})" for pid, user, seconds, command, info, started in rows
-    ) or "no session visible to this user"
+    from . import mdl
 
-
-def _retrying_cursor(retries: int, delay: float = 1.0) -> type:
-    """A PyMySQL cursor that retries a DDL statement refused by lock_wait_timeout.
-
-    A DDL statement that timed out waiting for a metadata lock did nothing, so running
-    it again is safe; meanwhile the application's queries were not queued behind it.
-    The last refusal names the sessions that may hold the lock.
-    """
-    import time
-
-    import pymysql.cursors
-
-    class RetryingCursor(pymysql.cursors.Cursor):
+    class DDLGuardedCursor(pymysql.cursors.Cursor):
         def execute(self, query, args=None):
-            for attempt in range(retries + 1):
-                try:
-                    return super().execute(query, args)
-                except pymysql.err.OperationalError as exc:
-                    if exc.args[0] != ER_LOCK_WAIT_TIMEOUT or not _DDL.match(str(query)):
-                        raise
-                    if attempt == retries:
-                        raise pymysql.err.OperationalError(
-                            ER_LOCK_WAIT_TIMEOUT,
-                            f"DDL waited for a metadata lock {retries + 1} times; held by: "
-                            f"{_lock_holders(self.connection)}",
-                        ) from exc
-                    time.sleep(delay * (attempt + 1))
+            sql = query if isinstance(query, str) else str(query)
+            connection = self.connection
+            if sql.lstrip()[:13].upper() == "UNLOCK TABLES":
+                connection.tool_tables_locked = False
+            if not mdl.is_ddl(sql) or getattr(connection, "tool_tables_locked", False):
+                return super().execute(query, args)
+            database = connection.db.decode() if isinstance(connection.db, bytes) else connection.db or ""
+            with pymysql.cursors.Cursor(connection) as probe:
+                result = mdl.run_ddl(probe, lambda: super(DDLGuardedCursor, self).execute(query, args), sql,
+                                     database, settings.ddl_retries, settings.ddl_wait_seconds)
+            if sql.lstrip()[:4].upper() == "LOCK":
+                connection.tool_tables_locked = True
+            return result
 
-    return RetryingCursor
+    return DDLGuardedCursor
 
 
 @functools.cache
@@ -145,14 +114,17 @@ def _connection_class():
 
 
 def make_engine(settings: Settings, database: str | None = "", guard_ddl: bool = False) -> Engine:
-    """An engine without pooling; guard_ddl adds a short lock_wait_timeout and DDL retries."""
+    """An engine without pooling; guard_ddl makes DDL wait for the table's holders, then at most 1 s."""
     from sqlalchemy import create_engine, event
     from sqlalchemy.pool import NullPool
 
     connect_args: dict = {"connect_timeout": settings.connect_timeout}
     if guard_ddl:
-        connect_args["init_command"] = f"SET SESSION lock_wait_timeout = {int(settings.ddl_lock_wait_timeout)}"
-        connect_args["cursorclass"] = _retrying_cursor(settings.ddl_retries)
+        from .mdl import LOCK_WAIT_SECONDS
+
+        # The session variable tells the tool's triggers that a write is the tool's, not the application's.
+        connect_args["init_command"] = f"SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}, @alembic_tool_session = 1"
+        connect_args["cursorclass"] = _ddl_guarded_cursor(settings)
     engine = create_engine(make_url(settings, database), poolclass=NullPool, connect_args=connect_args)
     event.listen(engine, "do_connect", lambda dialect, record, cargs, cparams: _connection_class()(*cargs, **cparams))
     return engine

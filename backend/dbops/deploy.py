@@ -1,7 +1,10 @@
 """`invoke db.deploy`: lock, preflight, backup, upgrade, verify, restart, unlock.
 
-A failure in upgrade or verify puts the database back the way it was (see rollback.py)
-and the restart does not run. Every deploy is recorded in alembic_deploys.
+During the upgrade every statement is made undoable before it runs (undo/capture.py). A
+failure in upgrade or verify undoes exactly what the deploy did (rollback.py), keeping the
+application's writes, and the restart does not run. Every deploy is recorded in
+alembic_deploys; what it kept aside stays until it is settled (db.settle, or after
+HOLD_RETENTION_HOURS).
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from .connection import connect
 from .errors import DbOpsError
 from .lock import migration_lock
 from .migrate import DEPLOYS_TABLE
-from .snapshot import row_counts, schema_snapshot
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -53,7 +55,10 @@ CREATE TABLE IF NOT EXISTS {DEPLOYS_TABLE} (
 """
 
 SUCCEEDED, ROLLED_BACK, FAILED, RUNNING = "succeeded", "rolled back", "failed", "running"
-ROLLBACK_INCOMPLETE = "rollback incomplete"
+ROLLBACK_INCOMPLETE, ROLLING_BACK = "rollback incomplete", "rolling back"
+# A restore is recorded beside the deploys, with this target.
+RESTORE_TARGET = "restore"
+FINISHED = (SUCCEEDED, ROLLED_BACK, FAILED, ROLLBACK_INCOMPLETE)
 
 
 class DeployFailed(DbOpsError):
@@ -118,7 +123,7 @@ def make_plan(settings: Settings, target: str = "head") -> DeployPlan:
                       [(step.revision, (step.doc or "").strip()) for step in steps], sql)
 
 
-def _record_start(connection: Connection, record: DeployRecord) -> None:
+def record_start(connection: Connection, record: DeployRecord) -> None:
     from sqlalchemy import text
 
     connection.execute(text(DEPLOYS_TABLE_DDL))
@@ -130,7 +135,7 @@ def _record_start(connection: Connection, record: DeployRecord) -> None:
     )
 
 
-def _record_update(connection: Connection, record: DeployRecord, final: bool = False) -> None:
+def record_update(connection: Connection, record: DeployRecord, final: bool = False) -> None:
     from sqlalchemy import text
 
     connection.execute(
@@ -157,12 +162,82 @@ def list_deploys(settings: Settings, limit: int = 20) -> list[dict]:
         return [{**row, "steps": json.loads(row["steps"] or "[]")} for row in rows]
 
 
+def _revisions(value: str | None) -> list[str] | None:
+    return None if value is None else [] if value == "base" else value.split(",")
+
+
+def load_records(connection: Connection, statuses: tuple[str, ...] = (),
+                 finished_before_hours: float | None = None) -> list[DeployRecord]:
+    """Recorded deploys and restores, oldest first, filtered by status or finish time."""
+    from sqlalchemy import bindparam, inspect, text
+
+    if DEPLOYS_TABLE not in inspect(connection).get_table_names():
+        return []
+    where, params = [], {}
+    if statuses:
+        where.append("status IN :statuses")
+        params["statuses"] = list(statuses)
+    if finished_before_hours is not None:
+        where.append("finished_at <= UTC_TIMESTAMP(6) - INTERVAL :seconds SECOND")
+        params["seconds"] = int(finished_before_hours * 3600)
+    query = text(f"SELECT id, environment, target, os_user, host, started_at, from_revision, to_revision, status, "
+                 f"backup_file, steps, message, finished_at FROM {DEPLOYS_TABLE}"
+                 + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at")
+    if statuses:
+        query = query.bindparams(bindparam("statuses", expanding=True))
+    return [DeployRecord(
+        id=row.id, database="", environment=row.environment, target=row.target, os_user=row.os_user,
+        host=row.host, started_at=f"{row.started_at:%Y-%m-%d %H:%M:%S}", from_revision=_revisions(row.from_revision),
+        to_revision=_revisions(row.to_revision), status=row.status, backup_file=row.backup_file,
+        steps=[StepResult(**step) for step in json.loads(row.steps or "[]")], message=row.message or "",
+        finished_at=None if row.finished_at is None else f"{row.finished_at:%Y-%m-%d %H:%M:%S}",
+    ) for row in connection.execute(query, params)]
+
+
+def settle_deploys(settings: Settings, lock, older_than_hours: float | None = None,
+                   deploy_id: str | None = None) -> list[tuple[str, list[str]]]:
+    """Drop what finished deploys (and restores) kept aside; [(deploy id, tables dropped)]."""
+    from .rollback import settle
+    from .undo import log
+    from .undo.session import Session
+
+    control = Session.of(lock.connection)
+    unsettled = {entry.deploy_id for entry in log.entries(control) if entry.status != log.SETTLED}
+    if not unsettled:
+        return []
+    done = []
+    for record in load_records(lock.connection, FINISHED, finished_before_hours=older_than_hours):
+        if record.id in unsettled and record.id.startswith(deploy_id or ""):
+            done.append((record.id, settle(settings, lock, record.id)))
+    return done
+
+
+def close_abandoned(lock, own_deploy: str) -> None:
+    """Deploys a killed run left 'running' before they changed anything: recorded as failed."""
+    from .undo import log
+    from .undo.session import Session
+
+    changed = {entry.deploy_id for entry in log.entries(Session.of(lock.connection))}
+    for record in load_records(lock.connection, (RUNNING,)):
+        if record.id != own_deploy and record.id not in changed and record.target != RESTORE_TARGET:
+            record.status = FAILED
+            record.message = "interrupted before it changed the database"
+            record_update(lock.connection, record, final=True)
+
+
+def settle_expired(settings: Settings, lock) -> list[tuple[str, list[str]]]:
+    return settle_deploys(settings, lock, older_than_hours=settings.hold_retention_hours)
+
+
 class _StepError(Exception):
     """A step's checks failed (as opposed to raising)."""
 
 
-def deploy(settings: Settings, target: str = "head", say: Say = print, progress=None) -> DeployRecord:
-    """Run the configured steps under the migration lock; raise DeployFailed unless all pass."""
+def deploy(settings: Settings, target: str = "head", say: Say = print, progress=None,
+           allow_irreversible: bool = False) -> DeployRecord:
+    """Run the configured steps under the migration lock; raise DeployFailed unless all pass.
+
+    allow_irreversible runs statements a rollback could not undo (they are named if it comes to one)."""
     migrate.validate_revision_argument(target)
     if target not in ("head", "heads", "base") and not re.fullmatch(r"[+-]\d+", target):
         # An unknown revision is bad input: refused before the lock is taken or a deploy recorded.
@@ -174,15 +249,17 @@ def deploy(settings: Settings, target: str = "head", say: Say = print, progress=
     with migration_lock(settings, f"deploy to {target}") as lock:
         with connect(settings) as connection:
             record.from_revision = list(migrate.current_heads(connection))
-            snapshot_before = schema_snapshot(connection, settings.database, exclude=migrate.TOOL_TABLES)
-        _record_start(lock.connection, record)
-        run = _DeployRun(settings, target, record, lock, say, progress, snapshot_before)
+        record_start(lock.connection, record)
+        close_abandoned(lock, record.id)
+        for settled, tables in settle_expired(settings, lock):
+            say(f"settled deploy {settled[:8]}: dropped {len(tables)} holding table(s)")
+        run = _DeployRun(settings, target, record, lock, say, progress, allow_irreversible)
         try:
             run.execute()
         finally:
             record.finished_at = _now()
             try:
-                _record_update(lock.connection, record, final=True)
+                record_update(lock.connection, record, final=True)
             except Exception:
                 pass  # the server is gone; the record keeps status 'running' and says so
     if record.status != SUCCEEDED:
@@ -193,14 +270,11 @@ def deploy(settings: Settings, target: str = "head", say: Say = print, progress=
 class _DeployRun:
     """One deploy's state as its steps run."""
 
-    def __init__(self, settings, target, record, lock, say, progress, snapshot_before) -> None:
+    def __init__(self, settings, target, record, lock, say, progress, allow_irreversible) -> None:
         self.settings, self.target, self.record, self.lock = settings, target, record, lock
         self.say, self.progress = say, progress
-        self.snapshot_before = snapshot_before
-        self.rows_before: dict[str, int] = {}
+        self.allow_irreversible = allow_irreversible
         self.backup_path: Path | None = None
-        self.schema_before_step = None
-        self.failed_step = None
 
     @functools.cached_property
     def pending(self) -> list[str]:
@@ -223,7 +297,7 @@ class _DeployRun:
             record.steps.append(StepResult(name, "skipped" if detail.startswith("skipped") else "ok",
                                            round(time.monotonic() - started, 3), detail))
             self.say(f"  {detail}")
-            _record_update(self.lock.connection, record)
+            record_update(self.lock.connection, record)
         record.status = SUCCEEDED
         record.to_revision = list(migrate.current(self.settings))
         applied = len(record.applied)
@@ -234,12 +308,20 @@ class _DeployRun:
 
     def step_preflight(self) -> str:
         from .ddl_guard import check as ddl_check
+        from .undo.capture import preflight_problems
 
-        report = run_check(self.settings)
+        report = run_check(self.settings, own_deploy=self.record.id)
         if not report.ok:
             raise _StepError("; ".join(f"{item.name}: {item.detail}" for item in report.failures))
         for statement in ddl_check(self.settings, self.target):
             self.say(f"  ddl: {statement.describe()}")
+        problems = preflight_problems(self.settings, self.target)
+        if problems and not self.allow_irreversible:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise _StepError(f"{problems[0]}{more}: rewrite it, or deploy with --allow-irreversible to run it "
+                             "anyway (a rollback then names it as not undone)")
+        for problem in problems:
+            self.say(f"  ⚠️  irreversible, allowed: {problem}")
         return f"checks passed; {len(self.pending)} revision(s) to apply" + (
             f": {', '.join(self.pending)}" if self.pending else "")
 
@@ -251,31 +333,25 @@ class _DeployRun:
         result = backup(self.settings, progress=self.progress)
         self.backup_path = Path(result.path)
         self.record.backup_file = str(self.backup_path)
-        self.rows_before = dict(result.manifest["tables"])
         return f"{self.backup_path.name}, {result.manifest['bytes'] / 1e6:,.1f} MB"
 
     def step_upgrade(self) -> str:
-        from .converge import reflect_schema
-
-        if not self.rows_before:
-            with connect(self.settings) as connection:
-                names = [name for name in self.snapshot_before if name not in migrate.TOOL_TABLES]
-                self.rows_before = row_counts(connection, names)
+        from .undo.capture import DeployCapture
 
         def before_each(step, direction: str) -> None:
-            # What the schema was before this step, to undo it if it fails halfway.
-            self.schema_before_step = reflect_schema(self.settings)
             self.say(f"  → {step.revision}  {(step.doc or '').strip()}")
 
+        capture = DeployCapture(self.lock.connection, self.record.id, self.allow_irreversible,
+                                lambda line: self.say(f"    {line}"))
         applied = migrate.upgrade(self.settings, self.target, on_step=before_each, lock=self.lock,
-                                  deploy_id=self.record.id)
+                                  deploy_id=self.record.id, capture=capture)
         self.record.applied = applied
         return f"applied {len(applied)} revision(s)" if applied else "skipped: nothing to apply"
 
     def step_verify(self) -> str:
         from .verify import verify
 
-        report = verify(self.settings, self.target, self.rows_before)
+        report = verify(self.settings, self.target)
         if not report.ok:
             raise _StepError("; ".join(f"{item.name}: {item.detail}" for item in report.failures))
         return "; ".join(f"{item.name} ok" for item in report.items)
@@ -300,37 +376,41 @@ class _DeployRun:
             return
         self.say(f"  {step} failed: {message}")
         self.say("↩ rollback")
-        from .rollback import rollback
+        record.status = ROLLING_BACK
+        record.message = f"{step} failed: {message}; rolling back"
+        record_update(self.lock.connection, record)
+        finish_rollback(self.settings, self.lock, record, step, message, lambda line: self.say(f"  {line}"))
 
-        try:
-            outcome = rollback(
-                self.settings, self.lock, record.id, tuple(record.from_revision),
-                exc if isinstance(exc, migrate.MigrationFailed) else None, self.schema_before_step,
-                self.snapshot_before, self.rows_before, self.backup_path, lambda line: self.say(f"  {line}"),
-            )
-        except Exception as error:
-            # The server (or the lock's connection) went away: nothing can be put back now, and
-            # the journal still says which revision was left half-applied.
-            reachable = _reachable(self.settings)
-            record.status = ROLLBACK_INCOMPLETE
-            record.to_revision = list(migrate.current(self.settings)) if reachable else None
-            reason = migrate.first_line(error) if reachable else "the server cannot be reached"
-            record.message = (f"{step} failed: {message}; rollback impossible ({reason}): "
-                              f"{self.settings.database} may be half-changed; once the server answers, "
-                              "settle it with `invoke db.recover --undo` or `--finish`")
-            return
-        record.to_revision = list(migrate.current(self.settings))
-        before = ", ".join(record.from_revision) or "base"
-        if outcome.complete:
-            record.status = ROLLED_BACK
-            record.message = (f"{step} failed: {message}; rolled back: {self.settings.database} is as before "
-                              f"the deploy, at {before}")
-        else:
-            record.status = ROLLBACK_INCOMPLETE
-            backup_hint = (f"restore {self.backup_path} with `invoke db.restore`" if self.backup_path
-                           else "no backup was taken")
-            record.message = (f"{step} failed: {message}; rollback incomplete, still differing: "
-                              f"{', '.join(outcome.remaining)}; {backup_hint}")
+
+def finish_rollback(settings: Settings, lock, record: DeployRecord, step: str, message: str, say: Say) -> None:
+    """Undo the deploy's changes and record the outcome (also db.recover's way to finish a killed rollback)."""
+    from .rollback import rollback
+
+    try:
+        outcome = rollback(settings, lock, record.id, tuple(record.from_revision), say)
+    except Exception as error:
+        # The server (or the lock's connection) went away, or an undo failed: the record keeps
+        # 'rolling back', which db.check reports and db.recover resumes.
+        reachable = _reachable(settings)
+        record.to_revision = list(migrate.current(settings)) if reachable else None
+        reason = migrate.first_line(error) if reachable else "the server cannot be reached"
+        record.message = (f"{step} failed: {message}; rollback interrupted ({reason}): {settings.database} is "
+                          "half put back; once the cause is fixed, finish it with `invoke db.recover`")
+        return
+    record.to_revision = list(migrate.current(settings))
+    before = ", ".join(record.from_revision) or "base"
+    kept = (f"; kept {outcome.kept_application_writes:,} row(s) the application changed meanwhile"
+            if outcome.kept_application_writes else "")
+    if outcome.complete:
+        record.status = ROLLED_BACK
+        record.message = (f"{step} failed: {message}; rolled back: {settings.database} is as before the deploy, "
+                          f"at {before}, with every write of the application kept{kept}")
+    else:
+        record.status = ROLLBACK_INCOMPLETE
+        backup_hint = (f"; the deploy's backup {record.backup_file} can be restored by a person with "
+                       "`invoke db.restore`" if record.backup_file else "")
+        record.message = (f"{step} failed: {message}; rollback incomplete, not as before: "
+                          f"{'; '.join(outcome.remaining)}{kept}{backup_hint}")
 
 
 def _reachable(settings: Settings) -> bool:

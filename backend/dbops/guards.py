@@ -48,3 +48,14 @@ def confirm_deploy(settings: Settings, yes: bool = False, ask: Ask | None = None
     answer = ask(f"⚠️  Deploy to {settings.environment} {settings.describe()}. Type the database name to go on: ")
     if answer.strip() != settings.database:
         raise Refused("the name typed did not match: nothing changed")
+
+
+def confirm_settle(settings: Settings, yes: bool = False, ask: Ask | None = None) -> None:
+    """Settling drops what would let a person undo a deploy by hand: asked first, or --yes."""
+    if yes:
+        return
+    if ask is None:
+        raise Refused("settle needs confirmation: run it in a terminal or pass --yes")
+    answer = ask(f"⚠️  Drop the holding tables of finished deploys of {settings.describe()}? Type yes to go on: ")
+    if answer.strip().lower() != "yes":
+        raise Refused("not confirmed: nothing changed")

@@ -106,7 +106,8 @@ def migration_lock(settings: Settings, purpose: str, timeout: int | None = None)
 
     name = lock_name(settings.database)
     wait = settings.lock_timeout if timeout is None else timeout
-    with connect(settings) as connection:
+    # guard_ddl: the control connection also creates the holding tables and triggers of a deploy.
+    with connect(settings, guard_ddl=True) as connection:
         # Autocommit: the control connection's writes must be visible at once and
         # must not hold row locks while migrations run on another connection.
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from .lock import HeldLock
+    from .undo.capture import DeployCapture
 
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 SCRIPT_LOCATION = PROJECT_ROOT / "alembic"
@@ -28,9 +29,21 @@ SCRIPT_LOCATION = PROJECT_ROOT / "alembic"
 LOCK_TABLE = "alembic_lock"
 JOURNAL_TABLE = "alembic_journal"
 DEPLOYS_TABLE = "alembic_deploys"
-HISTORY_TABLES = (LOCK_TABLE, JOURNAL_TABLE, DEPLOYS_TABLE)
-# Autogenerate must not offer to drop any of them.
-TOOL_TABLES = frozenset({"alembic_version", *HISTORY_TABLES})
+UNDO_TABLE = "alembic_undo"
+HISTORY_TABLES = (LOCK_TABLE, JOURNAL_TABLE, DEPLOYS_TABLE, UNDO_TABLE)
+# Holding tables keep what a deploy's destructive statements would destroy until it is settled.
+HOLD_PREFIX = "alembic_hold_"
+
+
+class _ToolTableNames(frozenset):
+    """The tool's tables: `name in TOOL_TABLES` is also true of every holding table."""
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or (isinstance(name, str) and name.startswith(HOLD_PREFIX))
+
+
+# Autogenerate, verify, drift and snapshots leave all of them alone.
+TOOL_TABLES = _ToolTableNames({"alembic_version", *HISTORY_TABLES})
 
 # Revision arguments: ids, partial ids, head(s), base, relative steps, branch@rev, ranges.
 _REVISION_ARGUMENT = re.compile(r"^[A-Za-z0-9_@+\-.:]{1,128}$")
@@ -267,8 +280,10 @@ def _run_steps(
     direction: str,
     on_step: StepHook | None,
     deploy_id: str | None,
+    capture: DeployCapture | None = None,
 ) -> list[str]:
-    """Run revision steps one at a time under the migration lock, journaling each."""
+    """Run revision steps one at a time under the migration lock, journaling each; capture (a
+    deploy's) makes each statement undoable before it runs."""
     from alembic import command
 
     from . import journal
@@ -284,10 +299,14 @@ def _run_steps(
             config = alembic_config(settings, connection)
             steps = plan(script, current_heads(connection))
             connection.commit()
+            if capture is not None:
+                capture.attach(connection)
             for step in steps:
                 held.ensure_held()
                 if on_step is not None:
                     on_step(step, direction)
+                if capture is not None:
+                    capture.revision = step.revision
                 entry = journal.start(held.connection, step.revision, direction, journal.file_checksum(step.path),
                                       deploy_id)
                 try:
@@ -344,12 +363,13 @@ def upgrade(
     on_step: StepHook | None = None,
     lock: HeldLock | None = None,
     deploy_id: str | None = None,
+    capture: DeployCapture | None = None,
 ) -> list[str]:
     """Apply pending revisions up to target one at a time; return those applied."""
     validate_revision_argument(target)
     return _run_steps(
         settings, lock, f"upgrade to {target}", lambda script, now: pending(script, now, target),
-        "upgrade", on_step, deploy_id,
+        "upgrade", on_step, deploy_id, capture,
     )
 
 

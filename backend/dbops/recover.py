@@ -1,12 +1,19 @@
-"""`invoke db.recover`: settle a revision an earlier run left half-applied.
+"""`invoke db.recover`: finish what a killed run left halfway.
 
-The schema the revision should have produced (finish) or started from (undo) is built in
-a scratch database by the migrations themselves; the live schema is then converged to it,
-columns put back in order, and alembic_version and the journal set accordingly.
+- A rollback that was interrupted is finished from the deploy's undo log (always the way
+  forward: the database goes back to how it was before that deploy).
+- A restore that was interrupted is finished (the dump loaded again) or, with --undo, undone
+  (the tables it replaced put back).
+- A deploy that was interrupted while it changed the database is undone with --undo, from
+  its undo log.
+- A revision left half-applied by a plain `db.upgrade` or `db.downgrade` (no undo log) is
+  settled by building the schema the revision should have produced (--finish) or started
+  from (--undo) in a scratch database and converging the live schema to it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -14,57 +21,106 @@ from ..config import Settings
 from . import journal, migrate
 from .connection import connect
 from .converge import align_column_order, converge, reflect_schema
+from .deploy import FAILED, RESTORE_TARGET, ROLLING_BACK, RUNNING, finish_rollback, load_records, record_update
 from .errors import DbOpsError, RevisionError
 from .lock import HeldLock, migration_lock
 from .snapshot import differing_tables, schema_snapshot
+from .undo import log
+from .undo.session import Session
+
+Say = Callable[[str], None]
 
 
 @dataclass
 class Recovered:
-    entry: journal.JournalEntry
-    mode: str
+    what: str  # one line: what was recovered
     revision_now: tuple[str, ...]
     operations: list[str] = field(default_factory=list)
     data_lost: list[str] = field(default_factory=list)
     remaining: list[str] = field(default_factory=list)
 
 
-def recover(settings: Settings, mode: str, lock: HeldLock | None = None) -> Recovered:
-    """mode 'undo' returns to the schema before the half-applied step, 'finish' completes it."""
-    if mode not in ("undo", "finish"):
+def recover(settings: Settings, mode: str | None = None, lock: HeldLock | None = None,
+            say: Say = lambda line: None) -> Recovered:
+    """mode None finishes an interrupted rollback or restore; 'undo' and 'finish' as the module says."""
+    if mode not in (None, "undo", "finish"):
         raise RevisionError("choose --undo or --finish")
-    script = migrate.script_directory(settings)
     with ExitStack() as stack:
-        held = lock or stack.enter_context(migration_lock(settings, f"recover ({mode})"))
+        held = lock or stack.enter_context(migration_lock(settings, f"recover ({mode or 'resume'})"))
         journal.ensure_journal(held.connection)
-        left = journal.unfinished(held.connection)
-        if not left:
-            raise RevisionError("nothing to recover: no half-applied revision in the journal")
-        entry = left[-1]
-        revision = script.get_revision(entry.revision)
-        if revision is None:
-            raise RevisionError(f"revision {entry.revision} is not in {script.versions}: check out its code")
-        below = migrate.one_step_below(revision)
-        before, after = (below, revision.revision) if entry.direction == "upgrade" else (revision.revision, below)
-        target = before if mode == "undo" else after
+        records = load_records(held.connection, (RUNNING, ROLLING_BACK))
+        with_log = {entry.deploy_id for entry in log.entries(Session.of(held.connection))
+                    if entry.status not in (log.SETTLED, log.UNDONE)}
+        restore = next((record for record in records if record.target == RESTORE_TARGET), None)
+        if restore is not None:
+            from .restore import resume
 
-        with ExitStack() as scratch_stack:
-            try:
-                scratch = scratch_stack.enter_context(migrate.scratch_database(settings, target))
-            except DbOpsError as exc:
-                raise RevisionError(f"cannot {mode}: the migrations fail to build revision {target} in a scratch "
-                                    f"database too ({exc})") from exc
-            reference = reflect_schema(scratch)
-            converged = converge(settings, reference)
-            align_column_order(settings, scratch, sorted(reference.tables))
-            with connect(scratch) as connection:
-                wanted = schema_snapshot(connection, scratch.database, exclude=migrate.TOOL_TABLES)
-        with connect(settings) as connection:
-            live = schema_snapshot(connection, settings.database, exclude=migrate.TOOL_TABLES)
-        # The journal first: stamp would otherwise mark the entry merely 'resolved'.
-        for stale in left:
-            journal.finish(held.connection, stale.id, journal.UNDONE if mode == "undo" else journal.APPLIED,
-                           f"recovered ({mode}): {entry.error or 'process died'}")
-        now = migrate.stamp(settings, target, lock=held)
-    return Recovered(entry, mode, now, converged.operations, sorted(converged.data_lost),
-                     differing_tables(wanted, live))
+            what = resume(settings, held, restore, undo=mode == "undo", say=say)
+            return Recovered(what, migrate.current(settings))
+        rolling = next((record for record in records if record.status == ROLLING_BACK), None)
+        if rolling is not None:
+            if mode == "finish":
+                raise RevisionError(f"the rollback of deploy {rolling.id[:8]} was interrupted: it can only be "
+                                    "finished back to the state before that deploy (`invoke db.recover`)")
+            return _undo_deploy(settings, held, rolling, "its interrupted rollback finished", say)
+        left = journal.unfinished(held.connection)
+        interrupted = next((record for record in reversed(records) if record.id in with_log), None)
+        if mode == "undo" and interrupted is not None:
+            return _undo_deploy(settings, held, interrupted, "undone", say)
+        if not left:
+            raise RevisionError("nothing to recover: no interrupted rollback, restore or deploy, and no "
+                                "half-applied revision in the journal")
+        if mode is None:
+            raise RevisionError(f"{left[-1].describe()}: choose --undo or --finish")
+        recovered = _converge_half_applied(settings, held, left, mode)
+        for record in records:
+            if record.id == left[-1].deploy_id:
+                record.status = FAILED
+                record.message = f"interrupted; its half-applied revision {left[-1].revision} " \
+                                 f"{'undone' if mode == 'undo' else 'finished'} by db.recover"
+                record_update(held.connection, record, final=True)
+        return recovered
+
+
+def _undo_deploy(settings: Settings, held: HeldLock, record, what: str, say: Say) -> Recovered:
+    record.status = ROLLING_BACK
+    record_update(held.connection, record)
+    finish_rollback(settings, held, record, "deploy", "interrupted", say)
+    record_update(held.connection, record, final=True)
+    if record.status == ROLLING_BACK:
+        raise RevisionError(record.message)
+    remaining = [] if record.status != "rollback incomplete" else [record.message]
+    return Recovered(f"deploy {record.id[:8]} {what}: {record.message}", migrate.current(settings),
+                     remaining=remaining)
+
+
+def _converge_half_applied(settings: Settings, held: HeldLock, left: list, mode: str) -> Recovered:
+    script = migrate.script_directory(settings)
+    entry = left[-1]
+    revision = script.get_revision(entry.revision)
+    if revision is None:
+        raise RevisionError(f"revision {entry.revision} is not in {script.versions}: check out its code")
+    below = migrate.one_step_below(revision)
+    before, after = (below, revision.revision) if entry.direction == "upgrade" else (revision.revision, below)
+    target = before if mode == "undo" else after
+
+    with ExitStack() as scratch_stack:
+        try:
+            scratch = scratch_stack.enter_context(migrate.scratch_database(settings, target))
+        except DbOpsError as exc:
+            raise RevisionError(f"cannot {mode}: the migrations fail to build revision {target} in a scratch "
+                                f"database too ({exc})") from exc
+        reference = reflect_schema(scratch)
+        converged = converge(settings, reference)
+        align_column_order(settings, scratch, sorted(reference.tables))
+        with connect(scratch) as connection:
+            wanted = schema_snapshot(connection, scratch.database, exclude=migrate.TOOL_TABLES)
+    with connect(settings) as connection:
+        live = schema_snapshot(connection, settings.database, exclude=migrate.TOOL_TABLES)
+    # The journal first: stamp would otherwise mark the entry merely 'resolved'.
+    for stale in left:
+        journal.finish(held.connection, stale.id, journal.UNDONE if mode == "undo" else journal.APPLIED,
+                       f"recovered ({mode}): {entry.error or 'process died'}")
+    now = migrate.stamp(settings, target, lock=held)
+    return Recovered(f"{entry.describe()}: {'undone' if mode == 'undo' else 'finished'}", now,
+                     converged.operations, sorted(converged.data_lost), differing_tables(wanted, live))

@@ -1,0 +1,200 @@
+"""`invoke db.restore`: a person's disaster recovery, journaled, keeping what it replaces.
+
+The replaced tables are renamed aside into holding tables (one atomic RENAME, nothing
+copied) and stay until `invoke db.settle`; their views are kept as definitions. The restore
+is recorded in alembic_deploys with the undo log of what it set aside, so that a restore
+killed halfway is found by `db.check` and finished by `db.recover` (the dump loaded again)
+or undone by `db.recover --undo` (the replaced tables put back).
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Settings
+from . import admin, migrate
+from .backup import Manifest, load_dump, verify_backup
+from .connection import connect, require_configured
+from .deploy import (
+    RESTORE_TARGET,
+    ROLLBACK_INCOMPLETE,
+    ROLLED_BACK,
+    ROLLING_BACK,
+    RUNNING,
+    SUCCEEDED,
+    DeployRecord,
+    load_records,
+    record_start,
+    record_update,
+)
+from .errors import BackupError, Refused
+from .identifiers import validate_identifier
+from .lock import HeldLock, migration_lock
+from .snapshot import row_counts
+from .undo import holding, log, revert
+from .undo.capture import object_definition
+from .undo.session import Session, q
+from .undo.tabledef import show_create
+
+# Restoring over these would replace the server's own accounts and metadata.
+SYSTEM_SCHEMAS = frozenset({"mysql", "sys", "information_schema", "performance_schema"})
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    database: str
+    manifest: Manifest
+    tables: dict[str, int]
+    duration_seconds: float
+    counts_differing: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # holding tables with the replaced tables
+
+
+def _application_objects(session: Session) -> tuple[list[str], list[str]]:
+    """(base tables, views) of the database, the tool's own tables left out."""
+    rows = session.rows("SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                        "ORDER BY TABLE_NAME")
+    tables = [name for name, kind in rows if kind == "BASE TABLE" and name not in migrate.TOOL_TABLES]
+    views = [name for name, kind in rows if kind == "VIEW"]
+    return tables, views
+
+
+def _tool_session(connection) -> Session:
+    session = Session.of(connection)
+    session.raw.autocommit(True)
+    session.run("SET SESSION foreign_key_checks = 0")
+    return session
+
+
+def restore(settings: Settings, path: str | Path, into: str | None = None, replace: bool = False,
+            confirm: Callable[[Manifest], None] | None = None) -> RestoreResult:
+    """Verify a backup, then replace the target's tables with it, keeping the replaced ones aside.
+
+    The target is into, or the configured database (which must be the backup's). Into an
+    existing database that holds tables only with replace. confirm, when given, is called
+    after verification and before anything changes; it may raise.
+    """
+    require_configured(settings)
+    path = Path(path).absolute()
+    if not path.is_file():
+        raise BackupError(f"backup file {path} does not exist: see `invoke db.backups`")
+    target = validate_identifier(into or settings.database)
+    if target.lower() in SYSTEM_SCHEMAS:
+        raise Refused(f"{target!r} is a system schema of the server: restore into another database")
+    manifest = verify_backup(path, None if into else settings.database)
+    target_settings = settings.with_database(target)
+    if into and not replace and admin.database_exists(target_settings):
+        with connect(target_settings) as connection:
+            tables, views = _application_objects(Session.of(connection))
+        if tables or views:
+            raise Refused(f"database {target!r} exists and holds {len(tables)} table(s): pass --replace to "
+                          "replace them (they are kept aside until `invoke db.settle`)")
+    if confirm is not None:
+        confirm(manifest)
+    clock = time.monotonic()
+    admin.create_database(target_settings)
+    with migration_lock(target_settings, f"restore {path.name}") as lock:
+        unfinished = load_records(lock.connection, (RUNNING, ROLLING_BACK))
+        if any(record.status == ROLLING_BACK or record.target == RESTORE_TARGET for record in unfinished):
+            raise Refused(f"{target} has an unfinished rollback or restore: finish it with `invoke db.recover` first")
+        record = DeployRecord(id=str(uuid.uuid4()), database=target, environment=settings.environment,
+                              target=RESTORE_TARGET, os_user=getpass.getuser(), host=socket.gethostname(),
+                              started_at="", backup_file=str(path),
+                              from_revision=list(migrate.current(target_settings)))
+        record_start(lock.connection, record)
+        kept = _set_aside(target_settings, lock, record.id)
+        counts, differing = _reload(target_settings, lock, record, manifest)
+    return RestoreResult(target, manifest, counts, round(time.monotonic() - clock, 3), differing, kept)
+
+
+def _set_aside(settings: Settings, lock: HeldLock, restore_id: str) -> list[str]:
+    """Rename every table of the database aside (views kept as definitions); return the holding names."""
+    control = Session.of(lock.connection)
+    log.ensure_table(control)
+    with connect(settings, guard_ddl=True) as connection:
+        session = _tool_session(connection)
+        tables, views = _application_objects(session)
+        for view in views:
+            log.add(control, restore_id, None, log.OBJECT,
+                    detail={"type": "VIEW", "name": view, "before": object_definition(session, "VIEW", view)})
+        entries = []
+        for table in tables:
+            entry = log.add(control, restore_id, None, log.REPLACED_TABLE, table, detail={
+                "before": show_create(session, table), "triggers": holding.table_triggers(session, table)})
+            entry.hold = holding.hold_name(restore_id, entry.id, table)
+            log.save(control, entry)
+            entries.append(entry)
+        _complete_set_aside(session, control, restore_id)
+    return [entry.hold for entry in entries]
+
+
+def _complete_set_aside(session: Session, control: Session, restore_id: str) -> None:
+    """Do what the restore's prepared entries say (again, after a kill: each step checks first)."""
+    pending = [entry for entry in log.entries(control, restore_id, (log.PREPARED,))]
+    for entry in pending:
+        if entry.kind == log.OBJECT:
+            session.run(f"DROP VIEW IF EXISTS {q(entry.detail['name'])}")
+    moving = [entry for entry in pending if entry.kind == log.REPLACED_TABLE
+              and holding.table_exists(session, entry.table) and not holding.table_exists(session, entry.hold)]
+    if moving:
+        session.run("RENAME TABLE " + ", ".join(f"{q(entry.table)} TO {q(entry.hold)}" for entry in moving))
+    for entry in pending:
+        if entry.kind == log.REPLACED_TABLE:
+            holding.free_names(session, entry.hold, entry.detail["before"], entry.detail["triggers"])
+        log.save(control, entry, log.DONE)
+
+
+def _drop_loaded(session: Session) -> None:
+    """What a load left: every table and view that is neither the tool's nor held."""
+    tables, views = _application_objects(session)
+    for view in views:
+        session.run(f"DROP VIEW IF EXISTS {q(view)}")
+    for table in tables:
+        session.run(f"DROP TABLE IF EXISTS {q(table)}")
+
+
+def _reload(settings: Settings, lock: HeldLock, record: DeployRecord, manifest: Manifest) -> tuple[dict, list[str]]:
+    with connect(settings, guard_ddl=True) as connection:
+        _drop_loaded(_tool_session(connection))
+    load_dump(settings, Path(record.backup_file), manifest.compression)
+    with connect(settings) as connection:
+        counts = row_counts(connection, set(manifest.tables))
+    differing = [f"{name} has {count}, the manifest {manifest.tables[name]}"
+                 for name, count in counts.items() if count != manifest.tables.get(name, count)]
+    record.status, record.to_revision = SUCCEEDED, list(migrate.current(settings))
+    record.message = f"restored {Path(record.backup_file).name}; replaced tables kept until `invoke db.settle`"
+    record_update(lock.connection, record, final=True)
+    return counts, differing
+
+
+def resume(settings: Settings, lock: HeldLock, record: DeployRecord, undo: bool, say: Say) -> str:
+    """Finish a restore a killed run left halfway (load the dump again), or undo it (the replaced tables back)."""
+    control = Session.of(lock.connection)
+    if not undo:
+        path = Path(record.backup_file)
+        try:
+            manifest = verify_backup(path)
+        except BackupError as exc:
+            raise BackupError(f"cannot finish the restore: {exc}; `invoke db.recover --undo` puts the replaced "
+                              "tables back instead") from None
+        with connect(settings, guard_ddl=True) as connection:
+            _complete_set_aside(_tool_session(connection), control, record.id)
+        _reload(settings, lock, record, manifest)
+        return f"restore of {path.name} finished: the dump is loaded again"
+    with connect(settings, guard_ddl=True) as connection:
+        session = _tool_session(connection)
+        _drop_loaded(session)
+        outcome = revert.revert(control, session, record.id, say)
+    record.status = ROLLED_BACK if outcome.complete else ROLLBACK_INCOMPLETE
+    record.to_revision = list(migrate.current(settings))
+    record.message = "restore undone: the replaced tables are back" if outcome.complete else \
+        f"restore undone in part; not as before: {'; '.join(outcome.remaining)}"
+    record_update(lock.connection, record, final=True)
+    return record.message

@@ -1,0 +1,509 @@
+"""The migration connection's hook during a deploy: every statement is made undoable before it runs.
+
+SQLAlchemy calls before() with each statement a revision sends (op.*, op.execute, bulk_insert,
+op.get_bind().execute) and after() once it ran. before() reads the statement (statements.py),
+writes an undo entry, and keeps what the statement would destroy:
+
+- CREATE TABLE: nothing to keep (the rollback drops the table);
+- DROP TABLE: run as RENAME TABLE to a holding name, nothing copied;
+- ALTER TABLE: the table's SHOW CREATE TABLE; when it drops a column or changes one in a way
+  that can lose values (a narrower type, another charset), the key and the column's values,
+  copied online into a holding table (holding.py);
+- UPDATE/DELETE: the rows it will change, locked and copied in the same transaction
+  (before-images), then after it ran the same rows again (after-images);
+- INSERT: after it ran, the rows it added (after-images), found in the transaction's own snapshot;
+- views, triggers, routines, events: the old definition.
+
+What cannot be kept exactly (no key, REPLACE, cascading deletes, TRUNCATE, CALL...) is refused
+before it runs, unless the operator allowed irreversible statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import DbOpsError
+from ..migrate import TOOL_TABLES
+from . import holding, log, statements
+from .session import Session, column_list, key_match, q
+from .tabledef import show_create
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+Say = Callable[[str], None]
+_IN_BATCH = 1000
+
+
+class IrreversibleStatement(DbOpsError):
+    """A statement whose effect a rollback could not undo exactly; it did not run."""
+
+
+def _head(sql: str) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@dataclass
+class _Pending:
+    """What after() must finish for the statement under way."""
+
+    entry: log.UndoEntry | None = None
+    insert_since: object = None  # insert: the key values that existed, or the auto-increment maximum
+    captured: int = 0  # update/delete: rows whose before-images were kept
+    unlock: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- facts both the preflight and the hook need
+
+
+def _children(session: Session, table: str, rule_column: str) -> list[str]:
+    """Tables whose foreign keys change rows of theirs when a row of table is deleted or updated."""
+    return [f"{child}.{name}" for child, name in session.rows(
+        f"SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+        f"WHERE CONSTRAINT_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = {session.literal(table)} "
+        f"AND {rule_column} IN ('CASCADE', 'SET NULL', 'SET DEFAULT')")]
+
+
+def refusal(session: Session, action: statements.Action, created: set[str]) -> str:
+    """Why the statement cannot be made undoable against this database ('' when it can)."""
+    if action.kind == statements.REFUSE:
+        return action.reason
+    if action.kind == statements.ROWS and action.table not in created and holding.table_exists(session, action.table):
+        key = holding.table_key(session, action.table)
+        if key is None:
+            return (f"{action.table} has no primary key or unique key of NOT NULL columns, so its rows cannot be "
+                    "told apart to be put back; give it one in an earlier revision")
+        if action.dml == "update" and set(action.assigned) & set(key):
+            return f"it changes the key ({', '.join(key)}) of {action.table}'s rows, by which they are put back"
+        rule = {"delete": "DELETE_RULE", "update": "UPDATE_RULE"}.get(action.dml)
+        if rule and (children := _children(session, action.table, rule)):
+            return (f"the {action.dml} cascades through foreign keys ({', '.join(children)}) into rows it does "
+                    "not name: change those tables first with statements of their own")
+    if action.kind == statements.ALTER and action.table not in created and holding.table_exists(session, action.table):
+        changes = action.alter
+        if changes.dropped or changes.modified or changes.retyped_renames or changes.converts_charset:
+            key = holding.table_key(session, action.table)
+            touched = {*changes.dropped, *changes.modified, *changes.retyped_renames, *(old for old, _ in changes.renamed)}
+            if key is None and (changes.dropped or changes.retyped_renames):
+                return (f"{action.table} has no primary key or unique key of NOT NULL columns to keep the dropped "
+                        "column's values by; give it one in an earlier revision")
+            if key is not None and touched & set(key):
+                return f"it drops or changes a column of {action.table}'s key ({', '.join(key)})"
+    return ""
+
+
+def preflight_problems(settings, target: str = "head") -> list[str]:
+    """Pending statements a rollback could not undo, found in the revisions' offline SQL before anything runs.
+
+    A revision that reads the database to decide what to write renders no offline SQL for
+    that part; the hook still refuses such a statement at run time, before it runs.
+    """
+    from .. import migrate
+    from ..connection import connect
+    from ..sql import SQLSyntaxError, split_statements
+
+    script = migrate.script_directory(settings)
+    current = migrate.current(settings)
+    problems: list[str] = []
+    created: set[str] = set()
+    previous = ",".join(current) or "base"
+    with connect(settings) as connection:
+        session = Session.of(connection)
+        for step in migrate.pending(script, current, target):
+            try:
+                sql = migrate.offline_sql(settings, previous, step.revision)
+                found = split_statements(sql)
+            except (DbOpsError, SQLSyntaxError):
+                found = []
+            previous = step.revision
+            for text in found:
+                action = statements.classify(text)
+                if action.kind == statements.NONE or any(name in TOOL_TABLES for name in action.names):
+                    continue
+                reason = refusal(session, action, created)
+                if reason:
+                    problems.append(f"{step.revision}: `{_head(text)}` cannot be undone: {reason}")
+                if action.kind == statements.CREATE_TABLE:
+                    created.add(action.table)
+                for old, new in action.renames:
+                    if old in created:
+                        created.add(new)
+    return problems
+
+
+# ---------------------------------------------------------------- the hook
+
+
+class DeployCapture:
+    """Attach to the migration connection for the upgrade of one deploy."""
+
+    def __init__(self, control: Connection, deploy_id: str, allow_irreversible: bool = False,
+                 say: Say | None = None) -> None:
+        self.control = Session.of(control)
+        self.deploy_id = deploy_id
+        self.allow_irreversible = allow_irreversible
+        self.say = say or (lambda line: None)
+        self.revision: str | None = None
+        self.created: set[str] = set()
+        self.pending: _Pending | None = None
+        self.migration: Session | None = None
+        log.ensure_table(self.control)
+
+    def attach(self, connection: Connection) -> None:
+        from sqlalchemy import event
+
+        self.migration = Session.of(connection)
+        # A consistent snapshot per transaction: an INSERT's own rows are told from the application's by it.
+        self.migration.run("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        event.listen(connection, "before_cursor_execute", self.before, retval=True)
+        event.listen(connection, "after_cursor_execute", self.after)
+        event.listen(connection.engine, "handle_error", self.failed)  # only an engine takes it; this one is ours
+
+    # -- SQLAlchemy events
+
+    def before(self, conn, cursor, statement, parameters, context, executemany):
+        action = statements.classify(statement)
+        if action.kind == statements.NONE or any(name in TOOL_TABLES for name in action.names):
+            return statement, parameters
+        reason = refusal(self.migration, action, self.created)
+        if reason:
+            if not self.allow_irreversible:
+                raise IrreversibleStatement(
+                    f"{self.revision or 'a revision'}: `{_head(statement)}` cannot be undone: {reason}. "
+                    "It did not run; rewrite it, or deploy with --allow-irreversible to run it anyway "
+                    "(a rollback then names it as not undone)")
+            entry = log.add(self.control, self.deploy_id, self.revision, log.IRREVERSIBLE, action.table,
+                            detail={"sql": _head(statement), "reason": reason})
+            self.pending = _Pending(entry)
+            return statement, parameters
+        handler = getattr(self, f"_before_{action.kind.replace('-', '_')}")
+        self.pending = _Pending()
+        replaced = handler(action, cursor, statement, parameters, executemany)
+        return (replaced, None) if replaced is not None else (statement, parameters)
+
+    def after(self, conn, cursor, statement, parameters, context, executemany):
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        try:
+            if pending.extra.get("after") is not None:
+                pending.extra["after"](cursor)
+        finally:
+            if pending.unlock:
+                self.migration.run("UNLOCK TABLES")
+        if pending.entry is not None:
+            log.save(self.control, pending.entry, log.DONE)
+
+    def failed(self, context) -> None:
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        if pending.unlock:
+            try:
+                self.migration.run("UNLOCK TABLES")
+            except Exception:
+                pass  # the connection is gone: the server released the locks with it
+        if pending.entry is not None:
+            try:
+                log.save(self.control, pending.entry, log.FAILED)
+            except Exception:
+                pass  # the entry stays 'prepared'; a rollback checks the live state anyway
+
+    # -- tables
+
+    def _before_create_table(self, action, cursor, statement, parameters, executemany):
+        if action.if_not_exists and holding.table_exists(self.migration, action.table):
+            return None
+        self.pending.entry = log.add(self.control, self.deploy_id, self.revision, log.CREATE_TABLE, action.table)
+        self.created.add(action.table)
+        return None
+
+    def _before_rename_table(self, action, cursor, statement, parameters, executemany):
+        self.pending.entry = log.add(self.control, self.deploy_id, self.revision, log.RENAME_TABLE,
+                                     detail={"renames": [list(pair) for pair in action.renames]})
+        for old, new in action.renames:
+            if old in self.created:
+                self.created.discard(old)
+                self.created.add(new)
+        return None
+
+    def _before_drop_table(self, action, cursor, statement, parameters, executemany):
+        present = [name for name in action.tables if holding.table_exists(self.migration, name)]
+        if len(present) < len(action.tables) and not action.if_exists:
+            return None  # the server refuses it with its own message
+        if self.migration.value("SELECT @@SESSION.foreign_key_checks"):
+            dropped = set(action.tables)
+            for child, name, parent in self.migration.rows(
+                    "SELECT TABLE_NAME, CONSTRAINT_NAME, REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+                    "WHERE CONSTRAINT_SCHEMA = DATABASE()"):
+                if parent in dropped and child not in dropped:
+                    raise IrreversibleStatement(
+                        f"{self.revision}: `{_head(statement)}`: cannot drop table {parent!r}: foreign key {name} "
+                        f"of {child!r} references it (drop the foreign key first)")
+        self.migration.commit()
+        renames = []
+        for name in present:
+            if name in self.created:
+                self.created.discard(name)
+                self.migration.run(f"DROP TABLE {q(name)}")  # created by this deploy: nothing to keep
+                continue
+            triggers = holding.table_triggers(self.migration, name)
+            entry = log.add(self.control, self.deploy_id, self.revision, log.DROP_TABLE, name,
+                            detail={"before": show_create(self.migration, name), "triggers": triggers})
+            entry.hold = holding.hold_name(self.deploy_id, entry.id, name)
+            log.save(self.control, entry)
+            renames.append((name, entry))
+        if not renames:
+            return "DO 0"
+
+        def after(cursor) -> None:
+            for _name, entry in renames:
+                # Free the names a table of the same name may take: its foreign keys and triggers.
+                for trigger in entry.detail["triggers"]:
+                    self.migration.run(f"DROP TRIGGER IF EXISTS {q(trigger['name'])}")
+                from .tabledef import parse
+
+                keys = parse(entry.detail["before"]).foreign_keys
+                if keys:
+                    self.migration.run(f"ALTER TABLE {q(entry.hold)} " + ", ".join(
+                        f"DROP FOREIGN KEY {q(fk)}" for fk in keys))
+                log.save(self.control, entry, log.DONE)
+
+        self.pending.extra["after"] = after
+        return "RENAME TABLE " + ", ".join(f"{q(name)} TO {q(entry.hold)}" for name, entry in renames)
+
+    # -- ALTER TABLE
+
+    def _before_alter(self, action, cursor, statement, parameters, executemany):
+        table, changes = action.table, action.alter
+        if table in self.created:
+            if changes.new_name:
+                self.created.discard(table)
+                self.created.add(changes.new_name)
+            return None
+        before = show_create(self.migration, table)
+        if before is None:
+            return None
+        self.migration.commit()
+        entry = log.add(self.control, self.deploy_id, self.revision, log.ALTER, table, detail={
+            "before": before, "renames": [list(pair) for pair in changes.renamed], "new_name": changes.new_name})
+        self.pending.entry = entry
+        infos = {column.name: column for column in holding.columns(self.migration, table)}
+        dropped = [name for name in (*changes.dropped, *self._lossy(table, changes, infos, renamed_only=True))
+                   if name in infos and not infos[name].generated]
+        modified = [name for name in self._lossy(table, changes, infos) if name not in dropped]
+        if not dropped and not modified:
+            return None
+        key = holding.table_key(self.migration, table)
+        entry.hold = holding.hold_name(self.deploy_id, entry.id, table)
+        entry.detail.update(key=key, dropped=dropped, modified=modified, phase=holding.COPY)
+        log.save(self.control, entry)
+        holding.create_column_hold(self.control, entry.hold, [infos[k] for k in key],
+                                   [infos[name] for name in dropped + modified])
+        specs = self._trigger_specs(table)
+        with locked(self.control, table, specs):
+            holding.install_triggers(self.control, self.deploy_id, table, specs)
+        rows = holding.copy_columns(self.control, table, entry.hold, key, dropped + modified)
+        self.say(f"kept {', '.join(dropped + modified)} of {table} ({rows:,} rows) in {entry.hold}")
+        # The copy triggers give way to tracking ones in the same locked moment as the ALTER.
+        entry.detail["phase"] = holding.TRACK if modified else "held"
+        log.save(self.control, entry)
+        specs = self._trigger_specs(table, dropping=dropped)
+        self.migration.run(_lock_statement(table, specs + [holding.TriggerSpec(entry.hold, (), (), holding.COPY)]))
+        self.pending.unlock = True
+        holding.install_triggers(self.migration, self.deploy_id, table, specs)
+        return None
+
+    def _lossy(self, table: str, changes: statements.AlterChanges, infos: dict, renamed_only: bool = False) -> list[str]:
+        """Columns the ALTER retypes in a way that can lose values (probed on an empty copy of the table)."""
+        candidates = list(changes.retyped_renames) if renamed_only else [
+            *changes.modified, *([name for name, info in infos.items() if info.charset] if changes.converts_charset
+                                 else [])]
+        candidates = [name for name in candidates if name in infos and not infos[name].generated]
+        if not candidates:
+            return []
+        probe = f"{holding.hold_name(self.deploy_id, 0, 'probe')}"
+        renames = dict(changes.renamed)
+        try:
+            self.control.run(f"DROP TABLE IF EXISTS {q(probe)}")
+            self.control.run(f"CREATE TABLE {q(probe)} LIKE {q(table)}")
+            self.control.run(f"ALTER TABLE {q(probe)} {', '.join(changes.column_specs)}")
+            after = {column.name: column for column in holding.columns(self.control, probe)}
+        except Exception:
+            return candidates  # cannot tell: keep them all
+        finally:
+            self.control.run(f"DROP TABLE IF EXISTS {q(probe)}")
+        return [name for name in candidates
+                if renames.get(name, name) not in after or not _lossless(infos[name], after[renames.get(name, name)])]
+
+    def _trigger_specs(self, table: str, dropping: list[str] = ()) -> list[holding.TriggerSpec]:
+        """Our triggers on table as the deploy's entries now need them (columns being dropped left out)."""
+        return trigger_specs(self.control, self.deploy_id, table, dropping)
+
+    # -- rows
+
+    def _before_rows(self, action, cursor, statement, parameters, executemany):
+        table = action.table
+        if table in self.created or not holding.table_exists(self.migration, table):
+            return None
+        key = holding.table_key(self.migration, table)
+        infos = [column for column in holding.columns(self.migration, table) if not column.generated]
+        names = [column.name for column in infos]
+        entry = log.add(self.control, self.deploy_id, self.revision, log.ROWS, table,
+                        detail={"key": key, "columns": names, "dml": action.dml, "sql": _head(statement)})
+        entry.hold = holding.hold_name(self.deploy_id, entry.id, table)
+        log.save(self.control, entry)
+        holding.create_rows_hold(self.control, entry.hold, key, infos)
+        self.pending.entry = entry
+        hold = q(entry.hold)
+        if action.dml in ("update", "delete"):
+            literal = [cursor.mogrify(statement, args) for args in parameters] if executemany else \
+                [cursor.mogrify(statement, parameters)]
+            captured = 0
+            for sql in literal:
+                each = statements.classify(sql)
+                captured += self.migration.run(
+                    f"INSERT IGNORE INTO {hold} ({q(holding.IMAGE)}, {column_list(names)}) "
+                    f"SELECT '{holding.BEFORE}', {column_list(names, q(each.alias) + '.')} FROM {each.source} "
+                    f"{each.tail} FOR UPDATE")
+
+            def after(cursor) -> None:
+                if cursor.rowcount is not None and cursor.rowcount > captured:
+                    raise IrreversibleStatement(
+                        f"{self.revision}: `{_head(statement)}` changed {cursor.rowcount} rows but "
+                        f"{captured} were captured before it: not deterministic, undone")
+                if action.dml == "update":
+                    self.migration.run(
+                        f"INSERT IGNORE INTO {hold} ({q(holding.IMAGE)}, {column_list(names)}) "
+                        f"SELECT '{holding.AFTER}', {column_list(names, 't.')} FROM {q(table)} t JOIN {hold} b "
+                        f"ON b.{q(holding.IMAGE)} = '{holding.BEFORE}' AND {key_match(key, 't', 'b')}")
+
+            self.pending.extra["after"] = after
+            return None
+        # INSERT: the rows it adds are those of this transaction's snapshot that were not there before.
+        auto = self._auto_increment_key(table, key)
+        since = self.migration.value(f"SELECT MAX({q(key[0])}) FROM {q(table)}") if auto else \
+            set(self.migration.rows(f"SELECT {column_list(key)} FROM {q(table)}"))
+
+        def after_insert(cursor) -> None:
+            if auto:
+                added = self.migration.rows(f"SELECT {q(key[0])} FROM {q(table)}" + (
+                    f" WHERE {q(key[0])} > {self.migration.literal(since)}" if since is not None else ""))
+            else:
+                added = [row for row in self.migration.rows(f"SELECT {column_list(key)} FROM {q(table)}")
+                         if row not in since]
+            for start in range(0, len(added), _IN_BATCH):
+                batch = added[start:start + _IN_BATCH]
+                values = ", ".join("(" + ", ".join(self.migration.literal(v) for v in row) + ")" for row in batch)
+                self.migration.run(
+                    f"INSERT IGNORE INTO {hold} ({q(holding.IMAGE)}, {column_list(names)}) "
+                    f"SELECT '{holding.AFTER}', {column_list(names)} FROM {q(table)} "
+                    f"WHERE ({column_list(key)}) IN ({values})")
+
+        self.pending.extra["after"] = after_insert
+        return None
+
+    def _auto_increment_key(self, table: str, key: list[str]) -> bool:
+        if len(key) != 1:
+            return False
+        extra = self.migration.value(
+            "SELECT EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+            f"AND TABLE_NAME = {self.migration.literal(table)} AND COLUMN_NAME = {self.migration.literal(key[0])}")
+        return "auto_increment" in (extra or "").lower()
+
+    # -- views, triggers, routines, events
+
+    def _before_object(self, action, cursor, statement, parameters, executemany):
+        before = object_definition(self.migration, action.object_type, action.object_name)
+        self.pending.entry = log.add(self.control, self.deploy_id, self.revision, log.OBJECT, detail={
+            "type": action.object_type, "name": action.object_name, "before": before})
+        return None
+
+
+def trigger_specs(control: Session, deploy_id: str, table: str, dropping=(), extra_tracked: dict | None = None,
+                  without: str | None = None) -> list[holding.TriggerSpec]:
+    """The triggers table needs for the deploy's live column holds: a copy for the one being filled,
+    tracking of the narrowed columns of the others (those being dropped left out). extra_tracked
+    ({hold: [columns]}) tracks more (a rollback re-adding dropped columns); without leaves one hold out."""
+    specs = []
+    for entry in log.entries(control, deploy_id, (log.PREPARED, log.DONE)):
+        if entry.kind != log.ALTER or entry.table != table or not entry.hold or entry.hold == without:
+            continue
+        held = entry.detail["dropped"] + entry.detail["modified"]
+        phase = entry.detail.get("phase")
+        if phase == holding.COPY:
+            specs.append(holding.TriggerSpec(entry.hold, tuple(entry.detail["key"]), tuple(held), holding.COPY))
+            continue
+        tracked = [name for name in entry.detail["modified"] if phase == holding.TRACK and name not in dropping]
+        tracked += [name for name in (extra_tracked or {}).get(entry.hold, []) if name not in tracked]
+        if tracked:
+            specs.append(holding.TriggerSpec(entry.hold, tuple(entry.detail["key"]), tuple(tracked), holding.TRACK,
+                                             tuple(held.index(name) for name in tracked)))
+    return specs
+
+
+def _lock_statement(table: str, specs: list[holding.TriggerSpec]) -> str:
+    """LOCK TABLES of the table and every holding table its triggers write to."""
+    holds = sorted({spec.hold for spec in specs})
+    return "LOCK TABLES " + ", ".join(f"{q(name)} WRITE" for name in [table, *holds])
+
+
+@contextmanager
+def locked(session: Session, table: str, specs: list[holding.TriggerSpec]) -> Iterator[None]:
+    session.run(_lock_statement(table, specs))
+    try:
+        yield
+    finally:
+        session.run("UNLOCK TABLES")
+
+
+def object_definition(session: Session, kind: str, name: str) -> dict | None:
+    """{'definition', 'sql_mode'} of a view, trigger, routine or event; None when it does not exist."""
+    import pymysql
+
+    try:
+        row = session.rows(f"SHOW CREATE {kind} {q(name)}")[0]
+    except pymysql.err.MySQLError:
+        return None
+    if kind == "VIEW":
+        return {"definition": row[1], "sql_mode": None}
+    return {"definition": row[3] if kind == "EVENT" else row[2], "sql_mode": row[1]}
+
+
+_INTEGER_WIDTH = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "integer": 4, "bigint": 8}
+_TEXT_WIDTH = {"tinytext": 1, "text": 2, "mediumtext": 3, "longtext": 4, "tinyblob": 1, "blob": 2, "mediumblob": 3,
+               "longblob": 4}
+
+
+def _lossless(old: holding.ColumnInfo, new: holding.ColumnInfo) -> bool:
+    """Every value of old fits new unchanged (same charset, and a type at least as wide)."""
+    if (old.charset, old.collation) != (new.charset, new.collation):
+        return False
+    if old.nullable and not new.nullable:
+        return False
+    if old.column_type == new.column_type:
+        return True
+    unsigned_old, unsigned_new = "unsigned" in old.column_type, "unsigned" in new.column_type
+    if old.data_type in _INTEGER_WIDTH and new.data_type in _INTEGER_WIDTH:
+        grows = _INTEGER_WIDTH[new.data_type] > _INTEGER_WIDTH[old.data_type]
+        return (unsigned_old == unsigned_new and _INTEGER_WIDTH[new.data_type] >= _INTEGER_WIDTH[old.data_type]) or \
+            (unsigned_old and not unsigned_new and grows)
+    if old.data_type == new.data_type and old.data_type in ("varchar", "char", "varbinary", "binary"):
+        return (new.length or 0) >= (old.length or 0)
+    if old.data_type in ("varchar", "char") and new.data_type in _TEXT_WIDTH and "text" in new.data_type:
+        return (new.length or 0) >= (old.length or 0)
+    if old.data_type in _TEXT_WIDTH and new.data_type in _TEXT_WIDTH and \
+            ("text" in old.data_type) == ("text" in new.data_type):
+        return _TEXT_WIDTH[new.data_type] >= _TEXT_WIDTH[old.data_type]
+    if old.data_type == new.data_type == "decimal":
+        return (new.scale or 0) >= (old.scale or 0) and \
+            (new.precision or 0) - (new.scale or 0) >= (old.precision or 0) - (old.scale or 0) and \
+            unsigned_old == unsigned_new
+    if old.data_type == new.data_type and old.data_type in ("enum", "set"):
+        return new.column_type.startswith(old.column_type[:-1])
+    return False
