@@ -51,6 +51,18 @@ def _settings() -> Settings:
     return load_settings()
 
 
+class _WaitingLines(logging.Handler):
+    """What the library says while it waits (for a metadata lock...), as ⏳ lines on stdout."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _say(f"  ⏳ {record.getMessage()}")
+
+
+_waiting = logging.getLogger("backend.dbops")
+_waiting.addHandler(_WaitingLines(logging.WARNING))
+_waiting.propagate = False
+
+
 def _ask():
     """A prompt when a person is at the terminal, else None (guards then refuse)."""
     return input if sys.stdin.isatty() else None

@@ -18,8 +18,9 @@ from types import SimpleNamespace
 import pytest
 
 from backend.dbops import admin, migrate
-from backend.dbops.backup import backup, list_backups, manifest_path, restore, restore_tables, verify_backup
+from backend.dbops.backup import backup, list_backups, manifest_path, verify_backup
 from backend.dbops.errors import BackupError
+from backend.dbops.restore import restore
 from tests.conftest import APP_TABLES, HEAD, assert_one_error_line, tables
 
 # Quotes, parentheses, a row separator, backslashes and a newline inside strings: the row
@@ -247,8 +248,6 @@ def test_a_backup_of_another_database_is_refused(invoke, seeded, mysql_server, o
     line = assert_one_error_line(invoke("db.restore", str(path), "--yes", env=backup_env(seeded)))
     assert f"is a backup of database {other_database!r}, not {seeded.database!r}" in line
     assert checksums(mysql_server, seeded.database) == before
-    with pytest.raises(BackupError, match="is a backup of database"):
-        restore_tables(seeded, path, ["users"])
 
 
 def test_verify_reads_the_whole_stream(seeded, tmp_path):
@@ -313,21 +312,6 @@ def test_restore_on_production_needs_both_flags(invoke, seeded, mysql_server):
 def test_restore_needs_confirmation_without_a_terminal(invoke, seeded, mysql_server):
     path = backup(seeded).path
     assert "needs confirmation" in assert_one_error_line(invoke("db.restore", str(path), env=backup_env(seeded)))
-
-
-def test_restore_tables_restores_only_the_named_tables(seeded, mysql_server):
-    before = checksums(mysql_server, seeded.database)
-    path = backup(seeded).path
-    run_sql(mysql_server, seeded.database, "DELETE FROM chat_messages",
-            "INSERT INTO users (username, password_hash) VALUES ('late', 'h')")
-    changed_users = checksums(mysql_server, seeded.database)["users"]
-
-    restore_tables(seeded, path, ["chat_messages"])
-    after = checksums(mysql_server, seeded.database)
-    assert after["chat_messages"] == before["chat_messages"]
-    assert after["users"] == changed_users  # not restored
-    with pytest.raises(BackupError, match="has no table nope"):
-        restore_tables(seeded, path, ["nope"])
 
 
 def test_restore_function_checks_the_target(seeded, mysql_server, other_database):

@@ -10,9 +10,12 @@ and on a timeout backs off and tries again. When it gives up, the error names th
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable
+
+logger = logging.getLogger(__name__)
 
 # The lock wait of every DDL statement the tool issues, in seconds: the longest the
 # application can be queued behind it.
@@ -118,9 +121,10 @@ class MetadataLockTimeout(Exception):
         super().__init__(ER_LOCK_WAIT_TIMEOUT, message)
 
 
-def run_ddl(cursor, execute: Callable[[], object], sql: str, database: str, retries: int, wait_seconds: float,
-            say: Callable[[str], None] | None = None):
-    """Run execute() (a DDL statement on cursor's connection) the way the module docstring says."""
+def run_ddl(cursor, execute: Callable[[], object], sql: str, database: str, retries: int, wait_seconds: float):
+    """Run execute() (a DDL statement on cursor's connection) the way the module docstring says.
+
+    Waiting is logged (logger backend.dbops.mdl, level WARNING): the command line shows it."""
     import pymysql
 
     tables = ddl_tables(sql)
@@ -129,8 +133,8 @@ def run_ddl(cursor, execute: Callable[[], object], sql: str, database: str, retr
         waited = False
         # Without a known table (CREATE TABLE, DROP TRIGGER) there is nobody to wait for.
         while tables and (found := holders(cursor, database, tables)) and time.monotonic() < deadline:
-            if say is not None and not waited:
-                say(f"waiting for {describe(cursor, found)} to finish before: {' '.join(sql.split())[:80]}")
+            if not waited:
+                logger.warning("waiting for %s to finish before: %s", describe(cursor, found), " ".join(sql.split())[:80])
             waited = True
             time.sleep(POLL_SECONDS)
         try:

@@ -354,6 +354,9 @@ class DeployCapture:
         key = holding.table_key(self.migration, table)
         infos = [column for column in holding.columns(self.migration, table) if not column.generated]
         names = [column.name for column in infos]
+        # Each data change commits on its own, its images with it: a transaction whose snapshot
+        # is older than the holding table created next could not write to it (error 1412).
+        self.migration.commit()
         entry = log.add(self.control, self.deploy_id, self.revision, log.ROWS, table,
                         detail={"key": key, "columns": names, "dml": action.dml, "sql": _head(statement)})
         entry.hold = holding.hold_name(self.deploy_id, entry.id, table)

@@ -44,6 +44,7 @@ class ColumnInfo:
     length: int | None
     precision: int | None
     scale: int | None
+    on_update: bool = False  # ON UPDATE CURRENT_TIMESTAMP: changes by itself when the row is updated
 
     def definition(self, not_null: bool = False) -> str:
         charset = f" CHARACTER SET {self.charset} COLLATE {self.collation}" if self.charset else ""
@@ -63,12 +64,13 @@ def columns(session: Session, table: str) -> list[ColumnInfo]:
     rows = session.rows(
         "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, CHARACTER_SET_NAME, COLLATION_NAME, IS_NULLABLE, "
         "COALESCE(GENERATION_EXPRESSION, '') <> '' OR EXTRA LIKE '%GENERATED%', CHARACTER_MAXIMUM_LENGTH, "
-        "NUMERIC_PRECISION, NUMERIC_SCALE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
-        f"AND TABLE_NAME = {session.literal(table)} ORDER BY ORDINAL_POSITION")
+        "NUMERIC_PRECISION, NUMERIC_SCALE, EXTRA LIKE '%on update%' FROM information_schema.COLUMNS "
+        f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = {session.literal(table)} ORDER BY ORDINAL_POSITION")
     return [ColumnInfo(name, column_type, data_type.lower(), charset, collation, nullable == "YES", bool(generated),
                        None if length is None else int(length), None if precision is None else int(precision),
-                       None if scale is None else int(scale))
-            for name, column_type, data_type, charset, collation, nullable, generated, length, precision, scale in rows]
+                       None if scale is None else int(scale), bool(on_update))
+            for name, column_type, data_type, charset, collation, nullable, generated, length, precision, scale,
+            on_update in rows]
 
 
 def table_key(session: Session, table: str) -> list[str] | None:
@@ -229,6 +231,9 @@ def join_back(session: Session, table: str, hold: str, key: list[str], held: lis
     """Held values back into the table's rows of the same key, each column where the application left it alone."""
     assignments = ", ".join(f"t.{q(column)} = IF(src.{q(changed_flag(index))} = 0, src.{q(column)}, t.{q(column)})"
                             for index, column in enumerate(held))
+    # Naming an ON UPDATE CURRENT_TIMESTAMP column keeps it: putting a value back is not the row's update.
+    assignments += "".join(f", t.{q(c.name)} = t.{q(c.name)}" for c in columns(session, table)
+                           if c.on_update and c.name not in held)
     return chunked(session, hold, key, lambda condition: (
         f"UPDATE {q(table)} t JOIN {q(hold)} src ON {key_match(key, 't', 'src')} SET {assignments} "
         f"WHERE {condition}"))
