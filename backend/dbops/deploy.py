@@ -129,9 +129,11 @@ def record_start(connection: Connection, record: DeployRecord) -> None:
     connection.execute(text(DEPLOYS_TABLE_DDL))
     connection.execute(
         text(f"INSERT INTO {DEPLOYS_TABLE} (id, started_at, os_user, host, environment, target, from_revision, "
-             "status, steps) VALUES (:id, UTC_TIMESTAMP(6), :user, :host, :env, :target, :from_rev, :status, '[]')"),
+             "status, backup_file, steps) VALUES (:id, UTC_TIMESTAMP(6), :user, :host, :env, :target, :from_rev, "
+             ":status, :backup, '[]')"),
         {"id": record.id, "user": record.os_user, "host": record.host, "env": record.environment,
-         "target": record.target, "from_rev": ",".join(record.from_revision) or "base", "status": record.status},
+         "target": record.target, "from_rev": ",".join(record.from_revision) or "base", "status": record.status,
+         "backup": record.backup_file},
     )
 
 
@@ -378,7 +380,10 @@ class _DeployRun:
         self.say("↩ rollback")
         record.status = ROLLING_BACK
         record.message = f"{step} failed: {message}; rolling back"
-        record_update(self.lock.connection, record)
+        try:
+            record_update(self.lock.connection, record)
+        except Exception:
+            pass  # the server is gone: the rollback below fails and says so
         finish_rollback(self.settings, self.lock, record, step, message, lambda line: self.say(f"  {line}"))
 
 
@@ -393,9 +398,14 @@ def finish_rollback(settings: Settings, lock, record: DeployRecord, step: str, m
         # 'rolling back', which db.check reports and db.recover resumes.
         reachable = _reachable(settings)
         record.to_revision = list(migrate.current(settings)) if reachable else None
-        reason = migrate.first_line(error) if reachable else "the server cannot be reached"
-        record.message = (f"{step} failed: {message}; rollback interrupted ({reason}): {settings.database} is "
-                          "half put back; once the cause is fixed, finish it with `invoke db.recover`")
+        if reachable:
+            record.message = (f"{step} failed: {message}; rollback interrupted ({migrate.first_line(error)}): "
+                              f"{settings.database} is half put back; once the cause is fixed, finish it with "
+                              "`invoke db.recover`")
+        else:
+            record.message = (f"{step} failed: {message}; rollback impossible (the server cannot be reached): "
+                              f"{settings.database} may be half-changed; once the server answers, put it back "
+                              "with `invoke db.recover --undo`")
         return
     record.to_revision = list(migrate.current(settings))
     before = ", ".join(record.from_revision) or "base"

@@ -151,13 +151,15 @@ def _complete_set_aside(session: Session, control: Session, restore_id: str) -> 
         log.save(control, entry, log.DONE)
 
 
-def _drop_loaded(session: Session) -> None:
-    """What a load left: every table and view that is neither the tool's nor held."""
+def _drop_loaded(session: Session, keep: set[str] = frozenset()) -> None:
+    """What a load left: every table and view that is neither the tool's nor held (nor in keep)."""
     tables, views = _application_objects(session)
     for view in views:
-        session.run(f"DROP VIEW IF EXISTS {q(view)}")
+        if view not in keep:
+            session.run(f"DROP VIEW IF EXISTS {q(view)}")
     for table in tables:
-        session.run(f"DROP TABLE IF EXISTS {q(table)}")
+        if table not in keep:
+            session.run(f"DROP TABLE IF EXISTS {q(table)}")
 
 
 def _reload(settings: Settings, lock: HeldLock, record: DeployRecord, manifest: Manifest) -> tuple[dict, list[str]]:
@@ -190,7 +192,11 @@ def resume(settings: Settings, lock: HeldLock, record: DeployRecord, undo: bool,
         return f"restore of {path.name} finished: the dump is loaded again"
     with connect(settings, guard_ddl=True) as connection:
         session = _tool_session(connection)
-        _drop_loaded(session)
+        # Tables and views the kill left in place before they were set aside are the originals.
+        originals = {entry.table if entry.kind == log.REPLACED_TABLE else entry.detail["name"]
+                     for entry in log.entries(control, record.id, (log.PREPARED,))
+                     if entry.kind == log.OBJECT or not holding.table_exists(session, entry.hold)}
+        _drop_loaded(session, keep=originals)
         outcome = revert.revert(control, session, record.id, say)
     record.status = ROLLED_BACK if outcome.complete else ROLLBACK_INCOMPLETE
     record.to_revision = list(migrate.current(settings))

@@ -87,11 +87,11 @@ def wait_in_phase(phase: str, deploy: Spawned, server, database: str, stack: Exi
         count = int(phase.rsplit("-", 1)[1])
         wait_until(lambda: in_pause(server, database, count), f"the pause after {count} statement(s)")
     elif phase == "verify":
-        # Once the backup has read users, the row count of verify is the next to need it.
+        # Once the backup has read users, the smoke SQL of verify is the next to need it.
         deploy.wait_for("▶ upgrade")
         stack.enter_context(held_connection(server, database, "LOCK TABLES users WRITE"))
         deploy.wait_for("▶ verify")
-        wait_until(lambda: statements_running(server, "`users`", waiting), "verify to count the rows of users")
+        wait_until(lambda: statements_running(server, "FROM users", waiting), "verify's smoke SQL to read users")
     elif phase == "restart":
         deploy.wait_for("▶ restart")
         wait_until(lambda: any(cmdline(pid).startswith("sleep 30") for pid in descendants(deploy.pid)),
@@ -109,7 +109,8 @@ def test_sigkill_in_each_phase_then_recover(phase, reference, settings, cli_env,
     prepare(mysql_server, fault_settings(settings, reference.versions_env))
     assert db_state(mysql_server, database) == reference.before
     env = clean_env(cli_env, reference, tmp_path)
-    killed_env = {**env, "RESTART_COMMAND": "sleep 30"} if phase == "restart" else env
+    killed_env = {**env, "RESTART_COMMAND": "sleep 30"} if phase == "restart" else \
+        {**env, "DEPLOY_SMOKE_SQL": "SELECT COUNT(*) FROM users"} if phase == "verify" else env
 
     with ExitStack() as stack:
         park(stack, phase, mysql_server, database)

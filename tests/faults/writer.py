@@ -3,7 +3,7 @@
 python -m tests.faults.writer LOG_FILE STOP_FILE, with the connection in MYSQL_* variables.
 Round after round it inserts a chat message, updates the content of an existing one (seeded
 rows 1-10, so that rows 11-40 keep what a deploy could destroy, and its own), inserts a system log, deletes one of its own system logs and
-updates a knowledge entry. A statement that fails (a table renamed away, a lock wait) is not
+updates knowledge entry 2. A statement that fails (a table renamed away, a lock wait) is not
 logged: only what the server committed is. Each committed write is one JSON line, flushed
 before the next, with the insert's latency in milliseconds. It stops when STOP_FILE exists.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import pymysql
 
 SEEDED_MESSAGES = range(1, 11)
-SEEDED_KNOWLEDGE = (1, 2)
+SEEDED_KNOWLEDGE = (2,)  # knowledge 1 keeps what a deploy could destroy
 
 
 def main(log_path: str, stop_path: str) -> None:
