@@ -395,3 +395,48 @@ def test_backup_checks_the_stream_as_it_writes_it(seeded, monkeypatch):
     with pytest.raises(BackupError, match="is incomplete: the dump does not end with '-- a line no dump ends with'"):
         backup(seeded)
     assert list(seeded.backup_dir.iterdir()) == []
+
+
+def test_restore_keeps_the_replaced_tables_until_settled(invoke, seeded, mysql_server):
+    path = backup(seeded).path
+    at_backup = checksums(mysql_server, seeded.database)
+    run_sql(mysql_server, seeded.database, "UPDATE users SET nickname = 'after the backup'")
+    replaced = checksums(mysql_server, seeded.database)
+    result = invoke("db.restore", str(path), "--yes", env=backup_env(seeded))
+    assert result.returncode == 0, result.output
+    assert "the replaced tables are kept as alembic_hold_" in result.stdout
+    assert checksums(mysql_server, seeded.database) == at_backup
+    held = {name: run_sql(mysql_server, seeded.database, f"CHECKSUM TABLE `{name}`")[0][1]
+            for (name,) in run_sql(mysql_server, seeded.database, "SELECT TABLE_NAME FROM information_schema.TABLES "
+                                   "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE 'alembic\\\\_hold\\\\_%'")}
+    # Every replaced table, as it was (alembic_version is the backup's own, replaced in place).
+    assert sorted(held.values()) == sorted(value for name, value in replaced.items() if name != "alembic_version")
+    check = invoke("db.check", env=backup_env(seeded))
+    assert check.returncode == 0 and "holding table(s)" in check.stdout, check.output
+    assert "needs confirmation" in assert_one_error_line(invoke("db.settle", env=backup_env(seeded)))
+    settled = invoke("db.settle", "--yes", env=backup_env(seeded))
+    assert settled.returncode == 0 and f"dropped {len(held)} holding table(s)" in settled.stdout, settled.output
+    assert "holding" not in invoke("db.check", env=backup_env(seeded)).stdout
+    assert checksums(mysql_server, seeded.database) == at_backup
+
+
+@pytest.mark.parametrize("schema", ["mysql", "sys", "information_schema", "PERFORMANCE_SCHEMA"])
+def test_restore_into_a_system_schema_is_refused(invoke, seeded, schema):
+    path = backup(seeded).path
+    line = assert_one_error_line(invoke("db.restore", str(path), "--into", schema, "--yes", env=backup_env(seeded)))
+    assert "is a system schema of the server" in line
+
+
+def test_restore_into_a_database_with_tables_needs_replace(invoke, seeded, mysql_server, other_database):
+    path = backup(seeded).path
+    run_sql(mysql_server, None, f"CREATE DATABASE `{other_database}`",
+            f"CREATE TABLE `{other_database}`.precious (id INT PRIMARY KEY)", f"INSERT INTO `{other_database}`.precious VALUES (7)")
+    line = assert_one_error_line(invoke("db.restore", str(path), "--into", other_database, "--yes",
+                                        env=backup_env(seeded)))
+    assert "exists and holds 1 table(s): pass --replace" in line
+    assert run_sql(mysql_server, other_database, "SELECT id FROM precious") == ((7,),)
+    result = invoke("db.restore", str(path), "--into", other_database, "--replace", "--yes", env=backup_env(seeded))
+    assert result.returncode == 0, result.output
+    [(held,)] = run_sql(mysql_server, other_database, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE "
+                        "TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE '%precious'")
+    assert run_sql(mysql_server, other_database, f"SELECT id FROM `{held}`") == ((7,),)

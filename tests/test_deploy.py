@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 from backend.config import PROJECT_ROOT
 from tests.conftest import APP_TABLES, HEAD, assert_one_error_line, copy_versions, run_invoke, tables, version_rows
 
@@ -296,3 +298,44 @@ def test_failed_upgrade_does_not_restart(app_env, mysql_server, database_name, t
     assert result.returncode == 1 and "rolled back" in result.stderr
     assert "▶ restart" not in result.stdout
     assert not Path(env["APP_PID_FILE"]).exists()
+
+
+def test_the_example_configs_smoke_sql_passes(invoke, mysql_server, database_name):
+    """config.env.example sets DEPLOY_SMOKE_SQL: a deploy with it must pass, and a failing statement fail verify."""
+    example = dotenv_values(PROJECT_ROOT / "config.env.example")["DEPLOY_SMOKE_SQL"]
+    assert invoke("db.create").returncode == 0
+    result = invoke("db.deploy", env={**NO_BACKUP, "DEPLOY_SMOKE_SQL": example})
+    assert result.returncode == 0, result.output
+    assert "smoke ok; smoke ok" in result.stdout
+    failing = invoke("db.verify", env={"DEPLOY_SMOKE_SQL": "SELECT no_such_column FROM users"})
+    assert failing.returncode == 1 and "Unknown column 'no_such_column'" in failing.stderr
+
+
+def test_a_long_transaction_never_queues_the_application_behind_the_deploy(invoke, cli_env, mysql_server,
+                                                                           database_name, tmp_path):
+    """An open transaction on users: the deploy's ALTER waits for it without queuing, so the
+    application's queries on users keep running; once it ends the ALTER runs."""
+    from tests.faults.conftest import Spawned, query, wait_until
+
+    env = {**versions_with(tmp_path, "halfway", "a1b2*"), **NO_BACKUP, "DEPLOY_VERIFY_MODELS": "0"}
+    assert invoke("db.create", "db.upgrade", "-r", HEAD, env=env).returncode == 0
+    holder = mysql_server.connect(database_name, autocommit=False)
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM users")  # holds a metadata lock on users until it ends
+        wait_until(lambda: query(mysql_server, "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE "
+                                               "trx_started < NOW() - INTERVAL 1 SECOND")[0][0], "a long transaction")
+        deploy = Spawned({**cli_env, **env}, "db.deploy", "--to", "a1b2c3d4e5f6")
+        deploy.wait_for("⏳ waiting for session")
+        latencies = []
+        for number in range(20):  # the application meanwhile: not queued behind a pending ALTER
+            started = time.monotonic()
+            query(mysql_server, "INSERT INTO users (username, password_hash) VALUES (%s, 'h')", (f"app{number}",),
+                  database_name)
+            latencies.append(time.monotonic() - started)
+        assert max(latencies) < 1, latencies
+    finally:
+        holder.rollback()
+        holder.close()
+    assert deploy.finish() == 0, deploy.output
+    assert version_rows(mysql_server, database_name) == ["a1b2c3d4e5f6"]

@@ -513,7 +513,11 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
         connection.commit()
         connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         connection.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        tables = _base_tables(connection, database) - set(migrate.HISTORY_TABLES)
+        every_table = _base_tables(connection, database)
+        # The tool's history and holding tables are left out: a restore keeps the former and
+        # must not bring back the holding tables of deploys settled since.
+        left_out = {name for name in every_table if name in migrate.TOOL_TABLES and name != "alembic_version"}
+        tables = every_table - left_out
         counting = pool.submit(row_counts, connection, tables)
         folder = settings.backup_dir
         folder.mkdir(parents=True, exist_ok=True)
@@ -526,7 +530,7 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
         arguments = list(DUMP_OPTIONS)
         if "mariadb" not in client_version.lower():
             arguments.append("--set-gtid-purged=OFF")  # Oracle's mysqldump: a restore target has GTIDs of its own
-        arguments += [f"--ignore-table={database}.{table}" for table in migrate.HISTORY_TABLES]
+        arguments += [f"--ignore-table={database}.{table}" for table in sorted({*migrate.HISTORY_TABLES, *left_out})]
         arguments.append(database)
         compression = COMPRESSIONS["zstd" if find_program("zstd") else "gzip"]
         revision = "+".join(revisions) or "base"
