@@ -82,3 +82,11 @@ def bench(session: nox.Session) -> None:
     """The deploy benchmark on the configured database or the sandbox (posargs: --rows N)."""
     session.install("-r", "requirements.txt")
     session.run("python", "-m", "backend.dbops.benchmark", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench_rollback(session: nox.Session) -> None:
+    """What keeping the application's writes costs: writer latency, capture and rollback against the raw
+    ways (its own throwaway servers; posargs: --rows N)."""
+    session.install("-r", "requirements.txt")
+    session.run("python", "-m", "tests.bench.rollback", *session.posargs)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import journal, migrate
+from . import journal
 from .connection import connect
 from .undo import revert
 from .undo.session import Session
@@ -52,7 +52,3 @@ def settle(settings: Settings, lock: HeldLock, deploy_id: str) -> list[str]:
         session = Session.of(connection)
         session.raw.autocommit(True)
         return revert.settle(Session.of(lock.connection), session, deploy_id)
-
-
-def current_matches(settings: Settings, from_revisions: tuple[str, ...]) -> bool:
-    return set(migrate.current(settings)) == set(from_revisions)

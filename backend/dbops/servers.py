@@ -211,7 +211,7 @@ def _initialise(instance: ServerInstance) -> None:
         raise SandboxError(f"initialising {instance.data_dir} failed: {' | '.join(errors[:3])}")
 
 
-def _server_command(instance: ServerInstance) -> list[str]:
+def _server_command(instance: ServerInstance, extra_args: tuple[str, ...] = ()) -> list[str]:
     instance.tmp_dir.mkdir(parents=True, exist_ok=True)
     command = [
         instance.binary,
@@ -229,6 +229,7 @@ def _server_command(instance: ServerInstance) -> list[str]:
         "--character-set-server=utf8mb4",
         "--collation-server=utf8mb4_unicode_ci",
         *_user_args(),
+        *extra_args,
     ]
     if instance.flavour == "mysql":
         command += ["--mysqlx=OFF", "--secure-file-priv="]
@@ -252,11 +253,13 @@ def _wait_until_ready(instance: ServerInstance, process: subprocess.Popen, timeo
 
 
 def start_instance(
-    base_dir: Path, port: int | None = None, binary: str | None = None, chroot: str | Path | None = None
+    base_dir: Path, port: int | None = None, binary: str | None = None, chroot: str | Path | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> ServerInstance:
     """Initialise base_dir/data when empty and start a server; return once it answers.
 
-    With chroot, binary is a path inside that root and base_dir a host path below it.
+    With chroot, binary is a path inside that root and base_dir a host path below it;
+    extra_args are more server options (e.g. --log-bin for a benchmark).
     """
     if chroot and not binary:
         raise SandboxError("a server in a chroot needs the path of its binary")
@@ -277,7 +280,7 @@ def start_instance(
         # A session of its own: the server outlives the command that started it
         # and a Ctrl-C in that terminal does not reach it.
         process = subprocess.Popen(
-            _server_command(instance), stdin=stdin, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            _server_command(instance, extra_args), stdin=stdin, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             env=CHROOT_ENV if chroot else None,
         )
     instance.pid = process.pid

@@ -52,10 +52,8 @@ class _Pending:
     """What after() must finish for the statement under way."""
 
     entry: log.UndoEntry | None = None
-    insert_since: object = None  # insert: the key values that existed, or the auto-increment maximum
-    captured: int = 0  # update/delete: rows whose before-images were kept
-    unlock: bool = False
-    extra: dict = field(default_factory=dict)
+    unlock: bool = False  # the statement runs under LOCK TABLES
+    extra: dict = field(default_factory=dict)  # "after": a function of the cursor, run once it ran
 
 
 # ---------------------------------------------------------------- facts both the preflight and the hook need

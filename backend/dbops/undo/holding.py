@@ -179,7 +179,7 @@ def _chunk_bounds(session: Session, table: str, key: list[str], where: str = "")
     last: tuple | None = None
     order = column_list(key)
     while True:
-        conditions = [condition for condition in (where, _after(session, key, last)) if condition]
+        conditions = [condition for condition in (where, _key_compared(session, key, ">", last)) if condition]
         row = session.rows(f"SELECT {order} FROM {q(table)}" + (f" WHERE {' AND '.join(conditions)}" if conditions
                            else "") + f" ORDER BY {order} LIMIT 1 OFFSET {CHUNK_ROWS - 1}")
         if not row:
@@ -189,30 +189,22 @@ def _chunk_bounds(session: Session, table: str, key: list[str], where: str = "")
         bounds.append(last)
 
 
-def _after(session: Session, key: list[str], value: tuple | None, prefix: str = "") -> str:
+def _key_compared(session: Session, key: list[str], operator: str, value: tuple | None, prefix: str = "") -> str:
+    """`key operator value` (a row comparison for a composite key); '' without a value."""
     if value is None:
         return ""
     columns = [f"{prefix}{q(k)}" for k in key]
     if len(key) == 1:
-        return f"{columns[0]} > {session.literal(value[0])}"
-    return f"({', '.join(columns)}) > ({', '.join(session.literal(v) for v in value)})"
-
-
-def _upto(session: Session, key: list[str], value: tuple | None, prefix: str = "") -> str:
-    if value is None:
-        return ""
-    columns = [f"{prefix}{q(k)}" for k in key]
-    if len(key) == 1:
-        return f"{columns[0]} <= {session.literal(value[0])}"
-    return f"({', '.join(columns)}) <= ({', '.join(session.literal(v) for v in value)})"
+        return f"{columns[0]} {operator} {session.literal(value[0])}"
+    return f"({', '.join(columns)}) {operator} ({', '.join(session.literal(v) for v in value)})"
 
 
 def chunked(session: Session, table: str, key: list[str], statement, where: str = "") -> int:
     """Run statement(range_condition) once per chunk of table in key order (each its own transaction)."""
     total, previous = 0, None
     for bound in _chunk_bounds(session, table, key, where):
-        condition = " AND ".join(part for part in (_after(session, key, previous, "src."),
-                                                   _upto(session, key, bound, "src.")) if part) or "1 = 1"
+        condition = " AND ".join(part for part in (_key_compared(session, key, ">", previous, "src."),
+                                                   _key_compared(session, key, "<=", bound, "src.")) if part) or "1 = 1"
         total += session.run(statement(condition))
         session.commit()
         previous = bound

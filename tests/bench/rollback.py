@@ -1,0 +1,282 @@
+"""Rollback benchmark: what keeping every write of the application costs, and what it saves.
+
+    python -m tests.bench.rollback --rows 2000000        (or: nox -s bench_rollback)
+
+Starts its own throwaway servers and prints, each against the raw way measured in the same run:
+
+1. a steady writer's insert latency (p50, p99, max) during an additive deploy on
+   chat_messages, without and with an application transaction holding the table for 3 s;
+   raw: `alembic upgrade` of the same revision under the same holder;
+2. a revision that dropped chat_messages.emotion, then a failed verify: the deploy's capture
+   (the column copied online) and its rollback (the column joined back by key), against the
+   raw ALTER and today's rollback by reloading the table from its dump;
+3. a revision's UPDATE of 10 % of chat_messages: run captured (before- and after-images in the
+   same transaction) against run plain, and the way not taken, the binary log: the same UPDATE
+   on a server writing a ROW binlog, then `mariadb-binlog --flashback` reading it back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pymysql
+
+from backend.config import PROJECT_ROOT, Settings
+from backend.dbops import admin, migrate
+from backend.dbops.backup import client_option_file
+from backend.dbops.benchmark import fill
+from backend.dbops.servers import create_user, find_program, start_instance, stop_instance
+
+HEAD = "e9e7d98878ca"
+BENCH = "be11c0ffee01"
+REVISION = '''"""Rollback benchmark revision.
+
+Revision ID: {revision}
+Revises: {down}
+"""
+# lint: ignore[drop-column, data-update-mixed-with-ddl, missing-downgrade] a benchmark, undone by the rollback
+import sqlalchemy as sa
+
+from alembic import op
+
+revision = "{revision}"
+down_revision = "{down}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    {body}
+
+
+def downgrade() -> None:
+    {undo}
+'''
+
+
+class Writer(threading.Thread):
+    """Inserts chat messages back to back and keeps each insert's latency."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.latencies, self.stopping = settings, [], threading.Event()
+
+    def run(self) -> None:
+        connection = pymysql.connect(host=self.settings.host, port=self.settings.port, user=self.settings.user,
+                                     password=self.settings.password, database=self.settings.database,
+                                     autocommit=True)
+        with connection.cursor() as cursor:
+            while not self.stopping.is_set():
+                started = time.monotonic()
+                try:
+                    cursor.execute("INSERT INTO chat_messages (session_id, user_id, role, content) "
+                                   "VALUES ('s1', 1, 'user', 'bench writer')")
+                except pymysql.err.MySQLError:
+                    continue
+                self.latencies.append(time.monotonic() - started)
+        connection.close()
+
+    def stop(self) -> dict[str, float]:
+        self.stopping.set()
+        self.join()
+        ordered = sorted(self.latencies)
+        return {"inserts": len(ordered), "p50_ms": 1000 * statistics.median(ordered),
+                "p99_ms": 1000 * ordered[int(len(ordered) * 0.99) - 1], "max_ms": 1000 * ordered[-1]}
+
+
+def _environment(settings: Settings, versions: Path, work: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "MYSQL_HOST": settings.host, "MYSQL_PORT": str(settings.port), "MYSQL_USER": settings.user,
+            "MYSQL_PASSWORD": settings.password, "MYSQL_DATABASE": settings.database, "MIGRATIONS_DIR": str(versions),
+            "BACKUP_DIR": str(work / "backups"), "DEPLOY_STEPS": "preflight,upgrade,verify",
+            "DEPLOY_VERIFY_MODELS": "0", "HOLD_RETENTION_HOURS": "0", "DB_CONFIG_FILE": str(work / "empty.env"),
+            **extra}
+
+
+def _revision(versions: Path, body: str, undo: str = "pass") -> None:
+    (versions / f"{BENCH}_bench.py").write_text(REVISION.format(revision=BENCH, down=HEAD, body=body, undo=undo))
+
+
+def _deploy(env: dict[str, str], report: Path) -> tuple[int, dict, list[tuple[float, str]]]:
+    """invoke db.deploy --report; (exit code, record, [(seconds since start, line)])."""
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "invoke", "db.deploy", "--report", str(report)],
+                               cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = [(time.monotonic() - started, line.rstrip()) for line in process.stdout]
+    code = process.wait()
+    return code, json.loads(report.read_text()), lines
+
+
+def _alembic(settings: Settings, target: str) -> float:
+    """Plain `alembic upgrade target` through the command API: no capture, no metadata-lock guard."""
+    from alembic import command
+    from backend.dbops.connection import connect
+
+    started = time.monotonic()
+    with connect(settings) as connection:
+        command.upgrade(migrate.alembic_config(settings, connection), target)
+        connection.commit()
+    return time.monotonic() - started
+
+
+def _sql(settings: Settings, *statements: str) -> None:
+    connection = pymysql.connect(host=settings.host, port=settings.port, user=settings.user,
+                                 password=settings.password, database=settings.database, autocommit=True)
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+    connection.close()
+
+
+class Holder:
+    """An application transaction that holds chat_messages (its metadata lock) for `seconds`."""
+
+    def __init__(self, settings: Settings, seconds: float) -> None:
+        self.connection = pymysql.connect(host=settings.host, port=settings.port, user=settings.user,
+                                          password=settings.password, database=settings.database, autocommit=False)
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT id FROM chat_messages LIMIT 1")
+        self.timer = threading.Timer(seconds, self.connection.rollback)
+        self.timer.start()
+
+    def close(self) -> None:
+        self.timer.join()
+        self.connection.close()
+
+
+def latency(settings: Settings, versions: Path, work: Path, say) -> dict:
+    _revision(versions, 'op.add_column("chat_messages", sa.Column("bench_flag", sa.Integer(), nullable=True))',
+              'op.drop_column("chat_messages", "bench_flag")')
+    env = _environment(settings, versions, work)
+    figures = {}
+    for case in ("ours, no holder", "ours, 3 s holder", "raw alembic upgrade, 3 s holder"):
+        holder = Holder(settings, 3.0) if "holder" in case and "no holder" not in case else None
+        writer = Writer(settings)
+        writer.start()
+        time.sleep(0.5)  # a steady writer before the deploy starts
+        if case.startswith("raw"):
+            _alembic(settings, BENCH)
+        else:
+            code, _, _ = _deploy(env, work / "latency.json")
+            assert code == 0, f"deploy failed in {case}"
+        figures[case] = writer.stop()
+        if holder is not None:
+            holder.close()
+        migrate.downgrade(settings, HEAD)
+        say(f"  {case}: {figures[case]}")
+    return figures
+
+
+def drop_column_rollback(settings: Settings, versions: Path, work: Path, say) -> dict:
+    _revision(versions, 'op.drop_column("chat_messages", "emotion")',
+              'op.add_column("chat_messages", sa.Column("emotion", sa.String(32), nullable=True))')
+    env = _environment(settings, versions, work, DEPLOY_SMOKE_SQL="SELECT no_such_column FROM users")
+    code, record, lines = _deploy(env, work / "drop.json")
+    assert code == 1 and record["status"] == "rolled back", lines[-1]
+    upgrade = next(step["seconds"] for step in record["steps"] if step["name"] == "upgrade")
+    rollback_from = next(at for at, line in lines if line.startswith("↩ rollback"))
+    rollback = lines[-1][0] - rollback_from
+    # Raw: the ALTER alone, then today's rollback: the table reloaded from its dump.
+    raw_alter = _alembic(settings, BENCH)
+    migrate.downgrade(settings, HEAD)
+    dump = work / "chat_messages.sql.zst"
+    with client_option_file(settings) as options:
+        client = [find_program("mariadb", "mysql"), f"--defaults-file={options}"]
+        dump_client = [find_program("mariadb-dump", "mysqldump"), f"--defaults-file={options}"]
+        subprocess.run(f"{' '.join(dump_client)} --single-transaction --quick {settings.database} chat_messages "
+                       f"| zstd -q -1 -T2 > {dump}", shell=True, check=True)
+        started = time.monotonic()
+        subprocess.run(f"zstd -q -dc {dump} | {' '.join(client)} {settings.database}", shell=True, check=True)
+        reload = time.monotonic() - started
+    figures = {"capture (upgrade step)": upgrade, "raw ALTER DROP COLUMN": raw_alter,
+               "rollback (column joined back)": rollback, "today's rollback: reload the table": reload}
+    say(f"  {figures}")
+    return figures
+
+
+def data_change(settings: Settings, versions: Path, work: Path, rows: int, binlog: Settings, say) -> dict:
+    changed = rows // 10
+    update = f"UPDATE chat_messages SET token_count = token_count + 1 WHERE id <= {changed}"
+    _revision(versions, f'op.execute("{update}")')
+    env = _environment(settings, versions, work, DEPLOY_SMOKE_SQL="SELECT no_such_column FROM users")
+    code, record, lines = _deploy(env, work / "update.json")
+    assert code == 1 and record["status"] == "rolled back", lines[-1]
+    captured = next(step["seconds"] for step in record["steps"] if step["name"] == "upgrade")
+    rollback = lines[-1][0] - next(at for at, line in lines if line.startswith("↩ rollback"))
+    plain = _alembic(settings, BENCH)
+    migrate.downgrade(settings, HEAD)
+    _sql(settings, f"UPDATE chat_messages SET token_count = token_count - 1 WHERE id <= {changed}")
+    # The binary log: the same UPDATE on a server writing a ROW binlog, then read back reversed.
+    connection = pymysql.connect(host=binlog.host, port=binlog.port, user=binlog.user, password=binlog.password,
+                                 database=binlog.database, autocommit=True)
+    with connection.cursor() as cursor:
+        cursor.execute("FLUSH BINARY LOGS")
+        cursor.execute("SHOW MASTER STATUS")
+        log_file = cursor.fetchone()[0]
+        started = time.monotonic()
+        cursor.execute(update)
+        binlog_update = time.monotonic() - started
+        cursor.execute("SELECT @@log_bin_basename")
+        folder = Path(cursor.fetchone()[0]).parent
+    connection.close()
+    started = time.monotonic()
+    reversed_sql = subprocess.run([find_program("mariadb-binlog", "mysqlbinlog"), "--flashback",
+                                   str(folder / log_file)], capture_output=True, check=True).stdout
+    flashback = time.monotonic() - started
+    figures = {"rows changed": changed, "plain UPDATE (alembic upgrade)": plain,
+               "captured UPDATE (deploy's upgrade step)": captured, "rollback of it": rollback,
+               "UPDATE with a ROW binlog": binlog_update, "mariadb-binlog --flashback of it": flashback,
+               "flashback SQL MB": len(reversed_sql) / 1e6}
+    say(f"  {figures}")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000, help="chat_messages rows (default 2,000,000)")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="rollback-bench-"))
+    (work / "empty.env").write_text("")
+    versions = work / "versions"
+    shutil.copytree(PROJECT_ROOT / "alembic" / "versions", versions, ignore=shutil.ignore_patterns("__pycache__"))
+    servers = []
+    try:
+        plain_server = start_instance(work / "server", extra_args=("--innodb-buffer-pool-size=1G",))
+        servers.append(plain_server)
+        binlog_server = start_instance(work / "binlog-server", extra_args=(
+            "--innodb-buffer-pool-size=512M", "--log-bin=bench-bin", "--binlog-format=ROW", "--server-id=1"))
+        servers.append(binlog_server)
+        targets = []
+        for instance, rows in ((plain_server, args.rows), (binlog_server, args.rows // 10)):
+            password = create_user(instance, "bench", "b3nch-pass")
+            settings = Settings(host=instance.host, port=instance.port, user="bench", password=password,
+                                database="emotional_chat", versions_dir=versions)
+            admin.create_database(settings)
+            migrate.upgrade(settings, HEAD)
+            fill(settings, rows, say=lambda line: None)
+            targets.append(settings)
+        print(f"dataset: {args.rows:,} chat_messages rows ({args.rows // 10:,} on the binlog server)")
+        figures = {"writer latency": latency(targets[0], versions, work, print),
+                   "drop column": drop_column_rollback(targets[0], versions, work, print),
+                   "data change": data_change(replace(targets[0]), versions, work, args.rows // 10 * 10,
+                                              targets[1], print)}
+        print(json.dumps(figures, indent=2))
+    finally:
+        for instance in servers:
+            stop_instance(instance)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
