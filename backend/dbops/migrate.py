@@ -344,8 +344,8 @@ def refuse_unfinished(control: Connection) -> None:
     left = journal.unfinished(control)
     if left:
         raise RevisionError(
-            f"{left[-1].describe()}; the schema may be half-changed: restore a backup with `invoke db.restore`, "
-            "or repair it by hand and record the state with `invoke db.stamp`"
+            f"{left[-1].describe()}; the schema may be half-changed: settle it with `invoke db.recover --undo` "
+            "(or `--finish`), or repair it by hand and record the state with `invoke db.stamp`"
         )
 
 
