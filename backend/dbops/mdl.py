@@ -127,7 +127,10 @@ def run_ddl(cursor, execute: Callable[[], object], sql: str, database: str, retr
     Waiting is logged (logger backend.dbops.mdl, level WARNING): the command line shows it."""
     import pymysql
 
-    tables = ddl_tables(sql)
+    from .migrate import TOOL_TABLES
+
+    # Nobody else uses the tool's own tables: nobody to wait for there.
+    tables = [name for name in ddl_tables(sql) if name not in TOOL_TABLES]
     for attempt in range(retries + 1):
         deadline = time.monotonic() + wait_seconds
         waited = False

@@ -325,7 +325,7 @@ class DeployCapture:
         candidates = [name for name in candidates if name in infos and not infos[name].generated]
         if not candidates:
             return []
-        probe = f"{holding.hold_name(self.deploy_id, 0, 'probe')}"
+        probe = holding.probe_name(self.deploy_id)
         renames = dict(changes.renamed)
         try:
             self.control.run(f"DROP TABLE IF EXISTS {q(probe)}")

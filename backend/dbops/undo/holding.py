@@ -56,6 +56,11 @@ def hold_name(deploy_id: str, entry_id: int, table: str) -> str:
     return base + re.sub(r"\W", "_", table, flags=re.ASCII)[: 64 - len(base)]
 
 
+def probe_name(deploy_id: str) -> str:
+    """The empty copy of a table an ALTER is tried on, to see which columns it retypes."""
+    return hold_name(deploy_id, 0, "probe")
+
+
 def trigger_name(deploy_id: str, table: str, event: str) -> str:
     return f"{HOLD_PREFIX}{deploy_id[:8]}_{hashlib.sha1(table.encode()).hexdigest()[:10]}_{event}"
 

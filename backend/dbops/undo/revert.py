@@ -217,6 +217,7 @@ _UNDO = {log.CREATE_TABLE: _create_table, log.RENAME_TABLE: _rename_table, log.D
 def settle(control: Session, session: Session, deploy_id: str) -> list[str]:
     """Drop what a finished deploy kept (triggers first: they write to the holding tables); return the tables."""
     holding.drop_triggers(session, deploy_id)
+    session.run(f"DROP TABLE IF EXISTS {q(holding.probe_name(deploy_id))}")  # left by a kill during a probe
     dropped = []
     for entry in log.entries(control, deploy_id):
         if entry.status == log.SETTLED:
