@@ -68,7 +68,7 @@ def trigger_name(deploy_id: str, table: str, event: str) -> str:
 def columns(session: Session, table: str) -> list[ColumnInfo]:
     rows = session.rows(
         "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, CHARACTER_SET_NAME, COLLATION_NAME, IS_NULLABLE, "
-        "COALESCE(GENERATION_EXPRESSION, '') <> '' OR EXTRA LIKE '%GENERATED%', CHARACTER_MAXIMUM_LENGTH, "
+        "COALESCE(GENERATION_EXPRESSION, '') <> '', CHARACTER_MAXIMUM_LENGTH, "
         "NUMERIC_PRECISION, NUMERIC_SCALE, EXTRA LIKE '%on update%' FROM information_schema.COLUMNS "
         f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = {session.literal(table)} ORDER BY ORDINAL_POSITION")
     return [ColumnInfo(name, column_type, data_type.lower(), charset, collation, nullable == "YES", bool(generated),
