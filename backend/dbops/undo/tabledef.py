@@ -21,6 +21,9 @@ _COLUMN = re.compile(rf"^{_NAME}\s")
 _INDEX = re.compile(rf"^(?:(?:UNIQUE|FULLTEXT|SPATIAL|VECTOR)\s+)?(?:KEY|INDEX)\s+{_NAME}")
 _CONSTRAINT = re.compile(rf"^CONSTRAINT\s+{_NAME}\s+(FOREIGN KEY|CHECK)\b")
 _AUTO_INCREMENT = re.compile(r"\s*\bAUTO_INCREMENT=\d+")
+# A collation names its charset: MySQL prints `CHARACTER SET x COLLATE y` for a column given as
+# `COLLATE y` (or not), MariaDB prints one or the other. Lines are compared without the redundant part.
+_REDUNDANT_CHARSET = re.compile(r" CHARACTER SET \w+ (COLLATE \w+)")
 
 
 def _unquote(name: str) -> str:
@@ -95,7 +98,7 @@ def parse(create_sql: str) -> TableDef:
     for raw in lines[1:closing]:
         line = raw.strip().rstrip(",")
         if match := _COLUMN.match(line):
-            table.columns.append((_unquote(match.group(1)), line))
+            table.columns.append((_unquote(match.group(1)), _REDUNDANT_CHARSET.sub(r" \1", line, count=1)))
         elif line.startswith("PRIMARY KEY"):
             table.indexes["PRIMARY"] = line
         elif match := _INDEX.match(line):
