@@ -62,6 +62,15 @@ def migrations(session: nox.Session, server: str) -> None:
     _matrix(session, server)
 
 
+@nox.session(python=PYTHON, default=False)
+@nox.parametrize("server", [nox.param(target.id, tags=[target.flavour]) for target in TARGETS.values()])
+def undo(session: nox.Session, server: str) -> None:
+    """The rollback's tests (failed deploys under a live writer, kills of rollbacks and restores) on one server."""
+    session.install("-r", "requirements.txt")
+    session.run("pytest", "tests/test_undo_units.py", "tests/faults/test_live_writes.py",
+                "tests/faults/test_rollback_kills.py", *session.posargs, env={"TEST_SERVER": server})
+
+
 @nox.session(python=False, default=False)
 def matrix_summary(session: nox.Session) -> None:
     """The combined table of the per-server results in .nox-matrix/ (also written as summary.md/json)."""

@@ -1,7 +1,8 @@
 """Real-server fixtures.
 
 One throwaway server per test session (from the mariadbd/mysqld on this machine, in a
-temporary folder, on a free port), or an existing server when TEST_MYSQL_URL is set,
+temporary folder, on a free port), or a server of the version matrix when TEST_SERVER names
+one (e.g. TEST_SERVER=mysql-9.7), or an existing server when TEST_MYSQL_URL is set,
 e.g. TEST_MYSQL_URL=mysql://root:secret@127.0.0.1:3306. Each test gets its own database.
 """
 
@@ -48,6 +49,14 @@ class ServerTarget:
 
 @pytest.fixture(scope="session")
 def mysql_server(tmp_path_factory) -> ServerTarget:
+    server_id = os.environ.get("TEST_SERVER")
+    if server_id:
+        # A server of the version matrix (e.g. mysql-9.7), from its providers (nox -s undo).
+        from backend.dbops.providers import acquire
+
+        with acquire(server_id, tmp_path_factory.mktemp("server")) as handle:
+            yield ServerTarget(handle.host, handle.port, handle.user, handle.password, handle.instance)
+        return
     url = os.environ.get("TEST_MYSQL_URL")
     if url:
         parts = urlsplit(url)
