@@ -33,7 +33,7 @@ def test_quoting_doubles_backticks():
 HOSTILE = st.one_of(
     st.text(min_size=0, max_size=70),
     st.sampled_from(["`", "``", "'", '"', ";--", "a`; DROP DATABASE mysql; --", "x' OR '1'='1", "\\", "%", "_",
-                     "名字", "a" * 64, "a" * 65, "end ", "\x00", "-x"]),
+                     "名字", "a" * 64, "a" * 65, "end ", "\x00", "-x", ":0", "a:b"]),
 )
 
 

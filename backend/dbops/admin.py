@@ -7,6 +7,11 @@ from .connection import connect, require_configured
 from .identifiers import quote_identifier, validate_identifier
 
 
+def _literal_colons(quoted: str) -> str:
+    """A quoted name for text(): a ':' in it (a database named ':0') would read as a bind parameter."""
+    return quoted.replace(":", "\\:")
+
+
 def database_exists(settings: Settings, name: str | None = None) -> bool:
     from sqlalchemy import text
 
@@ -30,7 +35,8 @@ def create_database(settings: Settings, name: str | None = None) -> bool:
         return False
     with connect(settings, database=None) as connection:
         connection.execute(
-            text(f"CREATE DATABASE IF NOT EXISTS {quoted} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            text(f"CREATE DATABASE IF NOT EXISTS {_literal_colons(quoted)} CHARACTER SET utf8mb4 "
+                 "COLLATE utf8mb4_unicode_ci")
         )
     return True
 
@@ -45,7 +51,7 @@ def drop_database(settings: Settings, name: str | None = None) -> bool:
     if not database_exists(settings, name):
         return False
     with connect(settings, database=None) as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {quoted}"))
+        connection.execute(text(f"DROP DATABASE IF EXISTS {_literal_colons(quoted)}"))
     return True
 
 
@@ -80,6 +86,6 @@ def empty_database(settings: Settings, keep: tuple[str, ...] = ()) -> list[str]:
         for name, kind in rows:
             if name not in keep:
                 statement = "DROP VIEW" if kind == "VIEW" else "DROP TABLE"
-                connection.execute(text(f"{statement} IF EXISTS {quote_identifier(name, 'table name')}"))
+                connection.execute(text(f"{statement} IF EXISTS {_literal_colons(quote_identifier(name, 'table name'))}"))
         connection.execute(text("SET SESSION FOREIGN_KEY_CHECKS = 1"))
     return dropped
