@@ -20,6 +20,7 @@ from . import migrate
 from .connection import connect
 from .errors import DbOpsError
 from .identifiers import quote_identifier
+from .sql import split_statements
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -59,19 +60,6 @@ class DDLStatement:
 
 def _unquote(name: str) -> str:
     return name[1:-1].replace("``", "`") if name.startswith("`") else name
-
-
-def split_statements(sql: str) -> list[str]:
-    """Statements of Alembic's offline SQL (each ends with ';' at the end of a line)."""
-    statements, current = [], []
-    for line in sql.splitlines():
-        if not current and (not line.strip() or line.lstrip().startswith("--")):
-            continue
-        current.append(line)
-        if line.rstrip().endswith(";"):
-            statements.append("\n".join(current).rstrip().rstrip(";"))
-            current = []
-    return statements
 
 
 def _probe_forms(statement: str, scratch: str) -> tuple[str, list[tuple[str, str]]] | None:

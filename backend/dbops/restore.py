@@ -67,8 +67,7 @@ def _application_objects(session: Session) -> tuple[list[str], list[str]]:
 
 
 def _tool_session(connection) -> Session:
-    session = Session.of(connection)
-    session.raw.autocommit(True)
+    session = Session.autocommitting(connection)
     session.run("SET SESSION foreign_key_checks = 0")
     return session
 

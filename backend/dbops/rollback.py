@@ -31,8 +31,7 @@ def rollback(settings: Settings, lock: HeldLock, deploy_id: str, from_revisions:
     and has recorded the deploy as rolling back."""
     control = Session.of(lock.connection)
     with connect(settings, guard_ddl=True) as connection:
-        session = Session.of(connection)
-        session.raw.autocommit(True)
+        session = Session.autocommitting(connection)
         outcome = revert.revert(control, session, deploy_id, say)
         if not session.value("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                              "AND TABLE_NAME = 'alembic_version'"):
@@ -49,6 +48,4 @@ def rollback(settings: Settings, lock: HeldLock, deploy_id: str, from_revisions:
 def settle(settings: Settings, lock: HeldLock, deploy_id: str) -> list[str]:
     """Drop the holding tables and triggers a finished deploy kept; return the tables dropped."""
     with connect(settings, guard_ddl=True) as connection:
-        session = Session.of(connection)
-        session.raw.autocommit(True)
-        return revert.settle(Session.of(lock.connection), session, deploy_id)
+        return revert.settle(Session.of(lock.connection), Session.autocommitting(connection), deploy_id)

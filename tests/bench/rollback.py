@@ -27,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pymysql
@@ -37,32 +36,9 @@ from backend.dbops import admin, migrate
 from backend.dbops.backup import client_option_file
 from backend.dbops.benchmark import fill
 from backend.dbops.servers import create_user, find_program, start_instance, stop_instance
-
-HEAD = "e9e7d98878ca"
-BENCH = "be11c0ffee01"
-REVISION = '''"""Rollback benchmark revision.
-
-Revision ID: {revision}
-Revises: {down}
-"""
-# lint: ignore[drop-column, data-update-mixed-with-ddl, missing-downgrade] a benchmark, undone by the rollback
-import sqlalchemy as sa
-
-from alembic import op
-
-revision = "{revision}"
-down_revision = "{down}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    {body}
-
-
-def downgrade() -> None:
-    {undo}
-'''
+from tests.conftest import HEAD, copy_versions
+from tests.faults.live import FIRST as BENCH
+from tests.faults.live import write_revisions
 
 
 class Writer(threading.Thread):
@@ -103,8 +79,9 @@ def _environment(settings: Settings, versions: Path, work: Path, **extra: str) -
             **extra}
 
 
-def _revision(versions: Path, body: str, undo: str = "pass") -> None:
-    (versions / f"{BENCH}_bench.py").write_text(REVISION.format(revision=BENCH, down=HEAD, body=body, undo=undo))
+def _revision(work: Path, body: str, undo: str = "pass") -> None:
+    """The benchmark's revision (on top of HEAD), written into work/versions."""
+    write_revisions(work, body, first_downgrade=undo)
 
 
 def _deploy(env: dict[str, str], report: Path) -> tuple[int, dict, list[tuple[float, str]]]:
@@ -155,7 +132,7 @@ class Holder:
 
 
 def latency(settings: Settings, versions: Path, work: Path, say) -> dict:
-    _revision(versions, 'op.add_column("chat_messages", sa.Column("bench_flag", sa.Integer(), nullable=True))',
+    _revision(work, 'op.add_column("chat_messages", sa.Column("bench_flag", sa.Integer(), nullable=True))',
               'op.drop_column("chat_messages", "bench_flag")')
     env = _environment(settings, versions, work)
     figures = {}
@@ -178,7 +155,7 @@ def latency(settings: Settings, versions: Path, work: Path, say) -> dict:
 
 
 def drop_column_rollback(settings: Settings, versions: Path, work: Path, say) -> dict:
-    _revision(versions, 'op.drop_column("chat_messages", "emotion")',
+    _revision(work, 'op.drop_column("chat_messages", "emotion")',
               'op.add_column("chat_messages", sa.Column("emotion", sa.String(32), nullable=True))')
     env = _environment(settings, versions, work, DEPLOY_SMOKE_SQL="SELECT no_such_column FROM users")
     code, record, lines = _deploy(env, work / "drop.json")
@@ -207,7 +184,7 @@ def drop_column_rollback(settings: Settings, versions: Path, work: Path, say) ->
 def data_change(settings: Settings, versions: Path, work: Path, rows: int, binlog: Settings, say) -> dict:
     changed = rows // 10
     update = f"UPDATE chat_messages SET token_count = token_count + 1 WHERE id <= {changed}"
-    _revision(versions, f'op.execute("{update}")')
+    _revision(work, f'op.execute("{update}")')
     env = _environment(settings, versions, work, DEPLOY_SMOKE_SQL="SELECT no_such_column FROM users")
     code, record, lines = _deploy(env, work / "update.json")
     assert code == 1 and record["status"] == "rolled back", lines[-1]
@@ -247,8 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="rollback-bench-"))
     (work / "empty.env").write_text("")
-    versions = work / "versions"
-    shutil.copytree(PROJECT_ROOT / "alembic" / "versions", versions, ignore=shutil.ignore_patterns("__pycache__"))
+    versions = copy_versions(work / "versions")
     servers = []
     try:
         plain_server = start_instance(work / "server", extra_args=("--innodb-buffer-pool-size=1G",))
@@ -268,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dataset: {args.rows:,} chat_messages rows ({args.rows // 10:,} on the binlog server)")
         figures = {"writer latency": latency(targets[0], versions, work, print),
                    "drop column": drop_column_rollback(targets[0], versions, work, print),
-                   "data change": data_change(replace(targets[0]), versions, work, args.rows // 10 * 10,
+                   "data change": data_change(targets[0], versions, work, args.rows,
                                               targets[1], print)}
         print(json.dumps(figures, indent=2))
     finally:

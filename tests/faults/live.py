@@ -20,18 +20,22 @@ SILENCES = ("# lint: ignore[drop-table, drop-column, narrow-type, data-update-mi
             "these test revisions destroy data on purpose, for the rollback to bring it back")
 
 
-def write_revisions(tmp_path: Path, first_body: str, second_body: str | None = None) -> dict[str, str]:
+NO_DOWNGRADE = "pass  # the tests roll back from the undo log, never through downgrade()"
+
+
+def write_revisions(tmp_path: Path, first_body: str, second_body: str | None = None,
+                    first_downgrade: str = NO_DOWNGRADE) -> dict[str, str]:
     """The project's revisions plus FIRST (and SECOND on top of it), as MIGRATIONS_DIR."""
     target = copy_versions(tmp_path / "versions")
-    chain = [(FIRST, HEAD, first_body)] + ([(SECOND, FIRST, second_body)] if second_body is not None else [])
-    for revision, down, body in chain:
+    chain = [(FIRST, HEAD, first_body, first_downgrade)] + (
+        [(SECOND, FIRST, second_body, NO_DOWNGRADE)] if second_body is not None else [])
+    for revision, down, body, downgrade in chain:
         (target / f"{revision}_live.py").write_text("\n".join([
             '"""Live-writes test revision.', "", f"Revision ID: {revision}", f"Revises: {down}", '"""', SILENCES,
             "import sqlalchemy as sa", "", "from alembic import op", "", f'revision = "{revision}"',
             f'down_revision = "{down}"', "branch_labels = None", "depends_on = None", "", "",
             "def upgrade() -> None:", textwrap.indent(body, "    "), "", "",
-            "def downgrade() -> None:",
-            "    pass  # the tests roll back from the undo log, never through downgrade()", ""]))
+            "def downgrade() -> None:", textwrap.indent(downgrade, "    "), ""]))
     return {"MIGRATIONS_DIR": str(target)}
 
 

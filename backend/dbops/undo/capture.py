@@ -261,15 +261,7 @@ class DeployCapture:
 
         def after(cursor) -> None:
             for _name, entry in renames:
-                # Free the names a table of the same name may take: its foreign keys and triggers.
-                for trigger in entry.detail["triggers"]:
-                    self.migration.run(f"DROP TRIGGER IF EXISTS {q(trigger['name'])}")
-                from .tabledef import parse
-
-                keys = parse(entry.detail["before"]).foreign_keys
-                if keys:
-                    self.migration.run(f"ALTER TABLE {q(entry.hold)} " + ", ".join(
-                        f"DROP FOREIGN KEY {q(fk)}" for fk in keys))
+                holding.free_names(self.migration, entry.hold, entry.detail["before"], entry.detail["triggers"])
                 log.save(self.control, entry, log.DONE)
 
         self.pending.extra["after"] = after
@@ -303,7 +295,7 @@ class DeployCapture:
         log.save(self.control, entry)
         holding.create_column_hold(self.control, entry.hold, [infos[k] for k in key],
                                    [infos[name] for name in dropped + modified])
-        specs = self._trigger_specs(table)
+        specs = trigger_specs(self.control, self.deploy_id, table)
         with locked(self.control, table, specs):
             holding.install_triggers(self.control, self.deploy_id, table, specs)
         rows = holding.copy_columns(self.control, table, entry.hold, key, dropped + modified)
@@ -311,7 +303,7 @@ class DeployCapture:
         # The copy triggers give way to tracking ones in the same locked moment as the ALTER.
         entry.detail["phase"] = holding.TRACK if modified else "held"
         log.save(self.control, entry)
-        specs = self._trigger_specs(table, dropping=dropped)
+        specs = trigger_specs(self.control, self.deploy_id, table, dropping=dropped)
         self.migration.run(_lock_statement(table, specs + [holding.TriggerSpec(entry.hold, (), (), holding.COPY)]))
         self.pending.unlock = True
         holding.install_triggers(self.migration, self.deploy_id, table, specs)
@@ -339,10 +331,6 @@ class DeployCapture:
         return [name for name in candidates
                 if renames.get(name, name) not in after or not _lossless(infos[name], after[renames.get(name, name)])]
 
-    def _trigger_specs(self, table: str, dropping: list[str] = ()) -> list[holding.TriggerSpec]:
-        """Our triggers on table as the deploy's entries now need them (columns being dropped left out)."""
-        return trigger_specs(self.control, self.deploy_id, table, dropping)
-
     # -- rows
 
     def _before_rows(self, action, cursor, statement, parameters, executemany):
@@ -361,17 +349,20 @@ class DeployCapture:
         log.save(self.control, entry)
         holding.create_rows_hold(self.control, entry.hold, key, infos)
         self.pending.entry = entry
-        hold = q(entry.hold)
+
+        def keep(image: str, columns_from: str) -> int:
+            """Rows of images into the holding table: `columns_from` is `<columns> FROM ...`."""
+            return self.migration.run(f"INSERT IGNORE INTO {q(entry.hold)} ({q(holding.IMAGE)}, "
+                                      f"{column_list(names)}) SELECT '{image}', {columns_from}")
+
         if action.dml in ("update", "delete"):
             literal = [cursor.mogrify(statement, args) for args in parameters] if executemany else \
                 [cursor.mogrify(statement, parameters)]
             captured = 0
             for sql in literal:
                 each = statements.classify(sql)
-                captured += self.migration.run(
-                    f"INSERT IGNORE INTO {hold} ({q(holding.IMAGE)}, {column_list(names)}) "
-                    f"SELECT '{holding.BEFORE}', {column_list(names, q(each.alias) + '.')} FROM {each.source} "
-                    f"{each.tail} FOR UPDATE")
+                captured += keep(holding.BEFORE, f"{column_list(names, q(each.alias) + '.')} FROM {each.source} "
+                                                 f"{each.tail} FOR UPDATE")
 
             def after(cursor) -> None:
                 if cursor.rowcount is not None and cursor.rowcount > captured:
@@ -379,10 +370,8 @@ class DeployCapture:
                         f"{self.revision}: `{_head(statement)}` changed {cursor.rowcount} rows but "
                         f"{captured} were captured before it: not deterministic, undone")
                 if action.dml == "update":
-                    self.migration.run(
-                        f"INSERT IGNORE INTO {hold} ({q(holding.IMAGE)}, {column_list(names)}) "
-                        f"SELECT '{holding.AFTER}', {column_list(names, 't.')} FROM {q(table)} t JOIN {hold} b "
-                        f"ON b.{q(holding.IMAGE)} = '{holding.BEFORE}' AND {key_match(key, 't', 'b')}")
+                    keep(holding.AFTER, f"{column_list(names, 't.')} FROM {q(table)} t JOIN {q(entry.hold)} b "
+                                        f"ON b.{q(holding.IMAGE)} = '{holding.BEFORE}' AND {key_match(key, 't', 'b')}")
 
             self.pending.extra["after"] = after
             return None
@@ -401,10 +390,7 @@ class DeployCapture:
             for start in range(0, len(added), _IN_BATCH):
                 batch = added[start:start + _IN_BATCH]
                 values = ", ".join("(" + ", ".join(self.migration.literal(v) for v in row) + ")" for row in batch)
-                self.migration.run(
-                    f"INSERT IGNORE INTO {hold} ({q(holding.IMAGE)}, {column_list(names)}) "
-                    f"SELECT '{holding.AFTER}', {column_list(names)} FROM {q(table)} "
-                    f"WHERE ({column_list(key)}) IN ({values})")
+                keep(holding.AFTER, f"{column_list(names)} FROM {q(table)} WHERE ({column_list(key)}) IN ({values})")
 
         self.pending.extra["after"] = after_insert
         return None

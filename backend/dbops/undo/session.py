@@ -23,6 +23,13 @@ class Session:
     def of(cls, connection: Connection) -> Session:
         return cls(connection.connection.dbapi_connection)
 
+    @classmethod
+    def autocommitting(cls, connection: Connection) -> Session:
+        """Each statement its own transaction: how a rollback, a settle or a restore works."""
+        session = cls.of(connection)
+        session.raw.autocommit(True)
+        return session
+
     def run(self, sql: str) -> int:
         with self.raw.cursor() as cursor:
             return cursor.execute(sql)
