@@ -179,13 +179,33 @@ def upgrade(c, revision="head"):
     _upgrade(_settings(), revision)
 
 
-@task(help={"revision": "Target revision: an id, -N steps, or base (default: -1, one step)."})
+PROTECTED_HELP = {
+    "yes": "Do not ask (on a protected environment it also needs --allow-production).",
+    "allow_production": "Allow it on a protected (production) environment without a terminal; needs --yes.",
+}
+
+
+@task(help={"revision": "Target revision: an id, -N steps, or base (default: -1, one step).", **PROTECTED_HELP})
 @cli_errors
-def downgrade(c, revision="-1"):
-    """Revert revisions down to --revision (default: one step)."""
+def downgrade(c, revision="-1", yes=False, allow_production=False):
+    """Revert revisions down to --revision (default: one step).
+
+    On a protected environment it asks first and runs as a deploy does: lock, preflight, backup,
+    the steps, verify, a record in db.deploys, and a rollback when a step fails.
+    """
+    from backend.dbops import deploy as pipeline
     from backend.dbops import migrate
+    from backend.dbops.guards import confirm_protected
 
     settings = _settings()
+    if settings.is_protected:
+        confirm_protected(settings, f"downgrade to {revision}", yes, allow_production, _ask())
+        try:
+            record = pipeline.deploy(settings, revision, say=_say, progress=_progress_printer(), downgrade=True)
+        except pipeline.DeployFailed as failure:
+            raise Exit(f"❌ downgrade {failure.record.status}: {failure}", code=1) from None
+        _say(f"✅ {record.message}")
+        return
     reverted = migrate.downgrade(settings, revision, on_step=_describe_step)
     now = ", ".join(migrate.current(settings)) or "base"
     _say(f"✅ reverted {len(reverted)} revision(s); {settings.database} is at {now}")
@@ -219,15 +239,19 @@ def merge(c, message="merge heads"):
     _say(f"✅ wrote merge revision {path.name}")
 
 
-@task(help={"revision": "Revision to record as applied, without running anything (head, base or an id)."})
+@task(help={"revision": "Revision to record as applied, without running anything (head, base or an id).",
+            **PROTECTED_HELP})
 @cli_errors
-def stamp(c, revision=""):
-    """Record a revision in alembic_version without running migrations."""
+def stamp(c, revision="", yes=False, allow_production=False):
+    """Record a revision in alembic_version without running migrations (asks first on a protected environment)."""
     from backend.dbops import migrate
+    from backend.dbops.guards import confirm_protected
 
     if not revision:
         raise Exit("❌ say which revision: invoke db.stamp -r REV", code=1)
     settings = _settings()
+    migrate.validate_revision_argument(revision)
+    confirm_protected(settings, f"stamp at {revision}", yes, allow_production, _ask())
     now = migrate.stamp(settings, revision)
     _say(f"✅ {settings.database} stamped at {', '.join(now) or 'base'}")
 

@@ -12,7 +12,7 @@ from alembic import context
 from backend.config import load_settings
 from backend.database import Base
 from backend.dbops.connection import make_engine, make_url
-from backend.dbops.migrate import include_name, process_revision_directives
+from backend.dbops.migrate import ignored_tables, process_revision_directives
 
 config = context.config
 settings = config.attributes.get("settings")
@@ -28,7 +28,7 @@ COMMON_OPTIONS = dict(
     target_metadata=target_metadata,
     compare_type=True,
     compare_server_default=True,
-    include_name=include_name,
+    include_name=ignored_tables(settings).include_name,
     process_revision_directives=process_revision_directives,
 )
 

@@ -69,6 +69,9 @@ class Settings:
     smoke_sql: tuple[str, ...] = ()
     # Compare the live schema with backend/database.py when verifying at head.
     verify_models: bool = True
+    # Tables the application does not manage (names or fnmatch patterns): verify, drift,
+    # autogenerate and the preflight leave them alone, as Alembic's include_name would.
+    unmanaged_tables: tuple[str, ...] = ()
     # Application service and its restart
     app_host: str = "127.0.0.1"
     app_port: int = 8000
@@ -185,6 +188,8 @@ def _deploy_settings(values: Mapping[str, str], environment: str) -> dict:
         "ddl_guard_max_rows": _int(values, "DDL_GUARD_MAX_ROWS", 1_000_000),
         "smoke_sql": smoke,
         "verify_models": str(values.get("DEPLOY_VERIFY_MODELS", "1")).strip().lower() in TRUE_WORDS,
+        "unmanaged_tables": tuple(name.strip() for name in (values.get("UNMANAGED_TABLES") or "").split(",")
+                                  if name.strip()),
         "app_host": (values.get("APP_HOST") or "127.0.0.1").strip(),
         "app_port": app_port,
         "restart_command": values.get("RESTART_COMMAND") or str(PROJECT_ROOT / "scripts" / "restart_services.sh"),

@@ -60,7 +60,7 @@ def test_online_changes_are_classified(created_database, mysql_server, tmp_path)
     [statement] = ddl_guard.inspect_pending(settings)
     assert statement.table == "users" and statement.algorithm in (ddl_guard.INSTANT, ddl_guard.INPLACE)
     assert ddl_guard.refused([statement], max_rows=0) == []
-    assert not [name for name in _schemas(mysql_server) if "_ddlprobe_" in name]  # the scratch schema is gone
+    assert not [name for name in _schemas(mysql_server) if "_rehearsal_" in name]  # the scratch schema is gone
 
 
 def test_split_statements():

@@ -24,8 +24,9 @@ def database_exists(settings: Settings, name: str | None = None) -> bool:
     return found is not None
 
 
-def create_database(settings: Settings, name: str | None = None) -> bool:
-    """Create the database (utf8mb4) if missing; return True when it was created."""
+def create_database(settings: Settings, name: str | None = None, like: str | None = None) -> bool:
+    """Create the database if missing (utf8mb4, or the character set of the database like
+    names when it exists); return True when it was created."""
     from sqlalchemy import text
 
     require_configured(settings)
@@ -34,9 +35,13 @@ def create_database(settings: Settings, name: str | None = None) -> bool:
     if database_exists(settings, name):
         return False
     with connect(settings, database=None) as connection:
+        charset = connection.execute(
+            text("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+                 "WHERE SCHEMA_NAME = :name"), {"name": like}).first() if like else None
+        character_set, collation = charset or ("utf8mb4", "utf8mb4_unicode_ci")
         connection.execute(
-            text(f"CREATE DATABASE IF NOT EXISTS {_literal_colons(quoted)} CHARACTER SET utf8mb4 "
-                 "COLLATE utf8mb4_unicode_ci")
+            text(f"CREATE DATABASE IF NOT EXISTS {_literal_colons(quoted)} CHARACTER SET {character_set} "
+                 f"COLLATE {collation}")
         )
     return True
 

@@ -89,11 +89,13 @@ def _megabytes(size: float) -> str:
     return f"{size / 1e6:,.0f} MB"
 
 
-def run_check(settings: Settings, own_deploy: str | None = None) -> CheckReport:
+def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool = True) -> CheckReport:
     """The preflight: connection, server, privileges, heads, revision, journal, unfinished
     rollbacks and restores, holding tables, disk, models.
 
     own_deploy: the deploy running this check, which holds the migration lock.
+    rehearse: run the pending revisions on an empty copy of the schema (the deploy's preflight
+    does that itself, to its own target).
     Raises DbOpsError when nothing can be checked (no configuration, no server).
     """
     require_configured(settings)
@@ -153,6 +155,8 @@ def run_check(settings: Settings, own_deploy: str | None = None) -> CheckReport:
         report.add("revision", True, f"at {shown}, {len(steps)} pending: run `invoke db.upgrade`", warning=True)
         if len(heads) == 1:  # several heads are reported above already
             _check_lint(report, settings, [step.revision for step in steps])
+            if rehearse:
+                _check_rehearsal(report, settings)
         return report
     report.add("revision", True, f"at head ({shown})")
     differences = migrate.autogenerate_diff(settings)
@@ -222,6 +226,19 @@ def _check_checksums(report: CheckReport, script, current: tuple[str, ...], reco
         report.add("checksums", False, f"applied revision file(s) edited since they ran: {', '.join(edited)}")
     elif recorded:
         report.add("checksums", True, "applied revision files unchanged since they ran")
+
+
+def _check_rehearsal(report: CheckReport, settings: Settings) -> None:
+    """The pending revisions run on an empty copy of the schema, and leave what the models describe."""
+    from .ddl_guard import check
+
+    try:
+        statements = check(settings)
+    except DbOpsError as exc:  # a failing statement, a schema verify would refuse, a big table copy
+        report.add("rehearsal", False, str(exc))
+        return
+    report.add("rehearsal", True, f"the pending revisions run on an empty copy of the schema "
+               f"({len(statements)} table change(s) probed) and leave what the models describe")
 
 
 def _check_lint(report: CheckReport, settings: Settings, revisions: list[str]) -> None:

@@ -33,7 +33,8 @@ def reflect_schema(settings: Settings) -> MetaData:
 
     metadata = MetaData()
     with connect(settings) as connection:
-        metadata.reflect(connection, only=lambda name, _: name not in migrate.TOOL_TABLES)
+        ignored = migrate.ignored_tables(settings)
+        metadata.reflect(connection, only=lambda name, _: name not in ignored)
     return metadata
 
 
@@ -47,7 +48,7 @@ def converge(settings: Settings, reference: MetaData) -> Converged:
     with connect(settings, guard_ddl=True) as connection:
         context = MigrationContext.configure(
             connection,
-            opts={"compare_type": True, "compare_server_default": True, "include_name": migrate.include_name},
+            opts={"compare_type": True, "compare_server_default": True, "include_name": migrate.ignored_tables(settings).include_name},
         )
         operations = Operations(context)
         queue = [produce_migrations(context, reference).upgrade_ops]

@@ -1,17 +1,23 @@
-"""Online-DDL guard: how each pending ALTER would run on this server, found out before it runs.
+"""The preflight's rehearsal: the pending revisions run first on an empty copy of the schema.
 
-Each ALTER TABLE / CREATE INDEX / DROP INDEX of the pending revisions is run against an
-empty copy of its table in a scratch schema with an explicit algorithm: INSTANT, then
-INPLACE with LOCK=NONE; when the server refuses both, the statement needs a table copy
-(or a lock). The deploy refuses such a statement on a table above DDL_GUARD_MAX_ROWS
-rows unless the revision opts in with a comment `# ddl-guard: allow-copy <reason>`.
+The live tables' structure (SHOW CREATE TABLE, views too) is copied into a scratch schema and
+every pending statement runs there in order, so a statement that fails ("Unknown column")
+refuses the deploy before anything runs, and, for a deploy to head, the schema it leaves is
+compared with the models, as verify will do: a table the models do not own or a change made
+by hand is found before the backup (UNMANAGED_TABLES declares tables to leave alone).
+
+On the way, each ALTER TABLE / CREATE INDEX / DROP INDEX of an existing table is tried with an
+explicit algorithm: INSTANT, then INPLACE with LOCK=NONE; when the server refuses both, the
+statement needs a table copy (or a lock). The deploy refuses such a statement on a table
+above DDL_GUARD_MAX_ROWS rows unless the revision opts in with a comment
+`# ddl-guard: allow-copy <reason>`.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
-from dataclasses import dataclass
+from collections.abc import Container
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,13 +78,30 @@ def _probe_forms(statement: str, scratch: str) -> tuple[str, list[tuple[str, str
     if match := _CREATE_INDEX.match(statement):
         kind, index, table, rest = match.group(1) or "", match.group(2), _unquote(match.group(3)), match.group(4)
         target = f"{scratch}.{quote_identifier(table, 'table name')}"
-        return table, [(INPLACE, f"CREATE {kind}INDEX {index} ON {target} {rest} ALGORITHM=INPLACE LOCK=NONE")]
+        return table, [(INPLACE, f"ALTER TABLE {target} ADD {kind}INDEX {index} {rest}, ALGORITHM=INPLACE, LOCK=NONE")]
     if match := _DROP_INDEX.match(statement):
         index, table = match.group(1), _unquote(match.group(2))
         target = f"{scratch}.{quote_identifier(table, 'table name')}"
-        return table, [(INSTANT, f"DROP INDEX {index} ON {target} ALGORITHM=INSTANT"),
-                       (INPLACE, f"DROP INDEX {index} ON {target} ALGORITHM=INPLACE LOCK=NONE")]
+        return table, [(INSTANT, f"ALTER TABLE {target} DROP INDEX {index}, ALGORITHM=INSTANT"),
+                       (INPLACE, f"ALTER TABLE {target} DROP INDEX {index}, ALGORITHM=INPLACE, LOCK=NONE")]
     return None
+
+
+# Objects the copy leaves out (triggers, routines, events): a statement that misses one is not
+# the revision's fault here.
+NOT_COPIED = (1360, 1305, 1539)
+
+
+class RehearsalFailed(DbOpsError):
+    pass
+
+
+@dataclass
+class Rehearsal:
+    statements: list[DDLStatement] = field(default_factory=list)  # guarded statements on existing tables
+    failure: str = ""  # the first statement that failed, and why
+    model_differences: list[str] = field(default_factory=list)  # at head: rehearsed schema vs models
+    unrehearsed: str = ""  # the first revision whose SQL needs the database to be rendered
 
 
 def _table_rows(connection: Connection, database: str) -> dict[str, int]:
@@ -89,7 +112,13 @@ def _table_rows(connection: Connection, database: str) -> dict[str, int]:
     return {name: int(count or 0) for name, count in rows}
 
 
-def _classify(connection: Connection, forms: list[tuple[str, str]]) -> tuple[str, str]:
+def _error_code(exc) -> int | None:
+    orig = getattr(exc, "orig", None)
+    return orig.args[0] if orig is not None and orig.args and isinstance(orig.args[0], int) else None
+
+
+def _classify(connection: Connection, statement: str, forms: list[tuple[str, str]]) -> tuple[str, str]:
+    """Run the statement on the copy with the cheapest algorithm the server accepts: (algorithm, note)."""
     from sqlalchemy.exc import DBAPIError
 
     for algorithm, sql in forms:
@@ -97,52 +126,99 @@ def _classify(connection: Connection, forms: list[tuple[str, str]]) -> tuple[str
             connection.exec_driver_sql(sql)
             return algorithm, ""
         except DBAPIError as exc:
-            code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-            if code not in ER_ALTER_OPERATION_NOT_SUPPORTED:
+            if _error_code(exc) not in ER_ALTER_OPERATION_NOT_SUPPORTED:
+                # Not a refused algorithm: the statement as written decides (and fails if it is wrong).
+                connection.exec_driver_sql(statement)
                 return UNKNOWN, f"could not be probed: {migrate.first_line(exc.orig)}"
+    connection.exec_driver_sql(statement)
     return COPY, "needs a table copy or a lock"
 
 
-def inspect_pending(settings: Settings, target: str = "head") -> list[DDLStatement]:
-    """Classify every guarded statement of the revisions pending up to target."""
-    from sqlalchemy import text
+def _copy_structure(connection: Connection, live: str, ignored: Container[str]) -> None:
+    """The live tables and views, empty, in the scratch schema (foreign keys included)."""
+    from sqlalchemy.exc import DBAPIError
+
+    source = quote_identifier(live)
+    objects = connection.exec_driver_sql(
+        "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (live,)).all()
+    connection.exec_driver_sql("SET SESSION foreign_key_checks = 0")
+    views = []
+    for name, kind in objects:
+        if name in ignored:
+            continue
+        quoted = quote_identifier(name, "table name")
+        if kind != "BASE TABLE":
+            views.append(quoted)
+            continue
+        definition = connection.exec_driver_sql(f"SHOW CREATE TABLE {source}.{quoted}").one()[1]
+        connection.exec_driver_sql(definition)
+    # Views may use each other: create them until no more can be.
+    while views:
+        left = []
+        for quoted in views:
+            definition = connection.exec_driver_sql(f"SHOW CREATE VIEW {source}.{quoted}").one()[1]
+            definition = re.sub(r"\bDEFINER=\S+\s", "", definition, count=1).replace(f"{source}.", "")
+            try:
+                connection.exec_driver_sql(definition)
+            except DBAPIError:
+                left.append(quoted)
+        if len(left) == len(views):
+            break  # these views read something not copied: statements on them are not rehearsed
+        views = left
+    connection.exec_driver_sql("SET SESSION foreign_key_checks = 1")
+
+
+def rehearse(settings: Settings, target: str = "head", downgrade: bool = False) -> Rehearsal:
+    """Run the revisions pending up to target (or reverted down to it) on an empty copy."""
+    from sqlalchemy.exc import DBAPIError
+
+    from .drift import models_against
 
     script = migrate.script_directory(settings)
-    current = migrate.current(settings)
-    steps = migrate.pending(script, current, target)
-    if not steps:
-        return []
-    scratch_name = f"{settings.database[:40]}_ddlprobe_{secrets.token_hex(4)}"
-    scratch = quote_identifier(scratch_name)
-    source = quote_identifier(settings.database)
-    found: list[DDLStatement] = []
+    to_head = not downgrade and set(migrate.resolve_target(script, target)) == set(script.get_heads())
+    rehearsal = Rehearsal()
+    steps = list(migrate.offline_steps(settings, target, downgrade))
+    compare_models = to_head and settings.verify_models
+    if not steps and not compare_models:
+        return rehearsal
+    ignored = migrate.ignored_tables(settings)
     with connect(settings) as connection:
         sizes = _table_rows(connection, settings.database)
-        connection.exec_driver_sql(f"CREATE DATABASE {scratch}")
-        try:
-            copied: set[str] = set()
-            previous = ",".join(current) or "base"
-            for step in steps:
-                reason = _opt_in(Path(step.path))
-                sql = migrate.offline_sql(settings, previous, step.revision)
-                previous = step.revision
-                for statement in split_statements(sql):
-                    forms = _probe_forms(statement, scratch)
-                    if forms is None:
+    with migrate.empty_scratch(settings, "rehearsal") as scratch, connect(scratch) as connection:
+        _copy_structure(connection, settings.database, migrate.TOOL_TABLES)
+        for step, sql in steps:
+            if sql is None:
+                # The revision reads the database to decide what to run: the rest cannot be rehearsed.
+                rehearsal.unrehearsed = step.revision
+                return rehearsal
+            reason = _opt_in(Path(step.path))
+            for statement in split_statements(sql):
+                if "alembic_version" in statement:
+                    continue  # the copy has no revision table; the real run records the revision
+                forms = _probe_forms(statement, quote_identifier(scratch.database))
+                table = forms[0] if forms else None
+                try:
+                    if forms and table in sizes:
+                        algorithm, note = _classify(connection, statement, forms[1])
+                        rehearsal.statements.append(DDLStatement(
+                            step.revision, table, " ".join(statement.split()), algorithm, sizes[table], reason, note))
+                    else:
+                        connection.exec_driver_sql(statement)
+                except DBAPIError as exc:
+                    if _error_code(exc) in NOT_COPIED:
                         continue
-                    table, attempts = forms
-                    if table not in sizes:
-                        continue  # created by this deploy: empty, nothing to copy
-                    if table not in copied:
-                        quoted = quote_identifier(table, "table name")
-                        connection.execute(text(f"CREATE TABLE {scratch}.{quoted} LIKE {source}.{quoted}"))
-                        copied.add(table)
-                    algorithm, note = _classify(connection, attempts)
-                    found.append(DDLStatement(step.revision, table, " ".join(statement.split()), algorithm,
-                                              sizes[table], reason, note))
-        finally:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {scratch}")
-    return found
+                    rehearsal.failure = (f"{step.revision}: {' '.join(statement.split())[:160]}: "
+                                         f"{migrate.first_line(exc.orig)}")
+                    return rehearsal
+        if compare_models:
+            rehearsal.model_differences = [
+                difference.text() for difference in models_against(connection, ignored, "models", "the database")]
+    return rehearsal
+
+
+def inspect_pending(settings: Settings, target: str = "head") -> list[DDLStatement]:
+    """How every guarded statement of the revisions pending up to target would run."""
+    return rehearse(settings, target).statements
 
 
 def _opt_in(path: Path) -> str:
@@ -155,9 +231,21 @@ def refused(statements: list[DDLStatement], max_rows: int) -> list[DDLStatement]
     return [item for item in statements if item.blocking and item.rows > max_rows and not item.allowed_reason]
 
 
-def check(settings: Settings, target: str = "head") -> list[DDLStatement]:
-    """Raise DDLGuardRefused before anything runs when a statement is refused; else return all."""
-    statements = inspect_pending(settings, target)
+def check(settings: Settings, target: str = "head", downgrade: bool = False) -> list[DDLStatement]:
+    """Raise before anything runs when the rehearsal fails, when the rehearsed schema would fail
+    verify, or when a statement would copy a big table; else return the guarded statements."""
+    rehearsal = rehearse(settings, target, downgrade)
+    if rehearsal.failure:
+        raise RehearsalFailed(f"a statement fails on an empty copy of the schema, so the deploy would fail there: "
+                              f"{rehearsal.failure}")
+    if rehearsal.model_differences:
+        differences = rehearsal.model_differences
+        more = f" (and {len(differences) - 1} more: `invoke db.drift`)" if len(differences) > 1 else ""
+        raise RehearsalFailed(
+            f"after the deploy the schema would not match backend/database.py, so verify would fail: "
+            f"{differences[0]}{more}; fix the models or the schema, or declare tables the application does not "
+            "manage in UNMANAGED_TABLES")
+    statements = rehearsal.statements
     bad = refused(statements, settings.ddl_guard_max_rows)
     if bad:
         first = bad[0]

@@ -56,8 +56,9 @@ CREATE TABLE IF NOT EXISTS {DEPLOYS_TABLE} (
 
 SUCCEEDED, ROLLED_BACK, FAILED, RUNNING = "succeeded", "rolled back", "failed", "running"
 ROLLBACK_INCOMPLETE, ROLLING_BACK = "rollback incomplete", "rolling back"
-# A restore is recorded beside the deploys, with this target.
+# A restore is recorded beside the deploys, with this target; a downgrade with this prefix.
 RESTORE_TARGET = "restore"
+DOWNGRADE_PREFIX = "down:"
 FINISHED = (SUCCEEDED, ROLLED_BACK, FAILED, ROLLBACK_INCOMPLETE)
 
 
@@ -236,26 +237,29 @@ class _StepError(Exception):
 
 
 def deploy(settings: Settings, target: str = "head", say: Say = print, progress=None,
-           allow_irreversible: bool = False) -> DeployRecord:
+           allow_irreversible: bool = False, downgrade: bool = False) -> DeployRecord:
     """Run the configured steps under the migration lock; raise DeployFailed unless all pass.
 
-    allow_irreversible runs statements a rollback could not undo (they are named if it comes to one)."""
+    allow_irreversible runs statements a rollback could not undo (they are named if it comes to one).
+    downgrade reverts down to target (an id, base or -N) the same way: preflight, backup, the
+    steps, verify, the record and a rollback on failure; the service is not restarted."""
     migrate.validate_revision_argument(target)
     if target not in ("head", "heads", "base") and not re.fullmatch(r"[+-]\d+", target):
         # An unknown revision is bad input: refused before the lock is taken or a deploy recorded.
         migrate.resolve_target(migrate.script_directory(settings), target)
     record = DeployRecord(
-        id=str(uuid.uuid4()), database=settings.database, environment=settings.environment, target=target,
+        id=str(uuid.uuid4()), database=settings.database, environment=settings.environment,
+        target=f"{DOWNGRADE_PREFIX}{target}" if downgrade else target,
         os_user=getpass.getuser(), host=socket.gethostname(), started_at=_now(),
     )
-    with migration_lock(settings, f"deploy to {target}") as lock:
+    with migration_lock(settings, f"{'downgrade' if downgrade else 'deploy'} to {target}") as lock:
         with connect(settings) as connection:
             record.from_revision = list(migrate.current_heads(connection))
         record_start(lock.connection, record)
         close_abandoned(lock, record.id)
         for settled, tables in settle_expired(settings, lock):
             say(f"settled deploy {settled[:8]}: dropped {len(tables)} holding table(s)")
-        run = _DeployRun(settings, target, record, lock, say, progress, allow_irreversible)
+        run = _DeployRun(settings, target, record, lock, say, progress, allow_irreversible, downgrade)
         try:
             run.execute()
         finally:
@@ -272,20 +276,32 @@ def deploy(settings: Settings, target: str = "head", say: Say = print, progress=
 class _DeployRun:
     """One deploy's state as its steps run."""
 
-    def __init__(self, settings, target, record, lock, say, progress, allow_irreversible) -> None:
+    def __init__(self, settings, target, record, lock, say, progress, allow_irreversible, downgrade) -> None:
         self.settings, self.target, self.record, self.lock = settings, target, record, lock
         self.say, self.progress = say, progress
-        self.allow_irreversible = allow_irreversible
+        self.allow_irreversible, self.downgrade = allow_irreversible, downgrade
         self.backup_path: Path | None = None
 
     @functools.cached_property
     def pending(self) -> list[str]:
+        """The revisions to apply (or, downgrading, to revert, newest first)."""
         script = migrate.script_directory(self.settings)
-        return [step.revision for step in migrate.pending(script, tuple(self.record.from_revision), self.target)]
+        current = tuple(self.record.from_revision)
+        steps = (migrate.downgrade_steps(script, current, self.target) if self.downgrade
+                 else migrate.pending(script, current, self.target))
+        return [step.revision for step in steps]
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        if not self.downgrade:
+            return self.settings.deploy_steps
+        # The service keeps running the code it has; a downgrade only changes the schema.
+        return tuple("downgrade" if name == "upgrade" else name
+                     for name in self.settings.deploy_steps if name != "restart")
 
     def execute(self) -> None:
         record = self.record
-        for name in self.settings.deploy_steps:
+        for name in self.steps:
             started = time.monotonic()
             self.say(f"▶ {name}")
             try:
@@ -302,9 +318,8 @@ class _DeployRun:
             record_update(self.lock.connection, record)
         record.status = SUCCEEDED
         record.to_revision = list(migrate.current(self.settings))
-        applied = len(record.applied)
-        record.message = (f"deployed {applied} revision(s); {self.settings.database} is at "
-                          f"{', '.join(record.to_revision) or 'base'}")
+        record.message = (f"{'reverted' if self.downgrade else 'deployed'} {len(record.applied)} revision(s); "
+                          f"{self.settings.database} is at {', '.join(record.to_revision) or 'base'}")
 
     # ---- steps: each returns a one-line detail or raises
 
@@ -312,19 +327,19 @@ class _DeployRun:
         from .ddl_guard import check as ddl_check
         from .undo.capture import preflight_problems
 
-        report = run_check(self.settings, own_deploy=self.record.id)
+        report = run_check(self.settings, own_deploy=self.record.id, rehearse=False)
         if not report.ok:
             raise _StepError("; ".join(f"{item.name}: {item.detail}" for item in report.failures))
-        for statement in ddl_check(self.settings, self.target):
+        for statement in ddl_check(self.settings, self.target, self.downgrade):
             self.say(f"  ddl: {statement.describe()}")
-        problems = preflight_problems(self.settings, self.target)
+        problems = preflight_problems(self.settings, self.target, self.downgrade)
         if problems and not self.allow_irreversible:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise _StepError(f"{problems[0]}{more}: rewrite it, or deploy with --allow-irreversible to run it "
                              "anyway (a rollback then names it as not undone)")
         for problem in problems:
             self.say(f"  ⚠️  irreversible, allowed: {problem}")
-        return f"checks passed; {len(self.pending)} revision(s) to apply" + (
+        return f"checks passed; {len(self.pending)} revision(s) to {'revert' if self.downgrade else 'apply'}" + (
             f": {', '.join(self.pending)}" if self.pending else "")
 
     def step_backup(self) -> str:
@@ -345,15 +360,25 @@ class _DeployRun:
 
         capture = DeployCapture(self.lock.connection, self.record.id, self.allow_irreversible,
                                 lambda line: self.say(f"    {line}"))
-        applied = migrate.upgrade(self.settings, self.target, on_step=before_each, lock=self.lock,
-                                  deploy_id=self.record.id, capture=capture)
+        run = migrate.downgrade if self.downgrade else migrate.upgrade
+        applied = run(self.settings, self.target, on_step=before_each, lock=self.lock, deploy_id=self.record.id,
+                      capture=capture)
         self.record.applied = applied
-        return f"applied {len(applied)} revision(s)" if applied else "skipped: nothing to apply"
+        if not applied:
+            return "skipped: nothing to apply"
+        return f"{'reverted' if self.downgrade else 'applied'} {len(applied)} revision(s)"
+
+    step_downgrade = step_upgrade
 
     def step_verify(self) -> str:
         from .verify import verify
 
-        report = verify(self.settings, self.target)
+        if self.downgrade:
+            script = migrate.script_directory(self.settings)
+            expected = migrate.heads_without(script, tuple(self.record.from_revision), set(self.pending))
+        else:
+            expected = None
+        report = verify(self.settings, self.target, expected)
         if not report.ok:
             raise _StepError("; ".join(f"{item.name}: {item.detail}" for item in report.failures))
         return "; ".join(f"{item.name} ok" for item in report.items)
@@ -369,7 +394,7 @@ class _DeployRun:
     def _fail(self, step: str, exc: Exception, message: str) -> None:
         record = self.record
         record.to_revision = list(migrate.current(self.settings)) if _reachable(self.settings) else None
-        if step not in ("upgrade", "verify"):
+        if step not in ("upgrade", "downgrade", "verify"):
             record.status = FAILED
             state = ("unchanged" if step in ("preflight", "backup") else
                      f"at {', '.join(record.to_revision or []) or 'base'} (upgraded; restart failed)")

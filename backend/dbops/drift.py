@@ -220,7 +220,8 @@ def _describe(entry, left: str, right: str, metadata: MetaData) -> Difference | 
     return Difference(getattr(entry[1], "name", "?") if len(entry) > 1 else "?", kind, f"differs ({kind})")
 
 
-def models_against(connection: Connection, left: str = MODELS, right: str = LIVE) -> list[Difference]:
+def models_against(connection: Connection, ignored: migrate.IgnoredTables, left: str = MODELS,
+                   right: str = LIVE) -> list[Difference]:
     """What autogenerate would change to bring the database to the models."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
@@ -229,7 +230,7 @@ def models_against(connection: Connection, left: str = MODELS, right: str = LIVE
 
     context = MigrationContext.configure(
         connection,
-        opts={"compare_type": True, "compare_server_default": True, "include_name": migrate.include_name},
+        opts={"compare_type": True, "compare_server_default": True, "include_name": ignored.include_name},
     )
     described = (_describe(entry, left, right, Base.metadata) for entry in compare_metadata(context, Base.metadata))
     return sorted((difference for difference in described if difference), key=lambda d: (d.table, d.item))
@@ -320,13 +321,14 @@ def drift(settings: Settings) -> DriftReport:
     """Compare the models, the migrations at head (in a scratch database) and the live database."""
     require_configured(settings)
     head = migrate.single_head(migrate.script_directory(settings))
+    ignored = migrate.ignored_tables(settings)
     with connect(settings) as connection:
         live_revision = migrate.current_heads(connection)
-        live_snapshot = schema_snapshot(connection, settings.database, migrate.TOOL_TABLES)
-        models_vs_live = models_against(connection, MODELS, LIVE)
+        live_snapshot = schema_snapshot(connection, settings.database, ignored)
+        models_vs_live = models_against(connection, ignored, MODELS, LIVE)
     with migrate.scratch_database(settings, "head") as scratch, connect(scratch) as connection:
-        scratch_snapshot = schema_snapshot(connection, scratch.database, migrate.TOOL_TABLES)
-        models_vs_migrations = models_against(connection, MODELS, MIGRATIONS)
+        scratch_snapshot = schema_snapshot(connection, scratch.database, ignored)
+        models_vs_migrations = models_against(connection, ignored, MODELS, MIGRATIONS)
 
     report = DriftReport(settings.database, head, live_revision, [
         Comparison(MODELS, MIGRATIONS, models_vs_migrations),

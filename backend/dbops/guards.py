@@ -50,6 +50,20 @@ def confirm_deploy(settings: Settings, yes: bool = False, ask: Ask | None = None
         raise Refused("the name typed did not match: nothing changed")
 
 
+def confirm_protected(settings: Settings, action: str, yes: bool = False, allow_production: bool = False,
+                      ask: Ask | None = None) -> None:
+    """On a protected environment: the database name typed back at a terminal, or --yes with
+    --allow-production; elsewhere nothing is asked."""
+    if not settings.is_protected or (yes and allow_production):
+        return
+    if ask is None or yes:
+        raise Refused(f"{action} of {settings.database!r} on the protected {settings.environment} environment needs "
+                      "confirmation: run it in a terminal, or pass --yes --allow-production")
+    answer = ask(f"⚠️  {action} on {settings.environment} {settings.describe()}. Type the database name to go on: ")
+    if answer.strip() != settings.database:
+        raise Refused("the name typed did not match: nothing changed")
+
+
 def confirm_settle(settings: Settings, yes: bool = False, ask: Ask | None = None) -> None:
     """Settling drops what would let a person undo a deploy by hand: asked first, or --yes."""
     if yes:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,9 +56,23 @@ def validate_revision_argument(value: str) -> str:
     return value
 
 
-def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
-    """Autogenerate filter: leave the tool's own tables alone."""
-    return not (type_ == "table" and name in TOOL_TABLES)
+class IgnoredTables:
+    """Tables verify, drift, autogenerate and the preflight leave alone: the tool's own and
+    those UNMANAGED_TABLES declares (names or fnmatch patterns)."""
+
+    def __init__(self, patterns: Sequence[str] = ()) -> None:
+        self.patterns = tuple(patterns)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in TOOL_TABLES or any(fnmatchcase(name, p) for p in self.patterns))
+
+    def include_name(self, name: str | None, type_: str, parent_names: dict) -> bool:
+        """Alembic's include_name hook."""
+        return not (type_ == "table" and name in self)
+
+
+def ignored_tables(settings: Settings) -> IgnoredTables:
+    return IgnoredTables(settings.unmanaged_tables)
 
 
 def process_revision_directives(context, revision, directives) -> None:
@@ -203,6 +218,13 @@ def applied_revisions(script: ScriptDirectory, current_revisions: Sequence[str])
             return {rev.revision for rev in script.revision_map.iterate_revisions(tuple(current_revisions), "base")}
         except KeyError as exc:
             raise RevisionError(f"the database is at a revision the code does not know: {exc}") from None
+
+
+def heads_without(script: ScriptDirectory, current_revisions: Sequence[str], reverted: set[str]) -> tuple[str, ...]:
+    """The revisions alembic_version holds once the reverted ones are undone."""
+    left = applied_revisions(script, current_revisions) - reverted
+    below = {parent for revision in left for parent in _as_tuple(script.get_revision(revision).down_revision)}
+    return tuple(sorted(left - below))
 
 
 def _is_known(script: ScriptDirectory, revision_id: str) -> bool:
@@ -401,12 +423,13 @@ def downgrade(
     on_step: StepHook | None = None,
     lock: HeldLock | None = None,
     deploy_id: str | None = None,
+    capture: DeployCapture | None = None,
 ) -> list[str]:
     """Revert revisions down to target (default: one step); return those reverted, newest first."""
     validate_revision_argument(target)
     return _run_steps(
         settings, lock, f"downgrade to {target}", lambda script, now: downgrade_steps(script, now, target),
-        "downgrade", on_step, deploy_id,
+        "downgrade", on_step, deploy_id, capture,
     )
 
 
@@ -451,6 +474,39 @@ def offline_sql(settings: Settings, start: str, end: str, downgrade: bool = Fals
     return config.output_buffer.getvalue()
 
 
+def offline_steps(settings: Settings, target: str, downgrade: bool = False) -> Iterator[tuple[Script, str | None]]:
+    """Each revision an upgrade to (or a downgrade down to) target would run, in order, with its
+    SQL rendered offline; None for a revision that reads the database to decide what to run."""
+    script = script_directory(settings)
+    now = current(settings)
+    steps = downgrade_steps(script, now, target) if downgrade else pending(script, now, target)
+    previous = ",".join(now) or "base"
+    for step in steps:
+        try:
+            sql = (offline_sql(settings, step.revision, one_step_below(step), downgrade=True) if downgrade
+                   else offline_sql(settings, previous, step.revision))
+        except DbOpsError:
+            sql = None
+        previous = step.revision
+        yield step, sql
+
+
+@contextmanager
+def empty_scratch(settings: Settings, purpose: str) -> Iterator[Settings]:
+    """A throwaway empty database on the configured server, with the live one's character set
+    when it exists; dropped afterwards."""
+    import secrets
+
+    from .admin import create_database, drop_database
+
+    scratch = replace(settings, database=f"{settings.database[:40]}_{purpose}_{secrets.token_hex(4)}")
+    create_database(scratch, like=settings.database)
+    try:
+        yield scratch
+    finally:
+        drop_database(scratch)
+
+
 @contextmanager
 def scratch_database(settings: Settings, target: str = "head") -> Iterator[Settings]:
     """A throwaway database on the configured server, upgraded to target, dropped afterwards.
@@ -458,23 +514,14 @@ def scratch_database(settings: Settings, target: str = "head") -> Iterator[Setti
     Autogenerate compares the models with it (like Atlas's dev database), so a revision
     never depends on the state of a developer's own database.
     """
-    import secrets
-
     from alembic import command
 
-    from .admin import create_database, drop_database
-
-    name = f"{settings.database[:40]}_autogen_{secrets.token_hex(4)}"
-    scratch = replace(settings, database=name)
-    create_database(scratch)
-    try:
+    with empty_scratch(settings, "autogen") as scratch:
         if target != "base":
             with migration_connection(scratch) as (config, connection):
                 command.upgrade(config, target)
                 connection.commit()
         yield scratch
-    finally:
-        drop_database(scratch)
 
 
 def revision(settings: Settings, message: str, autogenerate: bool = True) -> Path | None:
@@ -532,6 +579,6 @@ def autogenerate_diff(settings: Settings) -> list:
     with connect(settings) as connection:
         context = MigrationContext.configure(
             connection,
-            opts={"compare_type": True, "compare_server_default": True, "include_name": include_name},
+            opts={"compare_type": True, "compare_server_default": True, "include_name": ignored_tables(settings).include_name},
         )
         return compare_metadata(context, Base.metadata)

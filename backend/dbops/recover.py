@@ -114,9 +114,9 @@ def _converge_half_applied(settings: Settings, held: HeldLock, left: list, mode:
         converged = converge(settings, reference)
         align_column_order(settings, scratch, sorted(reference.tables))
         with connect(scratch) as connection:
-            wanted = schema_snapshot(connection, scratch.database, exclude=migrate.TOOL_TABLES)
+            wanted = schema_snapshot(connection, scratch.database, exclude=migrate.ignored_tables(settings))
     with connect(settings) as connection:
-        live = schema_snapshot(connection, settings.database, exclude=migrate.TOOL_TABLES)
+        live = schema_snapshot(connection, settings.database, exclude=migrate.ignored_tables(settings))
     # The journal first: stamp would otherwise mark the entry merely 'resolved'.
     for stale in left:
         journal.finish(held.connection, stale.id, journal.UNDONE if mode == "undo" else journal.APPLIED,

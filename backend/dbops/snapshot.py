@@ -9,6 +9,7 @@ literals; integer display widths are dropped.
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from typing import TYPE_CHECKING, Any
 
 from .identifiers import quote_identifier
@@ -48,7 +49,7 @@ def _rows(connection: Connection, sql: str, database: str) -> list:
     return list(connection.execute(text(sql), {"db": database}))
 
 
-def schema_snapshot(connection: Connection, database: str, exclude: frozenset[str] | set[str] = frozenset()) -> Snapshot:
+def schema_snapshot(connection: Connection, database: str, exclude: Container[str] = frozenset()) -> Snapshot:
     """Tables with columns, indexes, foreign keys and checks of one database."""
     tables: Snapshot = {}
     for name, engine, collation in _rows(

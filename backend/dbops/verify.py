@@ -8,8 +8,9 @@ from .check import CheckReport
 from .connection import connect
 
 
-def verify(settings: Settings, target: str = "head") -> CheckReport:
-    """The database is at target, passes the smoke SQL and matches the models at head.
+def verify(settings: Settings, target: str = "head", expected: tuple[str, ...] | None = None) -> CheckReport:
+    """The database is at target (or at the expected revisions), passes the smoke SQL and
+    matches the models at head.
 
     Row counts are not compared: the application keeps writing and deleting during a deploy,
     and the rows the deploy's own statements touched are in its undo log.
@@ -18,7 +19,8 @@ def verify(settings: Settings, target: str = "head") -> CheckReport:
 
     report = CheckReport()
     script = migrate.script_directory(settings)
-    expected = migrate.resolve_target(script, target)
+    if expected is None:
+        expected = migrate.resolve_target(script, target)
     with connect(settings) as connection:
         current = migrate.current_heads(connection)
         at_target = set(current) == set(expected)

@@ -138,8 +138,35 @@ def test_deploy_to_production_asks_or_takes_yes(protected, mysql_server):
     code, shown = run_in_terminal(env, "db.deploy", "--to", F1, answer=name)
     assert code == 0 and "✅" in shown, shown
     assert query(mysql_server, "SELECT version_num FROM alembic_version", database=name) == [(F1,)]
-    downgraded = run_invoke(env, "db.downgrade", "-r", "-1")
+    # A downgrade on production is guarded as a deploy is, and runs as one: backup, steps, verify, record.
+    for flags in ((), ("--yes",), ("--allow-production",)):
+        line = assert_one_error_line(run_invoke(env, "db.downgrade", "-r", "-1", *flags))
+        assert "needs confirmation" in line and "--yes --allow-production" in line, line
+    assert query(mysql_server, "SELECT version_num FROM alembic_version", database=name) == [(F1,)]
+    downgraded = run_invoke(env, "db.downgrade", "-r", "-1", "--yes", "--allow-production")
     assert downgraded.returncode == 0, downgraded.output
+    for step in ("▶ preflight", "▶ backup", "▶ downgrade", "▶ verify", f"← {F1}", "✅ reverted 1 revision(s)"):
+        assert step in downgraded.stdout, downgraded.output
+    assert "▶ restart" not in downgraded.stdout
+    assert server_state(mysql_server, name) == before
+    [record] = query(mysql_server, "SELECT target, status, backup_file FROM alembic_deploys ORDER BY started_at DESC "
+                     "LIMIT 1", database=name)
+    assert record[:2] == ("down:-1", "succeeded") and Path(record[2]).is_file(), record
+
+
+def test_stamp_on_production_asks(protected, mysql_server):
+    name, _, env = protected
+    env = {**env, "APP_ENV": "production"}
+    before = server_state(mysql_server, name)
+    line = assert_one_error_line(run_invoke(env, "db.stamp", "-r", "base"))
+    assert "needs confirmation" in line, line
+    code, shown = run_in_terminal(env, "db.stamp", "-r", "base", answer=f"{name}x")
+    assert code != 0 and PROMPT in shown and "did not match" in shown, shown
+    assert server_state(mysql_server, name) == before
+    version = before["database"]["versions"][0]
+    code, shown = run_in_terminal(env, "db.stamp", "-r", version, answer=name)
+    assert code == 0 and f"stamped at {version}" in shown, shown
+    assert server_state(mysql_server, name) == before
 
 
 def test_elsewhere_a_terminal_asks_for_the_name(protected, mysql_server):

@@ -95,7 +95,7 @@ def refusal(session: Session, action: statements.Action, created: set[str]) -> s
     return ""
 
 
-def preflight_problems(settings, target: str = "head") -> list[str]:
+def preflight_problems(settings, target: str = "head", downgrade: bool = False) -> list[str]:
     """Pending statements a rollback could not undo, found in the revisions' offline SQL before anything runs.
 
     A revision that reads the database to decide what to write renders no offline SQL for
@@ -105,20 +105,15 @@ def preflight_problems(settings, target: str = "head") -> list[str]:
     from ..connection import connect
     from ..sql import SQLSyntaxError, split_statements
 
-    script = migrate.script_directory(settings)
-    current = migrate.current(settings)
     problems: list[str] = []
     created: set[str] = set()
-    previous = ",".join(current) or "base"
     with connect(settings) as connection:
         session = Session.of(connection)
-        for step in migrate.pending(script, current, target):
+        for step, sql in migrate.offline_steps(settings, target, downgrade):
             try:
-                sql = migrate.offline_sql(settings, previous, step.revision)
-                found = split_statements(sql)
-            except (DbOpsError, SQLSyntaxError):
+                found = split_statements(sql or "")
+            except SQLSyntaxError:
                 found = []
-            previous = step.revision
             for text in found:
                 action = statements.classify(text)
                 if action.kind == statements.NONE or any(name in TOOL_TABLES for name in action.names):
