@@ -356,7 +356,7 @@ class _DeployRun:
         from .undo.capture import DeployCapture
 
         def before_each(step, direction: str) -> None:
-            self.say(f"  → {step.revision}  {(step.doc or '').strip()}")
+            self.say(f"  {'→' if direction == 'upgrade' else '←'} {step.revision}  {(step.doc or '').strip()}")
 
         capture = DeployCapture(self.lock.connection, self.record.id, self.allow_irreversible,
                                 lambda line: self.say(f"    {line}"))
