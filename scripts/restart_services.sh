@@ -49,7 +49,8 @@ echo "$new_pid" >"$pid_file"
 deadline=$(( SECONDS + start_seconds ))
 until new_log | grep -q '^serving '; do
     if ! running "$new_pid"; then
-        echo "the app exited before listening: $(new_log | grep -v '^[[:space:]]*$' | tail -n 1)" >&2
+        cause="$(new_log | grep -v '^[[:space:]]*$' | tail -n 1 || true)"
+        echo "the app exited before listening: ${cause:-nothing in $log_file}" >&2
         exit 1
     fi
     if (( SECONDS >= deadline )); then
