@@ -1,12 +1,15 @@
 """The emotional_chat backend service; for now it answers the health check over the database.
 
 `python -m backend.app` (or `invoke app.run`) serves on APP_HOST:APP_PORT until SIGTERM or
-Ctrl-C. GET /health answers 200 with the revision the database is at, 503 when the database
-cannot be reached; any other path 404. Settings come from backend.config as for every task.
+Ctrl-C. GET /health answers 200 with the revision the database is at, its pid and the
+APP_START_ID it was started with (app.restart checks it answers the one it gave), 503 when
+the database cannot be reached; any other path 404. Settings come from backend.config as for
+every task.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -43,6 +46,7 @@ class Service(ThreadingHTTPServer):
             "revision": ",".join(revisions) or "base",
             "pid": os.getpid(),
             "started_at": self.started_at,
+            "start_id": self.settings.app_start_id,
         }
 
 
@@ -77,7 +81,9 @@ def serve(
     try:
         service = Service(settings, (host, port))
     except OSError as exc:
-        raise ServiceError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        why = f"port {port} is already in use by another process" if exc.errno == errno.EADDRINUSE else \
+            exc.strerror or str(exc)
+        raise ServiceError(f"cannot listen on {host}:{port}: {why}") from None
     stop = threading.Event()
     # An inherited SIG_IGN stays: a service started in the background survives Ctrl-C in that terminal.
     signals = [number for number in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(number) is not signal.SIG_IGN]

@@ -12,6 +12,7 @@ This is the only module that reads os.environ.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -80,6 +81,8 @@ class Settings:
     health_command: str = ""  # instead of the URL when set
     health_timeout: float = 5.0
     health_retries: int = 10
+    # Set by app.restart for the service it starts, which answers it on /health (APP_START_ID).
+    app_start_id: str = ""
     # "config", "environment" or "sandbox": told to the user by db.check.
     source: str = "defaults"
 
@@ -109,12 +112,17 @@ class Settings:
 
 # Never passed on to child processes (dump clients, the restart command, the service).
 SECRET_VARIABLES = frozenset({"MYSQL_PASSWORD", "MYSQL_PWD"})
+# The number of an inherited pipe holding the password: how app.restart hands its password to
+# the service it starts without a command line or an environment showing it.
+PASSWORD_FD_VARIABLE = "MYSQL_PASSWORD_FD"
+# A value new at each app.restart, in the environment of the service it starts.
+START_ID_VARIABLE = "APP_START_ID"
 
 
 def child_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a child process: ours, without the password."""
+    """The environment for a child process: ours, without the password (nor the pipe it came on)."""
     env = os.environ if environ is None else environ
-    return {key: value for key, value in env.items() if key not in SECRET_VARIABLES}
+    return {key: value for key, value in env.items() if key not in SECRET_VARIABLES | {PASSWORD_FD_VARIABLE}}
 
 
 def search_path() -> str:
@@ -126,6 +134,18 @@ def debug_requested(environ: Mapping[str, str] | None = None) -> bool:
     """DB_DEBUG=1 asks for tracebacks; checked before Settings exist, since loading may fail."""
     env = os.environ if environ is None else environ
     return str(env.get("DB_DEBUG", "")).strip().lower() in TRUE_WORDS
+
+
+@functools.cache
+def _password_from_descriptor(value: str) -> str:
+    """What the pipe named by MYSQL_PASSWORD_FD holds: read to its end and closed on the first
+    load, remembered for the later ones (`invoke` loads the settings for each task)."""
+    try:
+        with os.fdopen(int(value), "rb") as source:
+            return source.read().decode("utf-8", "surrogateescape")
+    except (ValueError, OSError):
+        raise ConfigError(f"{PASSWORD_FD_VARIABLE}={value!r} does not name an open file descriptor to read "
+                          "the password from") from None
 
 
 def _read_sandbox_state(path: Path) -> dict[str, str]:
@@ -203,8 +223,13 @@ def _deploy_settings(values: Mapping[str, str], environment: str) -> dict:
 def load_settings(
     environ: Mapping[str, str] | None = None, config_file: str | Path | None = None
 ) -> Settings:
-    """Build Settings from the environment, a dotenv file and the sandbox state."""
+    """Build Settings from the environment, a dotenv file and the sandbox state.
+
+    A password on the pipe named by MYSQL_PASSWORD_FD counts as the environment's MYSQL_PASSWORD.
+    """
     env = dict(os.environ if environ is None else environ)
+    if env.get(PASSWORD_FD_VARIABLE):
+        env["MYSQL_PASSWORD"] = _password_from_descriptor(env[PASSWORD_FD_VARIABLE])
     path = _path(config_file or env.get("DB_CONFIG_FILE") or "config.env")
     if env.get("DB_CONFIG_FILE") and not path.is_file():
         raise ConfigError(f"config file {path} named by DB_CONFIG_FILE does not exist")
@@ -244,5 +269,6 @@ def load_settings(
         versions_dir=_path(merged.get("MIGRATIONS_DIR") or "alembic/versions"),
         config_file=path if path.is_file() else None,
         sandbox_dir=sandbox_dir,
+        app_start_id=env.get(START_ID_VARIABLE, "").strip(),
         source=source or "defaults",
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,8 +43,10 @@ def _wait_for_health(base_url: str, timeout: float = 15) -> tuple[int, dict]:
 
 
 @contextmanager
-def _process(env: dict[str, str], *args: str):
-    process = subprocess.Popen([sys.executable, "-m", *args], cwd=PROJECT_ROOT, env=env,
+def _process(env: dict[str, str], module: str, *args: str):
+    """python -m module args; an empty module runs the code in args[0] (python -c)."""
+    command = [sys.executable, "-m", module, *args] if module else [sys.executable, "-c", *args]
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         yield process
@@ -102,6 +103,8 @@ def test_restart_starts_then_replaces_the_service_without_the_password(created_d
     assert "revision base" in first.stdout
     old = app_pid(pid_file)
     assert old and pid_alive(old)
+    old_start = _get(f"{_base_url(app_env)}/health")[1]["start_id"]
+    assert old_start
 
     # The service has the password from the config file only: not in its environment nor command line.
     environ = Path(f"/proc/{old}/environ").read_bytes()
@@ -112,7 +115,8 @@ def test_restart_starts_then_replaces_the_service_without_the_password(created_d
     assert second.returncode == 0, second.output
     new = app_pid(pid_file)
     assert new and new != old and not pid_alive(old)
-    assert _get(f"{_base_url(app_env)}/health")[1]["pid"] == new
+    status, body = _get(f"{_base_url(app_env)}/health")
+    assert body["pid"] == new and body["start_id"] and body["start_id"] != old_start
     log = Path(app_env["APP_LOG_FILE"]).read_text()
     assert "GET /health" in log
     _assert_secret_free(first.output + second.output + log, created_database.password)
@@ -154,12 +158,59 @@ def test_restart_fails_cleanly_when_nothing_answers(app_env, invoke):
     assert "'localhost:8000/health' is not an http(s) URL" in assert_one_error_line(bad)
 
 
-def test_restart_reports_a_service_that_cannot_start(app_env, invoke):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", int(app_env["APP_PORT"])))
-        taken.listen()
-        line = assert_one_error_line(invoke("app.restart", env=app_env))
-    assert "the app exited at once" in line and "Address already in use" in line
+# A stand-in for another service on the port: answers every GET with a /health-like body and its own pid.
+OTHER_SERVICE = """
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        data = json.dumps({**json.loads(sys.argv[2]), "pid": os.getpid()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        print("request", flush=True)
+
+server = HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+print("listening", flush=True)
+server.serve_forever()
+"""
+
+
+@contextmanager
+def _other_service(port: str, body: dict):
+    """Another process listening on port, answering body (and its pid) to every GET."""
+    with _process(os.environ, "", OTHER_SERVICE, port, json.dumps(body)) as process:
+        assert process.stdout.readline() == "listening\n", process.stderr.read()
+        yield process
+
+
+def test_restart_reports_at_once_that_another_process_holds_the_port(created_database, app_env, invoke):
+    port = app_env["APP_PORT"]
+    # What an older service would answer: healthy, at another revision.
+    with _other_service(port, {"status": "ok", "revision": "0123abcd4567"}) as other:
+        result = invoke("app.restart", "--expect-revision", "base", env={**app_env, "HEALTH_RETRIES": "30"})
+        line = assert_one_error_line(result)
+        other.kill()
+        # Reported by the restart itself, from the started service's log: no health check ran.
+        assert other.stdout.read() == ""
+    assert "restart_services.sh failed with exit code 1" in line and "health check" not in line, line
+    assert f"port {port} is already in use by another process" in line, line
+    assert f"port {port} is already in use by another process" in Path(app_env["APP_LOG_FILE"]).read_text()
+
+
+def test_the_health_check_knows_the_service_it_started(created_database, app_env, invoke):
+    """A healthy answer, of the expected revision, from a process the restart did not start is refused."""
+    port = app_env["APP_PORT"]
+    env = {**app_env, "RESTART_COMMAND": "true", "HEALTH_RETRIES": "2"}
+    body = {"status": "ok", "database": created_database.database, "revision": "base"}
+    with _other_service(port, body) as other:
+        line = assert_one_error_line(invoke("app.restart", "--expect-revision", "base", env=env))
+    assert "after 2 attempt(s)" in line, line
+    assert f"answered by another process (pid {other.pid}), not the one RESTART_COMMAND started" in line, line
 
 
 def test_app_run_serves_in_the_foreground_until_sigterm(created_database, app_env):

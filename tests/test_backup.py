@@ -250,6 +250,43 @@ def test_a_backup_of_another_database_is_refused(invoke, seeded, mysql_server, o
     assert checksums(mysql_server, seeded.database) == before
 
 
+SERVER_NAMES = {"mariadb": "MariaDB", "mysql": "MySQL"}
+
+
+@pytest.mark.parametrize("edited", ["database", "server_version", "server_flavour"])
+def test_a_manifest_that_disagrees_with_the_dump_header_is_refused(invoke, seeded, mysql_server, other_database,
+                                                                  edited):
+    """A manifest edited to name another database (here: a backup of another database made to look
+    like one of the configured database) or another server is refused by the dump's own header."""
+    if edited == "database":
+        other = replace(seeded, database=other_database)
+        admin.create_database(other)
+        migrate.upgrade(other)
+        path = backup(other).path
+    else:
+        path = backup(seeded).path
+    manifest = json.loads(manifest_path(path).read_text())
+    server = f"{SERVER_NAMES[manifest['server_flavour']]} {manifest['server_version']}"
+    claimed = {
+        "database": {"database": seeded.database},
+        "server_version": {"server_version": "5.0.1"},
+        "server_flavour": {"server_flavour": "mysql" if manifest["server_flavour"] == "mariadb" else "mariadb"},
+    }[edited]
+    _edit_manifest(path, **claimed)
+    run_sql(mysql_server, seeded.database, "DELETE FROM chat_messages")
+    before, names = checksums(mysql_server, seeded.database), tables(mysql_server, seeded.database)
+    line = assert_one_error_line(invoke("db.restore", str(path), "--yes", env=backup_env(seeded)))
+    if edited == "database":
+        expected = f"{path.name} is a dump of database {other_database!r}, its manifest says {seeded.database!r}"
+    else:
+        edited_manifest = {**manifest, **claimed}
+        expected = (f"{path.name} was dumped from {server}, its manifest says "
+                    f"{SERVER_NAMES[edited_manifest['server_flavour']]} {edited_manifest['server_version']}")
+    assert expected in line, line
+    assert checksums(mysql_server, seeded.database) == before
+    assert tables(mysql_server, seeded.database) == names
+
+
 def test_verify_reads_the_whole_stream(seeded, tmp_path):
     """A manifest that matches the bytes is not enough: the file must decompress and end like a dump."""
     path = backup(seeded).path

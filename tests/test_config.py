@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -65,6 +66,21 @@ def test_nothing_configured(tmp_path):
 def test_malformed_values(tmp_path, environ, message):
     with pytest.raises(ConfigError, match=message):
         load_settings({**environ, "SANDBOX_DIR": str(tmp_path)}, config_file=tmp_path / "none.env")
+
+
+def test_a_password_on_a_pipe_wins_over_the_environment_and_the_file(tmp_path):
+    config = tmp_path / "config.env"
+    config.write_text("MYSQL_DATABASE=app\nMYSQL_PASSWORD=filepw\n")
+    read_end, write_end = os.pipe()
+    os.write(write_end, "p@ss w0rd\n;é".encode())
+    os.close(write_end)
+    environ = {"MYSQL_PASSWORD_FD": str(read_end), "MYSQL_PASSWORD": "envpw", "APP_START_ID": "abc"}
+    settings = load_settings(environ, config_file=config)
+    assert settings.password == "p@ss w0rd\n;é" and settings.app_start_id == "abc"
+    with pytest.raises(OSError):
+        os.fstat(read_end)  # read once, then closed
+    with pytest.raises(ConfigError, match="MYSQL_PASSWORD_FD='x' does not name an open file descriptor"):
+        load_settings({"MYSQL_PASSWORD_FD": "x"}, config_file=config)
 
 
 def test_password_never_in_repr_or_description():

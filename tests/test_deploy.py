@@ -295,6 +295,23 @@ def test_full_pipeline_restarts_the_app_and_probes_its_health(app_env, mysql_ser
         assert json.loads(response.read())["revision"] == HEAD
 
 
+def test_the_restarted_service_uses_the_password_the_deploy_used(app_env, cli_env, mysql_server, tmp_path):
+    """MYSQL_PASSWORD exported and no config file: the service the deploy restarts connects with that
+    password, which shows neither on its command line nor in its environment."""
+    env = {**app_env, "DB_CONFIG_FILE": cli_env["DB_CONFIG_FILE"], "BACKUP_DIR": str(tmp_path / "backups"),
+           "HEALTH_RETRIES": "20"}
+    assert Path(env["DB_CONFIG_FILE"]).read_text() == "" and env["MYSQL_PASSWORD"] == mysql_server.password
+    assert run_invoke(env, "db.create").returncode == 0
+    result = run_invoke(env, "db.deploy")
+    assert result.returncode == 0, result.output
+    assert f"revision {HEAD}" in result.stdout
+    with urllib.request.urlopen(f"http://127.0.0.1:{env['APP_PORT']}/health", timeout=5) as response:
+        body = json.loads(response.read())
+    assert body["revision"] == HEAD
+    seen = Path(f"/proc/{body['pid']}/environ").read_bytes() + Path(f"/proc/{body['pid']}/cmdline").read_bytes()
+    assert b"MYSQL_PASSWORD=" not in seen and mysql_server.password.encode() not in seen
+
+
 def test_failed_upgrade_does_not_restart(app_env, mysql_server, database_name, tmp_path):
     env = {**app_env, **versions_with(tmp_path, "halfway"), "BACKUP_DIR": str(tmp_path / "backups")}
     assert run_invoke(env, "db.create").returncode == 0

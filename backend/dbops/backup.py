@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING
 
 from ..config import Settings, child_environment
 from . import migrate
-from .connection import connect, require_configured, server_info
+from .connection import connect, parse_server_version, require_configured, server_info
 from .errors import BackupError
 from .identifiers import validate_identifier
 from .servers import find_program
@@ -51,6 +51,13 @@ PROGRESS_INTERVAL = 0.5
 COMPRESSED_SHARE = 0.5  # a compressed dump takes at most this share of data + index length
 TRAILER = b"-- Dump completed"
 TRAILER_WINDOW = 4096
+HEADER_WINDOW = 4096  # the dump client's header comment lies in its first few lines
+HOST_LINE = "-- Host: "
+DATABASE_FIELD = "    Database: "
+SERVER_LINE = "-- Server version"
+# MariaDB announces itself as 5.5.5-<version> to clients that do not strip the prefix.
+MARIADB_PREFIX = "5.5.5-"
+SERVER_NAMES = {"mariadb": "MariaDB", "mysql": "MySQL"}
 PARTIAL = ".partial"
 MANIFEST = ".json"
 DUMP_OPTIONS = (
@@ -345,12 +352,15 @@ def _decompress_command(compression: Compression, path: Path | None = None) -> l
 
 @dataclass
 class _DumpScan:
-    """One pass over a decompressed dump, in large chunks: its size and its last bytes."""
+    """One pass over a decompressed dump, in large chunks: its size, its first and its last bytes."""
 
     bytes: int = 0
+    head: bytes = b""
     tail: bytes = b""
 
     def feed(self, chunk: bytes) -> None:
+        if len(self.head) < HEADER_WINDOW:
+            self.head += chunk[: HEADER_WINDOW - len(self.head)]
         self.bytes += len(chunk)
         self.tail = (self.tail + chunk[-TRAILER_WINDOW:])[-TRAILER_WINDOW:]
 
@@ -378,6 +388,36 @@ def _check_trailer(path: Path, scan: _DumpScan) -> None:
         raise BackupError(f"backup {path.name} is incomplete: the dump does not end with '{TRAILER.decode()}'")
 
 
+def _dump_header(scan: _DumpScan) -> tuple[str | None, str | None]:
+    """(database, server version) as the dump client wrote them in its header; None when absent.
+
+    mariadb-dump and mysqldump both begin with "-- Host: H    Database: NAME" (the name as
+    given, in UTF-8) and "-- Server version<TAB>V".
+    """
+    database = server = None
+    for line in scan.head.decode("utf-8", "replace").splitlines():
+        if database is None and line.startswith(HOST_LINE) and DATABASE_FIELD in line:
+            database = line.split(DATABASE_FIELD, 1)[1]
+        elif server is None and line.startswith(SERVER_LINE):
+            server = line[len(SERVER_LINE):].strip().removeprefix(MARIADB_PREFIX)
+    return database, server
+
+
+def _check_header(path: Path, scan: _DumpScan, manifest: Manifest) -> None:
+    """The dump's own header names the manifest's database and server: a manifest cannot be swapped."""
+    database, server = _dump_header(scan)
+    if database is None or server is None:
+        raise BackupError(f"backup {path.name} has no dump header naming its database and server")
+    if database != manifest.database:
+        raise BackupError(f"backup {path.name} is a dump of database {database!r}, its manifest says "
+                          f"{manifest.database!r}: the manifest belongs to another backup or was edited")
+    dumped = parse_server_version(server)
+    if (dumped.flavour, dumped.version) != (manifest.server_flavour, manifest.server_version):
+        claimed = f"{SERVER_NAMES.get(manifest.server_flavour, manifest.server_flavour)} {manifest.server_version}"
+        raise BackupError(f"backup {path.name} was dumped from {dumped}, its manifest says {claimed}: "
+                          "the manifest belongs to another backup or was edited")
+
+
 def _check_file(path: Path, size: int, digest: str, compression: Compression) -> _DumpScan:
     """Size, sha256, a complete decompression and the dump's trailer; return what the pass read."""
     _check_digest(path, size, digest)
@@ -394,7 +434,8 @@ def verify_backup(path: str | Path, expected_database: str | None = None) -> Man
     """Check a backup without touching any database; return its manifest or raise BackupError.
 
     Manifest present and readable, of expected_database when given, file size and sha256 as
-    recorded, complete decompression, and the dump client's closing line.
+    recorded, complete decompression, the dump client's closing line, and its header naming
+    the manifest's database and server.
     """
     path = Path(path).absolute()
     manifest = read_manifest(path)
@@ -410,6 +451,7 @@ def verify_backup(path: str | Path, expected_database: str | None = None) -> Man
     if scan.bytes != manifest.uncompressed_bytes:
         raise BackupError(f"backup {path.name} decompresses to {scan.bytes} bytes, its manifest says "
                           f"{manifest.uncompressed_bytes}")
+    _check_header(path, scan, manifest)
     return manifest
 
 

@@ -1,12 +1,18 @@
 """Restart the application service and check its health: the deploy's last step.
 
 Commands run from the project root without a shell, and without the database password in
-their environment: the service reads it from the config file itself.
+their environment. RESTART_COMMAND gets the password the tool uses on an inherited pipe
+(its number in MYSQL_PASSWORD_FD), so the service it starts connects as the tool does
+whether the password came from the environment or a config file; and a new APP_START_ID,
+which the service answers on /health: the check then knows it hears the service just
+started, not another process holding the port.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shlex
 import subprocess
 import time
@@ -16,7 +22,7 @@ from dataclasses import dataclass, field
 from http.client import HTTPException
 from urllib.parse import urlsplit
 
-from ..config import PROJECT_ROOT, Settings, child_environment
+from ..config import PASSWORD_FD_VARIABLE, PROJECT_ROOT, START_ID_VARIABLE, Settings, child_environment
 from .errors import RestartError
 
 COMMAND_TIMEOUT = 60.0
@@ -51,8 +57,12 @@ def _first_line(text: str, settings: Settings) -> str:
     return line.replace(settings.password, "***") if settings.password else line
 
 
-def run_command(settings: Settings, command: str, name: str) -> float:
-    """Run the command line held by the setting `name`; return its duration, RestartError unless it exits 0."""
+def run_command(settings: Settings, command: str, name: str, env: dict[str, str] | None = None,
+                pass_fds: tuple[int, ...] = ()) -> float:
+    """Run the command line held by the setting `name`; return its duration, RestartError unless it exits 0.
+
+    env defaults to child_environment(); pass_fds are descriptors it inherits.
+    """
     try:
         args = shlex.split(command)
     except ValueError as exc:
@@ -62,8 +72,8 @@ def run_command(settings: Settings, command: str, name: str) -> float:
     started = time.monotonic()
     try:
         completed = subprocess.run(
-            args, cwd=PROJECT_ROOT, env=child_environment(), stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, errors="replace", timeout=COMMAND_TIMEOUT,
+            args, cwd=PROJECT_ROOT, env=child_environment() if env is None else env, pass_fds=pass_fds,
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=COMMAND_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
         raise RestartError(f"{name} {args[0]} did not finish within {COMMAND_TIMEOUT:.0f} s") from None
@@ -99,11 +109,13 @@ def _probe(opener: urllib.request.OpenerDirector, url: str, timeout: float) -> t
     return (_json_object(raw), "") if status == 200 else (None, f"HTTP {status}")
 
 
-def health_check(settings: Settings, expected_revision: str | None = None) -> HealthResult:
-    """HEALTH_COMMAND exits 0, or the health URL answers 200 (with expected_revision, when given).
+def health_check(settings: Settings, expected_revision: str | None = None,
+                 start_id: str | None = None) -> HealthResult:
+    """HEALTH_COMMAND exits 0, or the health URL answers 200 (with expected_revision and start_id, when given).
 
     The URL is retried up to HEALTH_RETRIES times with a growing delay, since the service
-    needs a moment to start. expected_revision applies to the URL only: a command is trusted.
+    needs a moment to start. expected_revision and start_id apply to the URL only: a command
+    is trusted.
     """
     started = time.monotonic()
     if settings.health_command:
@@ -119,9 +131,13 @@ def health_check(settings: Settings, expected_revision: str | None = None) -> He
     for attempt in range(1, settings.health_retries + 1):
         body, why = _probe(opener, url, settings.health_timeout)
         if body is not None:
-            if expected_revision is None or body.get("revision") == expected_revision:
+            if start_id is not None and body.get("start_id") != start_id:
+                why = (f"answered by another process (pid {body.get('pid', 'unknown')}), "
+                       "not the one RESTART_COMMAND started")
+            elif expected_revision is None or body.get("revision") == expected_revision:
                 return HealthResult(url, attempt, time.monotonic() - started, body)
-            why = f"revision {body.get('revision')} instead of {expected_revision}"
+            else:
+                why = f"revision {body.get('revision')} instead of {expected_revision}"
         if attempt < settings.health_retries:
             time.sleep(delay)
             delay = min(delay * 2, MAX_DELAY)
@@ -130,7 +146,31 @@ def health_check(settings: Settings, expected_revision: str | None = None) -> He
     )
 
 
+def _password_pipe(settings: Settings) -> int:
+    """The read end of a pipe holding the password, its write end closed."""
+    data = settings.password.encode("utf-8", "surrogateescape")
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # a password longer than the pipe's buffer fails, never hangs
+    try:
+        written = os.write(write_end, data) if data else 0
+    except BlockingIOError:
+        written = 0
+    finally:
+        os.close(write_end)
+    if written != len(data):
+        os.close(read_end)
+        raise RestartError("the password is too long to hand to RESTART_COMMAND on a pipe")
+    return read_end
+
+
 def restart(settings: Settings, expected_revision: str | None = None) -> RestartResult:
-    """Run RESTART_COMMAND, then health_check(); RestartError when either fails."""
-    seconds = run_command(settings, settings.restart_command, "RESTART_COMMAND")
-    return RestartResult(seconds, health_check(settings, expected_revision))
+    """Run RESTART_COMMAND (with the password on a pipe and a new APP_START_ID), then health_check()
+    of the service it started; RestartError when either fails."""
+    start_id = secrets.token_hex(16)
+    password = _password_pipe(settings)
+    try:
+        env = {**child_environment(), PASSWORD_FD_VARIABLE: str(password), START_ID_VARIABLE: start_id}
+        seconds = run_command(settings, settings.restart_command, "RESTART_COMMAND", env, (password,))
+    finally:
+        os.close(password)
+    return RestartResult(seconds, health_check(settings, expected_revision, start_id))

@@ -63,6 +63,16 @@ def wrong_database(path: Path, other: Path) -> str:
     return "is a backup of database"
 
 
+def manifest_names_this_database(path: Path, other: Path) -> str:
+    # The other database's dump under this one's file name, its own manifest edited to name this
+    # database (size and digest still right): only the dump's header tells.
+    database = json.loads(manifest_path(path).read_text())["database"]
+    path.write_bytes(other.read_bytes())
+    manifest_path(path).write_text(manifest_path(other).read_text())
+    _rewrite_manifest(path, database=database)
+    return "is a dump of database"
+
+
 def not_a_dump(path: Path, other: Path) -> str:
     data = subprocess.run(["zstd", "-q", "-c"], input=b"DROP TABLE users;\n", capture_output=True,
                           check=True).stdout
@@ -71,7 +81,8 @@ def not_a_dump(path: Path, other: Path) -> str:
     return "is incomplete"
 
 
-DAMAGE = [truncated, truncated_with_matching_manifest, corrupt, wrong_digest, wrong_database, not_a_dump]
+DAMAGE = [truncated, truncated_with_matching_manifest, corrupt, wrong_digest, wrong_database,
+          manifest_names_this_database, not_a_dump]
 
 
 @dataclass(frozen=True)
