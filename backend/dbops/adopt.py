@@ -132,6 +132,7 @@ def adopt(settings: Settings, revision: str = "head",
     """
     started = time.monotonic()
     adoption = compare(settings, revision)
+    seconds = time.monotonic() - started
     if not adoption.matches:
         return adoption
     confirm(adoption)
@@ -140,17 +141,17 @@ def adopt(settings: Settings, revision: str = "head",
 
     with migration_lock(settings, f"adopt {adoption.revision}") as held:
         was, live = _live_state(settings)
-        if (was, live) != (adoption.was, adoption.live):
+        if (sorted(was), live) != (sorted(adoption.was), adoption.live):
             raise RevisionError(f"{settings.database} changed while it was compared: nothing recorded; "
                                 "run `invoke db.adopt` again")
         migrate.stamp(settings, adoption.revision, lock=held)
-        _record(settings, held.connection, adoption, time.monotonic() - started)
+        _record(settings, held.connection, adoption, seconds)
     adoption.recorded = True
     return adoption
 
 
 def _record(settings: Settings, control: Connection, adoption: Adoption, seconds: float) -> None:
-    """The revisions' checksums in the journal, the adoption in the deploy history."""
+    """The revisions' checksums in the journal, the adoption (seconds: its comparison) in the deploy history."""
     from . import journal
     from .deploy import SUCCEEDED, DeployRecord, StepResult, record_start, record_update
 
