@@ -306,6 +306,35 @@ def reset(c, yes=False, allow_production=False):
     _say(f"✅ applied {len(applied)} revision(s); {settings.database} is at {', '.join(migrate.current(settings))}")
 
 
+@task(help={"revision": "Revision whose schema the database should have (default: head).", **DESTRUCTIVE_HELP})
+@cli_errors
+def adopt(c, revision="head", yes=False, allow_production=False):
+    """Adopt a database the old tool or a person made: record REV when its schema matches what REV builds (asks first).
+
+    Example: invoke db.adopt -r e9e7d98878ca
+    """
+    from backend.dbops import adopt as adoption
+    from backend.dbops.guards import confirm_adopt
+
+    settings = _settings()
+
+    def confirm(found) -> None:
+        _say(f"✅ the {len(found.tables)} table(s) of {found.database} match revision {found.revision} "
+             "(built in a scratch database)")
+        for note in found.notes:
+            _say(f"⚠️  {note.text()}: left as it is")
+        confirm_adopt(settings, found.revision, found.describe_was(), yes, allow_production, _ask())
+
+    result = adoption.adopt(settings, revision, confirm=confirm)
+    if not result.matches:
+        for difference in result.differences + result.notes:
+            _say(f"     {difference.text()}")
+        raise Exit(f"❌ {result.database} differs from revision {result.revision} in {len(result.differences)} "
+                   "place(s): nothing recorded", code=1)
+    _say(f"✅ {result.database} adopted at {result.revision} (alembic_version held {result.describe_was()}); "
+         "`invoke db.upgrade` applies the revisions after it")
+
+
 @task(
     help={
         "to": "Revision to deploy (default: head).",
@@ -624,8 +653,8 @@ def restore(c, file, into=None, replace=False, yes=False, allow_production=False
              f"{'; '.join(result.counts_differing[:5])}")
 
 
-db = Collection("db", init, check, current, history, heads, upgrade, downgrade, revision, merge, stamp, create, drop, reset, sql,
-                deploy, deploys, verify, recover, settle, backup, backups, restore, lint, drift)
+db = Collection("db", init, check, current, history, heads, upgrade, downgrade, revision, merge, stamp, adopt, create, drop,
+                reset, sql, deploy, deploys, verify, recover, settle, backup, backups, restore, lint, drift)
 
 
 # ---------------------------------------------------------------- sandbox

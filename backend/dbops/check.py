@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from . import journal, migrate
+from .adopt import adoption_hint
 from .connection import connect, require_configured, server_info
 from .errors import DbOpsError, UnknownDatabase
 
@@ -127,6 +128,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
             left = journal.unfinished(connection)
             recorded = journal.applied_checksums(connection)
             size = database_size(connection, settings.database)
+            to_adopt = None if left else adoption_hint(connection, script, current)
     except UnknownDatabase as exc:
         report.add("database", False, str(exc))
         return report
@@ -144,6 +146,9 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
     report.add("disk", free > needed,
                f"{_megabytes(free)} free in {settings.backup_dir}, a backup needs about {_megabytes(needed)}")
 
+    if to_adopt:
+        report.add("revision", False, to_adopt)
+        return report
     try:
         steps = migrate.pending(script, current, "heads" if len(heads) > 1 else "head") if heads else []
     except DbOpsError as exc:

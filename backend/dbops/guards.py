@@ -10,6 +10,18 @@ from .errors import Refused
 Ask = Callable[[str], str]
 
 
+def _allowed_without_asking(settings: Settings, action: str, database: str, yes: bool, allow_production: bool) -> bool:
+    """True: go on without asking. On a protected environment only with --yes and --allow-production (else Refused)."""
+    if settings.is_protected:
+        if yes and allow_production:
+            return True
+        raise Refused(
+            f"{action} of {database!r} refused on the protected {settings.environment} environment: "
+            "it needs both --yes and --allow-production"
+        )
+    return yes
+
+
 def confirm_destructive(
     settings: Settings,
     action: str,
@@ -23,14 +35,7 @@ def confirm_destructive(
     Outside production: the user types the database name back, or passes --yes.
     On a protected environment: --yes and --allow-production are both required.
     """
-    if settings.is_protected:
-        if yes and allow_production:
-            return
-        raise Refused(
-            f"{action} of {database!r} refused on the protected {settings.environment} environment: "
-            "it needs both --yes and --allow-production"
-        )
-    if yes:
+    if _allowed_without_asking(settings, action, database, yes, allow_production):
         return
     if ask is None:
         raise Refused(f"{action} of {database!r} needs confirmation: run it in a terminal or pass --yes")
@@ -73,3 +78,16 @@ def confirm_settle(settings: Settings, yes: bool = False, ask: Ask | None = None
     answer = ask(f"⚠️  Drop the holding tables of finished deploys of {settings.describe()}? Type yes to go on: ")
     if answer.strip().lower() != "yes":
         raise Refused("not confirmed: nothing changed")
+
+
+def confirm_adopt(settings: Settings, revision: str, was: str, yes: bool = False, allow_production: bool = False,
+                  ask: Ask | None = None) -> None:
+    """Adopting changes no table but decides what every later upgrade runs: asked as drop and reset are."""
+    if _allowed_without_asking(settings, "adopt", settings.database, yes, allow_production):
+        return
+    if ask is None:
+        raise Refused(f"adopt of {settings.database!r} needs confirmation: run it in a terminal or pass --yes")
+    answer = ask(f"⚠️  Record {revision} as the revision of {settings.database!r} on {settings.address} "
+                 f"(alembic_version: {was})? Type the database name to go on: ")
+    if answer.strip() != settings.database:
+        raise Refused("the name typed did not match: nothing changed")

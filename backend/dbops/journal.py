@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS {JOURNAL_TABLE} (
 RUNNING, APPLIED, FAILED = "running", "applied", "failed"
 UNDONE = "undone"  # a failed step whose changes a rollback reversed
 RESOLVED = "resolved"  # a failed step the user settled with db.stamp
+# The direction of a revision recorded by db.adopt: not run, its schema found in place.
+ADOPTED = "adopt"
 
 
 def file_checksum(path: str | Path) -> str:
@@ -74,6 +76,18 @@ def finish(connection: Connection, entry_id: int, status: str, error: str | None
         text(f"UPDATE {JOURNAL_TABLE} SET status = :status, finished_at = UTC_TIMESTAMP(6), error = :error "
              "WHERE id = :id"),
         {"status": status, "error": (error or None) and error[:2000], "id": entry_id},
+    )
+
+
+def record_adopted(connection: Connection, revision: str, checksum: str) -> None:
+    """A revision db.adopt found in place, recorded as applied in one statement (never left 'running')."""
+    from sqlalchemy import text
+
+    connection.execute(
+        text(f"INSERT INTO {JOURNAL_TABLE} (revision, direction, checksum, status, host, pid, os_user, started_at, "
+             "finished_at) VALUES (:rev, :dir, :sum, :status, :host, :pid, :user, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))"),
+        {"rev": revision, "dir": ADOPTED, "sum": checksum, "status": APPLIED, "host": socket.gethostname(),
+         "pid": os.getpid(), "user": getpass.getuser()},
     )
 
 
@@ -111,14 +125,14 @@ def unfinished(connection: Connection) -> list[JournalEntry]:
 
 
 def applied_checksums(connection: Connection) -> dict[str, str]:
-    """The checksum recorded when each revision was last applied."""
+    """The checksum recorded when each revision was last applied (or adopted)."""
     from sqlalchemy import inspect, text
 
     if JOURNAL_TABLE not in inspect(connection).get_table_names():
         return {}
     rows = connection.execute(
-        text(f"SELECT revision, checksum FROM {JOURNAL_TABLE} WHERE status = :applied AND direction = 'upgrade' "
-             "ORDER BY id"),
-        {"applied": APPLIED},
+        text(f"SELECT revision, checksum FROM {JOURNAL_TABLE} WHERE status = :applied "
+             "AND direction IN ('upgrade', :adopted) ORDER BY id"),
+        {"applied": APPLIED, "adopted": ADOPTED},
     )
     return {revision: checksum for revision, checksum in rows}
