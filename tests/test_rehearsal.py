@@ -4,7 +4,7 @@ before the backup, and db.check says so too."""
 
 from __future__ import annotations
 
-from tests.conftest import HEAD, assert_one_error_line, copy_versions, tables, version_rows
+from tests.conftest import HEAD, assert_one_error_line, copy_versions, version_rows
 from tests.test_deploy import checksums, raw_schema, seed, versions_with
 
 WITH_BACKUP = {"DEPLOY_STEPS": "preflight,backup,upgrade,verify"}
@@ -52,14 +52,16 @@ def test_a_statement_that_fails_on_the_copy_refuses_the_deploy_before_the_backup
 
 
 def test_a_table_the_models_do_not_own_refuses_the_deploy_unless_declared(invoke, mysql_server, database_name):
-    assert invoke("db.create").returncode == 0
+    assert invoke("db.init").returncode == 0
     _execute(mysql_server, database_name, "CREATE TABLE legacy_audit (id INT PRIMARY KEY, note TEXT)",
              "INSERT INTO legacy_audit VALUES (1, 'kept')")
+    before = raw_schema(mysql_server, database_name)
 
     result = invoke("db.deploy", env=WITH_BACKUP)
     line = assert_one_error_line(result)
     assert "preflight failed" in line and "verify would fail" in line and "legacy_audit" in line, line
-    assert "UNMANAGED_TABLES" in line and tables(mysql_server, database_name) == ["legacy_audit"]
+    assert "UNMANAGED_TABLES" in line and "▶ backup" not in result.stdout
+    assert raw_schema(mysql_server, database_name) == before
 
     declared = {**WITH_BACKUP, "UNMANAGED_TABLES": "legacy_*, other"}
     deployed = invoke("db.deploy", env=declared)

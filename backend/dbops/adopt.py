@@ -15,7 +15,7 @@ import getpass
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,13 +63,14 @@ def unknown_revisions(script: ScriptDirectory, current: Sequence[str]) -> list[s
     return [revision for revision in current if revision not in known]
 
 
-def application_tables(connection: Connection) -> list[str]:
+def application_tables(connection: Connection, ignored: Container[str]) -> list[str]:
     from sqlalchemy import inspect
 
-    return sorted(name for name in inspect(connection).get_table_names() if name not in migrate.TOOL_TABLES)
+    return sorted(name for name in inspect(connection).get_table_names() if name not in ignored)
 
 
-def adoption_hint(connection: Connection, script: ScriptDirectory, current: Sequence[str]) -> str | None:
+def adoption_hint(connection: Connection, script: ScriptDirectory, current: Sequence[str],
+                  ignored: Container[str]) -> str | None:
     """Why the database looks like one to adopt (unknown revision ids, or tables but no revision), else None."""
     unknown = unknown_revisions(script, current)
     if unknown:
@@ -78,7 +79,7 @@ def adoption_hint(connection: Connection, script: ScriptDirectory, current: Sequ
                 "else check out the code that made it")
     if current:
         return None
-    tables = application_tables(connection)
+    tables = application_tables(connection, ignored)
     if not tables:
         return None
     shown = ", ".join(tables[:3]) + (" ..." if len(tables) > 3 else "")
@@ -92,7 +93,7 @@ def _live_state(settings: Settings) -> tuple[tuple[str, ...], dict]:
     with connect(settings) as connection:
         migrate.refuse_unfinished(connection)
         return (migrate.current_heads(connection),
-                schema_snapshot(connection, settings.database, migrate.TOOL_TABLES))
+                schema_snapshot(connection, settings.database, migrate.ignored_tables(settings)))
 
 
 def compare(settings: Settings, revision: str = "head") -> Adoption:
@@ -113,7 +114,7 @@ def compare(settings: Settings, revision: str = "head") -> Adoption:
     if not live:
         raise RevisionError(f"{settings.database} has no tables to adopt: `invoke db.upgrade` builds it")
     with migrate.scratch_database(settings, target) as scratch, connect(scratch) as connection:
-        built = schema_snapshot(connection, scratch.database, migrate.TOOL_TABLES)
+        built = schema_snapshot(connection, scratch.database, migrate.ignored_tables(settings))
     found = compare_snapshots(built, live, MIGRATIONS, LIVE)
     return Adoption(
         settings.database, target, was, sorted(live),

@@ -128,7 +128,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
             left = journal.unfinished(connection)
             recorded = journal.applied_checksums(connection)
             size = database_size(connection, settings.database)
-            to_adopt = None if left else adoption_hint(connection, script, current)
+            to_adopt = None if left else adoption_hint(connection, script, current, migrate.ignored_tables(settings))
     except UnknownDatabase as exc:
         report.add("database", False, str(exc))
         return report
