@@ -108,8 +108,7 @@ def inspect_pending(settings: Settings, target: str = "head") -> list[DDLStateme
     from sqlalchemy import text
 
     script = migrate.script_directory(settings)
-    current = migrate.current(settings)
-    steps = migrate.pending(script, current, target)
+    steps = migrate.pending(script, migrate.current(settings), target)
     if not steps:
         return []
     scratch_name = f"{settings.database[:40]}_ddlprobe_{secrets.token_hex(4)}"
@@ -121,12 +120,9 @@ def inspect_pending(settings: Settings, target: str = "head") -> list[DDLStateme
         connection.exec_driver_sql(f"CREATE DATABASE {scratch}")
         try:
             copied: set[str] = set()
-            previous = ",".join(current) or "base"
             for step in steps:
                 reason = _opt_in(Path(step.path))
-                sql = migrate.offline_sql(settings, previous, step.revision)
-                previous = step.revision
-                for statement in split_statements(sql):
+                for statement in split_statements(migrate.step_sql(settings, step)):
                     forms = _probe_forms(statement, scratch)
                     if forms is None:
                         continue

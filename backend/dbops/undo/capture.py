@@ -109,16 +109,13 @@ def preflight_problems(settings, target: str = "head") -> list[str]:
     current = migrate.current(settings)
     problems: list[str] = []
     created: set[str] = set()
-    previous = ",".join(current) or "base"
     with connect(settings) as connection:
         session = Session.of(connection)
         for step in migrate.pending(script, current, target):
             try:
-                sql = migrate.offline_sql(settings, previous, step.revision)
-                found = split_statements(sql)
+                found = split_statements(migrate.step_sql(settings, step))
             except (DbOpsError, SQLSyntaxError):
                 found = []
-            previous = step.revision
             for text in found:
                 action = statements.classify(text)
                 if action.kind == statements.NONE or any(name in TOOL_TABLES for name in action.names):
