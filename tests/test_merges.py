@@ -3,6 +3,7 @@ go one revision at a time, each linted, counted, journaled and checksummed."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from backend.dbops.errors import RevisionError
 from backend.dbops.lint import lint
 from backend.dbops.recover import recover
 from tests.conftest import HEAD, assert_one_error_line, copy_versions, version_rows
+from tests.test_deploy import NO_BACKUP, checksums, raw_schema, seed
 
 BRANCH_A = "a7b8c9d0e1f2"  # knowledge.summary
 BRANCH_B = "b8c9d0e1f2a3"  # users.mood
@@ -191,8 +193,48 @@ def test_quick_reference_merge_flow(invoke, mysql_server, database_name, tmp_pat
     assert invoke("db.upgrade", env=env).returncode == 0
     assert invoke("db.downgrade", env=env).returncode == 0  # the merge: both branches stay
     assert version_rows(mysql_server, database_name) == sorted([BRANCH_A, BRANCH_B])
+    sql = invoke("db.sql", env=env)  # from both branches at once
+    assert sql.returncode == 0 and f"UPDATE alembic_version SET version_num='{merge}'" in sql.stdout, sql.output
+    plan = invoke("db.deploy", "--dry-run", env=env)
+    assert plan.returncode == 0 and merge in plan.stdout, plan.output
     one = invoke("db.downgrade", env=env)  # then one branch
     assert one.returncode == 0 and "reverted 1 revision(s)" in one.stdout
     assert len(version_rows(mysql_server, database_name)) == 1
     assert "not applied" in assert_one_error_line(invoke("db.downgrade", "-r", merge, env=env))
     assert "no half-applied revision" in invoke("db.check", env=env).stdout
+
+
+def test_deploy_to_the_merge_journals_both_branches(invoke, mysql_server, database_name, tmp_path):
+    env = {"MIGRATIONS_DIR": str(branched_versions(tmp_path / "versions")), **NO_BACKUP}
+    assert invoke("db.create", env=env).returncode == 0
+    assert invoke("db.upgrade", "-r", BRANCH_A, env=env).returncode == 0  # one branch went out earlier
+    report = tmp_path / "deploy.json"
+    result = invoke("db.deploy", "--to", MERGE, "--report", str(report), env=env)
+    assert result.returncode == 0, result.output
+    assert f"2 revision(s) to apply: {BRANCH_B}, {MERGE}" in result.stdout
+    assert "✅ deployed 2 revision(s)" in result.stdout
+    record = json.loads(report.read_text())
+    assert record["applied"] == [BRANCH_B, MERGE] and record["to_revision"] == [MERGE]
+    connection = mysql_server.connect(database_name)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT revision, status FROM alembic_journal WHERE deploy_id = %s ORDER BY id", (record["id"],))
+        assert cursor.fetchall() == tuple((rev, "applied") for rev in (BRANCH_B, MERGE))
+    connection.close()
+
+
+def test_deploy_rollback_across_the_merge_undoes_both_branches(invoke, mysql_server, database_name, tmp_path):
+    folder = branched_versions(tmp_path / "versions")
+    fail_halfway(revision_file(folder, AFTER))
+    env = {"MIGRATIONS_DIR": str(folder), **NO_BACKUP}
+    assert invoke("db.create", env=env).returncode == 0
+    assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
+    seed(mysql_server, database_name)
+    before, sums = raw_schema(mysql_server, database_name), checksums(mysql_server, database_name)
+    result = invoke("db.deploy", env=env)
+    assert result.returncode == 1, result.output
+    assert f"upgrade of {AFTER} failed" in result.output and "rolled back" in result.stderr
+    assert raw_schema(mysql_server, database_name) == before
+    assert checksums(mysql_server, database_name) == sums
+    assert version_rows(mysql_server, database_name) == [HEAD]
+    check = invoke("db.check", env={"MIGRATIONS_DIR": str(folder)})
+    assert "no half-applied revision" in check.stdout, check.output
