@@ -380,7 +380,7 @@ def _run_steps(
 
 
 def run_step(config: Config, script: ScriptDirectory, step: Script, direction: str,
-             begin: Callable[[], None] = lambda: None) -> None:
+             begin: Callable[[], None]) -> None:
     """Run exactly one revision's upgrade() or downgrade() through env.py, on config's connection.
 
     alembic_version moves as Alembic's own upgrade or downgrade moves it, across branch and merge
