@@ -120,6 +120,8 @@ def test_downgrade_across_the_merge_one_revision_at_a_time(branched, mysql_serve
     rows = journal_rows(mysql_server, settings.database)[-4:]
     assert [row[:3] for row in rows] == [(rev, "downgrade", "applied") for rev in reverted]
     assert unfinished(settings) == []
+    with pytest.raises(RevisionError, match="cannot say which branch of a merge to take: name the revision"):
+        migrate.downgrade_steps(migrate.script_directory(settings), (AFTER,), f"{MERGE}-1")
 
     # Step by step below the merge: -2 leaves both branches, -1 then takes the last one applied.
     assert migrate.upgrade(settings) == [BRANCH_B, BRANCH_A, MERGE, AFTER]

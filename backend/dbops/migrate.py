@@ -108,6 +108,9 @@ def _explain(exc: BaseException) -> str:
         return "several heads: join them with `invoke db.merge` (see `invoke db.heads`)"
     if "Target database is not up to date" in message:
         return "the database is not at head: run `invoke db.upgrade` first"
+    if message.startswith("Ambiguous"):
+        return "a relative step (REV-N, +N) cannot say which branch of a merge to take: name the revision, " \
+               "see `invoke db.history`"
     if "Relative revision" in message and "didn't produce" in message:
         return "not that many revisions to move: see `invoke db.history`"
     if match := re.search(r"No such revision or branch '([^']*)'", message):
