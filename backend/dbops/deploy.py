@@ -375,7 +375,8 @@ class _DeployRun:
 
         if self.downgrade:
             script = migrate.script_directory(self.settings)
-            expected = migrate.heads_without(script, tuple(self.record.from_revision), set(self.pending))
+            applied = migrate.applied_revisions(script, tuple(self.record.from_revision))
+            expected = migrate.heads_of(script, applied - set(self.pending))
         else:
             expected = None
         report = verify(self.settings, self.target, expected)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
@@ -123,6 +123,9 @@ def _explain(exc: BaseException) -> str:
         return "several heads: join them with `invoke db.merge` (see `invoke db.heads`)"
     if "Target database is not up to date" in message:
         return "the database is not at head: run `invoke db.upgrade` first"
+    if message.startswith("Ambiguous"):
+        return "a relative step (REV-N, +N) cannot say which branch of a merge to take: name the revision, " \
+               "see `invoke db.history`"
     if "Relative revision" in message and "didn't produce" in message:
         return "not that many revisions to move: see `invoke db.history`"
     if match := re.search(r"No such revision or branch '([^']*)'", message):
@@ -220,13 +223,6 @@ def applied_revisions(script: ScriptDirectory, current_revisions: Sequence[str])
             raise RevisionError(f"the database is at a revision the code does not know: {exc}") from None
 
 
-def heads_without(script: ScriptDirectory, current_revisions: Sequence[str], reverted: set[str]) -> tuple[str, ...]:
-    """The revisions alembic_version holds once the reverted ones are undone."""
-    left = applied_revisions(script, current_revisions) - reverted
-    below = {parent for revision in left for parent in _as_tuple(script.get_revision(revision).down_revision)}
-    return tuple(sorted(left - below))
-
-
 def _is_known(script: ScriptDirectory, revision_id: str) -> bool:
     from alembic.script.revision import RevisionError as AlembicRevisionError
     from alembic.util import CommandError
@@ -267,19 +263,63 @@ def history(settings: Settings, current_revisions: Sequence[str] = ()) -> list[R
         ]
 
 
+def _parent_ids(script: ScriptDirectory, rev: Script) -> tuple[str, ...]:
+    """What rev comes after: its down revisions in the order its file lists them, then its dependencies."""
+    dependencies = tuple(script.get_revision(dependency).revision for dependency in _as_tuple(rev.dependencies))
+    return _as_tuple(rev.down_revision) + dependencies
+
+
+def in_order(script: ScriptDirectory, revisions: Iterable[Script]) -> list[Script]:
+    """revisions oldest first, in the one order of all the revisions in the folder: each after its
+    parents, a merge's parents in the order its file lists them (each branch whole before the
+    next), unrelated heads by id. The same files always give the same order; a downgrade walks
+    it backwards."""
+    everything = {rev.revision: rev for rev in script.walk_revisions()}
+    below = {parent for rev in everything.values() for parent in _parent_ids(script, rev)}
+    position: dict[str, int] = {}
+    for top in sorted(set(everything) - below):
+        stack = [(top, iter(_parent_ids(script, everything[top])))]
+        while stack:
+            revision_id, parents = stack[-1]
+            for parent in parents:
+                if parent not in position:
+                    stack.append((parent, iter(_parent_ids(script, everything[parent]))))
+                    break
+            else:
+                stack.pop()
+                position[revision_id] = len(position)
+    return sorted(revisions, key=lambda rev: position[rev.revision])
+
+
+def heads_of(script: ScriptDirectory, applied: Iterable[str]) -> tuple[str, ...]:
+    """What alembic_version holds when exactly the applied revisions are: those nothing applied comes after."""
+    applied = set(applied)
+    below = {parent for revision_id in applied for parent in _parent_ids(script, script.get_revision(revision_id))}
+    return tuple(sorted(applied - below))
+
+
+def states_around(script: ScriptDirectory, revision: str, direction: str,
+                  current_revisions: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """alembic_version before and after one step of revision, from what it holds now (before or after it)."""
+    applied = applied_revisions(script, current_revisions)
+    without, with_it = heads_of(script, applied - {revision}), heads_of(script, applied | {revision})
+    return (without, with_it) if direction == "upgrade" else (with_it, without)
+
+
 def pending(script: ScriptDirectory, current_revisions: Sequence[str], target: str = "head") -> list[Script]:
-    """Revisions an upgrade to target would apply, oldest first."""
+    """Revisions an upgrade to target would apply, oldest first (both branches below a merge too)."""
     validate_revision_argument(target)
     with alembic_errors():
         _check_known(script, current_revisions)
-        if target in ("head", "heads"):
-            target = single_head(script) if target == "head" else target
+        if target == "head":
+            target = single_head(script)
         lower = tuple(current_revisions) or "base"
         try:
-            steps = list(script.iterate_revisions(target, lower))
+            # implicit_base: what target needs and is not applied, also on a branch beside the current one.
+            steps = script.iterate_revisions(target, lower, implicit_base=True)
+            return in_order(script, steps)
         except KeyError as exc:
             raise RevisionError(f"unknown revision {exc}: see `invoke db.history`") from None
-        return list(reversed(steps))
 
 
 class MigrationFailed(RevisionError):
@@ -305,9 +345,10 @@ def _run_steps(
     capture: DeployCapture | None = None,
 ) -> list[str]:
     """Run revision steps one at a time under the migration lock, journaling each; capture (a
-    deploy's) makes each statement undoable before it runs."""
-    from alembic import command
+    deploy's) makes each statement undoable before it runs.
 
+    A step is journaled once the database is found where it starts, just before its function
+    runs: a run that fails before that leaves no entry behind, since it changed nothing."""
     from . import journal
     from .lock import migration_lock
 
@@ -329,25 +370,60 @@ def _run_steps(
                     on_step(step, direction)
                 if capture is not None:
                     capture.revision = step.revision
-                entry = journal.start(held.connection, step.revision, direction, journal.file_checksum(step.path),
-                                      deploy_id)
+                entries: list[int] = []
+
+                def begin(step: Script = step, entries: list[int] = entries) -> None:
+                    entries.append(journal.start(held.connection, step.revision, direction,
+                                                 journal.file_checksum(step.path), deploy_id))
+
                 try:
-                    if direction == "upgrade":
-                        command.upgrade(config, step.revision)
-                    else:
-                        command.downgrade(config, one_step_below(step))
+                    run_step(config, script, step, direction, begin)
                     connection.commit()
                 except BaseException as exc:
-                    _finish_quietly(held, entry, journal.FAILED, first_line(exc))
-                    if isinstance(exc, Exception):
-                        explained = translate_error(exc, settings) if not isinstance(exc, DbOpsError) else exc
-                        raise MigrationFailed(
-                            f"{direction} of {step.revision} failed: {explained}", step.revision, direction
-                        ) from exc
-                    raise
-                journal.finish(held.connection, entry, journal.APPLIED)
+                    if entries:
+                        _finish_quietly(held, entries[0], journal.FAILED, first_line(exc))
+                    if not isinstance(exc, Exception):
+                        raise
+                    explained = translate_error(exc, settings) if not isinstance(exc, DbOpsError) else exc
+                    if not entries:
+                        before = f" ({len(done)} revision(s) before it done)" if done else ""
+                        raise RevisionError(f"{direction} of {step.revision} did not start{before}: {explained}") \
+                            from exc
+                    raise MigrationFailed(
+                        f"{direction} of {step.revision} failed: {explained}", step.revision, direction
+                    ) from exc
+                journal.finish(held.connection, entries[0], journal.APPLIED)
                 done.append(step.revision)
     return done
+
+
+def run_step(config: Config, script: ScriptDirectory, step: Script, direction: str,
+             begin: Callable[[], None]) -> None:
+    """Run exactly one revision's upgrade() or downgrade() through env.py, on config's connection.
+
+    alembic_version moves as Alembic's own upgrade or downgrade moves it, across branch and merge
+    points too (a merge goes down to all of its parents); no other revision runs. begin() is called
+    once the database is found where the step starts, just before the revision's function runs."""
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.runtime.migration import MigrationStep
+
+    upgrading = direction == "upgrade"
+
+    def one_step(heads: tuple[str, ...], context) -> Iterator[MigrationStep]:
+        applied = applied_revisions(script, heads)
+        starts_here = (step.revision not in applied and set(_parent_ids(script, step)) <= applied) if upgrading \
+            else step.revision in heads
+        if not starts_here:
+            raise RevisionError(
+                f"the database is at {', '.join(heads) or 'base'}, not where the {direction} of {step.revision} "
+                "starts: something else changed alembic_version meanwhile; see `invoke db.current`"
+            )
+        begin()
+        make = MigrationStep.upgrade_from_script if upgrading else MigrationStep.downgrade_from_script
+        yield make(script.revision_map, step)
+
+    with EnvironmentContext(config, script, fn=one_step):
+        script.run_env()
 
 
 def _finish_quietly(held: HeldLock, entry: int, status: str, error: str) -> None:
@@ -371,14 +447,6 @@ def refuse_unfinished(control: Connection) -> None:
         )
 
 
-def one_step_below(step: Script) -> str:
-    down = _as_tuple(step.down_revision)
-    if not down:
-        return "base"
-    # A merge revision goes down to all of its parents at once.
-    return down[0] if len(down) == 1 else f"{step.revision}-1"
-
-
 def upgrade(
     settings: Settings,
     target: str = "head",
@@ -396,25 +464,27 @@ def upgrade(
 
 
 def downgrade_steps(script: ScriptDirectory, current_revisions: Sequence[str], target: str) -> list[Script]:
-    """Revisions a downgrade to target reverts, newest first. target: an id, base or -N."""
+    """Revisions a downgrade to target reverts, newest first: the upgrade order backwards, so a
+    merge goes before both of its branches. target: an id (what is above it is reverted, as
+    Alembic does), base or -N (the last N revisions applied, in that order)."""
     validate_revision_argument(target)
     _check_known(script, current_revisions)
     if not current_revisions:
         raise RevisionError("nothing to downgrade: the database is at base")
-    if re.fullmatch(r"-\d+", target):
-        if len(current_revisions) > 1:
-            raise RevisionError("the database has several heads: downgrade to an explicit revision id")
-        steps, revision_id = [], current_revisions[0]
-        for _ in range(int(target[1:])):
-            if revision_id is None:
-                raise RevisionError("not that many revisions to move: see `invoke db.history`")
-            step = script.get_revision(revision_id)
-            steps.append(step)
-            down = _as_tuple(step.down_revision)
-            revision_id = down[0] if down else None
-        return steps
     with alembic_errors():
-        return list(script.iterate_revisions(tuple(current_revisions), target))
+        applied = applied_revisions(script, current_revisions)
+        if re.fullmatch(r"-\d+", target):
+            count = int(target[1:])
+            if count > len(applied):
+                raise RevisionError("not that many revisions to move: see `invoke db.history`")
+            return list(reversed(in_order(script, (script.get_revision(rev) for rev in applied))))[:count]
+        if target != "base" and _is_known(script, target):
+            found = script.get_revision(target)
+            if found.revision not in applied:
+                raise RevisionError(f"{found.revision} is not applied (the database is at "
+                                    f"{', '.join(current_revisions)}): nothing to go down to; see `invoke db.history`")
+        found = script.iterate_revisions(tuple(current_revisions), target, select_for_downgrade=True)
+        return list(reversed(in_order(script, found)))
 
 
 def downgrade(
@@ -433,8 +503,9 @@ def downgrade(
     )
 
 
-def stamp(settings: Settings, revision: str, lock: HeldLock | None = None) -> tuple[str, ...]:
-    """Record revision in alembic_version without running migrations; return the new current.
+def stamp(settings: Settings, revision: str | Sequence[str], lock: HeldLock | None = None) -> tuple[str, ...]:
+    """Record revision (or several, beside each other on branches) in alembic_version without running
+    migrations; return the new current.
 
     Stamping is the user's statement of what the schema is, so it also closes journal
     entries an earlier run left unfinished.
@@ -444,11 +515,13 @@ def stamp(settings: Settings, revision: str, lock: HeldLock | None = None) -> tu
     from . import journal
     from .lock import migration_lock
 
-    validate_revision_argument(revision)
+    revisions = [revision] if isinstance(revision, str) else list(revision) or ["base"]
+    for each in revisions:
+        validate_revision_argument(each)
     with ExitStack() as stack:
-        held = lock or stack.enter_context(migration_lock(settings, f"stamp {revision}"))
+        held = lock or stack.enter_context(migration_lock(settings, f"stamp {', '.join(revisions)}"))
         with migration_connection(settings) as (config, connection):
-            command.stamp(config, revision, purge=True)
+            command.stamp(config, revisions if len(revisions) > 1 else revisions[0], purge=True)
             connection.commit()
             now = current_heads(connection)
         journal.ensure_journal(held.connection)
@@ -457,21 +530,57 @@ def stamp(settings: Settings, revision: str, lock: HeldLock | None = None) -> tu
         return now
 
 
-def offline_sql(settings: Settings, start: str, end: str, downgrade: bool = False) -> str:
-    """The SQL that moving from start to end would run, rendered without a database."""
-    from alembic import command
+def _revision_list(script: ScriptDirectory, value: str) -> tuple[str, ...]:
+    """base, head(s), an id, or ids separated by commas (a database on several branches) -> revision ids."""
+    if value == "base":
+        return ()
+    if value in ("head", "heads"):
+        return (single_head(script),) if value == "head" else tuple(script.get_heads())
+    found = []
+    for part in value.split(","):
+        validate_revision_argument(part)
+        revision = script.get_revision(part)
+        if revision is None:
+            raise RevisionError(f"unknown revision {part!r}: see `invoke db.history`")
+        found.append(revision.revision)
+    return tuple(found)
 
-    validate_revision_argument(start)
-    validate_revision_argument(end)
-    config = alembic_config(settings)
-    with alembic_errors():
-        if downgrade:
-            command.downgrade(config, f"{start}:{end}", sql=True)
-        elif start == "base":
-            command.upgrade(config, end, sql=True)
-        else:
-            command.upgrade(config, f"{start}:{end}", sql=True)
+
+def render_sql(config: Config, script: ScriptDirectory, steps: Sequence[Script], direction: str,
+               start: Sequence[str]) -> str:
+    """The SQL of exactly these steps from alembic_version holding start, rendered without a database."""
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.runtime.migration import MigrationStep
+
+    make = MigrationStep.upgrade_from_script if direction == "upgrade" else MigrationStep.downgrade_from_script
+    with EnvironmentContext(config, script, fn=lambda heads, context: [make(script.revision_map, step)
+                                                                       for step in steps],
+                            as_sql=True, starting_rev=tuple(start) or None):
+        script.run_env()
     return config.output_buffer.getvalue()
+
+
+def offline_sql(settings: Settings, start: str, end: str, downgrade: bool = False) -> str:
+    """The SQL that moving from start to end would run (the same steps an online run takes),
+    rendered without a database. start may name several revisions separated by commas."""
+    validate_revision_argument(end)
+    script = script_directory(settings)
+    with alembic_errors():
+        begin = _revision_list(script, start)
+        if downgrade:
+            steps = downgrade_steps(script, begin, end) if begin else []
+        else:
+            steps = pending(script, begin, end)
+        return render_sql(alembic_config(settings), script, steps, "downgrade" if downgrade else "upgrade", begin)
+
+
+def step_sql(settings: Settings, step: Script, direction: str = "upgrade") -> str:
+    """The SQL of one revision's upgrade (or downgrade) alone, rendered without a database."""
+    script = script_directory(settings)
+    with alembic_errors():
+        below = heads_of(script, applied_revisions(script, _parent_ids(script, step)))
+        start = below if direction == "upgrade" else heads_of(script, applied_revisions(script, (step.revision,)))
+        return render_sql(alembic_config(settings), script, [step], direction, start)
 
 
 def offline_steps(settings: Settings, target: str, downgrade: bool = False) -> Iterator[tuple[Script, str | None]]:
@@ -479,16 +588,11 @@ def offline_steps(settings: Settings, target: str, downgrade: bool = False) -> I
     SQL rendered offline; None for a revision that reads the database to decide what to run."""
     script = script_directory(settings)
     now = current(settings)
-    steps = downgrade_steps(script, now, target) if downgrade else pending(script, now, target)
-    previous = ",".join(now) or "base"
-    for step in steps:
+    for step in downgrade_steps(script, now, target) if downgrade else pending(script, now, target):
         try:
-            sql = (offline_sql(settings, step.revision, one_step_below(step), downgrade=True) if downgrade
-                   else offline_sql(settings, previous, step.revision))
+            yield step, step_sql(settings, step, "downgrade" if downgrade else "upgrade")
         except DbOpsError:
-            sql = None
-        previous = step.revision
-        yield step, sql
+            yield step, None
 
 
 @contextmanager
@@ -508,8 +612,9 @@ def empty_scratch(settings: Settings, purpose: str) -> Iterator[Settings]:
 
 
 @contextmanager
-def scratch_database(settings: Settings, target: str = "head") -> Iterator[Settings]:
-    """A throwaway database on the configured server, upgraded to target, dropped afterwards.
+def scratch_database(settings: Settings, target: str | Sequence[str] = "head") -> Iterator[Settings]:
+    """A throwaway database on the configured server, upgraded to target (or to each of several
+    revisions, on branches side by side), dropped afterwards.
 
     Autogenerate compares the models with it (like Atlas's dev database), so a revision
     never depends on the state of a developer's own database.
@@ -517,9 +622,11 @@ def scratch_database(settings: Settings, target: str = "head") -> Iterator[Setti
     from alembic import command
 
     with empty_scratch(settings, "autogen") as scratch:
-        if target != "base":
+        targets = [each for each in ([target] if isinstance(target, str) else target) if each != "base"]
+        if targets:
             with migration_connection(scratch) as (config, connection):
-                command.upgrade(config, target)
+                for each in targets:
+                    command.upgrade(config, each)
                 connection.commit()
         yield scratch
 

@@ -97,18 +97,19 @@ def _undo_deploy(settings: Settings, held: HeldLock, record, what: str, say: Say
 def _converge_half_applied(settings: Settings, held: HeldLock, left: list, mode: str) -> Recovered:
     script = migrate.script_directory(settings)
     entry = left[-1]
-    revision = script.get_revision(entry.revision)
-    if revision is None:
-        raise RevisionError(f"revision {entry.revision} is not in {script.versions}: check out its code")
-    below = migrate.one_step_below(revision)
-    before, after = (below, revision.revision) if entry.direction == "upgrade" else (revision.revision, below)
+    with migrate.alembic_errors():
+        revision = script.get_revision(entry.revision)
+        if revision is None:
+            raise RevisionError(f"revision {entry.revision} is not in {script.versions}: check out its code")
+        before, after = migrate.states_around(script, revision.revision, entry.direction, migrate.current(settings))
     target = before if mode == "undo" else after
+    shown = ", ".join(target) or "base"
 
     with ExitStack() as scratch_stack:
         try:
             scratch = scratch_stack.enter_context(migrate.scratch_database(settings, target))
         except DbOpsError as exc:
-            raise RevisionError(f"cannot {mode}: the migrations fail to build revision {target} in a scratch "
+            raise RevisionError(f"cannot {mode}: the migrations fail to build revision {shown} in a scratch "
                                 f"database too ({exc})") from exc
         reference = reflect_schema(scratch)
         converged = converge(settings, reference)
