@@ -96,6 +96,11 @@ def script_directory(settings: Settings) -> ScriptDirectory:
         return ScriptDirectory.from_config(alembic_config(settings))
 
 
+def one_line(message: str | None) -> str:
+    """A revision message as its file keeps it: whitespace runs (newlines too) as one space."""
+    return " ".join((message or "").split())
+
+
 def first_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -486,7 +491,8 @@ def revision(settings: Settings, message: str, autogenerate: bool = True) -> Pat
     """
     from alembic import command
 
-    if not message or not message.strip():
+    message = one_line(message)
+    if not message:
         raise RevisionError("a revision needs a message: -m 'what it changes'")
     script = script_directory(settings)
     if len(script.get_heads()) > 1:
@@ -494,14 +500,14 @@ def revision(settings: Settings, message: str, autogenerate: bool = True) -> Pat
     if not autogenerate:
         config = alembic_config(settings)
         with alembic_errors():
-            created = command.revision(config, message=message.strip())
+            created = command.revision(config, message=message)
         return Path(created.path)
     with ExitStack() as stack:
         target = stack.enter_context(scratch_database(settings)) if settings.autogenerate_against == "scratch" \
             else settings
         config, connection = stack.enter_context(migration_connection(target))
         config.attributes["autogenerate"] = True
-        created = command.revision(config, message=message.strip(), autogenerate=True)
+        created = command.revision(config, message=message, autogenerate=True)
         connection.commit()
     if config.attributes.get("empty_autogenerate") or created is None:
         return None
@@ -518,7 +524,7 @@ def merge(settings: Settings, message: str = "merge heads") -> Path:
         raise RevisionError("only one head: nothing to merge")
     config = alembic_config(settings)
     with alembic_errors():
-        created = command.merge(config, "heads", message=message)
+        created = command.merge(config, "heads", message=one_line(message) or "merge heads")
     return Path(created.path)
 
 
