@@ -46,7 +46,8 @@ def require_configured(settings: Settings) -> None:
 
 
 def make_url(settings: Settings, database: str | None = "") -> URL:
-    """The SQLAlchemy URL; database=None connects to the server without a default schema."""
+    """The SQLAlchemy URL, without the password (make_engine passes it apart); database=None
+    connects to the server without a default schema."""
     from sqlalchemy.engine import URL
 
     name = settings.database if database == "" else database
@@ -55,7 +56,6 @@ def make_url(settings: Settings, database: str | None = "") -> URL:
     return URL.create(
         "mysql+pymysql",
         username=settings.user,
-        password=settings.password or None,
         host=settings.host,
         port=settings.port,
         database=name or None,
@@ -118,7 +118,9 @@ def make_engine(settings: Settings, database: str | None = "", guard_ddl: bool =
     from sqlalchemy import create_engine, event
     from sqlalchemy.pool import NullPool
 
-    connect_args: dict = {"connect_timeout": settings.connect_timeout}
+    # The password as UTF-8 bytes, as the command-line clients send it: PyMySQL would encode a
+    # str as latin-1, failing on other characters and sending other bytes for the rest.
+    connect_args: dict = {"connect_timeout": settings.connect_timeout, "password": settings.password.encode()}
     if guard_ddl:
         from .mdl import LOCK_WAIT_SECONDS
 
