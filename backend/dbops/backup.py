@@ -512,6 +512,17 @@ def _stream_dump(
     return size, digest.hexdigest(), scan
 
 
+def _prepare_folder(folder: Path) -> None:
+    """The backup folder, created if missing; refused unless this process may write in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackupError(f"cannot create the backup folder {folder}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        reason = "a read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY else "permission denied"
+        raise BackupError(f"cannot write backups to {folder}: {reason}")
+
+
 def backup(settings: Settings, progress: Progress | None = None) -> BackupResult:
     """Dump the configured database into backup_dir, verify it, write its manifest, rotate old ones.
 
@@ -520,7 +531,9 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
     require_configured(settings)
     database = validate_identifier(settings.database)
     started, clock = datetime.now(UTC), time.monotonic()
+    folder = settings.backup_dir
     with connect(settings) as connection, ThreadPoolExecutor(max_workers=1) as pool:
+        _prepare_folder(folder)
         info = server_info(connection)
         revisions = migrate.current_heads(connection)
         data_bytes, index_bytes = data_and_index_bytes(connection, database)
@@ -535,8 +548,6 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
         left_out = {name for name in every_table if name in migrate.TOOL_TABLES and name != "alembic_version"}
         tables = every_table - left_out
         counting = pool.submit(row_counts, connection, tables)
-        folder = settings.backup_dir
-        folder.mkdir(parents=True, exist_ok=True)
         needed, free = int((data_bytes + index_bytes) * COMPRESSED_SHARE), shutil.disk_usage(folder).free
         if free < needed:
             raise BackupError(f"not enough disk space in {folder}: {format_size(free)} free, "
@@ -550,9 +561,12 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
         arguments.append(database)
         compression = COMPRESSIONS["zstd" if find_program("zstd") else "gzip"]
         revision = "+".join(revisions) or "base"
-        path, out = _create_backup_file(
-            folder, f"{_file_stem(database)}-{started:%Y%m%dT%H%M%SZ}-{_file_stem(revision)}", compression.suffix
-        )
+        try:
+            path, out = _create_backup_file(
+                folder, f"{_file_stem(database)}-{started:%Y%m%dT%H%M%SZ}-{_file_stem(revision)}", compression.suffix
+            )
+        except OSError as exc:
+            raise BackupError(f"cannot write backups to {folder}: {exc.strerror or exc}") from None
         try:
             with out:
                 size, digest, scan = _stream_dump(settings, program, arguments, compression, out, progress,

@@ -33,6 +33,8 @@ NOT_CONFIGURED_HELP = (
 ER_DBACCESS_DENIED = 1044
 ER_ACCESS_DENIED = 1045
 ER_BAD_DB = 1049
+# MariaDB's answer for a user it does not know; MySQL's for one that must log in another way (a socket).
+ER_ACCESS_DENIED_NO_PASSWORD = 1698
 CR_CONNECTION_ERROR = 2002
 CR_CONN_HOST_ERROR = 2003
 CR_UNKNOWN_HOST = 2005
@@ -148,6 +150,9 @@ def translate_error(exc: BaseException, settings: Settings, database: str | None
     name = settings.database if database == "" else database
     if code == ER_ACCESS_DENIED:
         return AccessDenied(f"access denied for {settings.user}@{settings.host}: check MYSQL_USER and MYSQL_PASSWORD")
+    if code == ER_ACCESS_DENIED_NO_PASSWORD:
+        return AccessDenied(f"access denied for {settings.user}@{settings.host}: no such user logs in with a "
+                            "password from this host; check MYSQL_USER")
     if code == ER_DBACCESS_DENIED:
         return AccessDenied(f"user {settings.user} may not use database {name!r}")
     if code == ER_BAD_DB:

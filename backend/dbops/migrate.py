@@ -252,6 +252,8 @@ def history(settings: Settings, current_revisions: Sequence[str] = ()) -> list[R
 
 def pending(script: ScriptDirectory, current_revisions: Sequence[str], target: str = "head") -> list[Script]:
     """Revisions an upgrade to target would apply, oldest first."""
+    from alembic.script.revision import RangeNotAncestorError
+
     validate_revision_argument(target)
     with alembic_errors():
         _check_known(script, current_revisions)
@@ -262,7 +264,24 @@ def pending(script: ScriptDirectory, current_revisions: Sequence[str], target: s
             steps = list(script.iterate_revisions(target, lower))
         except KeyError as exc:
             raise RevisionError(f"unknown revision {exc}: see `invoke db.history`") from None
+        except RangeNotAncestorError:
+            raise _off_the_path(script, current_revisions, target, "upgrade") from None
         return list(reversed(steps))
+
+
+def _off_the_path(script: ScriptDirectory, current_revisions: Sequence[str], target: str,
+                  direction: str) -> RevisionError:
+    """Why moving in direction from current_revisions cannot reach target (Alembic says "not an ancestor")."""
+    found = script.get_revision(target).revision
+    now = ", ".join(current_revisions)
+    if direction == "upgrade" and found in applied_revisions(script, current_revisions):
+        return RevisionError(f"cannot upgrade from {now} to {found}: it is behind, and an upgrade only moves "
+                             f"forward; go back with `invoke db.downgrade -r {found}`")
+    if direction == "downgrade" and set(current_revisions) <= applied_revisions(script, (found,)):
+        return RevisionError(f"cannot downgrade from {now} to {found}: it is ahead, and a downgrade only moves "
+                             f"back; go forward with `invoke db.upgrade -r {found}`")
+    return RevisionError(f"cannot {direction} from {now} to {found}: it is on another branch; downgrade to the "
+                         "revision both come from, then upgrade (see `invoke db.history`)")
 
 
 class MigrationFailed(RevisionError):
@@ -275,6 +294,8 @@ class MigrationFailed(RevisionError):
 
 
 StepHook = Callable[["Script", str], None]
+SETTLE_HINT = ("settle it with `invoke db.recover --undo` (or `--finish`), or repair it by hand and record the "
+               "state with `invoke db.stamp`")
 
 
 def _run_steps(
@@ -324,8 +345,10 @@ def _run_steps(
                     _finish_quietly(held, entry, journal.FAILED, first_line(exc))
                     if isinstance(exc, Exception):
                         explained = translate_error(exc, settings) if not isinstance(exc, DbOpsError) else exc
+                        # A deploy rolls back; a plain run leaves the revision half-applied.
+                        settle = "" if deploy_id else f"; {step.revision} is now half-applied: {SETTLE_HINT}"
                         raise MigrationFailed(
-                            f"{direction} of {step.revision} failed: {explained}", step.revision, direction
+                            f"{direction} of {step.revision} failed: {explained}{settle}", step.revision, direction
                         ) from exc
                     raise
                 journal.finish(held.connection, entry, journal.APPLIED)
@@ -348,10 +371,7 @@ def refuse_unfinished(control: Connection) -> None:
 
     left = journal.unfinished(control)
     if left:
-        raise RevisionError(
-            f"{left[-1].describe()}; the schema may be half-changed: settle it with `invoke db.recover --undo` "
-            "(or `--finish`), or repair it by hand and record the state with `invoke db.stamp`"
-        )
+        raise RevisionError(f"{left[-1].describe()}; the schema may be half-changed: {SETTLE_HINT}")
 
 
 def one_step_below(step: Script) -> str:
@@ -380,6 +400,8 @@ def upgrade(
 
 def downgrade_steps(script: ScriptDirectory, current_revisions: Sequence[str], target: str) -> list[Script]:
     """Revisions a downgrade to target reverts, newest first. target: an id, base or -N."""
+    from alembic.script.revision import RangeNotAncestorError
+
     validate_revision_argument(target)
     _check_known(script, current_revisions)
     if not current_revisions:
@@ -397,7 +419,10 @@ def downgrade_steps(script: ScriptDirectory, current_revisions: Sequence[str], t
             revision_id = down[0] if down else None
         return steps
     with alembic_errors():
-        return list(script.iterate_revisions(tuple(current_revisions), target))
+        try:
+            return list(script.iterate_revisions(tuple(current_revisions), target))
+        except RangeNotAncestorError:
+            raise _off_the_path(script, current_revisions, target, "downgrade") from None
 
 
 def downgrade(
