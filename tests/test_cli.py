@@ -237,7 +237,7 @@ def test_any_message_makes_a_valid_revision(invoke, tmp_path):
     """The message lands in docstrings: whatever it holds, the file loads and the message reads back."""
     versions = copy_versions(tmp_path / "versions")
     env = {"MIGRATIONS_DIR": str(versions)}
-    for message, shown in REVISION_MESSAGES:
+    for message, _ in REVISION_MESSAGES:
         result = invoke("db.revision", "--empty", "-m", message, env=env)
         assert result.returncode == 0, result.output
     history = invoke("db.history", "--offline", env=env)
