@@ -355,6 +355,7 @@ def deploy(c, to="head", dry_run=False, yes=False, report=None, allow_irreversib
     from backend.dbops.guards import confirm_deploy
 
     settings = _settings()
+    report_file = pipeline.report_path(report) if report and not dry_run else None
     if dry_run:
         plan = pipeline.make_plan(settings, to)
         _say(f"Plan for {settings.describe()}: {' → '.join(plan.steps)}")
@@ -371,19 +372,17 @@ def deploy(c, to="head", dry_run=False, yes=False, report=None, allow_irreversib
         record = pipeline.deploy(settings, to, say=_say, progress=_progress_printer(),
                                  allow_irreversible=allow_irreversible)
     except pipeline.DeployFailed as failure:
-        _write_report(report, failure.record)
-        raise Exit(f"❌ deploy {failure.record.status}: {failure}", code=1) from None
-    _write_report(report, record)
+        message = f"❌ deploy {failure.record.status}: {failure}"
+        if report_file:
+            try:
+                pipeline.write_report(report_file, failure.record)
+            except DbOpsError as exc:
+                message += f"; {exc}"
+        raise Exit(message, code=1) from None
     timings = ", ".join(f"{step.name} {step.seconds:.1f}s" for step in record.steps)
     _say(f"✅ {record.message} ({timings})")
-
-
-def _write_report(path, record) -> None:
-    if path:
-        import json
-        from pathlib import Path
-
-        Path(path).write_text(json.dumps(record.to_dict(), indent=2, default=str) + "\n")
+    if report_file:
+        pipeline.write_report(report_file, record)
 
 
 def _progress_printer():
@@ -576,6 +575,10 @@ def sql(c, start="current", end="", downgrade=False):
             start = ",".join(migrate.current(settings)) or "base"
         else:
             start = "head" if downgrade else "base"
+    else:
+        script = migrate.script_directory(settings)
+        for revision in start.split(","):
+            migrate.resolve_target(script, revision)  # refuses one the code does not know
     end = end or ("base" if downgrade else "head")
     if not downgrade and start != "base" and migrate.pending(migrate.script_directory(settings), start.split(","), end) == []:
         _say(f"-- nothing to run: {start} is already at {end}")

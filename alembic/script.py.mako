@@ -1,4 +1,15 @@
-"""${message}
+<%!
+    import re
+
+    def docstring(text):
+        """text as it must stand inside a triple-quoted docstring to read back as itself:
+        backslashes doubled, unprintable characters escaped, and a double quote escaped
+        where it could end the string (before another one, or at the end)."""
+        text = (text or "").replace("\\", "\\\\")
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+        return re.sub(r'"(?="|$)', r'\\"', text)
+%>\
+"""${docstring(message)}
 
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
@@ -20,12 +31,12 @@ depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 
 
 def upgrade() -> None:
-    """Apply: ${message}."""
+    """Apply: ${docstring(message)}."""
     ${upgrades if upgrades else "pass"}
 
 
 def downgrade() -> None:
-    """Revert: ${message}.
+    """Revert: ${docstring(message)}.
 
     Every revision has a real downgrade; when one is impossible, raise with the reason.
     """

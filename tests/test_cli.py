@@ -223,6 +223,33 @@ def test_revision_needs_a_message_and_an_up_to_date_database(invoke, created_dat
     assert "not at head" in assert_one_error_line(invoke("db.revision", "-m", "x", env=env))
 
 
+REVISION_MESSAGES = [
+    ('fix """x"""', 'fix """x"""'),
+    (r"a \N b", r"a \N b"),
+    ("ends in a backslash \\", "ends in a backslash \\"),
+    ('quoted "name"', 'quoted "name"'),
+    (r"\x41 \u00e9 {x} ${x} %(x)s <%text> ## '''", r"\x41 \u00e9 {x} ${x} %(x)s <%text> ## '''"),
+    ("两行\n消息\t😀", "两行 消息 😀"),
+]
+
+
+def test_any_message_makes_a_valid_revision(invoke, tmp_path):
+    """The message lands in docstrings: whatever it holds, the file loads and the message reads back."""
+    versions = copy_versions(tmp_path / "versions")
+    env = {"MIGRATIONS_DIR": str(versions)}
+    for message, _ in REVISION_MESSAGES:
+        result = invoke("db.revision", "--empty", "-m", message, env=env)
+        assert result.returncode == 0, result.output
+    history = invoke("db.history", "--offline", env=env)
+    assert history.returncode == 0, history.output
+    listed = [re.match(r"\s*\S+ -> \w+(?: \(.*?\))?  (.*)$", line).group(1) for line in history.stdout.splitlines()]
+    assert listed[:len(REVISION_MESSAGES)] == [shown for _, shown in reversed(REVISION_MESSAGES)]
+    for path in versions.glob("*.py"):
+        namespace: dict = {}
+        exec(compile(path.read_text(), str(path), "exec"), namespace)
+        assert namespace["upgrade"].__doc__.startswith("Apply: "), path.name
+
+
 def test_stamp(invoke, mysql_server, database_name):
     assert invoke("db.create").returncode == 0
     result = invoke("db.stamp", "-r", "head")

@@ -2,9 +2,9 @@
 
 dump client -> compressor -> this process (sha256, byte count) -> <file>.partial, then fsync
 and rename; the same compressed stream goes through a decompressor as it is written, which
-checks that it decompresses and ends with the dump's trailer. Credentials reach the clients in
-a 0600 option file inside a private temporary folder, never on a command line or in the
-environment. A backup is good only once its manifest exists: the manifest is written after
+checks that it decompresses and ends with the dump's trailer. Credentials reach each client as
+an option file it reads from an inherited pipe (--defaults-file=/dev/fd/N): never on a command
+line, in the environment or on disk, so a killed run leaves no file holding them. A backup is good only once its manifest exists: the manifest is written after
 the file passed verification, so a file without one is the remains of a failed run.
 
 Row counts are taken with SELECT COUNT(*) in a snapshot opened just before the dump's own,
@@ -237,30 +237,44 @@ def _option_value(value: str) -> str:
 
 
 @contextmanager
-def client_option_file(settings: Settings) -> Iterator[Path]:
-    """A [client] option file with the credentials, 0600 in a private folder removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="dbops-"))
+def client_options(settings: Settings, count: int = 1) -> Iterator[list[int]]:
+    """count pipes, each holding a [client] option file with the credentials for one client to
+    read (see defaults_file); yields their read ends, closed afterwards. Pass them to the
+    client with pass_fds: the password is then never on disk, and no file outlives a kill."""
+    text = "\n".join([
+        "[client]",
+        f"user={_option_value(settings.user)}",
+        f"password={_option_value(settings.password)}",
+        f"host={_option_value(settings.host)}",
+        f"port={int(settings.port)}",
+        "protocol=tcp",  # as PyMySQL: 'localhost' must not silently mean the default socket
+    ]).encode() + b"\n"
+    readers: list[int] = []
     try:
-        path = folder / "client.cnf"
-        lines = [
-            "[client]",
-            f"user={_option_value(settings.user)}",
-            f"password={_option_value(settings.password)}",
-            f"host={_option_value(settings.host)}",
-            f"port={int(settings.port)}",
-            "protocol=tcp",  # as PyMySQL: 'localhost' must not silently mean the default socket
-        ]
-        with _create_private(path) as out:
-            out.write(("\n".join(lines) + "\n").encode())
-        yield path
+        for _ in range(count):
+            reader, writer = os.pipe()
+            readers.append(reader)
+            try:
+                os.set_blocking(writer, False)  # a text larger than the empty pipe is cut short, not waited on
+                written = os.write(writer, text)
+            finally:
+                os.close(writer)
+            if written != len(text):
+                raise BackupError("the user name and password are too long to pass to the command-line clients")
+        yield readers
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        for reader in readers:
+            os.close(reader)
 
 
-def _client_command(program: str, option_file: Path, *arguments: str) -> list[str]:
-    # --defaults-file must come first; it makes the clients read no other option file, so a
-    # password in ~/.my.cnf cannot override the configured one.
-    return [program, f"--defaults-file={option_file}", *arguments]
+def defaults_file(reader: int) -> str:
+    """The clients' option naming a pipe of client_options. --defaults-file must come first; it
+    makes them read no other option file, so a password in ~/.my.cnf cannot override ours."""
+    return f"--defaults-file=/dev/fd/{reader}"
+
+
+def _client_command(program: str, options: int, *arguments: str) -> list[str]:
+    return [program, defaults_file(options), *arguments]
 
 
 @dataclass
@@ -305,11 +319,12 @@ def _dies_with(parent: int) -> Callable[[], None]:
     return arm
 
 
-def _start(children: list[_Child], command: list[str], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
+def _start(children: list[_Child], command: list[str], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+           pass_fds: tuple[int, ...] = ()):
     errors = tempfile.TemporaryFile()
     try:
         process = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=errors, env=child_environment(),
-                                   preexec_fn=_dies_with(os.getpid()))
+                                   preexec_fn=_dies_with(os.getpid()), pass_fds=pass_fds)
     except OSError as exc:
         errors.close()
         raise BackupError(f"cannot run {Path(command[0]).name}: {exc.strerror}") from None
@@ -503,8 +518,9 @@ def _stream_dump(
     known good once its digest on disk matches.
     """
     digest, size, shown, scan = hashlib.sha256(), 0, 0.0, _DumpScan()
-    with client_option_file(settings) as option_file, _children() as children:
-        dump = _start(children, _client_command(program, option_file, *arguments), stdout=subprocess.PIPE)
+    with client_options(settings) as [options], _children() as children:
+        dump = _start(children, _client_command(program, options, *arguments), stdout=subprocess.PIPE,
+                      pass_fds=(options,))
         compressor = _start(children, [_program([compression.name], "compressor"), *compression.compress],
                             stdin=dump.stdout, stdout=subprocess.PIPE)
         dump.stdout.close()  # the compressor owns the pipe: the dump sees it break if the compressor dies
@@ -538,6 +554,17 @@ def _stream_dump(
     return size, digest.hexdigest(), scan
 
 
+def _prepare_folder(folder: Path) -> None:
+    """The backup folder, created if missing; refused unless this process may write in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackupError(f"cannot create the backup folder {folder}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        reason = "a read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY else "permission denied"
+        raise BackupError(f"cannot write backups to {folder}: {reason}")
+
+
 def backup(settings: Settings, progress: Progress | None = None) -> BackupResult:
     """Dump the configured database into backup_dir, verify it, write its manifest, rotate old ones.
 
@@ -546,7 +573,9 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
     require_configured(settings)
     database = validate_identifier(settings.database)
     started, clock = datetime.now(UTC), time.monotonic()
+    folder = settings.backup_dir
     with connect(settings) as connection, ThreadPoolExecutor(max_workers=1) as pool:
+        _prepare_folder(folder)
         info = server_info(connection)
         revisions = migrate.current_heads(connection)
         data_bytes, index_bytes = data_and_index_bytes(connection, database)
@@ -561,8 +590,6 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
         left_out = {name for name in every_table if name in migrate.TOOL_TABLES and name != "alembic_version"}
         tables = every_table - left_out
         counting = pool.submit(row_counts, connection, tables)
-        folder = settings.backup_dir
-        folder.mkdir(parents=True, exist_ok=True)
         needed, free = int((data_bytes + index_bytes) * COMPRESSED_SHARE), shutil.disk_usage(folder).free
         if free < needed:
             raise BackupError(f"not enough disk space in {folder}: {format_size(free)} free, "
@@ -576,9 +603,12 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
         arguments.append(database)
         compression = COMPRESSIONS["zstd" if find_program("zstd") else "gzip"]
         revision = "+".join(revisions) or "base"
-        path, out = _create_backup_file(
-            folder, f"{_file_stem(database)}-{started:%Y%m%dT%H%M%SZ}-{_file_stem(revision)}", compression.suffix
-        )
+        try:
+            path, out = _create_backup_file(
+                folder, f"{_file_stem(database)}-{started:%Y%m%dT%H%M%SZ}-{_file_stem(revision)}", compression.suffix
+            )
+        except OSError as exc:
+            raise BackupError(f"cannot write backups to {folder}: {exc.strerror or exc}") from None
         try:
             with out:
                 size, digest, scan = _stream_dump(settings, program, arguments, compression, out, progress,
@@ -660,10 +690,10 @@ def load_dump(settings: Settings, path: Path, compression_name: str) -> None:
     with connect(settings) as connection:
         flavour = server_info(connection).flavour
     program = _program(LOAD_CLIENTS[flavour], "mysql client")
-    with client_option_file(settings) as option_file, _children() as children:
+    with client_options(settings) as [options], _children() as children:
         source = _start(children, _decompress_command(COMPRESSIONS[compression_name], path), stdout=subprocess.PIPE)
-        command = _client_command(program, option_file, "--default-character-set=utf8mb4",
+        command = _client_command(program, options, "--default-character-set=utf8mb4",
                                   "--init-command=SET FOREIGN_KEY_CHECKS=0", settings.database)
-        _start(children, command, stdin=source.stdout)
+        _start(children, command, stdin=source.stdout, pass_fds=(options,))
         source.stdout.close()
         _finish(children, f"restore of {settings.database!r} failed", settings.password)

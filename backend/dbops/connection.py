@@ -33,6 +33,8 @@ NOT_CONFIGURED_HELP = (
 ER_DBACCESS_DENIED = 1044
 ER_ACCESS_DENIED = 1045
 ER_BAD_DB = 1049
+# MariaDB's answer for a user it does not know; MySQL's for one that must log in another way (a socket).
+ER_ACCESS_DENIED_NO_PASSWORD = 1698
 CR_CONNECTION_ERROR = 2002
 CR_CONN_HOST_ERROR = 2003
 CR_UNKNOWN_HOST = 2005
@@ -46,7 +48,8 @@ def require_configured(settings: Settings) -> None:
 
 
 def make_url(settings: Settings, database: str | None = "") -> URL:
-    """The SQLAlchemy URL; database=None connects to the server without a default schema."""
+    """The SQLAlchemy URL, without the password (make_engine passes it apart); database=None
+    connects to the server without a default schema."""
     from sqlalchemy.engine import URL
 
     name = settings.database if database == "" else database
@@ -55,7 +58,6 @@ def make_url(settings: Settings, database: str | None = "") -> URL:
     return URL.create(
         "mysql+pymysql",
         username=settings.user,
-        password=settings.password or None,
         host=settings.host,
         port=settings.port,
         database=name or None,
@@ -118,7 +120,9 @@ def make_engine(settings: Settings, database: str | None = "", guard_ddl: bool =
     from sqlalchemy import create_engine, event
     from sqlalchemy.pool import NullPool
 
-    connect_args: dict = {"connect_timeout": settings.connect_timeout}
+    # The password as UTF-8 bytes, as the command-line clients send it: PyMySQL would encode a
+    # str as latin-1, failing on other characters and sending other bytes for the rest.
+    connect_args: dict = {"connect_timeout": settings.connect_timeout, "password": settings.password.encode()}
     if guard_ddl:
         from .mdl import LOCK_WAIT_SECONDS
 
@@ -146,6 +150,9 @@ def translate_error(exc: BaseException, settings: Settings, database: str | None
     name = settings.database if database == "" else database
     if code == ER_ACCESS_DENIED:
         return AccessDenied(f"access denied for {settings.user}@{settings.host}: check MYSQL_USER and MYSQL_PASSWORD")
+    if code == ER_ACCESS_DENIED_NO_PASSWORD:
+        return AccessDenied(f"access denied for {settings.user}@{settings.host}: no such user logs in with a "
+                            "password from this host; check MYSQL_USER")
     if code == ER_DBACCESS_DENIED:
         return AccessDenied(f"user {settings.user} may not use database {name!r}")
     if code == ER_BAD_DB:

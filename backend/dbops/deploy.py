@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import getpass
 import json
+import os
 import re
 import socket
 import time
@@ -107,6 +108,27 @@ class DeployPlan:
     target: tuple[str, ...]
     pending: list[tuple[str, str]]  # (revision, message), oldest first
     sql: str
+
+
+def report_path(path: str | Path) -> Path:
+    """Where `--report` writes the deploy record, checked before the deploy starts: its folder
+    exists and is writable, and it is not itself a folder."""
+    target = Path(path).expanduser().absolute()
+    if not target.parent.is_dir():
+        raise DbOpsError(f"cannot write the report to {path}: folder {target.parent} does not exist")
+    if target.is_dir():
+        raise DbOpsError(f"cannot write the report to {path}: it is a folder")
+    if not os.access(target if target.exists() else target.parent, os.W_OK):
+        raise DbOpsError(f"cannot write the report to {path}: not writable")
+    return target
+
+
+def write_report(path: Path, record: DeployRecord) -> None:
+    """The deploy record as JSON, for CI."""
+    try:
+        path.write_text(json.dumps(record.to_dict(), indent=2, default=str) + "\n")
+    except OSError as exc:
+        raise DbOpsError(f"cannot write the report to {path}: {exc.strerror or exc}") from None
 
 
 def _now() -> str:

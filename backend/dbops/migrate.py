@@ -111,6 +111,11 @@ def script_directory(settings: Settings) -> ScriptDirectory:
         return ScriptDirectory.from_config(alembic_config(settings))
 
 
+def one_line(message: str | None) -> str:
+    """A revision message as its file keeps it: whitespace runs (newlines too) as one space."""
+    return " ".join((message or "").split())
+
+
 def first_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -308,6 +313,8 @@ def states_around(script: ScriptDirectory, revision: str, direction: str,
 
 def pending(script: ScriptDirectory, current_revisions: Sequence[str], target: str = "head") -> list[Script]:
     """Revisions an upgrade to target would apply, oldest first (both branches below a merge too)."""
+    from alembic.script.revision import RangeNotAncestorError
+
     validate_revision_argument(target)
     with alembic_errors():
         _check_known(script, current_revisions)
@@ -320,6 +327,23 @@ def pending(script: ScriptDirectory, current_revisions: Sequence[str], target: s
             return in_order(script, steps)
         except KeyError as exc:
             raise RevisionError(f"unknown revision {exc}: see `invoke db.history`") from None
+        except RangeNotAncestorError:
+            raise _off_the_path(script, current_revisions, target, "upgrade") from None
+
+
+def _off_the_path(script: ScriptDirectory, current_revisions: Sequence[str], target: str,
+                  direction: str) -> RevisionError:
+    """Why moving in direction from current_revisions cannot reach target (Alembic says "not an ancestor")."""
+    found = script.get_revision(target).revision
+    now = ", ".join(current_revisions)
+    if direction == "upgrade" and found in applied_revisions(script, current_revisions):
+        return RevisionError(f"cannot upgrade from {now} to {found}: it is behind, and an upgrade only moves "
+                             f"forward; go back with `invoke db.downgrade -r {found}`")
+    if direction == "downgrade" and set(current_revisions) <= applied_revisions(script, (found,)):
+        return RevisionError(f"cannot downgrade from {now} to {found}: it is ahead, and a downgrade only moves "
+                             f"back; go forward with `invoke db.upgrade -r {found}`")
+    return RevisionError(f"cannot {direction} from {now} to {found}: it is on another branch; downgrade to the "
+                         "revision both come from, then upgrade (see `invoke db.history`)")
 
 
 class MigrationFailed(RevisionError):
@@ -332,6 +356,8 @@ class MigrationFailed(RevisionError):
 
 
 StepHook = Callable[["Script", str], None]
+SETTLE_HINT = ("settle it with `invoke db.recover --undo` (or `--finish`), or repair it by hand and record the "
+               "state with `invoke db.stamp`")
 
 
 def _run_steps(
@@ -389,8 +415,10 @@ def _run_steps(
                         before = f" ({len(done)} revision(s) before it done)" if done else ""
                         raise RevisionError(f"{direction} of {step.revision} did not start{before}: {explained}") \
                             from exc
+                    # A deploy rolls back; a plain run leaves the revision half-applied.
+                    settle = "" if deploy_id else f"; {step.revision} is now half-applied: {SETTLE_HINT}"
                     raise MigrationFailed(
-                        f"{direction} of {step.revision} failed: {explained}", step.revision, direction
+                        f"{direction} of {step.revision} failed: {explained}{settle}", step.revision, direction
                     ) from exc
                 journal.finish(held.connection, entries[0], journal.APPLIED)
                 done.append(step.revision)
@@ -441,10 +469,7 @@ def refuse_unfinished(control: Connection) -> None:
 
     left = journal.unfinished(control)
     if left:
-        raise RevisionError(
-            f"{left[-1].describe()}; the schema may be half-changed: settle it with `invoke db.recover --undo` "
-            "(or `--finish`), or repair it by hand and record the state with `invoke db.stamp`"
-        )
+        raise RevisionError(f"{left[-1].describe()}; the schema may be half-changed: {SETTLE_HINT}")
 
 
 def upgrade(
@@ -467,6 +492,8 @@ def downgrade_steps(script: ScriptDirectory, current_revisions: Sequence[str], t
     """Revisions a downgrade to target reverts, newest first: the upgrade order backwards, so a
     merge goes before both of its branches. target: an id (what is above it is reverted, as
     Alembic does), base or -N (the last N revisions applied, in that order)."""
+    from alembic.script.revision import RangeNotAncestorError
+
     validate_revision_argument(target)
     _check_known(script, current_revisions)
     if not current_revisions:
@@ -478,13 +505,13 @@ def downgrade_steps(script: ScriptDirectory, current_revisions: Sequence[str], t
             if count > len(applied):
                 raise RevisionError("not that many revisions to move: see `invoke db.history`")
             return list(reversed(in_order(script, (script.get_revision(rev) for rev in applied))))[:count]
-        if target != "base" and _is_known(script, target):
-            found = script.get_revision(target)
-            if found.revision not in applied:
-                raise RevisionError(f"{found.revision} is not applied (the database is at "
-                                    f"{', '.join(current_revisions)}): nothing to go down to; see `invoke db.history`")
-        found = script.iterate_revisions(tuple(current_revisions), target, select_for_downgrade=True)
-        return list(reversed(in_order(script, found)))
+        if target != "base" and _is_known(script, target) and script.get_revision(target).revision not in applied:
+            raise _off_the_path(script, current_revisions, target, "downgrade")
+        try:
+            found = script.iterate_revisions(tuple(current_revisions), target, select_for_downgrade=True)
+            return list(reversed(in_order(script, found)))
+        except RangeNotAncestorError:
+            raise _off_the_path(script, current_revisions, target, "downgrade") from None
 
 
 def downgrade(
@@ -640,7 +667,8 @@ def revision(settings: Settings, message: str, autogenerate: bool = True) -> Pat
     """
     from alembic import command
 
-    if not message or not message.strip():
+    message = one_line(message)
+    if not message:
         raise RevisionError("a revision needs a message: -m 'what it changes'")
     script = script_directory(settings)
     if len(script.get_heads()) > 1:
@@ -648,14 +676,14 @@ def revision(settings: Settings, message: str, autogenerate: bool = True) -> Pat
     if not autogenerate:
         config = alembic_config(settings)
         with alembic_errors():
-            created = command.revision(config, message=message.strip())
+            created = command.revision(config, message=message)
         return Path(created.path)
     with ExitStack() as stack:
         target = stack.enter_context(scratch_database(settings)) if settings.autogenerate_against == "scratch" \
             else settings
         config, connection = stack.enter_context(migration_connection(target))
         config.attributes["autogenerate"] = True
-        created = command.revision(config, message=message.strip(), autogenerate=True)
+        created = command.revision(config, message=message, autogenerate=True)
         connection.commit()
     if config.attributes.get("empty_autogenerate") or created is None:
         return None
@@ -672,7 +700,7 @@ def merge(settings: Settings, message: str = "merge heads") -> Path:
         raise RevisionError("only one head: nothing to merge")
     config = alembic_config(settings)
     with alembic_errors():
-        created = command.merge(config, "heads", message=message)
+        created = command.merge(config, "heads", message=one_line(message) or "merge heads")
     return Path(created.path)
 
 

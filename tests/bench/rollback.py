@@ -33,7 +33,7 @@ import pymysql
 
 from backend.config import PROJECT_ROOT, Settings
 from backend.dbops import admin, migrate
-from backend.dbops.backup import client_option_file
+from backend.dbops.backup import client_options, defaults_file
 from backend.dbops.benchmark import fill
 from backend.dbops.servers import create_user, find_program, start_instance, stop_instance
 from tests.conftest import HEAD, copy_versions
@@ -167,13 +167,15 @@ def drop_column_rollback(settings: Settings, versions: Path, work: Path, say) ->
     raw_alter = _alembic(settings, BENCH)
     migrate.downgrade(settings, HEAD)
     dump = work / "chat_messages.sql.zst"
-    with client_option_file(settings) as options:
-        client = [find_program("mariadb", "mysql"), f"--defaults-file={options}"]
-        dump_client = [find_program("mariadb-dump", "mysqldump"), f"--defaults-file={options}"]
+    with client_options(settings) as [options]:
+        dump_client = [find_program("mariadb-dump", "mysqldump"), defaults_file(options)]
         subprocess.run(f"{' '.join(dump_client)} --single-transaction --quick {settings.database} chat_messages "
-                       f"| zstd -q -1 -T2 > {dump}", shell=True, check=True)
+                       f"| zstd -q -1 -T2 > {dump}", shell=True, check=True, pass_fds=(options,))
+    with client_options(settings) as [options]:
+        client = [find_program("mariadb", "mysql"), defaults_file(options)]
         started = time.monotonic()
-        subprocess.run(f"zstd -q -dc {dump} | {' '.join(client)} {settings.database}", shell=True, check=True)
+        subprocess.run(f"zstd -q -dc {dump} | {' '.join(client)} {settings.database}", shell=True, check=True,
+                       pass_fds=(options,))
         reload = time.monotonic() - started
     figures = {"capture (upgrade step)": upgrade, "raw ALTER DROP COLUMN": raw_alter,
                "rollback (column joined back)": rollback, "today's rollback: reload the table": reload}
