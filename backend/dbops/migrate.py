@@ -321,6 +321,10 @@ def pending(script: ScriptDirectory, current_revisions: Sequence[str], target: s
         if target == "head":
             target = single_head(script)
         lower = tuple(current_revisions) or "base"
+        if target not in ("heads", "base") and _is_known(script, target):
+            # An upgrade goes to a revision that comes after every current one (a merge of them too).
+            if not set(current_revisions) <= applied_revisions(script, (target,)):
+                raise _off_the_path(script, current_revisions, target, "upgrade")
         try:
             # implicit_base: what target needs and is not applied, also on a branch beside the current one.
             steps = script.iterate_revisions(target, lower, implicit_base=True)
