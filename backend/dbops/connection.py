@@ -147,7 +147,9 @@ def translate_error(exc: BaseException, settings: Settings, database: str | None
     if code == ER_ACCESS_DENIED:
         return AccessDenied(f"access denied for {settings.user}@{settings.host}: check MYSQL_USER and MYSQL_PASSWORD")
     if code == ER_DBACCESS_DENIED:
-        return AccessDenied(f"user {settings.user} may not use database {name!r}")
+        # The server names the database refused, which may not be the connection's (CREATE DATABASE).
+        named = re.search(r"to database '(.*)'$", message)
+        return AccessDenied(f"user {settings.user} may not use database {(named.group(1) if named else name)!r}")
     if code == ER_BAD_DB:
         return UnknownDatabase(f"database {name!r} does not exist on {settings.address}: run `invoke db.init` to create it")
     if code in (CR_CONNECTION_ERROR, CR_CONN_HOST_ERROR, CR_UNKNOWN_HOST):

@@ -1,7 +1,7 @@
 """Online-DDL guard: how each pending ALTER would run on this server, found out before it runs.
 
 Each ALTER TABLE / CREATE INDEX / DROP INDEX of the pending revisions is run against an
-empty copy of its table in a scratch schema with an explicit algorithm: INSTANT, then
+empty copy of its table in a scratch database (scratch.py) with an explicit algorithm: INSTANT, then
 INPLACE with LOCK=NONE; when the server refuses both, the statement needs a table copy
 (or a lock). The deploy refuses such a statement on a table above DDL_GUARD_MAX_ROWS
 rows unless the revision opts in with a comment `# ddl-guard: allow-copy <reason>`.
@@ -10,7 +10,6 @@ rows unless the revision opts in with a comment `# ddl-guard: allow-copy <reason
 from __future__ import annotations
 
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ from . import migrate
 from .connection import connect
 from .errors import DbOpsError
 from .identifiers import quote_identifier
+from .scratch import scratch_schema
 from .sql import split_statements
 
 if TYPE_CHECKING:
@@ -112,36 +112,31 @@ def inspect_pending(settings: Settings, target: str = "head") -> list[DDLStateme
     steps = migrate.pending(script, current, target)
     if not steps:
         return []
-    scratch_name = f"{settings.database[:40]}_ddlprobe_{secrets.token_hex(4)}"
-    scratch = quote_identifier(scratch_name)
     source = quote_identifier(settings.database)
     found: list[DDLStatement] = []
-    with connect(settings) as connection:
+    with scratch_schema(settings, "ddlprobe") as probe, connect(settings) as connection:
+        scratch = quote_identifier(probe.database)
         sizes = _table_rows(connection, settings.database)
-        connection.exec_driver_sql(f"CREATE DATABASE {scratch}")
-        try:
-            copied: set[str] = set()
-            previous = ",".join(current) or "base"
-            for step in steps:
-                reason = _opt_in(Path(step.path))
-                sql = migrate.offline_sql(settings, previous, step.revision)
-                previous = step.revision
-                for statement in split_statements(sql):
-                    forms = _probe_forms(statement, scratch)
-                    if forms is None:
-                        continue
-                    table, attempts = forms
-                    if table not in sizes:
-                        continue  # created by this deploy: empty, nothing to copy
-                    if table not in copied:
-                        quoted = quote_identifier(table, "table name")
-                        connection.execute(text(f"CREATE TABLE {scratch}.{quoted} LIKE {source}.{quoted}"))
-                        copied.add(table)
-                    algorithm, note = _classify(connection, attempts)
-                    found.append(DDLStatement(step.revision, table, " ".join(statement.split()), algorithm,
-                                              sizes[table], reason, note))
-        finally:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {scratch}")
+        copied: set[str] = set()
+        previous = ",".join(current) or "base"
+        for step in steps:
+            reason = _opt_in(Path(step.path))
+            sql = migrate.offline_sql(settings, previous, step.revision)
+            previous = step.revision
+            for statement in split_statements(sql):
+                forms = _probe_forms(statement, scratch)
+                if forms is None:
+                    continue
+                table, attempts = forms
+                if table not in sizes:
+                    continue  # created by this deploy: empty, nothing to copy
+                if table not in copied:
+                    quoted = quote_identifier(table, "table name")
+                    connection.execute(text(f"CREATE TABLE {scratch}.{quoted} LIKE {source}.{quoted}"))
+                    copied.add(table)
+                algorithm, note = _classify(connection, attempts)
+                found.append(DDLStatement(step.revision, table, " ".join(statement.split()), algorithm,
+                                          sizes[table], reason, note))
     return found
 
 

@@ -453,28 +453,21 @@ def offline_sql(settings: Settings, start: str, end: str, downgrade: bool = Fals
 
 @contextmanager
 def scratch_database(settings: Settings, target: str = "head") -> Iterator[Settings]:
-    """A throwaway database on the configured server, upgraded to target, dropped afterwards.
+    """A scratch database on the configured server (scratch.py), upgraded to target.
 
     Autogenerate compares the models with it (like Atlas's dev database), so a revision
     never depends on the state of a developer's own database.
     """
-    import secrets
-
     from alembic import command
 
-    from .admin import create_database, drop_database
+    from .scratch import scratch_schema
 
-    name = f"{settings.database[:40]}_autogen_{secrets.token_hex(4)}"
-    scratch = replace(settings, database=name)
-    create_database(scratch)
-    try:
+    with scratch_schema(settings, "autogen") as scratch:
         if target != "base":
             with migration_connection(scratch) as (config, connection):
                 command.upgrade(config, target)
                 connection.commit()
         yield scratch
-    finally:
-        drop_database(scratch)
 
 
 def revision(settings: Settings, message: str, autogenerate: bool = True) -> Path | None:
