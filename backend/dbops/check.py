@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..config import Settings
 from . import journal, migrate
 from .connection import connect, require_configured, server_info
-from .errors import DbOpsError, UnknownDatabase
+from .errors import AccessDenied, DbOpsError, UnknownDatabase
 from .guards import read_only_flags, read_only_message
 from .privileges import AccountCheck, check_account
 
@@ -105,7 +105,7 @@ def run_check(settings: Settings, own_deploy: str | None = None) -> CheckReport:
             left = journal.unfinished(connection)
             recorded = journal.applied_checksums(connection)
             size = database_size(connection, settings.database)
-    except UnknownDatabase as exc:
+    except (UnknownDatabase, AccessDenied) as exc:
         report.add("database", False, str(exc))
         return report
     report.add("database", True, f"{settings.database} exists, {_megabytes(size)} of data and indexes")

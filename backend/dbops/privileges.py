@@ -184,7 +184,7 @@ class AccountCheck:
 
 def check_account(connection: Connection, settings: Settings) -> AccountCheck:
     """Compare the session's privileges with what upgrade, backup, restore and the scratch databases need."""
-    from .scratch import generated_name, refusal
+    from .scratch import generated_name, unusable
 
     account = read_account(connection)
     result = AccountCheck(roles=account.roles)
@@ -196,7 +196,7 @@ def check_account(connection: Connection, settings: Settings) -> AccountCheck:
         result.database.append(f"binary logging is on: {user} needs SUPER to create the triggers a deploy and a "
                                "restore use, or set log_bin_trust_function_creators=ON")
     if settings.scratch_database:
-        reason = refusal(settings)
+        reason = unusable(connection, settings)
         if reason:
             result.scratch.append(reason)
         else:

@@ -41,7 +41,7 @@ def generated_name(settings: Settings, purpose: str, suffix: str | None = None) 
 
 
 def refusal(settings: Settings) -> str | None:
-    """Why SCRATCH_DATABASE may not be emptied and reused (None: it may)."""
+    """Why SCRATCH_DATABASE may not be emptied and reused, from its name alone (None: it may)."""
     name = settings.scratch_database
     quote_identifier(name, "SCRATCH_DATABASE")
     if name == settings.database:
@@ -51,17 +51,28 @@ def refusal(settings: Settings) -> str | None:
     return None
 
 
-def _history_tables(connection: Connection, name: str) -> list[str]:
+def unusable(connection: Connection, settings: Settings) -> str | None:
+    """Why SCRATCH_DATABASE cannot be used now (None: it can): its name, or it is missing, or it is managed."""
     from sqlalchemy import bindparam, text
 
     from .migrate import HISTORY_TABLES
 
-    rows = connection.execute(
-        text("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :name AND TABLE_NAME IN :tables")
-        .bindparams(bindparam("tables", expanding=True)),
+    reason = refusal(settings)
+    if reason:
+        return reason
+    name = settings.scratch_database
+    if connection.execute(text("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :name"),
+                          {"name": name}).first() is None:
+        return (f"SCRATCH_DATABASE {name!r} does not exist on {settings.address}: create it and grant "
+                f"{settings.user} the privileges `invoke db.check` names on it")
+    held = connection.execute(
+        text("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :name AND TABLE_NAME IN :tables "
+             "ORDER BY TABLE_NAME").bindparams(bindparam("tables", expanding=True)),
         {"name": name, "tables": list(HISTORY_TABLES)},
-    )
-    return sorted(row[0] for row in rows)
+    ).scalars().all()
+    if held:
+        return f"SCRATCH_DATABASE {name!r} holds {', '.join(held)}: it is a database the tool manages, not a scratch one"
+    return None
 
 
 def _lock_name(name: str) -> str:
@@ -104,13 +115,9 @@ def _configured(settings: Settings) -> Iterator[Settings]:
             raise ScratchUnavailable(f"SCRATCH_DATABASE {name!r} is in use by another run; gave up after "
                                      f"{settings.lock_timeout} s")
         try:
-            if not admin.database_exists(scratch):
-                raise ScratchUnavailable(f"SCRATCH_DATABASE {name!r} does not exist on {settings.address}: create it "
-                                         f"and grant {settings.user} the privileges `invoke db.check` names on it")
-            held = _history_tables(control, name)
-            if held:
-                raise Refused(f"SCRATCH_DATABASE {name!r} holds {', '.join(held)}: it is a database the tool "
-                              "manages, not a scratch one")
+            reason = unusable(control, settings)
+            if reason:
+                raise Refused(reason)
             _empty(scratch)
             try:
                 yield scratch
