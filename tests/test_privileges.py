@@ -355,7 +355,7 @@ def test_recover_names_the_scratch_database_it_may_not_create_then_uses_scratch_
 
 def test_an_access_denied_error_names_the_database_the_server_refused(invoke, accounts, mysql_server, database_name):
     _execute(mysql_server, f"DROP DATABASE `{database_name}`")
-    user = accounts.user(f"GRANT SELECT ON {{db}}.* TO {{user}}")
+    user = accounts.user("GRANT SELECT ON {db}.* TO {user}")
     line = assert_one_error_line(invoke("db.create", env=user))
     assert f"may not use database '{database_name}'" in line
 

@@ -156,13 +156,17 @@ class Account:
 def read_account(connection: Connection) -> Account:
     """The grants of the current session (its active roles included) and the server's settings."""
     from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
 
     lines = [row[0] for row in connection.execute(text("SHOW GRANTS"))]
     variables = {name.lower(): str(value).upper() for name, value in connection.execute(text(
         "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('partial_revokes', 'lower_case_table_names', 'log_bin', "
         "'log_bin_trust_function_creators')"))}
-    roles = [row[0] for row in connection.execute(text("SELECT ROLE_NAME FROM information_schema.ENABLED_ROLES"))
-             if row[0] is not None]
+    try:
+        roles = [row[0] for row in connection.execute(text("SELECT ROLE_NAME FROM information_schema.ENABLED_ROLES"))
+                 if row[0] is not None]
+    except DBAPIError:
+        roles = []  # MySQL before 8.0.19: no such table (and SHOW GRANTS has folded the roles in already)
     return Account(
         grants=[grant for grant in map(parse_grant, lines) if grant is not None],
         wildcards=variables.get("partial_revokes", "OFF") in ("OFF", "0"),

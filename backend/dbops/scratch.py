@@ -23,13 +23,10 @@ from . import admin
 from .connection import connect, require_configured
 from .errors import AccessDenied, DbOpsError, Refused
 from .identifiers import SYSTEM_SCHEMAS, quote_identifier
+from .lock import MAX_LOCK_NAME
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
-
-# MySQL 5.7+ allows lock names of at most 64 characters.
-MAX_LOCK_NAME = 64
-
 
 class ScratchUnavailable(DbOpsError):
     """No scratch database can be had: the account may not create one, or the configured one is busy."""
