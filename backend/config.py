@@ -53,6 +53,9 @@ class Settings:
     sandbox_dir: Path = PROJECT_ROOT / ".sandbox"
     # "scratch": autogenerate against a throwaway database at head; "database": the configured one.
     autogenerate_against: str = "scratch"
+    # A database the tool may empty and reuse for its throwaway schemas (autogenerate, drift,
+    # recover, lint, the DDL probe), for an account that may not create databases; "": create them.
+    scratch_database: str = ""
     # Backups
     backup_dir: Path = PROJECT_ROOT / "backups"
     backup_keep: int = 10
@@ -252,13 +255,13 @@ def load_settings(
     if not 0 < port < 65536:
         raise ConfigError(f"MYSQL_PORT must be between 1 and 65535, got {port}")
 
-
     autogenerate_against = (merged.get("AUTOGENERATE_AGAINST") or "scratch").strip().lower()
     if autogenerate_against not in ("scratch", "database"):
         raise ConfigError(f"AUTOGENERATE_AGAINST must be scratch or database, got {autogenerate_against!r}")
     return Settings(
         **_deploy_settings(merged, environment),
         autogenerate_against=autogenerate_against,
+        scratch_database=merged.get("SCRATCH_DATABASE") or "",
         host=(merged.get("MYSQL_HOST") or "127.0.0.1").strip(),
         port=port,
         user=(merged.get("MYSQL_USER") or "root").strip(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,16 +11,13 @@ from ..config import Settings
 from . import journal, migrate
 from .adopt import adoption_hint
 from .connection import connect, require_configured, server_info
-from .errors import DbOpsError, UnknownDatabase
+from .errors import AccessDenied, DbOpsError, UnknownDatabase
+from .guards import read_only_flags, read_only_message
+from .privileges import AccountCheck, check_account
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-# What upgrade (DDL), backup (dump with routines, triggers, events) and restore need.
-REQUIRED_PRIVILEGES = (
-    "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX", "REFERENCES",
-    "LOCK TABLES", "SHOW VIEW", "TRIGGER", "EVENT",
-)
 # A zstd dump of InnoDB data is well under half its on-disk size; keep a margin.
 BACKUP_SIZE_RATIO = 0.5
 
@@ -51,27 +47,6 @@ class CheckReport:
         self.items.append(CheckItem(name, ok, detail, warning))
 
 
-def missing_privileges(connection: Connection, database: str) -> list[str] | None:
-    """Privileges from REQUIRED_PRIVILEGES the current user lacks on database (None: unknown)."""
-    from sqlalchemy import text
-
-    granted: set[str] = set()
-    try:
-        grants = [row[0] for row in connection.execute(text("SHOW GRANTS FOR CURRENT_USER()"))]
-    except Exception:
-        return None
-    scopes = ("*.*", f"`{database.replace('`', '``')}`.*")
-    for grant in grants:
-        match = re.match(r"GRANT (.+?) ON (\S+) TO ", grant)
-        if not match or match.group(2) not in scopes:
-            continue
-        for privilege in match.group(1).split(","):
-            granted.add(privilege.strip().upper())
-    if "ALL PRIVILEGES" in granted or "ALL" in granted:
-        return []
-    return [privilege for privilege in REQUIRED_PRIVILEGES if privilege not in granted]
-
-
 def database_size(connection: Connection, database: str) -> int:
     from .backup import data_and_index_bytes
 
@@ -91,27 +66,33 @@ def _megabytes(size: float) -> str:
 
 
 def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool = True) -> CheckReport:
-    """The preflight: connection, server, privileges, heads, revision, journal, unfinished
-    rollbacks and restores, holding tables, disk, models.
+    """The preflight: connection, server, read_only, privileges, scratch databases, heads, revision,
+    journal, unfinished rollbacks and restores, holding tables, disk, models, and the rehearsal of
+    the pending revisions.
 
     own_deploy: the deploy running this check, which holds the migration lock.
     rehearse: run the pending revisions on an empty copy of the schema (the deploy's preflight
     does that itself, to its own target).
     Raises DbOpsError when nothing can be checked (no configuration, no server).
     """
+    from sqlalchemy.exc import DBAPIError
+
     require_configured(settings)
     report = CheckReport()
     with connect(settings, database=None) as connection:
         info = server_info(connection)
-        missing = missing_privileges(connection, settings.database)
+        read_only = read_only_flags(connection)
+        try:
+            account = check_account(connection, settings)
+        except DBAPIError:
+            account = None
     report.add("connection", True, f"{settings.describe()} (from {settings.source})")
     report.add("server", True, f"{info} ({info.full_version})")
-    if missing is None:
-        report.add("privileges", True, "could not read the grants of the current user", warning=True)
-    elif missing:
-        report.add("privileges", False, f"{settings.user} lacks {', '.join(missing)} on {settings.database}")
+    if read_only:
+        report.add("read_only", False, read_only_message(settings, read_only))
     else:
-        report.add("privileges", True, "all that upgrade, backup and restore need")
+        report.add("read_only", True, "the server accepts writes")
+    _check_privileges(report, settings, account)
 
     script = migrate.script_directory(settings)
     heads = script.get_heads()
@@ -129,7 +110,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
             recorded = journal.applied_checksums(connection)
             size = database_size(connection, settings.database)
             to_adopt = None if left else adoption_hint(connection, script, current, migrate.ignored_tables(settings))
-    except UnknownDatabase as exc:
+    except (UnknownDatabase, AccessDenied) as exc:
         report.add("database", False, str(exc))
         return report
     report.add("database", True, f"{settings.database} exists, {_megabytes(size)} of data and indexes")
@@ -175,6 +156,23 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
     else:
         report.add("models", True, "the schema matches backend/database.py")
     return report
+
+
+def _check_privileges(report: CheckReport, settings: Settings, account: AccountCheck | None) -> None:
+    if account is None:
+        report.add("privileges", True, "could not read the grants of the current user", warning=True)
+        return
+    through = f" (through role {', '.join(account.roles)})" if account.roles else ""
+    if account.database:
+        report.add("privileges", False, "; ".join(account.database) + through)
+    else:
+        report.add("privileges", True, "all that upgrade, backup and restore need" + through)
+    if account.scratch:
+        report.add("scratch", False, "; ".join(account.scratch))
+    elif settings.scratch_database:
+        report.add("scratch", True, f"throwaway schemas are built in SCRATCH_DATABASE {settings.scratch_database}")
+    else:
+        report.add("scratch", True, f"throwaway schemas are built in databases it creates ({settings.database[:40]}_…)")
 
 
 def _check_unfinished(report: CheckReport, settings: Settings, own_deploy: str | None) -> None:

@@ -154,7 +154,9 @@ def translate_error(exc: BaseException, settings: Settings, database: str | None
         return AccessDenied(f"access denied for {settings.user}@{settings.host}: no such user logs in with a "
                             "password from this host; check MYSQL_USER")
     if code == ER_DBACCESS_DENIED:
-        return AccessDenied(f"user {settings.user} may not use database {name!r}")
+        # The server names the database refused, which may not be the connection's (CREATE DATABASE).
+        named = re.search(r"to database '(.*)'$", message)
+        return AccessDenied(f"user {settings.user} may not use database {(named.group(1) if named else name)!r}")
     if code == ER_BAD_DB:
         return UnknownDatabase(f"database {name!r} does not exist on {settings.address}: run `invoke db.init` to create it")
     if code in (CR_CONNECTION_ERROR, CR_CONN_HOST_ERROR, CR_UNKNOWN_HOST):

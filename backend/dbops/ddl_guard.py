@@ -1,6 +1,6 @@
 """The preflight's rehearsal: the pending revisions run first on an empty copy of the schema.
 
-The live tables' structure (SHOW CREATE TABLE, views too) is copied into a scratch schema and
+The live tables' structure (SHOW CREATE TABLE, views too) is copied into a scratch database (scratch.py) and
 every pending statement runs there in order, so a statement that fails ("Unknown column")
 refuses the deploy before anything runs, and, for a deploy to head, the schema it leaves is
 compared with the models, as verify will do: a table the models do not own or a change made
@@ -26,6 +26,7 @@ from . import migrate
 from .connection import connect
 from .errors import DbOpsError
 from .identifiers import quote_identifier
+from .scratch import scratch_schema
 from .sql import split_statements
 
 if TYPE_CHECKING:
@@ -184,7 +185,7 @@ def rehearse(settings: Settings, target: str = "head", downgrade: bool = False) 
     ignored = migrate.ignored_tables(settings)
     with connect(settings) as connection:
         sizes = _table_rows(connection, settings.database)
-    with migrate.empty_scratch(settings, "rehearsal") as scratch, connect(scratch) as connection:
+    with scratch_schema(settings, "rehearsal") as scratch, connect(scratch) as connection:
         _copy_structure(connection, settings.database, migrate.TOOL_TABLES)
         for step, sql in steps:
             if sql is None:

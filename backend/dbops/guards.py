@@ -1,13 +1,42 @@
-"""Confirmation guard for destructive operations (drop, reset, restore, ...)."""
+"""Guards: confirmation before destructive operations (drop, reset, restore, ...), and no
+change at all on a read-only server."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from .errors import Refused
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
 Ask = Callable[[str], str]
+# Set on a replica (or a server kept from writes): an account with SUPER (or READ_ONLY ADMIN)
+# could still write through read_only, which is exactly what must not happen there.
+READ_ONLY_VARIABLES = ("read_only", "super_read_only", "innodb_read_only")
+
+
+def read_only_flags(connection: Connection) -> list[str]:
+    """The read-only settings the server has on, e.g. ['read_only=ON'] (MariaDB 11 also says NO_LOCK...)."""
+    from sqlalchemy import text
+
+    names = ", ".join(f"'{name}'" for name in READ_ONLY_VARIABLES)
+    rows = connection.execute(text(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})"))
+    return sorted(f"{name}={value}" for name, value in rows if str(value).upper() not in ("OFF", "0", ""))
+
+
+def read_only_message(settings: Settings, flags: list[str]) -> str:
+    return (f"the server at {settings.address} is read-only ({', '.join(flags)}): it is most likely a replica; "
+            "point MYSQL_HOST at the primary")
+
+
+def refuse_read_only(connection: Connection, settings: Settings) -> None:
+    """Raise Refused on a read-only server, before anything is written (whatever the account may do)."""
+    flags = read_only_flags(connection)
+    if flags:
+        raise Refused(read_only_message(settings, flags) + ": nothing changed")
 
 
 def _allowed_without_asking(settings: Settings, action: str, database: str, yes: bool, allow_production: bool) -> bool:

@@ -17,6 +17,8 @@ MAX_IDENTIFIER_LENGTH = 64
 # [0-9A-Za-z_] as they are, other characters as up to 5 bytes (@20ac); a file name has at most
 # 255 bytes. Counting 5 for each of those refuses a few names the server would take, never one it refuses.
 MAX_FILE_NAME_BYTES = 255
+# The server's own schemas: restoring over them or emptying them would wreck its accounts and metadata.
+SYSTEM_SCHEMAS = frozenset({"mysql", "sys", "information_schema", "performance_schema"})
 
 
 def validate_identifier(name: object, kind: str = "database name") -> str:

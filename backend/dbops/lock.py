@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ..config import Settings
 from .connection import connect
 from .errors import DbOpsError
+from .guards import refuse_read_only
 from .migrate import LOCK_TABLE
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ def migration_lock(settings: Settings, purpose: str, timeout: int | None = None)
         # Autocommit: the control connection's writes must be visible at once and
         # must not hold row locks while migrations run on another connection.
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        refuse_read_only(connection, settings)  # every run that takes the lock is about to write
         acquired = connection.execute(text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": wait}).scalar()
         if acquired != 1:
             holder = describe_holder(connection, name)

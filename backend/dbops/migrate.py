@@ -6,7 +6,7 @@ import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -627,32 +627,18 @@ def offline_steps(settings: Settings, target: str, downgrade: bool = False) -> I
 
 
 @contextmanager
-def empty_scratch(settings: Settings, purpose: str) -> Iterator[Settings]:
-    """A throwaway empty database on the configured server, with the live one's character set
-    when it exists; dropped afterwards."""
-    import secrets
-
-    from .admin import create_database, drop_database
-
-    scratch = replace(settings, database=f"{settings.database[:40]}_{purpose}_{secrets.token_hex(4)}")
-    create_database(scratch, like=settings.database)
-    try:
-        yield scratch
-    finally:
-        drop_database(scratch)
-
-
-@contextmanager
 def scratch_database(settings: Settings, target: str | Sequence[str] = "head") -> Iterator[Settings]:
-    """A throwaway database on the configured server, upgraded to target (or to each of several
-    revisions, on branches side by side), dropped afterwards.
+    """A scratch database on the configured server (scratch.py), upgraded to target (or to each of
+    several revisions, on branches side by side).
 
     Autogenerate compares the models with it (like Atlas's dev database), so a revision
     never depends on the state of a developer's own database.
     """
     from alembic import command
 
-    with empty_scratch(settings, "autogen") as scratch:
+    from .scratch import scratch_schema
+
+    with scratch_schema(settings, "autogen") as scratch:
         targets = [each for each in ([target] if isinstance(target, str) else target) if each != "base"]
         if targets:
             with migration_connection(scratch) as (config, connection):

@@ -22,8 +22,9 @@ from . import journal, migrate
 from .connection import connect
 from .converge import align_column_order, converge, reflect_schema
 from .deploy import FAILED, RESTORE_TARGET, ROLLING_BACK, RUNNING, finish_rollback, load_records, record_update
-from .errors import DbOpsError, RevisionError
+from .errors import DbOpsError, Refused, RevisionError
 from .lock import HeldLock, migration_lock
+from .scratch import ScratchUnavailable
 from .snapshot import differing_tables, schema_snapshot
 from .undo import log
 from .undo.session import Session
@@ -108,6 +109,8 @@ def _converge_half_applied(settings: Settings, held: HeldLock, left: list, mode:
     with ExitStack() as scratch_stack:
         try:
             scratch = scratch_stack.enter_context(migrate.scratch_database(settings, target))
+        except (ScratchUnavailable, Refused):
+            raise  # no scratch database to build it in: the migrations are not at fault
         except DbOpsError as exc:
             raise RevisionError(f"cannot {mode}: the migrations fail to build revision {shown} in a scratch "
                                 f"database too ({exc})") from exc

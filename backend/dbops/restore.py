@@ -34,7 +34,7 @@ from .deploy import (
     record_update,
 )
 from .errors import BackupError, Refused
-from .identifiers import validate_identifier
+from .identifiers import SYSTEM_SCHEMAS, validate_identifier
 from .lock import HeldLock, migration_lock
 from .snapshot import row_counts
 from .undo import holding, log, revert
@@ -42,8 +42,6 @@ from .undo.capture import object_definition
 from .undo.session import Session, q
 from .undo.tabledef import show_create
 
-# Restoring over these would replace the server's own accounts and metadata.
-SYSTEM_SCHEMAS = frozenset({"mysql", "sys", "information_schema", "performance_schema"})
 Say = Callable[[str], None]
 
 
