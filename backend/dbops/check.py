@@ -141,7 +141,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
         report.add("revision", True, f"at {shown}, {len(steps)} pending: run `invoke db.upgrade`", warning=True)
         if len(heads) == 1:  # several heads are reported above already
             _check_lint(report, settings, [step.revision for step in steps])
-            if rehearse:
+            if rehearse and all(item.ok for item in report.items if item.name == "scratch"):
                 _check_rehearsal(report, settings)
         return report
     report.add("revision", True, f"at head ({shown})")
