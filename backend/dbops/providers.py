@@ -376,8 +376,7 @@ def provisioned(target: Target, environ: Mapping[str, str] | None = None) -> dic
 
 
 @contextmanager
-def _file_lock(path: Path, timeout: float, purpose: str,
-               waiting: Callable[[float], None] = lambda seconds: None) -> Iterator[None]:
+def _file_lock(path: Path, timeout: float, purpose: str, waiting: Callable[[float], None]) -> Iterator[None]:
     """Hold an exclusive lock on path; waiting(seconds so far) is called at once and then every
     PROGRESS_INTERVAL seconds while another process holds it."""
     import fcntl
@@ -668,7 +667,7 @@ def _docker_provider(target: Target, work_dir: Path | None, environ: Mapping[str
     started = time.monotonic()
     password = secrets.token_urlsafe(18)
     container = MySqlContainer(target.docker_image, username="root", root_password=password, password=password)
-    say(f"{target.id}: starting a {target.docker_image} container (the first pull of the image takes minutes)")
+    say(f"{target.id}: starting a {target.docker_image} container (pulled first when new: minutes)")
     try:
         try:
             container.start()
