@@ -1,13 +1,15 @@
 """Nox sessions: `nox` runs lint and tests; `nox -s migrations` runs the server matrix.
 
-    nox -s "migrations(server='mysql-9.7')"     one server version (ids: nox --list)
-    nox -t mariadb                              every MariaDB target
+    nox -s migrations                           every server version, in one virtualenv
+    nox -s migrations -- mysql-9.7              one server version (ids: python -m backend.dbops.matrix targets)
+    nox -s migrations -- mariadb                every MariaDB target (or mysql)
     nox -s matrix_summary                       the combined table of the results so far
     nox -s matrix_bench -- mariadb-10.5 mysql-9.7   several targets in one run, with timings
 
 The targets and how their servers are found live in backend/dbops/providers.py; the checks
-in backend/dbops/matrix.py. MATRIX_REQUIRED=all (or ids separated by commas) makes a
-target that no provider can serve fail instead of being skipped.
+in backend/dbops/matrix.py. A target no provider can serve is skipped at once, and the
+closing summary names it and why. MATRIX_REQUIRED=all (or ids or flavours separated by
+commas) makes such a target fail instead.
 """
 
 from __future__ import annotations
@@ -45,21 +47,15 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".", *session.posargs)
 
 
-def _matrix(session: nox.Session, server: str) -> None:
-    import json
-
-    session.install("-r", "requirements.txt")
-    session.run("python", "-m", MATRIX, "run", "--server", server, "--output", MATRIX_OUTPUT, *session.posargs)
-    result = Path(MATRIX_OUTPUT) / f"{server}.json"
-    if result.is_file() and json.loads(result.read_text()).get("status") == "skipped":
-        session.skip(f"{server}: no provider can serve it (reasons above)")
-
-
 @nox.session(python=PYTHON, default=False)
-@nox.parametrize("server", [nox.param(target.id, tags=[target.flavour]) for target in TARGETS.values()])
-def migrations(session: nox.Session, server: str) -> None:
-    """Every revision up, down and up again on one server version, with models, data and offline SQL checks."""
-    _matrix(session, server)
+def migrations(session: nox.Session) -> None:
+    """The migrations up, down and up again on every server version (posargs: target ids or flavours).
+
+    Also the models, data and offline SQL checks. One virtualenv for all targets: a target no
+    provider can serve is skipped at once, and the closing summary names it and why.
+    """
+    session.install("-r", "requirements.txt")
+    session.run("python", "-m", MATRIX, "run", "--output", MATRIX_OUTPUT, *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
@@ -82,8 +78,7 @@ def matrix_bench(session: nox.Session) -> None:
     """Several servers in one run (posargs: target ids; default the four Debian-served ones), timed."""
     servers = session.posargs or ["mariadb-10.5", "mariadb-10.11", "mariadb-11.8", "mysql-9.7"]
     session.install("-r", "requirements.txt")
-    args = [arg for server in servers for arg in ("--server", server)]
-    session.run("python", "-m", MATRIX, "run", *args, "--output", MATRIX_OUTPUT, "--bench")
+    session.run("python", "-m", MATRIX, "run", *servers, "--output", MATRIX_OUTPUT, "--bench")
 
 
 @nox.session(python=PYTHON, default=False)

@@ -673,7 +673,7 @@ def sandbox_up(c, binary=None, server=None):
     """Start the local sandbox server (used when no database is configured)."""
     from backend.dbops import sandbox
 
-    state, started = sandbox.up(_settings().sandbox_dir, binary=binary, server=server)
+    state, started = sandbox.up(_settings().sandbox_dir, binary=binary, server=server, say=_say)
     _say(f"✅ {state.describe()}" if started else f"✅ already {state.describe()}")
 
 

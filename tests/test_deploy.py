@@ -134,20 +134,22 @@ def test_two_concurrent_deploys_one_waits_and_names_the_holder(cli_env, mysql_se
     assert run_invoke(env, "db.create").returncode == 0
     assert run_invoke(env, "db.upgrade", "-r", HEAD).returncode == 0
     command = [sys.executable, "-m", "invoke", "db.deploy"]
+    # The first deploy takes the lock, then waits on alembic_version (the test's table lock)
+    # until the second has given up: the second meets a held lock however slowly it starts.
+    holder = mysql_server.connect(database_name)
+    with holder.cursor() as cursor:
+        cursor.execute("LOCK TABLES alembic_version WRITE")
     first = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not _lock_held(mysql_server, database_name):
-            time.sleep(0.1)
-        started = time.monotonic()
+        _wait_for(lambda: _lock_held(mysql_server, database_name) and _waiting_on(mysql_server, "alembic_version"),
+                  "the first deploy to hold the lock and wait on alembic_version")
         second = run_invoke(env, "db.deploy")
-        waited = time.monotonic() - started
         line = assert_one_error_line(second)
         assert "migration lock" in line and "gave up after 1 s" in line
         assert f"pid {first.pid}" in line and "deploy to head" in line and "since" in line
-        assert waited < 15
     finally:
+        holder.close()
         out, err = first.communicate(timeout=120)
     assert first.returncode == 0, out + err
     assert version_rows(mysql_server, database_name) == ["c3d4e5f6a7b8"]
@@ -169,9 +171,7 @@ def test_a_dead_holder_leaves_no_stale_lock(cli_env, mysql_server, database_name
     assert f"pid {holder.pid}" in assert_one_error_line(blocked)
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
-    deadline = time.monotonic() + 10
-    while _lock_held(mysql_server, database_name) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_for(lambda: not _lock_held(mysql_server, database_name), "the server to free a dead holder's lock")
     result = run_invoke({**cli_env, "DEPLOY_LOCK_TIMEOUT": "5"}, "db.upgrade")
     assert result.returncode == 0, result.output
 
@@ -183,6 +183,35 @@ def test_production_deploy_needs_confirmation(invoke, mysql_server, database_nam
     assert tables(mysql_server, database_name) == []
     skipping = invoke("db.deploy", "--yes", env={**production, **NO_BACKUP})
     assert "may not skip backup" in assert_one_error_line(skipping)
+
+
+def _wait_for(predicate, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(0.05)
+
+
+def _waiting_on(server, table: str) -> bool:
+    """Another connection's statement on table waits for a metadata lock."""
+    connection = server.connect()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+                       "AND STATE LIKE '%%metadata lock%%' AND INFO LIKE %s", (f"%{table}%",))
+        waiting = cursor.fetchone()[0] > 0
+    connection.close()
+    return waiting
+
+
+def _running(server, statement: str) -> bool:
+    """Another connection runs statement (exactly) right now."""
+    connection = server.connect()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+                       "AND INFO = %s", (statement,))
+        running = cursor.fetchone()[0] > 0
+    connection.close()
+    return running
 
 
 def _lock_held(server, database: str) -> bool:
@@ -218,16 +247,14 @@ def test_revision_failing_halfway_is_undone_and_lost_data_restored(invoke, mysql
     assert "no half-applied revision" in check.stdout
 
 
-def test_a_killed_upgrade_is_detected_and_refused(invoke, cli_env, tmp_path):
+def test_a_killed_upgrade_is_detected_and_refused(invoke, cli_env, mysql_server, tmp_path):
     env = {**versions_with(tmp_path, "slow"), **NO_BACKUP}
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
     process = subprocess.Popen([sys.executable, "-m", "invoke", "db.upgrade"], cwd=PROJECT_ROOT,
-                               env={**cli_env, **env}, stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while "c3d4e5f6a7b8" not in (process.stdout.readline() or "") and time.monotonic() < deadline:
-        pass
-    time.sleep(0.5)
+                               env={**cli_env, **env}, stdout=subprocess.DEVNULL)
+    # Killed while the revision's statement runs on the server: its journal entry says running.
+    _wait_for(lambda: _running(mysql_server, "SELECT SLEEP(4)"), "the slow revision's statement to run")
     process.send_signal(signal.SIGKILL)
     process.wait()
     line = assert_one_error_line(invoke("db.upgrade", env=env))

@@ -9,11 +9,10 @@ follow this convention (the info string is the text after the opening ```):
                            `invoke`, `python` and `alembic` are this interpreter's.
   ```bash example-fails    commands that must each exit non-zero.
   ```python example        a Python script run by `python -` in the project copy; must exit 0.
-  ```diff example          a change to files of the project copy, as a unified diff. Each hunk's
-                           old lines (context and -) must occur exactly once in the file and are
-                           replaced by its new lines (context and +); line numbers are ignored.
+  ```diff example          a change to files of the project copy, as a unified diff, applied with
+                           `git apply` as a reader would (hunk headers must count their lines).
                            A path may hold a * (a generated revision file's date and id):
-                           it must match exactly one file. --- /dev/null creates the file.
+                           it must match exactly one file, whose name replaces it.
   ```LANG file=PATH        the whole content of a new file PATH (e.g. a revision file).
   ```text expected         lines that must each appear (as substrings, after stripping
                            surrounding spaces) in the combined stdout and stderr of the block
@@ -167,73 +166,16 @@ def commands(block: Block) -> list[str]:
 # ---------------------------------------------------------------- applying diffs
 
 
-def _diff_files(text: str) -> list[tuple[str, str, list[list[str]]]]:
-    """(old path, new path, hunks as lists of lines) of a unified diff."""
-    files, lines, index = [], text.splitlines(), 0
-    while index < len(lines):
-        if not lines[index].startswith("--- "):
-            index += 1
-            continue
-        old = lines[index][4:].split("\t")[0].strip()
-        assert index + 1 < len(lines) and lines[index + 1].startswith("+++ "), f"no +++ line after {lines[index]!r}"
-        new = lines[index + 1][4:].split("\t")[0].strip()
-        index += 2
-        hunks: list[list[str]] = []
-        while index < len(lines) and not lines[index].startswith("--- "):
-            if lines[index].startswith("@@"):
-                hunks.append([])
-            elif hunks:
-                hunks[-1].append(lines[index])
-            index += 1
-        files.append((old, new, hunks))
-    return files
-
-
-def _strip_prefix(path: str) -> str:
-    return path[2:] if path.startswith(("a/", "b/")) else path
-
-
-def _resolve(root: Path, pattern: str) -> Path:
-    if "*" not in pattern:
-        return root / pattern
-    matches = sorted(root.glob(pattern))
-    assert len(matches) == 1, f"{pattern} matches {len(matches)} files: {[path.name for path in matches]}"
-    return matches[0]
-
-
-def apply_diff(root: Path, text: str) -> list[str]:
-    """Apply the diff to the files under root; return the paths changed."""
-    changed = []
-    files = _diff_files(text)
-    assert files, "no --- / +++ file header in the diff"
-    for old_path, new_path, hunks in files:
-        target = _strip_prefix(new_path)
-        if old_path == "/dev/null":
-            added = [line[1:] for hunk in hunks for line in hunk if line.startswith("+")]
-            path = root / target
-            assert not path.exists(), f"{target} exists already"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("\n".join(added) + "\n", encoding="utf-8")
-            changed.append(target)
-            continue
-        path = _resolve(root, target)
-        content = path.read_text(encoding="utf-8")
-        for hunk in hunks:
-            old, new = [], []
-            for line in hunk:
-                tag, rest = (line[:1], line[1:]) if line else (" ", "")
-                if tag in (" ", "-"):
-                    old.append(rest)
-                if tag in (" ", "+"):
-                    new.append(rest)
-                assert tag in (" ", "-", "+", "\\"), f"unexpected diff line {line!r}"
-            before, after = "\n".join(old) + "\n", "\n".join(new) + "\n"
-            count = content.count(before)
-            assert count == 1, f"{path.name}: the hunk's old lines occur {count} times:\n{before}"
-            content = content.replace(before, after)
-        path.write_text(content, encoding="utf-8")
-        changed.append(str(path.relative_to(root)))
-    return changed
+def apply_diff(root: Path, text: str) -> None:
+    """Apply the diff as a reader would, with `git apply` in root (its hunk counts checked),
+    once each path's * is replaced by the one file it matches."""
+    for pattern in sorted(set(re.findall(r"^(?:---|\+\+\+) [ab]/(\S*\*\S*)", text, re.M))):
+        matches = sorted(root.glob(pattern))
+        assert len(matches) == 1, f"{pattern} matches {len(matches)} files: {[path.name for path in matches]}"
+        text = text.replace(pattern, str(matches[0].relative_to(root)))
+    for command in (["git", "apply", "--check", "-"], ["git", "apply", "-"]):
+        result = subprocess.run(command, cwd=root, input=text, capture_output=True, text=True)
+        assert result.returncode == 0, f"{' '.join(command)}: {' '.join(result.stderr.split())}"
 
 
 # ---------------------------------------------------------------- running an example
@@ -415,14 +357,19 @@ def test_example_10_maps_every_make_target_to_a_task():
         assert row.group(1) in task_names(), f"make {target} maps to an unknown task {row.group(1)}"
 
 
-def test_the_diff_runner_applies_hunks_by_content(tmp_path):
-    (tmp_path / "a.py").write_text("one\ntwo\nthree\n")
-    apply_diff(tmp_path, "--- a/a.py\n+++ b/a.py\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n")
-    assert (tmp_path / "a.py").read_text() == "one\nTWO\nthree\n"
+def test_the_diff_runner_applies_diffs_as_git_apply_does(tmp_path):
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "versions" / "20260101_abc_fill.py").write_text("one\ntwo\nthree\n")
+    apply_diff(tmp_path, "--- a/versions/*_fill.py\n+++ b/versions/*_fill.py\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n")
+    assert (tmp_path / "versions" / "20260101_abc_fill.py").read_text() == "one\nTWO\nthree\n"
     apply_diff(tmp_path, "--- /dev/null\n+++ b/new/b.txt\n@@ -0,0 +1,2 @@\n+x\n+y\n")
     assert (tmp_path / "new" / "b.txt").read_text() == "x\ny\n"
-    with pytest.raises(AssertionError, match="occur 0 times"):
-        apply_diff(tmp_path, "--- a/a.py\n+++ b/a.py\n@@\n-two\n+2\n")
+    # A hunk whose counts do not match its lines is refused, as a reader's `git apply` refuses it.
+    with pytest.raises(AssertionError, match="corrupt patch"):
+        apply_diff(tmp_path, "--- a/new/b.txt\n+++ b/new/b.txt\n@@ -1,3 +1,3 @@\n x\n-y\n+Y\n")
+    assert (tmp_path / "new" / "b.txt").read_text() == "x\ny\n"
+    with pytest.raises(AssertionError, match="matches 0 files"):
+        apply_diff(tmp_path, "--- a/versions/*_other.py\n+++ b/versions/*_other.py\n@@ -1 +1 @@\n-a\n+b\n")
 
 
 # ---------------------------------------------------------------- drift of the other documents

@@ -121,7 +121,7 @@ def test_describe_difference_names_tables_columns_and_constraints():
 
 def sample_results() -> list[TargetResult]:
     passed = TargetResult("mariadb-10.5", "MariaDB 10.5", False, PASSED, provider="chroot", flavour="mariadb",
-                          version="10.5.23", startup_seconds=1.5, seconds=4.2,
+                          version="10.5.23", startup_seconds=1.5, provision_seconds=183.4, seconds=187.6,
                           checks=[CheckResult(name, PASSED, 0.5, "ok") for name in matrix.CHECKS],
                           head_snapshot={"t": {"columns": [["id", "bigint"]]}})
     broken = TargetResult("mysql-9.7", "MySQL 9.7", True, FAILED, provider="chroot", flavour="mysql",
@@ -139,18 +139,28 @@ def test_the_summary_table_in_text_markdown_and_json(tmp_path):
     results = sample_results()
     text = matrix.render_text(results)
     lines = text.splitlines()
-    assert lines[0].split() == ["target", "server", "server", "round_trip", "models", "data", "offline_sql",
+    assert lines[0].split() == ["target", "server", "root", "server", "round_trip", "models", "data", "offline_sql",
                                 "total", "result"]
-    assert "passed 0.5s" in lines[2] and lines[2].endswith("passed")
-    assert "FAILED 2.0s" in lines[3] and lines[3].endswith("FAILED")
-    assert lines[4].split()[:3] == ["mysql-5.7", "-", "skipped"]
+    assert "built 183.4s  passed 0.5s" in lines[2] and lines[2].endswith("passed")
+    assert "reused" in lines[3] and "FAILED 2.0s" in lines[3] and lines[3].endswith("FAILED")
+    assert lines[4].split()[:4] == ["mysql-5.7", "-", "-", "skipped"]
     assert "mysql-9.7 round_trip: downgrade of abc failed" in text
-    assert "    docker: no Docker engine" in text
     assert "mysql-9.7 head schema differs from mariadb-10.5: t.id differs" in text
+    # It ends loudly with what ran and what was not tested, and why.
+    closing = text[text.index("❌ server matrix"):].splitlines()
+    assert closing == [
+        "❌ server matrix: 2 of 3 target(s) ran: 1 passed, 1 failed; 1 SKIPPED, not tested: mysql-5.7",
+        "    mysql-5.7 skipped, no provider can serve it:",
+        "        url: MATRIX_URL_MYSQL_5_7 is not set",
+        "        docker: no Docker engine",
+    ]
 
     markdown = matrix.render_markdown(results)
-    assert markdown.startswith("# Server matrix\n\n| target | server |")
-    assert "| mysql-5.7 | - | skipped |" in markdown
+    assert markdown.startswith("# Server matrix\n\n| target | server | root |")
+    assert "| mysql-5.7 | - | - | skipped |" in markdown
+    assert "**❌ server matrix: 2 of 3 target(s) ran: 1 passed, 1 failed; 1 SKIPPED, not tested: mysql-5.7**" \
+        in markdown
+    assert "- mysql-5.7 skipped, no provider can serve it:\n  - url: MATRIX_URL_MYSQL_5_7 is not set\n" in markdown
 
     for result in results:
         matrix.write_result(result, tmp_path)
@@ -160,6 +170,8 @@ def test_the_summary_table_in_text_markdown_and_json(tmp_path):
     json_path, markdown_path = matrix.write_summary(again, tmp_path)
     summary = json.loads(json_path.read_text())
     assert [t["target"] for t in summary["targets"]] == ["mysql-9.7", "mariadb-10.5", "mysql-5.7"]
+    assert summary["counts"] == {"targets": 3, "ran": 2, "passed": 1, "failed": 1, "not_served": [],
+                                 "skipped": ["mysql-5.7"]}
     assert "head_snapshot" not in summary["targets"][0] and summary["schema_differences"]
     assert markdown_path.read_text() == matrix.render_markdown(again)
     assert matrix.read_results(tmp_path) == again  # the summary files are not taken for targets
@@ -174,15 +186,25 @@ def run_module(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 
 
 def test_the_command_skips_an_unserved_target_unless_it_is_required(tmp_path):
-    skipped = run_module("run", "--server", "mysql-5.7", "--output", str(tmp_path))
+    skipped = run_module("run", "mysql-5.7", "mysql-8.0", "--output", str(tmp_path))
     assert skipped.returncode == 0, skipped.stdout + skipped.stderr
-    assert "mysql-5.7" in skipped.stdout and "skipped" in skipped.stdout
-    assert "url: MATRIX_URL_MYSQL_5_7 is not set" in skipped.stdout
+    lines = skipped.stdout.splitlines()
+    # Each target says how it went as the run goes, in the order of the table.
+    assert lines[:4] == ["▶ mysql-8.0 (MySQL 8.0), 1 of 2",
+                         "  ⚠️  skipped: no provider can serve it (reasons at the end)",
+                         "▶ mysql-5.7 (MySQL 5.7), 2 of 2",
+                         "  ⚠️  skipped: no provider can serve it (reasons at the end)"]
+    assert ("⚠️  server matrix: 0 of 2 target(s) ran: 0 passed, 0 failed; 2 SKIPPED, not tested: mysql-8.0, "
+            "mysql-5.7") in lines
+    assert "        url: MATRIX_URL_MYSQL_5_7 is not set" in lines
     assert (tmp_path / "mysql-5.7.json").is_file() and (tmp_path / "summary.md").is_file()
 
-    required = run_module("run", "--server", "mysql-5.7", "--output", str(tmp_path),
-                          env={"MATRIX_REQUIRED": "mysql-5.7"})
+    required = run_module("run", "mysql-5.7", "--output", str(tmp_path), env={"MATRIX_REQUIRED": "mysql-5.7"})
     assert required.returncode == 1 and "FAILED" in required.stdout
+    assert "  ❌ required, but no provider can serve it (reasons at the end)" in required.stdout
+    assert "❌ server matrix: 0 of 1 target(s) ran: 0 passed, 0 failed; 1 REQUIRED but not served: mysql-5.7" \
+        in required.stdout
+    assert "mysql-5.7: required, but no provider can serve it:" in required.stdout
 
     # The combined summary applies MATRIX_REQUIRED too, also to targets with no result at all.
     summary = run_module("summary", "--output", str(tmp_path), env={"MATRIX_REQUIRED": "mariadb-10.5"})
@@ -194,13 +216,13 @@ def test_the_command_skips_an_unserved_target_unless_it_is_required(tmp_path):
 
 
 def test_the_command_refuses_unknown_targets_in_one_line(tmp_path):
-    result = run_module("run", "--server", "oracle-23", "--output", str(tmp_path))
+    result = run_module("run", "oracle-23", "--output", str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "❌ unknown server 'oracle-23': choose from mysql-9.7, mysql-8.4, mysql-8.0, mariadb-11.8, mariadb-10.11, "
         "mariadb-10.5, mysql-5.7"
     ]
-    bad_required = run_module("run", "--server", "mysql-5.7", "--output", str(tmp_path),
+    bad_required = run_module("run", "mysql-5.7", "--output", str(tmp_path),
                               env={"MATRIX_REQUIRED": "mysql-5.8"})
     assert bad_required.returncode == 1 and "unknown server 'mysql-5.8'" in bad_required.stderr
 

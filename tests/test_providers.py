@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -83,6 +84,17 @@ def test_required_targets():
     assert required_targets(" mariadb-10.5 , mysql-9.7,") == {"mariadb-10.5", "mysql-9.7"}
     with pytest.raises(UnknownTarget, match="mysql-9.9"):
         required_targets("mariadb-10.5,mysql-9.9")
+    assert required_targets("MariaDB") == {"mariadb-11.8", "mariadb-10.11", "mariadb-10.5"}
+
+
+def test_targets_are_chosen_by_id_flavour_or_all_in_the_table_order():
+    assert providers.select_targets(["all"]) == list(TARGETS)
+    assert providers.select_targets(["mysql-5.7", "mariadb", "mariadb-10.5"]) == \
+        ["mariadb-11.8", "mariadb-10.11", "mariadb-10.5", "mysql-5.7"]
+    assert providers.select_targets(["mysql"]) == ["mysql-9.7", "mysql-8.4", "mysql-8.0", "mysql-5.7"]
+    assert providers.select_targets([]) == []
+    with pytest.raises(UnknownTarget, match="unknown server 'maria'"):
+        providers.select_targets(["maria"])
 
 
 # ---------------------------------------------------------------- the url provider
@@ -259,7 +271,7 @@ def fake_build(monkeypatch, tmp_path):
     """provision() with debootstrap and apt-get replaced by a stub that writes a few files."""
     calls = []
 
-    def build(target, debootstrap, root, log):
+    def build(target, debootstrap, root, log, progress):
         calls.append(target.id)
         (root / "usr/sbin").mkdir(parents=True)
         (root / "tmp").mkdir()
@@ -274,12 +286,42 @@ def fake_build(monkeypatch, tmp_path):
 
 def test_provisioning_happens_once_and_is_marked_last(fake_build):
     env, cache = fake_build["env"], fake_build["cache"]
-    first = providers.provision("mariadb-10.5", env)
+    said: list[str] = []
+    first = providers.provision("mariadb-10.5", env, said.append)
     assert first["reused"] is False and first["version"] == "10.5.23" and fake_build["calls"] == ["mariadb-10.5"]
     assert (cache / "mariadb-10.5" / "provisioned.json").is_file()
     assert providers.chroot_root(TARGETS["mariadb-10.5"], env) == cache / "mariadb-10.5" / "root"
-    again = providers.provision("mariadb-10.5", env)
+    assert said[0] == (f"mariadb-10.5 root: building Debian bullseye with mariadb-server-core-10.5 (once, in "
+                       f"{cache / 'mariadb-10.5'}; log provision.log there)")
+    assert said[-1].startswith("mariadb-10.5 root: built in 0:0") and said[-1].endswith("MB), mariadb 10.5.23")
+    said.clear()
+    again = providers.provision("mariadb-10.5", env, said.append)
     assert again["reused"] is True and fake_build["calls"] == ["mariadb-10.5"]
+    assert said == []  # a root built before is not worth a word
+
+
+def test_a_long_build_step_says_how_it_goes_until_it_ends(tmp_path):
+    """Each step says when it starts, then every interval its time and the log's last line."""
+    log_path, released = tmp_path / "provision.log", tmp_path / "released"
+    said: list[str] = []
+
+    def say(line: str) -> None:
+        said.append(line)
+        if line.endswith("elapsed: Get:2 drawn"):
+            released.touch()  # the step has been seen going on, with its last drawn line: let it end
+
+    progress = providers._BuildProgress(TARGETS["mariadb-10.5"], log_path, say, interval=0.2)
+    step = ["sh", "-c", f"echo 'I: Retrieving libc6'; printf 'Get:1 half\\rGet:2 drawn\\n'; "
+                        f"while [ ! -e {released} ]; do sleep 0.05; done; echo done"]
+    with open(log_path, "wb") as log:
+        providers._run_logged(step, log, "debootstrap", 120, progress)
+    assert said[0] == "mariadb-10.5 root: debootstrap (at 0:00)"
+    assert re.fullmatch(r"mariadb-10\.5 root: debootstrap, \d+:\d\d elapsed: Get:2 drawn", said[-1]), said
+    assert log_path.read_text().endswith("done\n")
+
+    failing = ["sh", "-c", "echo 'E: Unable to locate package'; exit 100"]
+    with open(log_path, "ab") as log, pytest.raises(providers.ProvisionError, match="apt-get install failed with exit code 100"):
+        providers._run_logged(failing, log, "apt-get install", 120, progress)
 
 
 def test_a_half_provisioned_root_is_removed_and_built_again(fake_build):
@@ -296,32 +338,40 @@ def test_two_processes_do_not_provision_the_same_target_at_once(fake_build, monk
     env = fake_build["env"]
     build = providers._build_root
     inside = []
+    waiting = threading.Event()
+    said: list[str] = []
+
+    def say(line: str) -> None:
+        said.append(line)
+        if "another process is building it, waiting" in line:
+            waiting.set()
 
     def slow_build(*args):
         inside.append(1)
         assert len(inside) == 1, "two builds at once"
-        import time
-
-        time.sleep(0.5)
+        # The build goes on until the other caller has met the lock and said that it waits.
+        assert waiting.wait(60), "the second caller never waited for the lock"
         build(*args)
         inside.pop()
 
     monkeypatch.setattr(providers, "_build_root", slow_build)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(providers.provision("mariadb-10.5", env)))
+    threads = [threading.Thread(target=lambda: results.append(providers.provision("mariadb-10.5", env, say)))
                for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(30)
+        thread.join(90)
     assert sorted(result["reused"] for result in results) == [False, True]
     assert fake_build["calls"] == ["mariadb-10.5"]
+    lock = fake_build["cache"] / "mariadb-10.5.lock"
+    assert f"mariadb-10.5 root: another process is building it, waiting (0:00 so far; {lock})" in said
 
 
 def test_a_failed_build_leaves_no_marker(fake_build, monkeypatch):
     env, cache = fake_build["env"], fake_build["cache"]
 
-    def broken(target, debootstrap, root, log):
+    def broken(target, debootstrap, root, log, progress):
         root.mkdir(parents=True)
         log.write(b"E: Unable to locate package mariadb-server-core-10.5\n")
         raise providers.ProvisionError("apt-get install failed with exit code 100")

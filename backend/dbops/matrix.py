@@ -13,13 +13,17 @@ For one target (providers.TARGETS) `run_target()` starts a throwaway server and 
   offline_sql  the offline SQL of every revision renders, up and down.
 
 Results are plain data, written per target as JSON (`write_result`) and combined into a
-summary table (text, Markdown, JSON). A target that no provider can serve is skipped with
-its reasons, or failed when it is required (MATRIX_REQUIRED=all or ids separated by commas).
+summary table (text, Markdown, JSON) that ends with how many targets ran and which were
+skipped, and why. A target that no provider can serve is skipped at once (nothing is
+installed or started for it), or failed when it is required (MATRIX_REQUIRED: ids, flavours
+or all, separated by commas).
 
-Command line (what noxfile.py runs inside its virtualenv; see `main`):
-    python -m backend.dbops.matrix run --server mariadb-10.11 --output .nox-matrix
+Command line (what noxfile.py runs inside its one virtualenv; see `main`):
+    python -m backend.dbops.matrix run                       every target
+    python -m backend.dbops.matrix run mariadb mysql-9.7     the MariaDB targets and MySQL 9.7
     python -m backend.dbops.matrix summary --output .nox-matrix
     python -m backend.dbops.matrix targets
+    python -m backend.dbops.matrix provision mariadb-10.5 mysql-9.7
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DbOpsError
-from .providers import TARGETS, ServerHandle, ServerUnavailable, acquire, get_target
+from .providers import TARGETS, Say, ServerHandle, ServerUnavailable, acquire, get_target
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -529,13 +533,17 @@ def run_target(
     work_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
     fixtures: Mapping[str, Fixture] | None = None,
+    say: Say = lambda line: None,
 ) -> TargetResult:
-    """Start target_id's server, run every check, stop it; never raises for a check's failure."""
+    """Start target_id's server, run every check, stop it; never raises for a check's failure.
+
+    say is told, line by line, how a long preparation of the server goes (a root being built).
+    """
     target = get_target(target_id)
     result = TargetResult(target.id, target.label, required)
     started = time.monotonic()
     try:
-        with acquire(target.id, work_dir=work_dir, environ=environ) as handle:
+        with acquire(target.id, work_dir=work_dir, environ=environ, say=say) as handle:
             result.provider, result.flavour, result.version = handle.provider, handle.flavour, handle.version
             result.startup_seconds = round(handle.startup_seconds, 2)
             result.provision_seconds = round(handle.provision_seconds, 1)
@@ -622,12 +630,19 @@ def _cell(check: CheckResult | None) -> str:
     return word if check.status == SKIPPED else f"{word} {check.seconds:.1f}s"
 
 
+def _build_cell(result: TargetResult) -> str:
+    """The Debian root's build: its time when built by this run, 'reused' when built before."""
+    if result.provision_seconds:
+        return f"built {result.provision_seconds:.1f}s"
+    return "reused" if result.provider == "chroot" else "-"
+
+
 def _rows(results: list[TargetResult]) -> tuple[list[str], list[list[str]]]:
-    header = ["target", "server", *CHECKS, "total", "result"]
+    header = ["target", "server", "root", *CHECKS, "total", "result"]
     rows = []
     for result in results:
         server = f"{result.flavour} {result.version} ({result.provider})" if result.provider else "-"
-        rows.append([result.target, server, *(_cell(result.check(name)) for name in CHECKS),
+        rows.append([result.target, server, _build_cell(result), *(_cell(result.check(name)) for name in CHECKS),
                      f"{result.seconds:.1f}s", result.status.upper() if result.status == FAILED else result.status])
     return header, rows
 
@@ -638,9 +653,8 @@ def _notes(results: list[TargetResult]) -> list[str]:
         for check in result.checks:
             if check.status == FAILED:
                 notes.append(f"{result.target} {check.name}: {check.detail}")
-        if result.provider_reasons and result.status != PASSED:
-            notes.append(f"{result.target}: {'skipped' if result.status == SKIPPED else 'failed'}, "
-                         "no provider can serve it:")
+        if result.provider_reasons and result.status == FAILED:
+            notes.append(f"{result.target}: required, but no provider can serve it:")
             notes += [f"    {line}" for line in result.provider_reasons]
         elif result.reason and result.status == FAILED and not result.failures:
             notes.append(f"{result.target}: {result.reason}")
@@ -666,9 +680,36 @@ def schema_differences(results: list[TargetResult]) -> list[str]:
     return notes
 
 
-def _counts(results: list[TargetResult]) -> str:
-    count = {status: sum(result.status == status for result in results) for status in (PASSED, FAILED, SKIPPED)}
-    return f"server matrix: {count[PASSED]} target(s) passed, {count[FAILED]} failed, {count[SKIPPED]} skipped"
+def counts(results: list[TargetResult]) -> dict:
+    """How many targets ran (their server started), passed and failed; which were skipped or not served."""
+    ran = [result for result in results if result.provider]
+    return {
+        "targets": len(results),
+        "ran": len(ran),
+        "passed": sum(result.status == PASSED for result in ran),
+        "failed": sum(result.status == FAILED for result in ran),
+        "not_served": [result.target for result in results if not result.provider and result.status == FAILED],
+        "skipped": [result.target for result in results if result.status == SKIPPED],
+    }
+
+
+def verdict(results: list[TargetResult]) -> list[str]:
+    """The closing lines: how many targets ran, and loudly which were not tested, and why."""
+    count = counts(results)
+    failed_any = count["failed"] or count["not_served"]
+    mark = "❌" if failed_any else "⚠️ " if count["skipped"] else "✅"
+    line = (f"{mark} server matrix: {count['ran']} of {count['targets']} target(s) ran: {count['passed']} passed, "
+            f"{count['failed']} failed")
+    if count["not_served"]:
+        line += f"; {len(count['not_served'])} REQUIRED but not served: {', '.join(count['not_served'])}"
+    if count["skipped"]:
+        line += f"; {len(count['skipped'])} SKIPPED, not tested: {', '.join(count['skipped'])}"
+    lines = [line]
+    for result in results:
+        if result.status == SKIPPED:
+            lines.append(f"    {result.target} skipped, no provider can serve it:")
+            lines += [f"        {reason}" for reason in result.provider_reasons or [result.reason]]
+    return lines
 
 
 def render_text(results: list[TargetResult]) -> str:
@@ -678,7 +719,7 @@ def render_text(results: list[TargetResult]) -> str:
              for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     notes = _notes(results)
-    return "\n".join(lines + ([""] + notes if notes else []) + ["", _counts(results)])
+    return "\n".join(lines + ([""] + notes if notes else []) + [""] + verdict(results))
 
 
 def render_markdown(results: list[TargetResult]) -> str:
@@ -688,14 +729,20 @@ def render_markdown(results: list[TargetResult]) -> str:
     notes = _notes(results)
     if notes:
         lines += ["", "## Notes", ""] + [f"- {note.strip()}" for note in notes]
-    return "\n".join(lines + ["", _counts(results)]) + "\n"
+    first, *skipped = verdict(results)
+    lines += ["", f"**{first.strip()}**"]
+    if skipped:
+        lines += [""] + [f"- {line.strip()}" if not line.startswith(" " * 8) else f"  - {line.strip()}"
+                         for line in skipped]
+    return "\n".join(lines) + "\n"
 
 
 def write_summary(results: list[TargetResult], output: Path) -> tuple[Path, Path]:
     output.mkdir(parents=True, exist_ok=True)
     data = [{key: value for key, value in result.to_dict().items() if key != "head_snapshot"} for result in results]
     json_path, markdown_path = output / f"{SUMMARY_NAME}.json", output / f"{SUMMARY_NAME}.md"
-    json_path.write_text(json.dumps({"targets": data, "schema_differences": schema_differences(results)},
+    json_path.write_text(json.dumps({"targets": data, "counts": counts(results),
+                                     "schema_differences": schema_differences(results)},
                                     indent=2, ensure_ascii=False))
     markdown_path.write_text(render_markdown(results))
     return json_path, markdown_path
@@ -715,23 +762,28 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import sys
 
-    from .providers import describe_providers, provision, required_targets
+    from .providers import describe_providers, provision, required_targets, select_targets
+
+    def say(line: str) -> None:
+        print(f"  {line}", flush=True)
 
     parser = argparse.ArgumentParser(prog="python -m backend.dbops.matrix", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the matrix on one or more servers")
-    run.add_argument("--server", action="append", default=[], help="target id (repeat); 'all' for every target")
+    run = commands.add_parser("run", help="run the matrix on servers of several versions")
+    run.add_argument("targets", nargs="*", default=["all"],
+                     help="target ids, flavours (mariadb, mysql) or all (the default)")
     run.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="folder for the JSON and Markdown results")
     run.add_argument("--versions-dir", type=Path, help="revision folder (default alembic/versions)")
     run.add_argument("--required", default=os.environ.get("MATRIX_REQUIRED", ""),
-                     help="targets that must run: ids separated by commas, or all (default $MATRIX_REQUIRED)")
+                     help="targets that must run: ids, flavours or all, separated by commas (default "
+                          "$MATRIX_REQUIRED)")
     run.add_argument("--bench", action="store_true", help="also print and write wall time and start times")
     summary = commands.add_parser("summary", help="combine the per-target results in --output")
     summary.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     summary.add_argument("--required", default=os.environ.get("MATRIX_REQUIRED", ""))
     commands.add_parser("targets", help="the targets and what each provider would do")
     build = commands.add_parser("provision", help="build the Debian roots of targets now (root only)")
-    build.add_argument("server", nargs="+")
+    build.add_argument("server", nargs="+", help="target ids or flavours")
     args = parser.parse_args(argv)
 
     # SIGTERM (a CI timeout, nox interrupted) unwinds like Ctrl-C, so every server is stopped.
@@ -740,17 +792,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "targets":
             for target in TARGETS.values():
                 print(f"{target.id}  ({target.label})")
-                for provider, verdict in describe_providers(target.id):
-                    print(f"    {provider:7} {verdict}")
+                for provider, what in describe_providers(target.id):
+                    print(f"    {provider:7} {what}")
             return 0
         if args.command == "provision":
             from concurrent.futures import ThreadPoolExecutor
 
-            for name in args.server:
-                get_target(name)
+            names = select_targets(args.server)
             # The builds wait on the network and dpkg more than on the CPU: side by side.
-            with ThreadPoolExecutor(max_workers=len(args.server)) as pool:
-                futures = {name: pool.submit(provision, name) for name in args.server}
+            with ThreadPoolExecutor(max_workers=len(names)) as pool:
+                futures = {name: pool.submit(provision, name, None, say) for name in names}
             problems = 0
             for name, future in futures.items():
                 try:
@@ -771,19 +822,15 @@ def main(argv: list[str] | None = None) -> int:
             write_summary(results, args.output)
             print(render_text(results))
             return 1 if failed(results) else 0
-        servers = list(TARGETS) if "all" in args.server else args.server
-        if not servers:
-            parser.error("name at least one --server")
-        for name in servers:
-            get_target(name)
+        servers = select_targets(args.targets)
         started = time.monotonic()
         results = []
-        for name in servers:
-            print(f"▶ {name} ...", flush=True)
-            result = run_target(name, versions_dir=args.versions_dir, required=name in required)
+        for number, name in enumerate(servers, 1):
+            print(f"▶ {name} ({TARGETS[name].label}), {number} of {len(servers)}", flush=True)
+            result = run_target(name, versions_dir=args.versions_dir, required=name in required, say=say)
             write_result(result, args.output)
             results.append(result)
-            print(f"  {result.status} in {result.seconds:.1f} s", flush=True)
+            say(_progress_line(result))
         wall = time.monotonic() - started
         print()
         print(render_text(results))
@@ -799,6 +846,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("❌ interrupted: the servers started were stopped and removed", file=sys.stderr)
         return 130
+
+
+def _progress_line(result: TargetResult) -> str:
+    """One target's outcome as the run goes."""
+    if not result.provider:
+        why = "no provider can serve it (reasons at the end)"
+        return f"❌ required, but {why}" if result.status == FAILED else f"⚠️  skipped: {why}"
+    built = f"; root built in {result.provision_seconds:.0f} s" if result.provision_seconds else ""
+    mark = {PASSED: "✅", FAILED: "❌"}.get(result.status, "⚠️ ")
+    return (f"{mark} {result.status} in {result.seconds:.1f} s ({result.flavour} {result.version}, "
+            f"{result.provider}{built})")
 
 
 def bench_figures(results: list[TargetResult], wall: float) -> dict:

@@ -14,6 +14,8 @@ providers are tried in order until one serves it:
 `acquire()` yields a ServerHandle for a throwaway server reachable over TCP with a user and
 password, and removes that server afterwards, also when the caller fails or is interrupted.
 A target no provider can serve raises ServerUnavailable with one reason per provider tried.
+What takes minutes (building a Debian root, starting a container) is told as it goes, line by
+line, to the `say` callable the caller passes (nothing by default).
 
 Environment variables are read from the `environ` argument (os.environ by default).
 """
@@ -27,7 +29,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +59,14 @@ MATRIX_USER = "matrix"
 PROVISION_MARKER = "provisioned.json"
 PROVISION_TIMEOUT = 1800.0
 DOCKER_TIMEOUT = 3.0
+# How often a long step (a root being built, or waited for) says that it is still going.
+PROGRESS_INTERVAL = 15.0
+
+Say = Callable[[str], None]
+
+
+def _silent(line: str) -> None:
+    """The default `say`: tells nothing."""
 
 
 # ---------------------------------------------------------------- the targets
@@ -112,6 +122,9 @@ TARGETS: dict[str, Target] = {
 }
 
 
+FLAVOURS = ("mariadb", "mysql")
+
+
 class UnknownTarget(DbOpsError):
     pass
 
@@ -143,14 +156,23 @@ def get_target(target_id: str) -> Target:
         raise UnknownTarget(f"unknown server {target_id!r}: choose from {', '.join(TARGETS)}") from None
 
 
-def required_targets(value: str | None) -> frozenset[str]:
-    """Target ids named by MATRIX_REQUIRED ("all", or ids separated by commas)."""
-    names = [part.strip() for part in (value or "").split(",") if part.strip()]
-    if any(name.lower() == "all" for name in names):
-        return frozenset(TARGETS)
+def select_targets(names: Iterable[str]) -> list[str]:
+    """Target ids chosen by names, in the order of TARGETS: an id, a flavour (mariadb, mysql) or all."""
+    chosen: set[str] = set()
     for name in names:
-        get_target(name)
-    return frozenset(names)
+        word = name.strip().lower()
+        if word == "all":
+            chosen.update(TARGETS)
+        elif word in FLAVOURS:
+            chosen.update(target.id for target in TARGETS.values() if target.flavour == word)
+        else:
+            chosen.add(get_target(name.strip()).id)
+    return [target for target in TARGETS if target in chosen]
+
+
+def required_targets(value: str | None) -> frozenset[str]:
+    """Target ids named by MATRIX_REQUIRED (ids, flavours or all, separated by commas)."""
+    return frozenset(select_targets(part for part in (value or "").split(",") if part.strip()))
 
 
 def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -191,7 +213,7 @@ class ServerHandle:
                 f"ready in {self.startup_seconds:.1f} s)")
 
 
-Provider = Callable[[Target, Path | None, Mapping[str, str]], AbstractContextManager[ServerHandle]]
+Provider = Callable[[Target, Path | None, Mapping[str, str], Say], AbstractContextManager[ServerHandle]]
 
 
 # ---------------------------------------------------------------- url
@@ -231,7 +253,8 @@ def _server_version(host: str, port: int, user: str, password: str) -> tuple[str
 
 
 @contextmanager
-def _url_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str]) -> Iterator[ServerHandle]:
+def _url_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str],
+                  say: Say) -> Iterator[ServerHandle]:
     url = environ.get(target.url_variable, "").strip()
     if not url:
         raise ProviderSkipped(f"{target.url_variable} is not set")
@@ -318,7 +341,8 @@ def _throwaway(target: Target, provider: str, folder: Path, binary: str, chroot:
 
 
 @contextmanager
-def _local_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str]) -> Iterator[ServerHandle]:
+def _local_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str],
+                    say: Say) -> Iterator[ServerHandle]:
     binary = find_local_binary(target)
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
@@ -352,19 +376,26 @@ def provisioned(target: Target, environ: Mapping[str, str] | None = None) -> dic
 
 
 @contextmanager
-def _file_lock(path: Path, timeout: float, purpose: str) -> Iterator[None]:
+def _file_lock(path: Path, timeout: float, purpose: str, waiting: Callable[[float], None]) -> Iterator[None]:
+    """Hold an exclusive lock on path; waiting(seconds so far) is called at once and then every
+    PROGRESS_INTERVAL seconds while another process holds it."""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        told = None
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now - started > timeout:
                     raise ProvisionError(f"{purpose}: another process holds {path} for over {timeout:.0f} s") from None
+                if told is None or now - told >= PROGRESS_INTERVAL:
+                    waiting(now - started)
+                    told = now
                 time.sleep(0.5)
         try:
             yield
@@ -395,32 +426,78 @@ def remove_root(root: Path) -> None:
         raise ProvisionError(f"cannot remove {root}")
 
 
-def _run_logged(command: list[str], log, step: str, timeout: float, env: dict | None = None) -> None:
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+class _BuildProgress:
+    """Tells how a root's build goes: each step as it starts, then every `interval` seconds the
+    step, the time since the build began and the last line of its log."""
+
+    def __init__(self, target: Target, log_path: Path, say: Say, interval: float = PROGRESS_INTERVAL) -> None:
+        self.prefix = f"{target.id} root"
+        self.log_path, self.say, self.interval = log_path, say, interval
+        self.started = time.monotonic()
+
+    def elapsed(self) -> str:
+        return _minutes(time.monotonic() - self.started)
+
+    def step(self, name: str) -> None:
+        self.say(f"{self.prefix}: {name} (at {self.elapsed()})")
+
+    def still(self, name: str) -> None:
+        last = _log_tail(self.log_path, 1, 100)
+        self.say(f"{self.prefix}: {name}, {self.elapsed()} elapsed" + (f": {last}" if last else ""))
+
+
+def _run_logged(command: list[str], log, step: str, timeout: float, progress: _BuildProgress,
+                env: dict | None = None) -> None:
+    progress.step(step)
     log.write(f"$ {' '.join(command)}\n".encode())
     log.flush()
+    deadline = time.monotonic() + timeout
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     try:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        raise ProvisionError(f"{step} took over {timeout:.0f} s") from None
-    if result.returncode != 0:
-        raise ProvisionError(f"{step} failed with exit code {result.returncode}")
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProvisionError(f"{step} took over {timeout:.0f} s")
+            try:
+                code = process.wait(timeout=min(progress.interval, left))
+                break
+            except subprocess.TimeoutExpired:
+                progress.still(step)
+    finally:
+        if process.poll() is None:  # over time, or interrupted: the step goes with us
+            process.kill()
+            process.wait()
+    if code != 0:
+        raise ProvisionError(f"{step} failed with exit code {code}")
 
 
-def _log_tail(path: Path, lines: int = 3) -> str:
+def _log_tail(path: Path, lines: int = 3, width: int = 0) -> str:
+    """The last lines of a log as one line (each cut to width characters when width is given)."""
     try:
-        text = path.read_text(errors="replace").strip().splitlines()
+        with open(path, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
+            text = log.read().decode(errors="replace")
     except OSError:
         return ""
-    return " | ".join(line.strip() for line in text[-lines:])
+    # Progress meters redraw their line with carriage returns: the last drawing counts.
+    found = [line.rsplit("\r", 1)[-1].strip() for line in text.splitlines()]
+    found = [line for line in found if line][-lines:]
+    if width:
+        found = [line if len(line) <= width else line[: width - 1] + "…" for line in found]
+    return " | ".join(found)
 
 
-def provision(target_id: str, environ: Mapping[str, str] | None = None) -> dict:
+def provision(target_id: str, environ: Mapping[str, str] | None = None, say: Say = _silent) -> dict:
     """Build the target's Debian root once (debootstrap + apt-get) and return its marker.
 
     Runs under a file lock, so two processes never build the same root at once; the
     marker is written last, so a root without one (an interrupted build) is removed and
     built again. The marker holds the server version and the build time in seconds.
+    A build (minutes) or a wait for another process's build is told to say as it goes.
     """
     target = get_target(target_id)
     if target.debian is None:
@@ -431,14 +508,19 @@ def provision(target_id: str, environ: Mapping[str, str] | None = None) -> dict:
     if marker:
         return {**marker, "reused": True}
     try:
-        return _provision_locked(target, environ)
+        return _provision_locked(target, environ, say)
     except OSError as exc:
         raise ProvisionError(f"provisioning {target.id} failed: {' '.join(str(exc).split())}") from None
 
 
-def _provision_locked(target: Target, environ: Mapping[str, str] | None) -> dict:
+def _provision_locked(target: Target, environ: Mapping[str, str] | None, say: Say) -> dict:
     folder = cache_dir(environ) / target.id
-    with _file_lock(cache_dir(environ) / f"{target.id}.lock", PROVISION_TIMEOUT, f"provisioning {target.id}"):
+    lock = cache_dir(environ) / f"{target.id}.lock"
+
+    def waiting(seconds: float) -> None:
+        say(f"{target.id} root: another process is building it, waiting ({_minutes(seconds)} so far; {lock})")
+
+    with _file_lock(lock, PROVISION_TIMEOUT, f"provisioning {target.id}", waiting):
         marker = provisioned(target, environ)  # another process may have finished meanwhile
         if marker:
             return {**marker, "reused": True}
@@ -452,9 +534,11 @@ def _provision_locked(target: Target, environ: Mapping[str, str] | None) -> dict
         folder.mkdir(parents=True)
         log_path = folder / "provision.log"
         started = time.monotonic()
+        say(f"{target.id} root: building Debian {target.debian.suite} with {' '.join(target.debian.packages)} "
+            f"(once, in {folder}; log {log_path.name} there)")
         try:
             with open(log_path, "wb") as log:
-                _build_root(target, debootstrap, root, log)
+                _build_root(target, debootstrap, root, log, _BuildProgress(target, log_path, say))
             flavour, version = server_flavour(target.debian.binary, root)
         except (ProvisionError, SandboxError) as exc:
             raise ProvisionError(f"building the {target.debian.suite} root failed: {exc}: {_log_tail(log_path)}") \
@@ -476,13 +560,15 @@ def _provision_locked(target: Target, environ: Mapping[str, str] | None) -> dict
         temporary = folder / (PROVISION_MARKER + ".tmp")
         temporary.write_text(json.dumps(marker, indent=2))
         os.replace(temporary, folder / PROVISION_MARKER)
+        say(f"{target.id} root: built in {_minutes(marker['seconds'])} ({marker['size_mb']} MB), "
+            f"{flavour} {version}")
         return {**marker, "reused": False}
 
 
-def _build_root(target: Target, debootstrap: str, root: Path, log) -> None:
+def _build_root(target: Target, debootstrap: str, root: Path, log, progress: _BuildProgress) -> None:
     recipe = target.debian
     # No mirror argument: debootstrap uses its own default.
-    _run_logged([debootstrap, "--variant=minbase", recipe.suite, str(root)], log, "debootstrap", 900)
+    _run_logged([debootstrap, "--variant=minbase", recipe.suite, str(root)], log, "debootstrap", 900, progress)
     # Package scripts must not start services inside the root.
     policy = root / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\nexit 101\n")
@@ -491,12 +577,12 @@ def _build_root(target: Target, debootstrap: str, root: Path, log) -> None:
     # A mirror that is a frozen copy serves Release files past their Valid-Until date, which
     # debootstrap accepts and apt-get refuses; their signatures are still checked.
     update = ["apt-get", "-o", "Acquire::Check-Valid-Until=false", "update", "-q"]
-    _run_logged(in_root(update, root), log, "apt-get update", 600, env)
+    _run_logged(in_root(update, root), log, "apt-get update", 600, progress, env)
     _run_logged(
         in_root(["apt-get", "install", "-y", "-q", "--no-install-recommends", *recipe.packages], root),
-        log, f"apt-get install {' '.join(recipe.packages)}", 900, env,
+        log, f"apt-get install {' '.join(recipe.packages)}", 900, progress, env,
     )
-    _run_logged(in_root(["apt-get", "clean"], root), log, "apt-get clean", 120, env)
+    _run_logged(in_root(["apt-get", "clean"], root), log, "apt-get clean", 120, progress, env)
     (root / "tmp").mkdir(exist_ok=True)
     (root / "tmp").chmod(0o1777)
 
@@ -512,19 +598,20 @@ def _size_mb(root: Path) -> int:
     return round(total / 1e6)
 
 
-def _chroot_ready(target: Target, environ: Mapping[str, str]) -> tuple[Path, float]:
+def _chroot_ready(target: Target, environ: Mapping[str, str], say: Say) -> tuple[Path, float]:
     """The target's root, built now if needed; (root, seconds spent building it now)."""
     if target.debian is None:
         raise ProviderSkipped(f"no Debian suite ships {target.label}")
     if os.geteuid() != 0:
         raise ProviderSkipped("needs root (debootstrap and chroot)")
-    marker = provision(target.id, environ)
+    marker = provision(target.id, environ, say)
     return chroot_root(target, environ), 0.0 if marker["reused"] else marker["seconds"]
 
 
 @contextmanager
-def _chroot_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str]) -> Iterator[ServerHandle]:
-    root, provision_seconds = _chroot_ready(target, environ)
+def _chroot_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str],
+                     say: Say) -> Iterator[ServerHandle]:
+    root, provision_seconds = _chroot_ready(target, environ, say)
     # The data folder lives inside the root, where the server can see it.
     folder = Path(tempfile.mkdtemp(prefix="matrix-", dir=root / "tmp"))
     with _throwaway(target, "chroot", folder, target.debian.binary, str(root), provision_seconds) as handle:
@@ -564,7 +651,8 @@ def docker_engine_problem(environ: Mapping[str, str]) -> str | None:
 
 
 @contextmanager
-def _docker_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str]) -> Iterator[ServerHandle]:
+def _docker_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str],
+                     say: Say) -> Iterator[ServerHandle]:
     if not target.docker_image:
         raise ProviderSkipped(f"no Docker image for {target.label}")
     problem = docker_engine_problem(environ)
@@ -579,6 +667,7 @@ def _docker_provider(target: Target, work_dir: Path | None, environ: Mapping[str
     started = time.monotonic()
     password = secrets.token_urlsafe(18)
     container = MySqlContainer(target.docker_image, username="root", root_password=password, password=password)
+    say(f"{target.id}: starting a {target.docker_image} container (pulled first when new: minutes)")
     try:
         try:
             container.start()
@@ -614,13 +703,15 @@ def acquire(
     work_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
     providers: tuple[str, ...] | None = None,
+    say: Say = _silent,
 ) -> Iterator[ServerHandle]:
     """A throwaway server of target_id from the first provider that can serve it.
 
     The server is stopped and its folder removed when the block ends, however it ends.
     Raises UnknownTarget, or ServerUnavailable with the reason of every provider tried.
     work_dir: where a local server's temporary folder goes (a chroot server's is always
-    inside its root); providers limits the ones tried (names from PROVIDERS, in their order).
+    inside its root); providers limits the ones tried (names from PROVIDERS, in their order);
+    say is told, line by line, how a long preparation goes (a root being built).
     """
     target = get_target(target_id)
     env = _environ(environ)
@@ -631,7 +722,7 @@ def acquire(
     with ExitStack() as stack:
         for name in names:
             try:
-                handle = stack.enter_context(PROVIDERS[name](target, work_dir, env))
+                handle = stack.enter_context(PROVIDERS[name](target, work_dir, env, say))
             except DbOpsError as exc:
                 reasons.append((name, str(exc)))
                 continue
@@ -673,13 +764,14 @@ def describe_providers(target_id: str, environ: Mapping[str, str] | None = None)
 
 
 def start_server(
-    target_id: str, folder: Path, port: int | None = None, environ: Mapping[str, str] | None = None
+    target_id: str, folder: Path, port: int | None = None, environ: Mapping[str, str] | None = None,
+    say: Say = _silent,
 ) -> tuple[ServerInstance, str]:
     """Start target_id's server to outlive this process (the sandbox); return (instance, provider).
 
     A local binary keeps its data in folder; a chroot server in a folder inside its root
     named after folder, so a later call with the same folder finds the same data. The
-    caller stops it with servers.stop_instance.
+    caller stops it with servers.stop_instance. A root built now is told to say as it goes.
     """
     target = get_target(target_id)
     env = _environ(environ)
@@ -689,7 +781,7 @@ def start_server(
     except DbOpsError as exc:
         reasons.append(("local", str(exc)))
     try:
-        root, _ = _chroot_ready(target, env)
+        root, _ = _chroot_ready(target, env, say)
         return start_instance(persistent_folder(root, folder), port=port, binary=target.debian.binary,
                               chroot=root), "chroot"
     except DbOpsError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,18 +71,21 @@ def status(sandbox_dir: Path) -> SandboxStatus:
     )
 
 
-def _start(sandbox_dir: Path, port: int | None, binary: str | None, server: str) -> ServerInstance:
+def _start(sandbox_dir: Path, port: int | None, binary: str | None, server: str,
+           say: Callable[[str], None]) -> ServerInstance:
     if server:
         from .providers import start_server
 
-        return start_server(server, sandbox_dir, port=port)[0]
+        return start_server(server, sandbox_dir, port=port, say=say)[0]
     return start_instance(sandbox_dir, port=port, binary=binary)
 
 
-def up(sandbox_dir: Path, binary: str | None = None, server: str | None = None) -> tuple[SandboxStatus, bool]:
+def up(sandbox_dir: Path, binary: str | None = None, server: str | None = None,
+       say: Callable[[str], None] = lambda line: None) -> tuple[SandboxStatus, bool]:
     """Start the sandbox (or keep the running one); return (status, started_now).
 
-    server: a matrix target id (e.g. mariadb-11.8) instead of the local binary.
+    server: a matrix target id (e.g. mariadb-11.8) instead of the local binary; the first
+    time, its Debian root is built, which say is told about as it goes (minutes).
     """
     if server and binary:
         raise SandboxError("choose either a server or a binary, not both")
@@ -107,11 +111,11 @@ def up(sandbox_dir: Path, binary: str | None = None, server: str | None = None) 
     port = previous.get("instance", {}).get("port") if previous else None
     sandbox_dir.mkdir(parents=True, exist_ok=True)
     try:
-        instance = _start(sandbox_dir, port, binary, server)
+        instance = _start(sandbox_dir, port, binary, server, say)
     except SandboxError:
         if port is None:
             raise
-        instance = _start(sandbox_dir, None, binary, server)  # the old port is taken now
+        instance = _start(sandbox_dir, None, binary, server, say)  # the old port is taken now
     try:
         password = create_user(instance, SANDBOX_USER, previous.get("password"))
         connection = instance.root_connection()

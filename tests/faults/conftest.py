@@ -199,9 +199,19 @@ def applied_statements(server, database: str) -> tuple[bool, bool, bool]:
     return bool(table), bool(column), bool(index)
 
 
-def in_pause(server, database: str, statements: int) -> bool:
-    """Inside the pause that follows the first `statements` statements of the fault revision."""
-    if not statements_running(server, r"^SELECT SLEEP\(0\.6\)$"):
+def hold_window(stack, server: ServerTarget, database: str, statements: int) -> None:
+    """Hold the fault revision's window in database after its first `statements` statements for
+    the rest of stack: a deploy that gets there waits in it."""
+    connection = stack.enter_context(held_connection(server, database))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT GET_LOCK(CONCAT('fault_window_{statements}:', MD5(DATABASE())), 0)")
+        assert cursor.fetchone()[0] == 1, f"the window after {statements} statement(s) is held already"
+
+
+def in_window(server, database: str, statements: int) -> bool:
+    """Waiting in the window (held by hold_window) that follows the first `statements` statements
+    of the fault revision."""
+    if not statements_running(server, rf"GET_LOCK\(CONCAT\('fault_window_{statements}:'", "lock"):
         return False
     if statements == 0 and not unfinished_journal(server, database):
         return False

@@ -1,7 +1,7 @@
 """SIGKILL of `invoke db.deploy` in each phase, then the next run and the recovery.
 
 The deploy is parked in a phase by something the test holds (the migration lock, a table
-lock the next statement needs), or caught inside a pause of the fault revision, or inside a
+lock the next statement needs, a window of the fault revision), or caught inside a
 slow restart command; the server's process list and the deploy's own
 "▶ step" and "→ revision" lines say when it is there. Afterwards the database must end
 either exactly as before the deploy or fully upgraded, never in between, with every
@@ -29,7 +29,8 @@ from tests.faults.conftest import (
     dump_parked,
     fault_settings,
     held_connection,
-    in_pause,
+    hold_window,
+    in_window,
     lock_holder,
     park_dump,
     prepare,
@@ -67,6 +68,8 @@ def park(stack: ExitStack, phase: str, server, database: str) -> None:
         stack.enter_context(held_connection(server, database, "LOCK TABLES alembic_journal WRITE"))
     elif phase == "backup":
         park_dump(stack, server, database)
+    elif phase.startswith("statement-"):
+        hold_window(stack, server, database, int(phase.rsplit("-", 1)[1]))
 
 
 def wait_in_phase(phase: str, deploy: Spawned, server, database: str, stack: ExitStack) -> None:
@@ -85,7 +88,7 @@ def wait_in_phase(phase: str, deploy: Spawned, server, database: str, stack: Exi
     elif phase.startswith("statement-"):
         deploy.wait_for(f"→ {F1}")
         count = int(phase.rsplit("-", 1)[1])
-        wait_until(lambda: in_pause(server, database, count), f"the pause after {count} statement(s)")
+        wait_until(lambda: in_window(server, database, count), f"the window after {count} statement(s)")
     elif phase == "verify":
         # Once the backup has read users, the smoke SQL of verify is the next to need it.
         deploy.wait_for("▶ upgrade")

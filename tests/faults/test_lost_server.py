@@ -23,7 +23,8 @@ from tests.faults.conftest import (
     applied_statements,
     db_state,
     dump_parked,
-    in_pause,
+    hold_window,
+    in_window,
     park_dump,
     prepare,
     query,
@@ -81,11 +82,13 @@ def test_server_killed_during_the_backup(lost_server, lost_database, reference, 
 def test_server_killed_during_the_upgrade(lost_server, lost_database, reference, tmp_path):
     name, env = lost_database
     target = lost_server.target
-    deploy = Spawned(env, "db.deploy", "--to", F1)
-    deploy.wait_for(f"→ {F1}")
-    wait_until(lambda: in_pause(target, name, 1), "the pause after the first statement")
-    lost_server.kill()
-    result = deploy.result()
+    with ExitStack() as stack:
+        hold_window(stack, target, name, 1)
+        deploy = Spawned(env, "db.deploy", "--to", F1)
+        deploy.wait_for(f"→ {F1}")
+        wait_until(lambda: in_window(target, name, 1), "the window after the first statement")
+        lost_server.kill()
+        result = deploy.result()
     line = assert_one_error_line(result)
     # Nothing can be rolled back without a server: it says so, and how to settle it later.
     assert "upgrade failed" in line and "lost the connection" in line and "rollback impossible" in line, line

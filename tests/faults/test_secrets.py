@@ -1,15 +1,18 @@
 """The password under a whole deploy (backup, upgrade, verify, restart), a restore and a failed deploy.
 
 A watcher thread samples, as fast as it can, every process below the `invoke` process:
-its command line and the environment it was given must not hold the password. The dump is
-held (by a lock the test holds) until the watcher has seen its client, so the dump client is seen for sure; the restore loads enough rows to be seen too. Afterwards the password is looked for in everything the
-commands left: their output (a traceback included, with DB_DEBUG=1), the JSON reports, the
-backup manifests, and the tool's tables. Every backup file is 0600, and every client read its
-options from an inherited pipe (/dev/fd/N): no file ever held the password.
+its command line and the environment it was given must not hold the password. The dump
+client, the restart command and the restore's client are each held (by a lock the test
+holds) until the watcher has seen them, so each is seen for sure however loaded the machine.
+Afterwards the password is looked for in everything the commands left: their output (a
+traceback included, with DB_DEBUG=1), the JSON reports, the backup manifests, and the tool's
+tables. Every backup file is 0600, and every client read its options from an inherited pipe
+(/dev/fd/N): no file ever held the password.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -45,8 +48,6 @@ from tests.faults.conftest import (
 from tests.test_deploy import versions_with
 
 pytestmark = pytest.mark.faults("secrets")
-
-BULK_ROWS = 20_000  # about 9 MB: the restore's client runs long enough for the watcher to see it
 
 
 class Watcher:
@@ -120,11 +121,6 @@ def secret_database(mysql_server, reference, tmp_path):
                         password=mysql_server.password, database=name,
                         versions_dir=Path(versions_env["MIGRATIONS_DIR"]))
     prepare(mysql_server, settings)
-    connection = mysql_server.connect(name)
-    with connection.cursor() as cursor:
-        cursor.executemany("INSERT INTO system_logs (module, message) VALUES (%s, %s)",
-                           [("bulk", f"row {index} " + "x" * 400) for index in range(BULK_ROWS)])
-    connection.close()
     yield name, versions_env
     admin.drop_database(settings)
 
@@ -136,35 +132,48 @@ def test_the_password_shows_nowhere(secret_database, mysql_server, cli_env, refe
     secrets = [password.encode(), quote(password, safe="").encode()]
     reports = tmp_path / "reports"
     reports.mkdir()
+    # The restart waits for a file lock the test holds until the watcher has seen it.
+    gate = tmp_path / "restart.gate"
+    gate.touch()
     env = {**clean_env({**cli_env, "MYSQL_DATABASE": name}, reference, tmp_path), **versions_env,
-           # The restart runs long enough to be seen; the caller's MYSQL_PWD must not reach any child.
-           "RESTART_COMMAND": "sleep 0.5", "MYSQL_PWD": password}
+           # The caller's MYSQL_PWD must not reach any child.
+           "RESTART_COMMAND": f"flock {gate} true", "MYSQL_PWD": password}
     before_temporary = set(Path(tempfile.gettempdir()).glob("dbops-*"))
     runs: list[tuple[str, Spawned, Watcher]] = []
 
-    def hold_dump(spawned: Spawned, watcher: Watcher) -> None:
-        with ExitStack() as stack:
-            park_dump(stack, mysql_server, name)
-            wait_until(lambda: dump_parked(mysql_server), "the dump to reach the parked sequence")
-            wait_until(lambda: watcher.option_files, "the watcher to see the dump client")
-        query(mysql_server, f"DROP SEQUENCE IF EXISTS {PARK_SEQUENCE}", database=name)
-        wait_until(lambda: "sleep" in watcher.programs or spawned.process.poll() is not None,
-                   "the restart command to run")
+    def hold_dump_and_restart(spawned: Spawned, watcher: Watcher) -> None:
+        with open(gate) as restart_gate:
+            fcntl.flock(restart_gate, fcntl.LOCK_EX)
+            with ExitStack() as stack:
+                park_dump(stack, mysql_server, name)
+                wait_until(lambda: dump_parked(mysql_server), "the dump to reach the parked sequence")
+                wait_until(lambda: watcher.option_files, "the watcher to see the dump client")
+            query(mysql_server, f"DROP SEQUENCE IF EXISTS {PARK_SEQUENCE}", database=name)
+            wait_until(lambda: "flock" in watcher.programs or spawned.process.poll() is not None,
+                       "the watcher to see the restart command")
+
+    def hold_restore(spawned: Spawned, watcher: Watcher) -> None:
+        # alembic_version is the tool's: the restore leaves it in place, and its client waits
+        # to replace it (the test's READ lock lets the tool read it meanwhile).
+        with held_connection(mysql_server, name, "LOCK TABLES alembic_version READ"):
+            wait_until(lambda: statements_running(mysql_server, "alembic_version", "metadata lock")
+                       or spawned.process.poll() is not None, "the restore's client to reach alembic_version")
+            wait_until(lambda: {"mariadb", "mysql"} & watcher.programs or spawned.process.poll() is not None,
+                       "the watcher to see the restore's client")
 
     with fault_cases.case():
         deploy, watcher = watched(env, secrets, "db.deploy", "--to", F1, "--report", str(reports / "deploy.json"),
-                                  hold=hold_dump)
+                                  hold=hold_dump_and_restart)
         assert deploy.process.returncode == 0, deploy.output
-        assert {"mariadb-dump", "mysqldump"} & watcher.programs and "sleep" in watcher.programs, watcher.programs
+        assert {"mariadb-dump", "mysqldump"} & watcher.programs and "flock" in watcher.programs, watcher.programs
         runs.append(("deploy", deploy, watcher))
 
     backups = [path for path in (tmp_path / "backups").glob("*.sql.*") if not path.name.endswith(".json")]
     assert len(backups) == 1, list((tmp_path / "backups").iterdir())
 
     with fault_cases.case():
-        restore, watcher = watched(env, secrets, "db.restore", str(backups[0]), "--yes")
+        restore, watcher = watched(env, secrets, "db.restore", str(backups[0]), "--yes", hold=hold_restore)
         assert restore.process.returncode == 0, restore.output
-        # The restore's client loads the bulk rows for a second or so: long enough to be seen.
         assert {"mariadb", "mysql"} & watcher.programs, watcher.programs
         runs.append(("restore", restore, watcher))
 
