@@ -108,3 +108,17 @@ def test_the_rehearsal_leaves_no_scratch_schema_and_passes_a_good_revision(invok
                        (f"{database_name}\\_rehearsal\\_%",))
         assert cursor.fetchall() == ()
     connection.close()
+
+
+def test_views_are_copied_so_a_revision_may_use_them(invoke, mysql_server, database_name, tmp_path):
+    env = {**_revision_with(tmp_path, 'op.execute("DROP VIEW active_users")'), "DEPLOY_VERIFY_MODELS": "0"}
+    assert invoke("db.create", env=env).returncode == 0
+    assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
+    _execute(mysql_server, database_name, "CREATE VIEW active_users AS SELECT id, username FROM users WHERE is_active",
+             "CREATE VIEW active_names AS SELECT username FROM active_users")
+    check = invoke("db.check", env=env)
+    assert "✅ rehearsal:" in check.stdout, check.output
+    # Without the views the same statement fails in the rehearsal, before anything runs.
+    _execute(mysql_server, database_name, "DROP VIEW active_names", "DROP VIEW active_users")
+    line = assert_one_error_line(invoke("db.deploy", env={**env, "DEPLOY_STEPS": "preflight,upgrade,verify"}))
+    assert "preflight failed" in line and "active_users" in line, line

@@ -148,9 +148,10 @@ def _copy_structure(connection: Connection, live: str, ignored: Container[str]) 
         if name in ignored:
             continue
         quoted = quote_identifier(name, "table name")
-        if kind != "BASE TABLE":
+        if kind == "VIEW":
             views.append(quoted)
             continue
+        # Base tables, MariaDB's sequences and system-versioned tables.
         definition = connection.exec_driver_sql(f"SHOW CREATE TABLE {source}.{quoted}").one()[1]
         connection.exec_driver_sql(definition)
     # Views may use each other: create them until no more can be.
