@@ -60,11 +60,14 @@ def migrations(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 @nox.parametrize("server", [nox.param(target.id, tags=[target.flavour]) for target in TARGETS.values()])
-def undo(session: nox.Session, server: str) -> None:
-    """The rollback's tests (failed deploys under a live writer, kills of rollbacks and restores) on one server."""
+def server_tests(session: nox.Session, server: str) -> None:
+    """The tests that depend most on the server's flavour and version, on one server: the rollback
+    (failed deploys under a live writer, kills of rollbacks and restores), the rehearsal, grants
+    and roles, non-ASCII passwords."""
     session.install("-r", "requirements.txt")
     session.run("pytest", "tests/test_undo_units.py", "tests/faults/test_live_writes.py",
-                "tests/faults/test_rollback_kills.py", *session.posargs, env={"TEST_SERVER": server})
+                "tests/faults/test_rollback_kills.py", "tests/test_rehearsal.py", "tests/test_privileges.py",
+                "tests/test_credentials.py", *session.posargs, env={"TEST_SERVER": server})
 
 
 @nox.session(python=False, default=False)

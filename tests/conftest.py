@@ -51,7 +51,7 @@ class ServerTarget:
 def mysql_server(tmp_path_factory) -> ServerTarget:
     server_id = os.environ.get("TEST_SERVER")
     if server_id:
-        # A server of the version matrix (e.g. mysql-9.7), from its providers (nox -s undo).
+        # A server of the version matrix (e.g. mysql-9.7), from its providers (nox -s server_tests).
         from backend.dbops.providers import acquire
 
         with acquire(server_id, tmp_path_factory.mktemp("server")) as handle:
