@@ -46,6 +46,16 @@ class ServerTarget:
             database=database, **{"autocommit": True, **kwargs},
         )
 
+    def execute(self, database: str | None, *statements: str) -> None:
+        """Run statements (autocommitted) in database, or with none selected."""
+        connection = self.connect(database)
+        try:
+            with connection.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+        finally:
+            connection.close()
+
 
 @pytest.fixture(scope="session")
 def mysql_server(tmp_path_factory) -> ServerTarget:

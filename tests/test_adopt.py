@@ -16,21 +16,12 @@ from tests.test_deploy import versions_with
 NEXT = "a1b2c3d4e5f6"  # tests/revisions/halfway: adds users.mood on top of HEAD
 
 
-def execute(server, database: str, *statements: str) -> None:
-    connection = server.connect(database)
-    try:
-        with connection.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-    finally:
-        connection.close()
-
 
 def old_tool_database(settings, server, revision: str = HEAD):
     """A database at revision whose alembic_version holds what the old tool wrote."""
     create_database(settings)
     migrate.upgrade(settings, revision)
-    execute(server, settings.database, "UPDATE alembic_version SET version_num = '001'")
+    server.execute(settings.database, "UPDATE alembic_version SET version_num = '001'")
     return settings
 
 
@@ -79,7 +70,7 @@ def test_adopt_a_database_of_the_old_tool(invoke, settings, mysql_server, databa
 def test_adopt_a_hand_made_database(invoke, settings, mysql_server, database_name):
     create_database(settings)
     migrate.upgrade(settings)
-    execute(mysql_server, database_name, "DROP TABLE alembic_version")
+    mysql_server.execute(database_name, "DROP TABLE alembic_version")
     line = assert_one_error_line(invoke("db.check"))
     assert "no revision recorded, but 7 table(s) exist" in line and "invoke db.adopt" in line
 
@@ -100,7 +91,7 @@ def test_adopt_a_hand_made_database(invoke, settings, mysql_server, database_nam
 ], ids=["extra-column", "missing-index"])
 def test_a_differing_database_is_not_adopted(invoke, settings, mysql_server, database_name, change, expected):
     old_tool_database(settings, mysql_server)
-    execute(mysql_server, database_name, change)
+    mysql_server.execute(database_name, change)
     result = invoke("db.adopt", "--yes")
     line = assert_one_error_line(result)
     assert f"differs from revision {HEAD} in 1 place(s): nothing recorded" in line
@@ -131,7 +122,7 @@ def test_bad_revisions(invoke, settings, mysql_server, database_name):
 
 def test_a_different_column_order_is_shown_but_does_not_block(settings, mysql_server):
     old_tool_database(settings, mysql_server)
-    execute(mysql_server, settings.database, "ALTER TABLE knowledge MODIFY source VARCHAR(255) NULL AFTER content")
+    mysql_server.execute(settings.database, "ALTER TABLE knowledge MODIFY source VARCHAR(255) NULL AFTER content")
     seen = []
     adoption = adopt(settings, confirm=seen.append)
     assert adoption.recorded and seen == [adoption]
@@ -143,7 +134,7 @@ def test_a_change_while_confirming_records_nothing(settings, mysql_server):
     old_tool_database(settings, mysql_server)
 
     def someone_alters(adoption) -> None:
-        execute(mysql_server, settings.database, "ALTER TABLE users ADD COLUMN late VARCHAR(8) NULL")
+        mysql_server.execute(settings.database, "ALTER TABLE users ADD COLUMN late VARCHAR(8) NULL")
 
     with pytest.raises(RevisionError, match="changed while it was compared"):
         adopt(settings, confirm=someone_alters)
@@ -162,7 +153,7 @@ def test_refuse_refused_confirmation_and_what_is_not_to_adopt(settings, mysql_se
     migrate.stamp(settings, "head")
     with pytest.raises(RevisionError, match="already at"):
         adopt(settings)
-    execute(mysql_server, settings.database, "SET FOREIGN_KEY_CHECKS = 0", f"DROP TABLE {', '.join(APP_TABLES)}",
+    mysql_server.execute(settings.database, "SET FOREIGN_KEY_CHECKS = 0", f"DROP TABLE {', '.join(APP_TABLES)}",
             "DELETE FROM alembic_version")
     with pytest.raises(RevisionError, match="no tables to adopt"):
         adopt(settings)

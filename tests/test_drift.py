@@ -41,13 +41,6 @@ def at_head(settings):
     return settings
 
 
-def execute(server, database: str, *statements: str) -> None:
-    connection = server.connect(database)
-    with connection.cursor() as cursor:
-        for statement in statements:
-            cursor.execute(statement)
-    connection.close()
-
 
 def test_no_drift_at_head(settings, mysql_server):
     report = drift(at_head(settings))
@@ -65,7 +58,7 @@ def test_no_drift_at_head(settings, mysql_server):
 
 def test_column_added_by_hand_shows_against_live(settings, mysql_server):
     at_head(settings)
-    execute(mysql_server, settings.database, "ALTER TABLE users ADD COLUMN favourite_color VARCHAR(20) NULL")
+    mysql_server.execute(settings.database, "ALTER TABLE users ADD COLUMN favourite_color VARCHAR(20) NULL")
     report = drift(settings)
     assert report.comparison(MODELS, MIGRATIONS).differences == []
     assert report.comparison(MIGRATIONS, LIVE).differences == [
@@ -76,7 +69,7 @@ def test_column_added_by_hand_shows_against_live(settings, mysql_server):
 
 def test_hand_changes_of_types_indexes_and_defaults(settings, mysql_server):
     at_head(settings)
-    execute(mysql_server, settings.database,
+    mysql_server.execute(settings.database,
             "ALTER TABLE knowledge MODIFY title VARCHAR(250) NOT NULL",
             "CREATE INDEX ix_by_hand ON chat_messages (emotion)",
             "ALTER TABLE chat_sessions ALTER COLUMN status SET DEFAULT 'closed'")
@@ -126,7 +119,7 @@ def test_formats_and_exit_codes(invoke, mysql_server, database_name):
     assert clean.returncode == 0, clean.output
     assert "✅ models vs migrations: no differences" in clean.stdout and "✅ no drift" in clean.stdout
 
-    execute(mysql_server, database_name, "ALTER TABLE users ADD COLUMN favourite_color VARCHAR(20) NULL")
+    mysql_server.execute(database_name, "ALTER TABLE users ADD COLUMN favourite_color VARCHAR(20) NULL")
     text = invoke("db.drift")
     line = assert_one_error_line(text)
     assert "schema drift: models vs live, migrations vs live" in line

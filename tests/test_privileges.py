@@ -27,15 +27,6 @@ from tests.test_docs import GUIDE
 PIPELINE = {"DEPLOY_STEPS": "preflight,backup,upgrade,verify", "DEPLOY_VERIFY_MODELS": "0"}
 
 
-def _execute(server: ServerTarget, *statements: str) -> None:
-    connection = server.connect()
-    try:
-        with connection.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-    finally:
-        connection.close()
-
 
 def _variable(server: ServerTarget, name: str) -> str:
     connection = server.connect()
@@ -96,19 +87,19 @@ class Accounts:
         finally:
             connection.close()
         self.users.append(name)
-        _execute(self.server, *(grant.format(user=f"'{name}'@'%'", db=f"`{self.database}`", role=f"`{role}`")
+        self.server.execute(None, *(grant.format(user=f"'{name}'@'%'", db=f"`{self.database}`", role=f"`{role}`")
                                 for grant in grants))
         return {"MYSQL_USER": name, "MYSQL_PASSWORD": password}
 
     def role(self, *grants: str) -> str:
         name = f"r{uuid.uuid4().hex[:10]}"
-        _execute(self.server, f"CREATE ROLE `{name}`")
+        self.server.execute(None, f"CREATE ROLE `{name}`")
         self.roles.append(name)
-        _execute(self.server, *(grant.format(role=f"`{name}`", db=f"`{self.database}`") for grant in grants))
+        self.server.execute(None, *(grant.format(role=f"`{name}`", db=f"`{self.database}`") for grant in grants))
         return name
 
     def drop(self) -> None:
-        _execute(self.server, *(f"DROP USER IF EXISTS '{name}'@'%'" for name in self.users),
+        self.server.execute(None, *(f"DROP USER IF EXISTS '{name}'@'%'" for name in self.users),
                  *(f"DROP ROLE IF EXISTS `{name}`" for name in self.roles))
 
 
@@ -123,11 +114,11 @@ def accounts(mysql_server, created_database):
 def global_variable(server: ServerTarget, name: str, value: str):
     """SET GLOBAL name = value for the block, then back to what it was."""
     before = _variable(server, name)
-    _execute(server, f"SET GLOBAL {name} = {value}")
+    server.execute(None, f"SET GLOBAL {name} = {value}")
     try:
         yield
     finally:
-        _execute(server, f"SET GLOBAL {name} = {before}")
+        server.execute(None, f"SET GLOBAL {name} = {before}")
 
 
 @pytest.fixture
@@ -146,7 +137,7 @@ def scratch_name(mysql_server, database_name):
     """A SCRATCH_DATABASE name, dropped after the test."""
     name = f"{database_name}_scratch"
     yield name
-    _execute(mysql_server, f"DROP DATABASE IF EXISTS `{name}`")
+    mysql_server.execute(None, f"DROP DATABASE IF EXISTS `{name}`")
 
 
 def _documented_grants() -> tuple[str, list[str], list[str]]:
@@ -209,9 +200,9 @@ def test_the_documented_grants_alone_fail_the_check_until_a_scratch_database_is_
     assert deploy.returncode == 1 and "preflight failed: scratch:" in deploy.output
     assert tables(mysql_server, database_name) == []
 
-    _execute(mysql_server, *(_as(statement, database_name).format(user=f"'{user['MYSQL_USER']}'@'%'",
+    mysql_server.execute(None, *(_as(statement, database_name).format(user=f"'{user['MYSQL_USER']}'@'%'",
                                                                    db=f"`{database_name}`") for statement in dedicated))
-    _execute(mysql_server, f"CREATE TABLE `{scratch_name}`.leftover (id INT)")
+    mysql_server.execute(None, f"CREATE TABLE `{scratch_name}`.leftover (id INT)")
     configured = {**user, "SCRATCH_DATABASE": scratch_name}
     check = invoke("db.check", env=configured)
     assert check.returncode == 0, check.output
@@ -306,7 +297,7 @@ def binlog_server(mysql_server, tmp_path_factory):
 
 def test_with_binary_logging_triggers_need_super_or_trusted_creators(invoke, binlog_server, database_name):
     server = binlog_server
-    _execute(server, f"CREATE DATABASE IF NOT EXISTS `{database_name}`")
+    server.execute(None, f"CREATE DATABASE IF NOT EXISTS `{database_name}`")
     made = Accounts(server, database_name)
     try:
         user = made.user(f"GRANT ALL ON {grant_target(database_name)} TO {{user}}")
@@ -322,13 +313,13 @@ def test_with_binary_logging_triggers_need_super_or_trusted_creators(invoke, bin
                 cursor.execute("CREATE TABLE t (id INT)")
                 cursor.execute("CREATE TRIGGER t_ins BEFORE INSERT ON t FOR EACH ROW SET NEW.id = NEW.id")
             connection.close()
-            _execute(server, f"DROP TABLE `{database_name}`.t")  # a table and no revision: db.check would say adopt
+            server.execute(None, f"DROP TABLE `{database_name}`.t")  # a table and no revision: db.check would say adopt
         with global_variable(server, "log_bin_trust_function_creators", "ON"):
             check = invoke("db.check", env=env)
             assert check.returncode == 0, check.output
     finally:
         made.drop()
-        _execute(server, f"DROP DATABASE IF EXISTS `{database_name}`")
+        server.execute(None, f"DROP DATABASE IF EXISTS `{database_name}`")
 
 
 # ---------------------------------------------------------------- SCRATCH_DATABASE and db.recover
@@ -346,7 +337,7 @@ def test_recover_names_the_scratch_database_it_may_not_create_then_uses_scratch_
     assert "None" not in line and f"may not create the scratch database '{database_name}_autogen_" in line
     assert "SCRATCH_DATABASE" in line
 
-    _execute(mysql_server, f"CREATE DATABASE `{scratch_name}`",
+    mysql_server.execute(None, f"CREATE DATABASE `{scratch_name}`",
              f"GRANT {', '.join(SCHEMA_PRIVILEGES)} ON `{scratch_name}`.* TO '{user['MYSQL_USER']}'@'%'")
     result = invoke("db.recover", "--undo", env={**env, **user, "SCRATCH_DATABASE": scratch_name})
     assert result.returncode == 0, result.output
@@ -355,7 +346,7 @@ def test_recover_names_the_scratch_database_it_may_not_create_then_uses_scratch_
 
 
 def test_an_access_denied_error_names_the_database_the_server_refused(invoke, accounts, mysql_server, database_name):
-    _execute(mysql_server, f"DROP DATABASE `{database_name}`")
+    mysql_server.execute(None, f"DROP DATABASE `{database_name}`")
     user = accounts.user("GRANT SELECT ON {db}.* TO {user}")
     line = assert_one_error_line(invoke("db.create", env=user))
     assert f"may not use database '{database_name}'" in line
@@ -369,9 +360,9 @@ def test_an_access_denied_error_names_the_database_the_server_refused(invoke, ac
 ])
 def test_a_scratch_database_that_may_not_be_emptied_is_refused(invoke, mysql_server, created_database, database_name,
                                                                scratch_name, which, message):
-    _execute(mysql_server, f"CREATE TABLE `{database_name}`.keep (id INT)")
+    mysql_server.execute(None, f"CREATE TABLE `{database_name}`.keep (id INT)")
     if which == "managed":
-        _execute(mysql_server, f"CREATE DATABASE `{scratch_name}`",
+        mysql_server.execute(None, f"CREATE DATABASE `{scratch_name}`",
                  f"CREATE TABLE `{scratch_name}`.alembic_deploys (id INT)", f"CREATE TABLE `{scratch_name}`.users (id INT)")
     name = {"itself": database_name, "mysql": "mysql"}.get(which, scratch_name)
     env = {"SCRATCH_DATABASE": name}
@@ -386,7 +377,7 @@ def test_a_scratch_database_that_may_not_be_emptied_is_refused(invoke, mysql_ser
 
 
 def test_a_scratch_database_in_use_by_another_run_is_not_shared(invoke, mysql_server, created_database, scratch_name):
-    _execute(mysql_server, f"CREATE DATABASE `{scratch_name}`")
+    mysql_server.execute(None, f"CREATE DATABASE `{scratch_name}`")
     holder = mysql_server.connect()
     try:
         with holder.cursor() as cursor:

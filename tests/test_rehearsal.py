@@ -10,14 +10,6 @@ from tests.test_deploy import checksums, raw_schema, seed, versions_with
 WITH_BACKUP = {"DEPLOY_STEPS": "preflight,backup,upgrade,verify"}
 
 
-def _execute(server, database: str, *statements: str) -> None:
-    connection = server.connect(database)
-    with connection.cursor() as cursor:
-        for statement in statements:
-            cursor.execute(statement)
-    connection.commit()
-    connection.close()
-
 
 def _revision_with(tmp_path, body: str) -> dict[str, str]:
     versions = copy_versions(tmp_path / "versions")
@@ -53,7 +45,7 @@ def test_a_statement_that_fails_on_the_copy_refuses_the_deploy_before_the_backup
 
 def test_a_table_the_models_do_not_own_refuses_the_deploy_unless_declared(invoke, mysql_server, database_name):
     assert invoke("db.init").returncode == 0
-    _execute(mysql_server, database_name, "CREATE TABLE legacy_audit (id INT PRIMARY KEY, note TEXT)",
+    mysql_server.execute(database_name, "CREATE TABLE legacy_audit (id INT PRIMARY KEY, note TEXT)",
              "INSERT INTO legacy_audit VALUES (1, 'kept')")
     before = raw_schema(mysql_server, database_name)
 
@@ -87,7 +79,7 @@ def test_a_change_made_by_hand_is_found_before_anything_runs(invoke, mysql_serve
            "DEPLOY_VERIFY_MODELS": "0"}
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
-    _execute(mysql_server, database_name, "ALTER TABLE users ADD COLUMN mood VARCHAR(32) NULL")
+    mysql_server.execute(database_name, "ALTER TABLE users ADD COLUMN mood VARCHAR(32) NULL")
     before = raw_schema(mysql_server, database_name)
     line = assert_one_error_line(invoke("db.deploy", env=env))
     assert "preflight failed" in line and "Duplicate column name 'mood'" in line, line
@@ -114,11 +106,11 @@ def test_views_are_copied_so_a_revision_may_use_them(invoke, mysql_server, datab
     env = {**_revision_with(tmp_path, 'op.execute("DROP VIEW active_users")'), "DEPLOY_VERIFY_MODELS": "0"}
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
-    _execute(mysql_server, database_name, "CREATE VIEW active_users AS SELECT id, username FROM users WHERE is_active",
+    mysql_server.execute(database_name, "CREATE VIEW active_users AS SELECT id, username FROM users WHERE is_active",
              "CREATE VIEW active_names AS SELECT username FROM active_users")
     check = invoke("db.check", env=env)
     assert "✅ rehearsal:" in check.stdout, check.output
     # Without the views the same statement fails in the rehearsal, before anything runs.
-    _execute(mysql_server, database_name, "DROP VIEW active_names", "DROP VIEW active_users")
+    mysql_server.execute(database_name, "DROP VIEW active_names", "DROP VIEW active_users")
     line = assert_one_error_line(invoke("db.deploy", env={**env, "DEPLOY_STEPS": "preflight,upgrade,verify"}))
     assert "preflight failed" in line and "active_users" in line, line
