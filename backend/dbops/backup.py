@@ -38,6 +38,7 @@ from . import migrate
 from .connection import connect, parse_server_version, require_configured, server_info
 from .errors import BackupError
 from .identifiers import validate_identifier
+from .secret_pipe import TooLong, pipe_holding
 from .servers import find_program
 from .snapshot import row_counts
 
@@ -252,15 +253,11 @@ def client_options(settings: Settings, count: int = 1) -> Iterator[list[int]]:
     readers: list[int] = []
     try:
         for _ in range(count):
-            reader, writer = os.pipe()
-            readers.append(reader)
             try:
-                os.set_blocking(writer, False)  # a text larger than the empty pipe is cut short, not waited on
-                written = os.write(writer, text)
-            finally:
-                os.close(writer)
-            if written != len(text):
-                raise BackupError("the user name and password are too long to pass to the command-line clients")
+                readers.append(pipe_holding(text))
+            except TooLong:
+                raise BackupError("the user name and password are too long to pass to the command-line clients") \
+                    from None
         yield readers
     finally:
         for reader in readers:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from ..config import PASSWORD_FD_VARIABLE, PROJECT_ROOT, START_ID_VARIABLE, Settings, child_environment
 from .errors import RestartError
+from .secret_pipe import TooLong, pipe_holding
 
 COMMAND_TIMEOUT = 60.0
 FIRST_DELAY = 0.2
@@ -147,20 +148,11 @@ def health_check(settings: Settings, expected_revision: str | None = None,
 
 
 def _password_pipe(settings: Settings) -> int:
-    """The read end of a pipe holding the password, its write end closed."""
-    data = settings.password.encode("utf-8", "surrogateescape")
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)  # a password longer than the pipe's buffer fails, never hangs
+    """The read end of a pipe holding the password."""
     try:
-        written = os.write(write_end, data) if data else 0
-    except BlockingIOError:
-        written = 0
-    finally:
-        os.close(write_end)
-    if written != len(data):
-        os.close(read_end)
-        raise RestartError("the password is too long to hand to RESTART_COMMAND on a pipe")
-    return read_end
+        return pipe_holding(settings.password.encode("utf-8", "surrogateescape"))
+    except TooLong:
+        raise RestartError("the password is too long to hand to RESTART_COMMAND on a pipe") from None
 
 
 def restart(settings: Settings, expected_revision: str | None = None) -> RestartResult:
