@@ -114,6 +114,64 @@ def test_drop_column_in_raw_sql(tmp_path):
     assert [finding.rule for finding in rules(report)] == ["drop-column"]
 
 
+# Raw SQL is read with the one MySQL tokenizer (backend/dbops/sql.py): quotes before comments.
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        # '#' inside a string is no comment: the DROP after it is seen
+        ("UPDATE knowledge SET tags = 'see #42'; DROP TABLE knowledge", ["drop-table", "data-update-mixed-with-ddl"]),
+        # nor is '--' inside a string
+        ("UPDATE users SET nickname = '-- x'; ALTER TABLE users DROP COLUMN email",
+         ["drop-column", "data-update-mixed-with-ddl"]),
+        # a single quote inside a double-quoted string neither opens a string nor ends a statement
+        ('UPDATE users SET nickname = \\"it\'s; DROP TABLE knowledge\\"', []),
+        # real comments still hide what they hold
+        ("UPDATE users SET nickname = NULL; -- DROP TABLE knowledge\\n/* ALTER TABLE users DROP email */ DO 0", []),
+    ],
+)
+def test_raw_sql_strings_and_comments(tmp_path, sql, expected):
+    report = offline(tmp_path, f'op.execute("{sql}")')
+    assert [finding.rule for finding in rules(report)] == expected
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("DROP TABLE IF EXISTS `knowledge`, system_logs", ["drop-table", "drop-table"]),
+        ("DROP TEMPORARY TABLE IF EXISTS knowledge", []),  # never the permanent table
+        ("RENAME TABLE knowledge TO articles, `system_logs` TO logs", ["rename-table", "rename-table"]),
+        ("ALTER TABLE knowledge RENAME TO articles", ["rename-table"]),
+        ("ALTER TABLE users RENAME COLUMN nickname TO display_name", ["rename-column"]),
+        ("ALTER TABLE users CHANGE nickname display_name VARCHAR(100)", ["rename-column"]),
+        ("ALTER TABLE users CHANGE COLUMN nickname nickname VARCHAR(120)", []),
+        ("ALTER TABLE users DROP COLUMN IF EXISTS nickname, DROP avatar_url", ["drop-column", "drop-column"]),
+        ("ALTER TABLE users DROP INDEX uq_users_email, DROP CHECK ck, RENAME INDEX a TO b", []),
+        ("ALTER TABLE users ADD COLUMN mood VARCHAR(32) NOT NULL", ["not-null-without-default"]),
+        ("ALTER TABLE users ADD mood VARCHAR(32) NOT NULL DEFAULT 'calm', ADD INDEX ix_mood (mood)", []),
+        ("ALTER TABLE users ADD COLUMN mood VARCHAR(32) NULL", []),
+        ("ALTER TABLE users ADD UNIQUE KEY uq_users_nickname (nickname)", ["add-unique-constraint"]),
+        ("ALTER TABLE users ADD CONSTRAINT uq_nick UNIQUE (nickname(20), avatar_url)", ["add-unique-constraint"]),
+        ("CREATE UNIQUE INDEX uq_users_nickname ON users (nickname)", ["add-unique-constraint"]),
+        ("DROP INDEX ix_emotion_analysis_user_id_created_at ON emotion_analysis", ["drop-index-needed-by-fk"]),
+        ("ALTER TABLE emotion_analysis DROP KEY ix_emotion_analysis_user_id_created_at", ["drop-index-needed-by-fk"]),
+        ("ALTER TABLE emotion_analysis DROP FOREIGN KEY fk_emotion_analysis_user_id_users, "
+         "DROP INDEX ix_emotion_analysis_user_id_created_at", []),
+    ],
+)
+def test_raw_sql_operations(tmp_path, sql, expected):
+    report = offline(tmp_path, f'op.execute("{sql}")')
+    assert [finding.rule for finding in rules(report)] == expected
+
+
+def test_raw_sql_table_copies_are_noted_without_a_database(tmp_path):
+    sql = ("ALTER TABLE users MODIFY nickname VARCHAR(150), CONVERT TO CHARACTER SET utf8mb4; "
+           "ALTER TABLE knowledge DEFAULT CHARSET = utf8mb4")
+    report = offline(tmp_path, f'op.execute("{sql}")', large_table_rows=0)
+    assert rules(report) == []
+    [note] = [note for note in report.notes if "large-table-copy not checked" in note]
+    assert "users (MODIFY nickname), users (a character set change), knowledge (a character set change)" in note
+
+
 def test_drop_column_added_in_the_same_revision_is_fine(tmp_path):
     report = offline(tmp_path, '''
         op.add_column("users", sa.Column("scratch", sa.Integer, nullable=True))
@@ -425,6 +483,15 @@ def test_data_update_mixed_with_ddl(tmp_path):
         op.bulk_insert(tags, [{"id": 1, "name": "sleep"}])
     ''')
     assert [finding.rule for finding in rules(seeded)] == ["data-update-mixed-with-ddl"]
+
+
+def test_unreadable_sql(tmp_path):
+    report = offline(tmp_path, '''
+        op.drop_column("users", "nickname")
+        op.execute("UPDATE users SET email = 'open")
+    ''')
+    assert [finding.rule for finding in rules(report)] == ["drop-column", "unreadable-revision"]
+    assert "op.execute() cannot be read" in rules(report)[1].message
 
 
 def test_data_update_alone_is_fine(tmp_path):

@@ -2,7 +2,8 @@
 
 Reads what the revisions will actually do: each upgrade() runs against an offline
 Operations object that records the operation objects (alembic.operations.ops) instead of
-touching a database, and raw SQL in op.execute() is parsed into the same operations.
+touching a database, and raw SQL in op.execute() is read with the shared MySQL tokenizer
+(sql.py: quotes, escapes and comments as the server reads them) into the same operations.
 The rules then walk those operations over the schema the earlier revisions produce: built
 in a scratch database when a server is configured, else replayed from the operations.
 
@@ -31,6 +32,7 @@ from . import migrate
 from .connection import ServerInfo, connect, server_info
 from .errors import DbOpsError, RevisionError
 from .identifiers import quote_identifier
+from .sql import SQLSyntaxError, Statement, split_statements
 
 if TYPE_CHECKING:
     from alembic.script import Script, ScriptDirectory
@@ -54,7 +56,7 @@ RULES = {
     "multiple-heads": "several heads: an upgrade to head is ambiguous",
     "large-table-copy": "an ALTER that copies a large table blocks writes for its whole duration",
     "data-update-mixed-with-ddl": "a data change beside DDL leaves a half-applied revision when it fails",
-    "unreadable-revision": "upgrade() raised while its operations were read",
+    "unreadable-revision": "upgrade() raised, or its SQL could not be read, while its operations were read",
     "ignore-without-reason": "a lint silence must say why",
     "ignore-unknown-rule": "a lint silence names a rule that does not exist",
 }
@@ -302,125 +304,198 @@ class _RawCopy:
     old_servers_only: bool = False
 
 
-_NAME = r"`?([\w$]+)`?"
-_QUALIFIED = rf"(?:`?[\w$]+`?\.)?{_NAME}"
+def _statements(sqltext) -> list[Statement]:
+    """The statements of an op.execute() text (none for a SQLAlchemy insert/update/delete construct).
 
-
-def _statements(sqltext) -> list[tuple[str, str]]:
-    """(first keyword, statement) for each statement of an op.execute() argument."""
-    from sqlalchemy.sql import Delete, Insert, Update
+    Raises SQLSyntaxError when the tokenizer cannot read the text (an unterminated string or name)."""
     from sqlalchemy.sql.elements import TextClause
 
-    if isinstance(sqltext, Insert | Update | Delete):
-        return [(type(sqltext).__name__.upper(), "")]
     if isinstance(sqltext, TextClause):
         sqltext = sqltext.text
     if not isinstance(sqltext, str):
         return []
-    without_comments = re.sub(r"/\*.*?\*/|--[^\n]*|#[^\n]*", " ", sqltext, flags=re.S)
-    result = []
-    for statement in re.split(r";(?=(?:[^']*'[^']*')*[^']*$)", without_comments):
-        statement = " ".join(statement.split())
-        if statement:
-            result.append((statement.split(" ", 1)[0].upper(), statement))
-    return result
+    return [Statement.parse(statement) for statement in split_statements(sqltext)]
 
 
-def _split_clauses(body: str) -> list[str]:
-    clauses, depth, current, quote = [], 0, [], ""
-    for char in body:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"`":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "," and depth == 0:
-            clauses.append("".join(current).strip())
-            current = []
-            continue
-        current.append(char)
-    clauses.append("".join(current).strip())
-    return [clause for clause in clauses if clause]
+def _keywords(sqltext) -> set[str]:
+    """The first keyword of each statement of an op.execute() argument (raises SQLSyntaxError as _statements)."""
+    from sqlalchemy.sql import Delete, Insert, Update
+
+    if isinstance(sqltext, Insert | Update | Delete):
+        return {type(sqltext).__name__.upper()}
+    return {statement.tokens[0].word for statement in _statements(sqltext)}
 
 
-def _column_list(text: str) -> list[str]:
-    return [re.sub(r"\(\d+\)$", "", part.strip().strip("`")) for part in text.split(",") if part.strip()]
+def _name_at(statement: Statement, index: int) -> tuple[str | None, int]:
+    """The name at token index, without its schema: (name or None, index after it)."""
+    tokens = statement.tokens
+    if index >= len(tokens) or not tokens[index].is_name:
+        return None, index
+    if index + 2 < len(tokens) and tokens[index + 1].kind == "DOT" and tokens[index + 2].is_name:
+        index += 2
+    return tokens[index].text, index + 1
 
 
-def _raw_operations(statement: str) -> list:
+def _word_at(statement: Statement, index: int) -> str:
+    return statement.tokens[index].word if index < len(statement.tokens) else ""
+
+
+def _skip(statement: Statement, index: int, *words: str) -> int:
+    while index < len(statement.tokens) and statement.tokens[index].word in words:
+        index += 1
+    return index
+
+
+def _closing(statement: Statement, index: int) -> int:
+    """Index of the parenthesis closing the one at index (the end when unbalanced)."""
+    depth = statement.tokens[index].depth
+    return next((position for position in range(index + 1, len(statement.tokens))
+                 if statement.tokens[position].kind == "R_PAREN" and statement.tokens[position].depth == depth),
+                len(statement.tokens))
+
+
+def _columns(statement: Statement, index: int) -> list[str]:
+    """The column names of the parenthesized list at index (prefix lengths left out)."""
+    if index >= len(statement.tokens) or statement.tokens[index].kind != "L_PAREN":
+        return []
+    return [name for begin, _ in statement.split(index + 1, _closing(statement, index))
+            if (name := _name_at(statement, begin)[0])]
+
+
+def _raw_operations(statement: Statement) -> list:
     """The alembic operations a raw DDL statement amounts to (as far as the rules care)."""
+    from alembic.operations import ops
+
+    first, second = _word_at(statement, 0), _word_at(statement, 1)
+    if first == "DROP" and second == "TABLE":
+        index = _skip(statement, 2, "IF", "EXISTS")
+        return [ops.DropTableOp(name) for begin, _ in statement.split(index)
+                if (name := _name_at(statement, begin)[0])]
+    if first == "DROP" and second == "INDEX":
+        index, after = _name_at(statement, _skip(statement, 2, "IF", "EXISTS"))
+        table = _name_at(statement, after + 1)[0] if _word_at(statement, after) == "ON" else None
+        return [ops.DropIndexOp(index, table_name=table)] if index and table else []
+    if first == "RENAME" and second in ("TABLE", "TABLES"):
+        found = []
+        for begin, end in statement.split(2):
+            old, after = _name_at(statement, begin)
+            new = _name_at(statement, after + 1)[0] if after < end and _word_at(statement, after) == "TO" else None
+            if old and new:
+                found.append(ops.RenameTableOp(old, new))
+        return found
+    if first == "CREATE":
+        index = _skip(statement, 1, "OR", "REPLACE")
+        if (_word_at(statement, index), _word_at(statement, index + 1)) != ("UNIQUE", "INDEX"):
+            return []
+        name, after = _name_at(statement, _skip(statement, index + 2, "IF", "NOT", "EXISTS"))
+        table, after = _name_at(statement, after + 1) if _word_at(statement, after) == "ON" else (None, after)
+        columns = _columns(statement, _skip(statement, after, "USING", "BTREE", "HASH"))
+        return [ops.CreateIndexOp(name, table, columns, unique=True)] if name and table and columns else []
+    if first == "ALTER":
+        index = _skip(statement, 1, "ONLINE", "IGNORE")
+        if _word_at(statement, index) != "TABLE":
+            return []
+        table, index = _name_at(statement, _skip(statement, index + 1, "IF", "EXISTS"))
+        if table is None:
+            return []
+        index = _skip(statement, index, "NOWAIT")
+        if _word_at(statement, index) == "WAIT":
+            index += 2
+        return [operation for begin, end in statement.split(index)
+                for operation in _alter_clause(statement, table, begin, end)]
+    return []
+
+
+def _alter_clause(statement: Statement, table: str, begin: int, end: int) -> list:
+    from alembic.operations import ops
+
+    first, second = _word_at(statement, begin), _word_at(statement, begin + 1) if begin + 1 < end else ""
+    if first == "DROP":
+        if second in ("INDEX", "KEY", "FOREIGN KEY"):
+            name = _name_at(statement, _skip(statement, begin + 2, "IF", "EXISTS"))[0]
+            if name is None:
+                return []
+            if second == "FOREIGN KEY":
+                return [ops.DropConstraintOp(name, table, type_="foreignkey")]
+            return [ops.DropIndexOp(name, table_name=table)]
+        if second == "PRIMARY KEY":
+            return [ops.DropConstraintOp("PRIMARY", table, type_="primary")]
+        if second in ("CONSTRAINT", "CHECK", "PARTITION"):
+            return []
+        name = _name_at(statement, _skip(statement, begin + 1, "COLUMN", "IF", "EXISTS"))[0]
+        return [ops.DropColumnOp(table, name)] if name else []
+    if first == "RENAME":
+        if second == "COLUMN":
+            old, after = _name_at(statement, begin + 2)
+            new = _name_at(statement, after + 1)[0] if _word_at(statement, after) == "TO" else None
+            return [ops.AlterColumnOp(table, old, modify_name=new)] if old and new else []
+        if second in ("INDEX", "KEY"):
+            return []
+        new = _name_at(statement, _skip(statement, begin + 1, "TO", "AS"))[0]
+        return [ops.RenameTableOp(table, new)] if new else []
+    if first in ("CHANGE", "MODIFY"):
+        old, after = _name_at(statement, _skip(statement, begin + 1, "COLUMN", "IF", "EXISTS"))
+        if old is None:
+            return []
+        found: list = [_RawCopy(table, f"{first} {old}")]
+        new = _name_at(statement, after)[0] if first == "CHANGE" else None
+        if new and new.lower() != old.lower():
+            found.insert(0, ops.AlterColumnOp(table, old, modify_name=new))
+        return found
+    option = _skip(statement, begin, "DEFAULT")
+    if first == "CONVERT" or _word_at(statement, option) == "CHARSET" or \
+            (_word_at(statement, option), _word_at(statement, option + 1)) == ("CHARACTER", "SET"):
+        return [_RawCopy(table, "a character set change")]
+    if first == "ADD":
+        return _add_clause(statement, table, begin, end)
+    return []
+
+
+_NOT_COLUMNS = frozenset({"INDEX", "KEY", "CONSTRAINT", "PRIMARY KEY", "FOREIGN KEY", "FULLTEXT", "SPATIAL", "CHECK",
+                          "PARTITION", "PERIOD", "SYSTEM"})
+
+
+def _add_clause(statement: Statement, table: str, begin: int, end: int) -> list:
+    """ADD [CONSTRAINT [name]] UNIQUE ..., or ADD [COLUMN] name definition."""
     import sqlalchemy as sa
     from alembic.operations import ops
 
-    found: list = []
-    if match := re.match(r"DROP\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+EXISTS\s+)?(.+)$", statement, re.I):
-        for name in match.group(1).split(","):
-            if table := re.match(rf"\s*{_QUALIFIED}", name):
-                found.append(ops.DropTableOp(table.group(1)))
-    elif match := re.match(r"RENAME\s+TABLES?\s+(.+)$", statement, re.I):
-        for pair in match.group(1).split(","):
-            if names := re.match(rf"\s*{_QUALIFIED}\s+TO\s+{_QUALIFIED}", pair, re.I):
-                found.append(ops.RenameTableOp(names.group(1), names.group(2)))
-    elif match := re.match(rf"CREATE\s+UNIQUE\s+INDEX\s+{_NAME}\s+ON\s+{_QUALIFIED}\s*\((.+)\)", statement, re.I):
-        found.append(ops.CreateIndexOp(match.group(1), match.group(2), _column_list(match.group(3)), unique=True))
-    elif match := re.match(rf"DROP\s+INDEX\s+{_NAME}\s+ON\s+{_QUALIFIED}", statement, re.I):
-        found.append(ops.DropIndexOp(match.group(1), table_name=match.group(2)))
-    elif match := re.match(rf"ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE\s+{_QUALIFIED}\s+(.+)$", statement, re.I):
-        table = match.group(1)
-        for clause in _split_clauses(match.group(2)):
-            found.extend(_alter_clause(table, clause, sa, ops))
+    tokens = statement.tokens
+    index, constraint = begin + 1, None
+    if _word_at(statement, index) == "CONSTRAINT":
+        index += 1
+        if _word_at(statement, index) != "UNIQUE":
+            constraint, index = _name_at(statement, index)
+    if _word_at(statement, index) == "UNIQUE":
+        index = _skip(statement, index + 1, "KEY", "INDEX")
+        name = None
+        if index < end and tokens[index].kind != "L_PAREN":
+            name, index = _name_at(statement, index)
+        columns = _columns(statement, _skip(statement, index, "USING", "BTREE", "HASH"))
+        return [ops.CreateUniqueConstraintOp(constraint or name, table, columns)] if columns else []
+    if constraint is not None:
+        return []
+    index = _skip(statement, index, "COLUMN", "IF", "NOT", "EXISTS")
+    if _word_at(statement, index) in _NOT_COLUMNS:
+        return []
+    name, index = _name_at(statement, index)
+    if name is None or index >= end:
+        return []
+    depth = tokens[begin].depth
+    words = [token.word if token.depth == depth else "" for token in tokens[index:end]]
+    not_null = any(pair == ("NOT", "NULL") for pair in zip(words, words[1:], strict=False))
+    default = None
+    if "DEFAULT" in words:
+        value = index + words.index("DEFAULT") + 1
+        if value < end:
+            stop = _closing(statement, value) + 1 if tokens[value].kind == "L_PAREN" else value + 1
+            default = sa.text(statement.text(value, min(stop, end)))
+    column = sa.Column(name, sa.types.NullType(), nullable=not not_null, server_default=default,
+                       autoincrement="AUTO_INCREMENT" in words)
+    found: list = [ops.AddColumnOp(table, column)]
+    if words[-1] == "FIRST" or (len(words) > 1 and words[-2] == "AFTER"):
+        found.append(_RawCopy(table, f"ADD COLUMN {name} with AFTER/FIRST", old_servers_only=True))
     return found
-
-
-def _alter_clause(table: str, clause: str, sa, ops) -> list:
-    words = clause.upper().split()
-    if not words:
-        return []
-    if m := re.match(rf"DROP\s+(?:INDEX|KEY)\s+{_NAME}", clause, re.I):
-        return [ops.DropIndexOp(m.group(1), table_name=table)]
-    if m := re.match(rf"DROP\s+FOREIGN\s+KEY\s+{_NAME}", clause, re.I):
-        return [ops.DropConstraintOp(m.group(1), table, type_="foreignkey")]
-    if re.match(r"DROP\s+PRIMARY\s+KEY", clause, re.I):
-        return [ops.DropConstraintOp("PRIMARY", table, type_="primary")]
-    if re.match(r"DROP\s+(?:CONSTRAINT|CHECK|PARTITION)\b", clause, re.I):
-        return []
-    if m := re.match(rf"DROP\s+(?:COLUMN\s+)?(?:IF\s+EXISTS\s+)?{_NAME}", clause, re.I):
-        return [ops.DropColumnOp(table, m.group(1))]
-    if m := re.match(rf"RENAME\s+COLUMN\s+{_NAME}\s+TO\s+{_NAME}", clause, re.I):
-        return [ops.AlterColumnOp(table, m.group(1), modify_name=m.group(2))]
-    if re.match(r"RENAME\s+(?:INDEX|KEY)\b", clause, re.I):
-        return []
-    if m := re.match(rf"RENAME\s+(?:TO\s+|AS\s+)?{_QUALIFIED}", clause, re.I):
-        return [ops.RenameTableOp(table, m.group(1))]
-    if m := re.match(rf"CHANGE\s+(?:COLUMN\s+)?{_NAME}\s+{_NAME}", clause, re.I):
-        found = [_RawCopy(table, f"CHANGE {m.group(1)}")]
-        if m.group(1).lower() != m.group(2).lower():
-            found.insert(0, ops.AlterColumnOp(table, m.group(1), modify_name=m.group(2)))
-        return found
-    if m := re.match(rf"MODIFY\s+(?:COLUMN\s+)?{_NAME}", clause, re.I):
-        return [_RawCopy(table, f"MODIFY {m.group(1)}")]
-    if re.search(r"CONVERT\s+TO\s+CHAR(?:ACTER\s+SET|SET)|^(?:DEFAULT\s+)?(?:CHARACTER\s+SET|CHARSET)\b", clause, re.I):
-        return [_RawCopy(table, "a character set change")]
-    if m := re.match(
-        rf"ADD\s+(?:CONSTRAINT\s+(?:{_NAME}\s+)?)?UNIQUE\s+(?:KEY\s+|INDEX\s+)?(?:{_NAME}\s*)?\((.+)\)", clause, re.I
-    ):
-        return [ops.CreateUniqueConstraintOp(m.group(1) or m.group(2), table, _column_list(m.group(3)))]
-    if m := re.match(rf"ADD\s+(?:COLUMN\s+)?(?!INDEX\b|KEY\b|CONSTRAINT\b|PRIMARY\b|FOREIGN\b|FULLTEXT\b|SPATIAL\b|CHECK\b)"
-                     rf"{_NAME}\s+(.*)$", clause, re.I):
-        rest = m.group(2)
-        not_null = bool(re.search(r"\bNOT\s+NULL\b", rest, re.I))
-        default = re.search(r"\bDEFAULT\s+(\S+)", rest, re.I)
-        column = sa.Column(m.group(1), sa.types.NullType(), nullable=not not_null,
-                           server_default=sa.text(default.group(1)) if default else None,
-                           autoincrement=bool(re.search(r"AUTO_INCREMENT", rest, re.I)))
-        found = [ops.AddColumnOp(table, column)]
-        if re.search(r"\b(AFTER\s+\S+|FIRST)\s*$", rest, re.I):
-            found.append(_RawCopy(table, f"ADD COLUMN {m.group(1)} with AFTER/FIRST", old_servers_only=True))
-        return found
-    return []
 
 
 def _expand(captured: list[_Captured]) -> list[_Captured]:
@@ -431,9 +506,12 @@ def _expand(captured: list[_Captured]) -> list[_Captured]:
     for item in captured:
         result.append(item)
         if isinstance(item.operation, ops.ExecuteSQLOp):
-            for keyword, statement in _statements(item.operation.sqltext):
-                if keyword in _DDL:
-                    result.extend(_Captured(derived, item.line, item.end_line) for derived in _raw_operations(statement))
+            try:
+                statements = _statements(item.operation.sqltext)
+            except SQLSyntaxError:
+                continue  # reported as unreadable-revision by _check_revision
+            for statement in statements:
+                result.extend(_Captured(derived, item.line, item.end_line) for derived in _raw_operations(statement))
     return result
 
 
@@ -834,7 +912,13 @@ def _check_revision(check: _Check) -> None:
     for item in operations:
         operation = item.operation
         if isinstance(operation, ops.ExecuteSQLOp):
-            keywords = {keyword for keyword, _ in _statements(operation.sqltext)}
+            try:
+                keywords = _keywords(operation.sqltext)
+            except SQLSyntaxError as exc:
+                check.add(item, "unreadable-revision", WARNING,
+                          f"the SQL of op.execute() cannot be read ({exc}); the rules did not see its statements",
+                          "fix the SQL: the server cannot read it either")
+                continue
             if keywords & _DML:
                 dml.append((item, "/".join(sorted(keywords & _DML))))
             if keywords & _DDL:
@@ -1053,8 +1137,11 @@ def _changes_nothing(source: _Source) -> bool:
     functions = {node.name: node for node in source.tree.body if isinstance(node, ast.FunctionDef)}
     if not source.upgrade:
         return _trivial(functions.get("upgrade"))
-    return all(isinstance(item.operation, ops.ExecuteSQLOp) and all(
-        keyword in _READ_ONLY for keyword, _ in _statements(item.operation.sqltext)) for item in source.upgrade)
+    try:
+        return all(isinstance(item.operation, ops.ExecuteSQLOp) and _keywords(item.operation.sqltext) <= _READ_ONLY
+                   for item in source.upgrade)
+    except SQLSyntaxError:
+        return False
 
 
 _READ_ONLY = frozenset({"SELECT", "SHOW", "DO", "SET", "EXPLAIN"})

@@ -2,7 +2,8 @@
 
 sqlglot's MySQL tokenizer knows what a hand-written splitter gets wrong: `#` and `--` inside
 strings, doubled and backslash-escaped quotes, backticked names with backticks inside. Every
-piece of this tool that reads SQL (the rollback capture, the DDL probe) goes through here.
+piece of this tool that reads SQL (the rollback capture, the DDL probe, db.lint) goes through
+here.
 """
 
 from __future__ import annotations
