@@ -6,7 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from backend.dbops import ddl_guard, migrate
+from backend.dbops import ddl_guard, mdl, migrate
+from backend.dbops.connection import connect
+from backend.dbops.errors import DbOpsError
 from tests.conftest import HEAD, assert_one_error_line, copy_versions, version_rows
 from tests.test_deploy import REVISIONS, seed, versions_with
 
@@ -66,6 +68,36 @@ def test_online_changes_are_classified(created_database, mysql_server, tmp_path)
 def test_split_statements():
     sql = "-- comment\nCREATE TABLE a (\n  id INT\n);\n\nALTER TABLE a ADD COLUMN b INT;\n"
     assert ddl_guard.split_statements(sql) == ["CREATE TABLE a (\n  id INT\n)", "ALTER TABLE a ADD COLUMN b INT"]
+
+
+@pytest.mark.parametrize(("sql", "ddl"), [
+    ("/* widen */ ALTER TABLE users ADD COLUMN x INT", True),
+    ("-- widen\n# twice\ndrop table users", True),
+    ("  LOCK TABLES users WRITE", True),
+    ("SELECT 'ALTER TABLE users'", False),
+    ("-- ALTER TABLE users\nUPDATE users SET nickname = NULL", False),
+])
+def test_ddl_is_read_after_comments(sql, ddl):
+    assert mdl.is_ddl(sql) is ddl
+
+
+def test_the_guard_sees_a_ddl_behind_a_comment(created_database, mysql_server):
+    settings = replace(created_database, ddl_wait_seconds=0, ddl_retries=0)
+    owner = mysql_server.connect(settings.database)
+    with owner.cursor() as cursor:
+        cursor.execute("CREATE TABLE notes (id INT PRIMARY KEY)")
+    owner.close()
+    holder = mysql_server.connect(settings.database, autocommit=False)
+    with holder.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM notes")  # an open transaction holds a metadata lock on notes
+    try:
+        with pytest.raises(DbOpsError) as raised, connect(settings, guard_ddl=True) as connection:
+            connection.exec_driver_sql("-- widen the notes\nALTER TABLE notes ADD COLUMN body TEXT")
+        # The guard's report, not the server's bare lock wait timeout of an unguarded statement.
+        assert "DDL waited for a metadata lock 1 times" in str(raised.value)
+    finally:
+        holder.rollback()
+        holder.close()
 
 
 def test_a_ddl_waiting_on_a_metadata_lock_names_the_holder(invoke, mysql_server, database_name, tmp_path):

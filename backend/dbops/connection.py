@@ -72,12 +72,14 @@ def _ddl_guarded_cursor(settings: Settings) -> type:
     import pymysql.cursors
 
     from . import mdl
+    from .sql import first_keyword
 
     class DDLGuardedCursor(pymysql.cursors.Cursor):
         def execute(self, query, args=None):
             sql = query if isinstance(query, str) else str(query)
             connection = self.connection
-            if sql.lstrip()[:13].upper() == "UNLOCK TABLES":
+            keyword = first_keyword(sql)
+            if keyword == "UNLOCK":
                 connection.tool_tables_locked = False
             if not mdl.is_ddl(sql) or getattr(connection, "tool_tables_locked", False):
                 return super().execute(query, args)
@@ -85,7 +87,7 @@ def _ddl_guarded_cursor(settings: Settings) -> type:
             with pymysql.cursors.Cursor(connection) as probe:
                 result = mdl.run_ddl(probe, lambda: super(DDLGuardedCursor, self).execute(query, args), sql,
                                      database, settings.ddl_retries, settings.ddl_wait_seconds)
-            if sql.lstrip()[:4].upper() == "LOCK":
+            if keyword == "LOCK":
                 connection.tool_tables_locked = True
             return result
 

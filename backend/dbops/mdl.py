@@ -11,9 +11,10 @@ and on a timeout backs off and tries again. When it gives up, the error names th
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
+
+from .sql import first_keyword
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 LOCK_WAIT_SECONDS = 1
 ER_LOCK_WAIT_TIMEOUT = 1205
 POLL_SECONDS = 0.1
-_DDL = re.compile(r"^\s*(ALTER|CREATE|DROP|RENAME|TRUNCATE|OPTIMIZE|LOCK)\b", re.I)
+_DDL = frozenset({"ALTER", "CREATE", "DROP", "RENAME", "TRUNCATE", "OPTIMIZE", "LOCK"})
 # Transactions younger than this are the application's short ones: the lock wait covers them.
 LONG_TRANSACTION_SECONDS = 1
 
@@ -52,7 +53,7 @@ _MARIADB_HOLDERS = (
 
 
 def is_ddl(sql: str) -> bool:
-    return bool(_DDL.match(sql))
+    return first_keyword(sql) in _DDL
 
 
 def ddl_tables(sql: str) -> list[str]:

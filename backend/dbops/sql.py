@@ -9,6 +9,7 @@ here.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 # Token kinds whose text is a value or a name, never a keyword.
@@ -17,6 +18,8 @@ _LITERAL_KINDS = frozenset({"STRING", "IDENTIFIER", "NUMBER", "NATIONAL_STRING",
 # Compound statements (trigger and routine bodies) hold ';' between BEGIN and END.
 _BODY_OWNERS = frozenset({"TRIGGER", "PROCEDURE", "FUNCTION", "EVENT"})
 _END_NOT_BODY = frozenset({"IF", "LOOP", "CASE", "WHILE", "REPEAT"})
+# Text that starts with a word: that word is the statement's first (no comment or string can come first).
+_LEADING_WORD = re.compile(r"\s*([A-Za-z_]\w*)")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,18 @@ def tokenize(sql: str) -> list[Token]:
         if kind == "L_PAREN":
             depth += 1
     return tokens
+
+
+def first_keyword(sql: str) -> str:
+    """The statement's first word, upper-cased, after any comments ('' when there is none or the text cannot be
+    read). Only text that does not start with a word is tokenized, so a long INSERT costs nothing."""
+    if match := _LEADING_WORD.match(sql):
+        return match.group(1).upper()
+    try:
+        tokens = tokenize(sql)
+    except SQLSyntaxError:
+        return ""
+    return tokens[0].word.split()[0] if tokens and tokens[0].word else ""
 
 
 @dataclass(frozen=True)
