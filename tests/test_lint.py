@@ -82,6 +82,43 @@ def test_project_revisions_are_clean(tmp_path):
     assert report.findings == [] and report.ok
 
 
+def test_the_alembic_internals_lint_records_operations_with():
+    """lint runs upgrade() against a recording Operations through Alembic internals (pinned in
+    requirements.txt): _install_proxy/_remove_proxy bind the module-level `op` to an instance,
+    every operation calls that instance's `invoke` attribute, and from inside invoke the frames
+    (sys._getframe) lead back to the revision's line. An Alembic release that changes any of this
+    fails here instead of leaving lint with no operations and no findings."""
+    import io
+    import sys
+
+    from alembic.operations import Operations, ops
+    from alembic.runtime.migration import MigrationContext
+
+    from alembic import op
+
+    context = MigrationContext.configure(dialect_name="mysql", opts={"as_sql": True, "output_buffer": io.StringIO()})
+    operations = Operations(context)
+    seen = []
+
+    def invoke(operation):
+        frame, callers = sys._getframe(1), []
+        while frame is not None:
+            callers.append(frame.f_code)
+            frame = frame.f_back
+        seen.append((type(operation), test_the_alembic_internals_lint_records_operations_with.__code__ in callers))
+
+    operations.invoke = invoke
+    operations._install_proxy()
+    try:
+        op.drop_table("knowledge")
+        op.execute("DO 0")
+    finally:
+        operations._remove_proxy()
+    assert seen == [(ops.DropTableOp, True), (ops.ExecuteSQLOp, True)]
+    with pytest.raises(AttributeError):
+        op.drop_table("knowledge")  # the proxy is gone
+
+
 # ---------------------------------------------------------------- data loss and renames
 
 
