@@ -114,3 +114,26 @@ def test_views_are_copied_so_a_revision_may_use_them(invoke, mysql_server, datab
     mysql_server.execute(database_name, "DROP VIEW active_names", "DROP VIEW active_users")
     line = assert_one_error_line(invoke("db.deploy", env={**env, "DEPLOY_STEPS": "preflight,upgrade,verify"}))
     assert "preflight failed" in line and "active_users" in line, line
+
+
+def test_a_scratch_database_a_killed_run_left_is_dropped_by_the_next(invoke, mysql_server, database_name, tmp_path):
+    env = {**versions_with(tmp_path, "halfway", "a1b2*")}
+    assert invoke("db.create", env=env).returncode == 0
+    assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
+    abandoned, in_use, other = (f"{database_name}_rehearsal_deadbeef", f"{database_name}_autogen_0badcafe",
+                                f"{database_name}_backup_deadbeef")
+    mysql_server.execute(None, *(f"CREATE DATABASE `{name}`" for name in (abandoned, in_use, other)))
+    running = mysql_server.connect()  # a run still using its scratch database holds its lock
+    try:
+        with running.cursor() as cursor:
+            cursor.execute("SELECT GET_LOCK(%s, 0)", (f"alembic-scratch:{in_use}",))
+        assert "✅ rehearsal:" in invoke("db.check", env=env).stdout
+        connection = mysql_server.connect()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
+                           (f"{database_name}\\_%",))
+            assert sorted(row[0] for row in cursor.fetchall()) == sorted([in_use, other])
+        connection.close()
+    finally:
+        running.close()
+        mysql_server.execute(None, *(f"DROP DATABASE IF EXISTS `{name}`" for name in (abandoned, in_use, other)))

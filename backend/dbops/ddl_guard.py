@@ -27,7 +27,7 @@ from .connection import connect
 from .errors import DbOpsError
 from .identifiers import quote_identifier
 from .scratch import scratch_schema
-from .sql import split_statements
+from .sql import first_keyword, split_statements
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -88,6 +88,8 @@ def _probe_forms(statement: str, scratch: str) -> tuple[str, list[tuple[str, str
     return None
 
 
+# Statements that change neither schema nor rows but may act outside the copy (GET_LOCK, SLEEP).
+NOT_REHEARSED = frozenset({"SELECT", "DO"})
 # Objects the copy leaves out (triggers, routines, events): a statement that misses one is not
 # the revision's fault here.
 NOT_COPIED = (1360, 1305, 1539)
@@ -197,6 +199,8 @@ def rehearse(settings: Settings, target: str = "head", downgrade: bool = False) 
             for statement in split_statements(sql):
                 if "alembic_version" in statement:
                     continue  # the copy has no revision table; the real run records the revision
+                if first_keyword(statement) in NOT_REHEARSED:
+                    continue
                 forms = _probe_forms(statement, quote_identifier(scratch.database))
                 table = forms[0] if forms else None
                 try:

@@ -188,7 +188,7 @@ class AccountCheck:
 
 def check_account(connection: Connection, settings: Settings) -> AccountCheck:
     """Compare the session's privileges with what upgrade, backup, restore and the scratch databases need."""
-    from .scratch import generated_name, unusable
+    from .scratch import PURPOSES, generated_name, unusable
 
     account = read_account(connection)
     result = AccountCheck(roles=account.roles)
@@ -208,7 +208,7 @@ def check_account(connection: Connection, settings: Settings) -> AccountCheck:
             if missing:
                 result.scratch.append(f"{user} lacks {', '.join(missing)} on SCRATCH_DATABASE {settings.scratch_database}")
         return result
-    for purpose in ("autogen", "ddlprobe"):
+    for purpose in PURPOSES:
         missing = account.lacks(generated_name(settings, purpose, "0" * 8), SCHEMA_PRIVILEGES)
         if missing:
             result.scratch.append(

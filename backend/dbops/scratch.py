@@ -2,7 +2,8 @@
 
 Autogenerate, drift, recover and lint build the schema of a revision there; the DDL probe
 copies tables there to try an ALTER. By default each use creates a database of its own
-(`<database>_autogen_<hex>`, `<database>_ddlprobe_<hex>`) and drops it afterwards. An account
+(`<database>_autogen_<hex>`, `<database>_rehearsal_<hex>`) and drops it afterwards, holding a
+named lock on it meanwhile: one a killed run left behind is dropped by the next. An account
 that may not create databases names one with SCRATCH_DATABASE instead: the tool empties it
 before and after each use, holds a named lock on it meanwhile so that two runs never share
 it at once, and refuses the managed database itself, a system schema, or a database that
@@ -12,9 +13,10 @@ holds the tool's deploy history (a managed database, not a scratch one).
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,10 @@ from .lock import MAX_LOCK_NAME
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
+
+# What the tool builds in created scratch databases (part of their names).
+PURPOSES = ("autogen", "rehearsal")
+
 
 class ScratchUnavailable(DbOpsError):
     """No scratch database can be had: the account may not create one, or the configured one is busy."""
@@ -127,30 +133,59 @@ def _configured(settings: Settings) -> Iterator[Settings]:
                 pass  # the connection is gone: the server released the lock with it
 
 
+def _drop_abandoned(control: Connection, settings: Settings) -> None:
+    """Drop the scratch databases of this database whose run died (SIGKILL) before it dropped them:
+    a created scratch database is named by generated_name and locked by its run for its whole life."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from .privileges import like_escape
+
+    generated = re.compile(re.escape(settings.database[:40]) + f"_({'|'.join(PURPOSES)})_[0-9a-f]{{8}}")
+    names = control.execute(text("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :p"),
+                            {"p": like_escape(settings.database[:40] + "_") + "%"}).scalars().all()
+    for name in names:
+        if generated.fullmatch(name) and control.execute(text("SELECT IS_FREE_LOCK(:n)"),
+                                                         {"n": _lock_name(name)}).scalar() == 1:
+            with suppress(DBAPIError):  # gone meanwhile, or not ours to drop
+                control.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote_identifier(name)}")
+
+
 @contextmanager
 def _created(settings: Settings, purpose: str) -> Iterator[Settings]:
+    from sqlalchemy import text
+
     from .privileges import SCHEMA_PRIVILEGES, like_escape
 
     scratch = replace(settings, database=generated_name(settings, purpose))
-    try:
-        admin.create_database(scratch, like=settings.database)
-    except AccessDenied:
-        raise ScratchUnavailable(
-            f"user {settings.user} may not create the scratch database {scratch.database!r}: grant it "
-            f"{', '.join(SCHEMA_PRIVILEGES)} ON `{like_escape(settings.database[:40] + '_')}%`.*, or set "
-            "SCRATCH_DATABASE to a database it may empty"
-        ) from None
-    try:
-        yield scratch
-    finally:
-        admin.drop_database(scratch)
+    lock = _lock_name(scratch.database)
+    with connect(settings, database=None) as control:
+        control = control.execution_options(isolation_level="AUTOCOMMIT")
+        control.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": lock})  # a new name: free
+        try:
+            _drop_abandoned(control, settings)
+            try:
+                admin.create_database(scratch, like=settings.database)
+            except AccessDenied:
+                raise ScratchUnavailable(
+                    f"user {settings.user} may not create the scratch database {scratch.database!r}: grant it "
+                    f"{', '.join(SCHEMA_PRIVILEGES)} ON `{like_escape(settings.database[:40] + '_')}%`.*, or set "
+                    "SCRATCH_DATABASE to a database it may empty"
+                ) from None
+            try:
+                yield scratch
+            finally:
+                admin.drop_database(scratch)
+        finally:
+            with suppress(Exception):  # the connection is gone: the server released the lock with it
+                control.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock})
 
 
 @contextmanager
 def scratch_schema(settings: Settings, purpose: str) -> Iterator[Settings]:
     """Settings of an empty database for a throwaway schema, emptied or dropped when the block ends.
 
-    purpose names a created database (autogen, ddlprobe); SCRATCH_DATABASE, when set, is used instead.
+    purpose names a created database (autogen, rehearsal); SCRATCH_DATABASE, when set, is used instead.
     """
     require_configured(settings)
     with (_configured(settings) if settings.scratch_database else _created(settings, purpose)) as scratch:
