@@ -46,12 +46,8 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run_on(connection)
         return
-    engine = make_engine(settings)
-    try:
-        with engine.begin() as own_connection:
-            _run_on(own_connection)
-    finally:
-        engine.dispose()
+    with make_engine(settings).begin() as own_connection:
+        _run_on(own_connection)
 
 
 def _run_on(connection) -> None:

@@ -172,3 +172,33 @@ def test_connections_share_one_tls_context(created_database):
         contexts = [connection.connection.dbapi_connection.ctx for connection in (first, second)]
     assert contexts[0] is contexts[1]
     assert contexts[0].verify_mode == ssl.CERT_NONE and not contexts[0].check_hostname
+
+
+def test_one_engine_per_target_and_a_session_per_connection(created_database):
+    """Connections to one target share an engine (its dialect set up once), never a session."""
+    from dataclasses import replace
+
+    from sqlalchemy import text
+
+    settings = created_database
+    with connect(settings) as first, connect(replace(settings, environment="staging")) as second, \
+            connect(settings, guard_ddl=True) as guarded, connect(settings, database=None) as server:
+        assert second.engine is first.engine
+        assert guarded.engine is not first.engine and server.engine is not first.engine
+        sessions = {connection.execute(text("SELECT CONNECTION_ID()")).scalar_one()
+                    for connection in (first, second, guarded, server)}
+        assert len(sessions) == 4
+    with connect(settings) as again:
+        assert again.engine is first.engine
+
+
+def test_a_deploy_leaves_no_hook_on_the_shared_engine(created_database, tmp_path):
+    """The deploy's undo capture listens for errors engine-wide; it leaves when the upgrade ends."""
+    from dataclasses import replace
+
+    from backend.dbops.connection import make_engine
+    from backend.dbops.deploy import deploy
+
+    settings = replace(created_database, deploy_steps=("preflight", "upgrade", "verify"), backup_dir=tmp_path)
+    assert deploy(settings, say=lambda line: None).status == "succeeded"
+    assert len(make_engine(settings, guard_ddl=True).dialect.dispatch.handle_error) == 0

@@ -65,7 +65,7 @@ def make_url(settings: Settings, database: str | None = "") -> URL:
     )
 
 
-def _ddl_guarded_cursor(settings: Settings) -> type:
+def _ddl_guarded_cursor(retries: int, wait_seconds: int) -> type:
     """A PyMySQL cursor that runs each DDL statement as mdl.run_ddl says: waits for the sessions
     holding its table without queuing the application, then at most a 1 s lock wait, retried.
     Under LOCK TABLES the session already holds its tables: statements then run at once."""
@@ -86,7 +86,7 @@ def _ddl_guarded_cursor(settings: Settings) -> type:
             database = connection.db.decode() if isinstance(connection.db, bytes) else connection.db or ""
             with pymysql.cursors.Cursor(connection) as probe:
                 result = mdl.run_ddl(probe, lambda: super(DDLGuardedCursor, self).execute(query, args), sql,
-                                     database, settings.ddl_retries, settings.ddl_wait_seconds)
+                                     database, retries, wait_seconds)
             if keyword == "LOCK":
                 connection.tool_tables_locked = True
             return result
@@ -110,7 +110,9 @@ def _connection_class():
     class Connection(pymysql.connections.Connection):
         # PyMySQL builds a fresh default context for every connection, loading the system's CA
         # store (about 25 ms each, a good part of a deploy's own time) for a context that never
-        # verifies. TLS options given explicitly still take PyMySQL's way.
+        # verifies. Its public way to pass a context (ssl=) makes TLS required, which a server
+        # without TLS would refuse; so this private method, which PyMySQL calls with {} in
+        # "preferred" mode. TLS options given explicitly still take PyMySQL's way.
         def _create_ssl_ctx(self, sslp):
             return super()._create_ssl_ctx(sslp) if sslp else _preferred_tls_context()
 
@@ -118,20 +120,33 @@ def _connection_class():
 
 
 def make_engine(settings: Settings, database: str | None = "", guard_ddl: bool = False) -> Engine:
-    """An engine without pooling; guard_ddl makes DDL wait for the table's holders, then at most 1 s."""
+    """The engine for these settings, database (None: the server) and guard_ddl, made once per
+    process and shared; guard_ddl makes DDL wait for the table's holders, then at most 1 s."""
+    ddl_guard = (settings.ddl_retries, settings.ddl_wait_seconds) if guard_ddl else None
+    return _engine(make_url(settings, database), settings.password, settings.connect_timeout, ddl_guard)
+
+
+# Keyed on what an engine depends on, so settings differing elsewhere share one. 32 is more than
+# the schemas one process works on (the database, the server, a few throwaway ones); an engine
+# holds no connection, so one dropped from the cache costs only its rebuilding.
+@functools.lru_cache(maxsize=32)
+def _engine(url: URL, password: str, connect_timeout: int, ddl_guard: tuple[int, int] | None) -> Engine:
+    """An engine without pooling: every connect() is a new session, as kills, locks held on
+    their own session and session state (LOCK TABLES, isolation, sql_mode) need; nor does a
+    forked child inherit a pooled connection. ddl_guard: (retries, wait seconds) for DDL."""
     from sqlalchemy import create_engine, event
     from sqlalchemy.pool import NullPool
 
     # The password as UTF-8 bytes, as the command-line clients send it: PyMySQL would encode a
     # str as latin-1, failing on other characters and sending other bytes for the rest.
-    connect_args: dict = {"connect_timeout": settings.connect_timeout, "password": settings.password.encode()}
-    if guard_ddl:
+    connect_args: dict = {"connect_timeout": connect_timeout, "password": password.encode()}
+    if ddl_guard is not None:
         from .mdl import LOCK_WAIT_SECONDS
 
         # The session variable tells the tool's triggers that a write is the tool's, not the application's.
         connect_args["init_command"] = f"SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}, @alembic_tool_session = 1"
-        connect_args["cursorclass"] = _ddl_guarded_cursor(settings)
-    engine = create_engine(make_url(settings, database), poolclass=NullPool, connect_args=connect_args)
+        connect_args["cursorclass"] = _ddl_guarded_cursor(*ddl_guard)
+    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
     event.listen(engine, "do_connect", lambda dialect, record, cargs, cparams: _connection_class()(*cargs, **cparams))
     return engine
 
@@ -178,19 +193,15 @@ def connect(settings: Settings, database: str | None = "", guard_ddl: bool = Fal
 
     if database == "":
         require_configured(settings)
-    engine = make_engine(settings, database, guard_ddl)
     try:
+        connection = make_engine(settings, database, guard_ddl).connect()
+    except DBAPIError as exc:
+        raise translate_error(exc, settings, database) from None
+    with connection:
         try:
-            connection = engine.connect()
+            yield connection
         except DBAPIError as exc:
-            raise translate_error(exc, settings, database) from None
-        with connection:
-            try:
-                yield connection
-            except DBAPIError as exc:
-                raise translate_error(exc, settings, database) from exc
-    finally:
-        engine.dispose()
+            raise translate_error(exc, settings, database) from exc
 
 
 @dataclass(frozen=True)

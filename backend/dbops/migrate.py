@@ -393,7 +393,7 @@ def _run_steps(
             steps = plan(script, current_heads(connection))
             connection.commit()
             if capture is not None:
-                capture.attach(connection)
+                stack.enter_context(capture.attached(connection))
             for step in steps:
                 held.ensure_held()
                 if on_step is not None:

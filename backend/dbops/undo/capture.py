@@ -145,9 +145,11 @@ class DeployCapture:
         self.created: set[str] = set()
         self.pending: _Pending | None = None
         self.migration: Session | None = None
+        self.connection: Connection | None = None
         log.ensure_table(self.control)
 
-    def attach(self, connection: Connection) -> None:
+    @contextmanager
+    def attached(self, connection: Connection) -> Iterator[None]:
         from sqlalchemy import event
 
         self.migration = Session.of(connection)
@@ -155,7 +157,14 @@ class DeployCapture:
         self.migration.run("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         event.listen(connection, "before_cursor_execute", self.before, retval=True)
         event.listen(connection, "after_cursor_execute", self.after)
-        event.listen(connection.engine, "handle_error", self.failed)  # only an engine takes it; this one is ours
+        # Only an engine takes handle_error, and the engine is shared: the hook looks at its own
+        # connection's errors only, and leaves with it.
+        self.connection = connection
+        event.listen(connection.engine, "handle_error", self.failed)
+        try:
+            yield
+        finally:
+            event.remove(connection.engine, "handle_error", self.failed)
 
     # -- SQLAlchemy events
 
@@ -193,6 +202,8 @@ class DeployCapture:
             log.save(self.control, pending.entry, log.DONE)
 
     def failed(self, context) -> None:
+        if context.connection is not self.connection:
+            return
         pending, self.pending = self.pending, None
         if pending is None:
             return
