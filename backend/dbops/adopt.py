@@ -25,6 +25,7 @@ from ..config import Settings
 from . import migrate
 from .connection import connect, require_configured
 from .errors import RevisionError
+from .tool_tables import ignored_tables
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
@@ -93,7 +94,7 @@ def _live_state(settings: Settings) -> tuple[tuple[str, ...], dict]:
     with connect(settings) as connection:
         migrate.refuse_unfinished(connection)
         return (migrate.current_heads(connection),
-                schema_snapshot(connection, settings.database, migrate.ignored_tables(settings)))
+                schema_snapshot(connection, settings.database, ignored_tables(settings)))
 
 
 def compare(settings: Settings, revision: str = "head") -> Adoption:
@@ -114,7 +115,7 @@ def compare(settings: Settings, revision: str = "head") -> Adoption:
     if not live:
         raise RevisionError(f"{settings.database} has no tables to adopt: `invoke db.upgrade` builds it")
     with migrate.scratch_database(settings, target) as scratch, connect(scratch) as connection:
-        built = schema_snapshot(connection, scratch.database, migrate.ignored_tables(settings))
+        built = schema_snapshot(connection, scratch.database, ignored_tables(settings))
     found = compare_snapshots(built, live, MIGRATIONS, LIVE)
     return Adoption(
         settings.database, target, was, sorted(live),

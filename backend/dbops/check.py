@@ -14,6 +14,7 @@ from .connection import connect, require_configured, server_info
 from .errors import AccessDenied, DbOpsError, UnknownDatabase
 from .guards import read_only_flags, read_only_message
 from .privileges import AccountCheck, check_account
+from .tool_tables import ignored_tables
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -109,7 +110,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
             left = journal.unfinished(connection)
             recorded = journal.applied_checksums(connection)
             size = database_size(connection, settings.database)
-            to_adopt = None if left else adoption_hint(connection, script, current, migrate.ignored_tables(settings))
+            to_adopt = None if left else adoption_hint(connection, script, current, ignored_tables(settings))
     except (UnknownDatabase, AccessDenied) as exc:
         report.add("database", False, str(exc))
         return report
