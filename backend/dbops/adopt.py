@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import migrate
+from . import journal, migrate
 from .connection import connect, require_configured
 from .errors import RevisionError
+from .lock import migration_lock
 from .tool_tables import ignored_tables
 
 if TYPE_CHECKING:
@@ -139,8 +140,6 @@ def adopt(settings: Settings, revision: str = "head",
         return adoption
     confirm(adoption)
 
-    from .lock import migration_lock
-
     with migration_lock(settings, f"adopt {adoption.revision}") as held:
         was, live = _live_state(settings)
         if (sorted(was), live) != (sorted(adoption.was), adoption.live):
@@ -154,7 +153,6 @@ def adopt(settings: Settings, revision: str = "head",
 
 def _record(settings: Settings, control: Connection, adoption: Adoption, seconds: float) -> None:
     """The revisions' checksums in the journal, the adoption (seconds: its comparison) in the deploy history."""
-    from . import journal
     from .deploy import SUCCEEDED, DeployRecord, StepResult, record_start, record_update
 
     script = migrate.script_directory(settings)

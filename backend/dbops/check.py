@@ -13,6 +13,7 @@ from .adopt import adoption_hint
 from .connection import connect, require_configured, server_info
 from .errors import AccessDenied, DbOpsError, UnknownDatabase
 from .guards import read_only_flags, read_only_message
+from .lock import describe_holder, lock_name
 from .privileges import AccountCheck, check_account
 from .tool_tables import ignored_tables
 
@@ -182,7 +183,6 @@ def _check_unfinished(report: CheckReport, settings: Settings, own_deploy: str |
     from sqlalchemy import text
 
     from .deploy import RESTORE_TARGET, ROLLING_BACK, RUNNING, load_records
-    from .lock import describe_holder, lock_name
     from .undo import holding, log
     from .undo.session import Session
 
