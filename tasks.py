@@ -293,13 +293,14 @@ def reset(c, yes=False, allow_production=False):
     from backend.dbops import admin, migrate
     from backend.dbops.guards import confirm_destructive
     from backend.dbops.lock import migration_lock
+    from backend.dbops.tool_tables import HISTORY_TABLES
 
     settings = _settings()
     confirm_destructive(settings, "reset", settings.database, yes, allow_production, _ask())
     admin.create_database(settings)
     with migration_lock(settings, "reset") as lock:
         # The lock, journal and deploy history tables survive: they are the record of what happened.
-        dropped = admin.empty_database(settings, keep=migrate.HISTORY_TABLES)
+        dropped = admin.empty_database(settings, keep=HISTORY_TABLES)
         migrate.stamp(settings, "base", lock=lock)
         _say(f"✅ emptied database {settings.database} ({len(dropped)} tables dropped)")
         applied = migrate.upgrade(settings, "head", on_step=_describe_step, lock=lock)

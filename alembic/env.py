@@ -12,7 +12,8 @@ from alembic import context
 from backend.config import load_settings
 from backend.database import Base
 from backend.dbops.connection import make_engine, make_url
-from backend.dbops.migrate import ignored_tables, process_revision_directives
+from backend.dbops.migrate import process_revision_directives
+from backend.dbops.tool_tables import ignored_tables
 
 config = context.config
 settings = config.attributes.get("settings")

@@ -23,8 +23,8 @@ import pytest
 from dotenv import dotenv_values
 
 from backend.config import PROJECT_ROOT, Settings
-from backend.dbops.migrate import HISTORY_TABLES, HOLD_PREFIX
 from backend.dbops.servers import ServerInstance, create_user, free_port, pid_alive, start_instance, stop_instance
+from backend.dbops.tool_tables import HISTORY_TABLES, HOLD_PREFIX
 
 TEST_USER = "migrator"
 # Variables a developer's shell might carry that would leak into the subprocesses.

@@ -22,6 +22,7 @@ from backend.dbops import admin, migrate
 from backend.dbops.backup import backup, list_backups, manifest_path, verify_backup
 from backend.dbops.errors import BackupError
 from backend.dbops.restore import restore
+from backend.dbops.tool_tables import HISTORY_TABLES
 from tests.conftest import APP_TABLES, HEAD, assert_one_error_line, tables
 from tests.faults.conftest import descendants
 
@@ -46,7 +47,7 @@ def run_sql(server, database, *statements, many=None):
 
 def checksums(server, database) -> dict[str, int]:
     """CHECKSUM TABLE of every base table except the tool's history tables."""
-    names = [name for name in tables(server, database) if name not in migrate.HISTORY_TABLES]
+    names = [name for name in tables(server, database) if name not in HISTORY_TABLES]
     rows = run_sql(server, database, f"CHECKSUM TABLE {', '.join(f'`{name}`' for name in names)}") if names else ()
     return {name.split(".", 1)[1]: value for name, value in rows}
 
@@ -123,7 +124,7 @@ def test_backup_writes_a_verified_file_and_a_manifest(invoke, seeded, mysql_serv
     assert manifest["dump_client"] in ("mariadb-dump", "mysqldump") and "Ver" in manifest["dump_client_version"]
     assert manifest["revisions"] == [HEAD]
     assert manifest["tables"] == {**dict.fromkeys([*APP_TABLES, "alembic_version"], 0), **SEEDED_ROWS}
-    assert not set(manifest["tables"]) & set(migrate.HISTORY_TABLES)
+    assert not set(manifest["tables"]) & set(HISTORY_TABLES)
     assert manifest["bytes"] == path.stat().st_size
     assert manifest["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert manifest["uncompressed_bytes"] > manifest["bytes"] and manifest["compression"] == "zstd"

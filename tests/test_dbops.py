@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from dataclasses import replace
 
 import pytest
 
@@ -18,6 +19,7 @@ from backend.dbops.errors import (
     UnknownDatabase,
 )
 from backend.dbops.guards import confirm_destructive
+from backend.dbops.tool_tables import HISTORY_TABLES, CreateIfMissing, metadata
 from tests.conftest import APP_TABLES, HEAD, copy_versions
 
 
@@ -202,3 +204,67 @@ def test_a_deploy_leaves_no_hook_on_the_shared_engine(created_database, tmp_path
     settings = replace(created_database, deploy_steps=("preflight", "upgrade", "verify"), backup_dir=tmp_path)
     assert deploy(settings, say=lambda line: None).status == "succeeded"
     assert len(make_engine(settings, guard_ddl=True).dialect.dispatch.handle_error) == 0
+
+
+# The tool's tables as released versions created them (CREATE TABLE IF NOT EXISTS strings):
+# databases made by them must keep working, and new ones must get the same tables.
+RELEASED_TOOL_TABLES = (
+    """CREATE TABLE alembic_lock (
+    lock_name VARCHAR(64) NOT NULL PRIMARY KEY, connection_id BIGINT UNSIGNED NOT NULL, host VARCHAR(255) NOT NULL,
+    pid INT NOT NULL, os_user VARCHAR(128) NOT NULL, purpose VARCHAR(255) NOT NULL, acquired_at DATETIME(6) NOT NULL
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+    """CREATE TABLE alembic_journal (
+    id BIGINT AUTO_INCREMENT PRIMARY KEY, deploy_id VARCHAR(36) NULL, revision VARCHAR(64) NOT NULL,
+    direction VARCHAR(16) NOT NULL, checksum CHAR(64) NOT NULL, status VARCHAR(16) NOT NULL, host VARCHAR(255) NOT NULL,
+    pid INT NOT NULL, os_user VARCHAR(128) NOT NULL, started_at DATETIME(6) NOT NULL, finished_at DATETIME(6) NULL,
+    error TEXT NULL, KEY ix_alembic_journal_revision (revision), KEY ix_alembic_journal_status (status)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+    """CREATE TABLE alembic_deploys (
+    id VARCHAR(36) NOT NULL PRIMARY KEY, started_at DATETIME(6) NOT NULL, finished_at DATETIME(6) NULL,
+    os_user VARCHAR(128) NOT NULL, host VARCHAR(255) NOT NULL, environment VARCHAR(32) NOT NULL,
+    target VARCHAR(64) NOT NULL, from_revision VARCHAR(255) NOT NULL, to_revision VARCHAR(255) NULL,
+    status VARCHAR(32) NOT NULL, backup_file VARCHAR(1024) NULL, steps TEXT NOT NULL, message TEXT NULL,
+    KEY ix_alembic_deploys_started_at (started_at)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+    """CREATE TABLE alembic_undo (
+    id BIGINT AUTO_INCREMENT PRIMARY KEY, deploy_id VARCHAR(36) NOT NULL, revision VARCHAR(64) NULL,
+    kind VARCHAR(16) NOT NULL, table_name VARCHAR(64) NULL, hold_table VARCHAR(64) NULL, status VARCHAR(16) NOT NULL,
+    detail LONGTEXT NOT NULL, created_at DATETIME(6) NOT NULL, finished_at DATETIME(6) NULL,
+    KEY ix_alembic_undo_deploy (deploy_id, id), KEY ix_alembic_undo_status (status)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+)
+
+
+def _show_create(server, database: str) -> dict[str, str]:
+    connection = server.connect(database)
+    try:
+        with connection.cursor() as cursor:
+            found = {}
+            for table in HISTORY_TABLES:
+                cursor.execute(f"SHOW CREATE TABLE {table}")
+                found[table] = cursor.fetchone()[1]
+            return found
+    finally:
+        connection.close()
+
+
+def test_tool_tables_as_released(created_database, mysql_server):
+    """The Table objects create what the released DDL did, key for key, and leave its tables alone."""
+    settings = created_database
+    released = replace(settings, database=f"{settings.database}_r")
+    admin.create_database(released)
+    try:
+        mysql_server.execute(released.database, *RELEASED_TOOL_TABLES)
+        for target in (settings, released):
+            with connect(target) as connection:
+                for table in metadata.tables.values():
+                    connection.execute(CreateIfMissing(table))
+                connection.commit()
+        assert _show_create(mysql_server, settings.database) == _show_create(mysql_server, released.database)
+        assert [name for name in metadata.tables] == list(HISTORY_TABLES) == [
+            "alembic_lock", "alembic_journal", "alembic_deploys", "alembic_undo"]
+        # A released database upgrades and rolls back through the tables it already has.
+        assert migrate.upgrade(released) == [HEAD]
+        assert migrate.downgrade(released, "base") == [HEAD]
+    finally:
+        admin.drop_database(released)

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import migrate
+from . import journal, migrate
 from .connection import connect, require_configured
 from .errors import RevisionError
+from .lock import migration_lock
+from .tool_tables import ignored_tables
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
@@ -93,7 +95,7 @@ def _live_state(settings: Settings) -> tuple[tuple[str, ...], dict]:
     with connect(settings) as connection:
         migrate.refuse_unfinished(connection)
         return (migrate.current_heads(connection),
-                schema_snapshot(connection, settings.database, migrate.ignored_tables(settings)))
+                schema_snapshot(connection, settings.database, ignored_tables(settings)))
 
 
 def compare(settings: Settings, revision: str = "head") -> Adoption:
@@ -114,7 +116,7 @@ def compare(settings: Settings, revision: str = "head") -> Adoption:
     if not live:
         raise RevisionError(f"{settings.database} has no tables to adopt: `invoke db.upgrade` builds it")
     with migrate.scratch_database(settings, target) as scratch, connect(scratch) as connection:
-        built = schema_snapshot(connection, scratch.database, migrate.ignored_tables(settings))
+        built = schema_snapshot(connection, scratch.database, ignored_tables(settings))
     found = compare_snapshots(built, live, MIGRATIONS, LIVE)
     return Adoption(
         settings.database, target, was, sorted(live),
@@ -138,8 +140,6 @@ def adopt(settings: Settings, revision: str = "head",
         return adoption
     confirm(adoption)
 
-    from .lock import migration_lock
-
     with migration_lock(settings, f"adopt {adoption.revision}") as held:
         was, live = _live_state(settings)
         if (sorted(was), live) != (sorted(adoption.was), adoption.live):
@@ -153,7 +153,6 @@ def adopt(settings: Settings, revision: str = "head",
 
 def _record(settings: Settings, control: Connection, adoption: Adoption, seconds: float) -> None:
     """The revisions' checksums in the journal, the adoption (seconds: its comparison) in the deploy history."""
-    from . import journal
     from .deploy import SUCCEEDED, DeployRecord, StepResult, record_start, record_update
 
     script = migrate.script_directory(settings)

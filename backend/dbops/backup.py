@@ -41,6 +41,7 @@ from .identifiers import validate_identifier
 from .secret_pipe import TooLong, pipe_holding
 from .servers import find_program
 from .snapshot import row_counts
+from .tool_tables import HISTORY_TABLES, TOOL_TABLES, VERSION_TABLE
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -584,7 +585,7 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
         every_table = _base_tables(connection, database)
         # The tool's history and holding tables are left out: a restore keeps the former and
         # must not bring back the holding tables of deploys settled since.
-        left_out = {name for name in every_table if name in migrate.TOOL_TABLES and name != "alembic_version"}
+        left_out = {name for name in every_table if name in TOOL_TABLES and name != VERSION_TABLE}
         tables = every_table - left_out
         counting = pool.submit(row_counts, connection, tables)
         needed, free = int((data_bytes + index_bytes) * COMPRESSED_SHARE), shutil.disk_usage(folder).free
@@ -596,7 +597,7 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
         arguments = list(DUMP_OPTIONS)
         if "mariadb" not in client_version.lower():
             arguments.append("--set-gtid-purged=OFF")  # Oracle's mysqldump: a restore target has GTIDs of its own
-        arguments += [f"--ignore-table={database}.{table}" for table in sorted({*migrate.HISTORY_TABLES, *left_out})]
+        arguments += [f"--ignore-table={database}.{table}" for table in sorted({*HISTORY_TABLES, *left_out})]
         arguments.append(database)
         compression = COMPRESSIONS["zstd" if find_program("zstd") else "gzip"]
         revision = "+".join(revisions) or "base"

@@ -13,7 +13,9 @@ from .adopt import adoption_hint
 from .connection import connect, require_configured, server_info
 from .errors import AccessDenied, DbOpsError, UnknownDatabase
 from .guards import read_only_flags, read_only_message
+from .lock import describe_holder, lock_name
 from .privileges import AccountCheck, check_account
+from .tool_tables import ignored_tables
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -109,7 +111,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
             left = journal.unfinished(connection)
             recorded = journal.applied_checksums(connection)
             size = database_size(connection, settings.database)
-            to_adopt = None if left else adoption_hint(connection, script, current, migrate.ignored_tables(settings))
+            to_adopt = None if left else adoption_hint(connection, script, current, ignored_tables(settings))
     except (UnknownDatabase, AccessDenied) as exc:
         report.add("database", False, str(exc))
         return report
@@ -181,7 +183,6 @@ def _check_unfinished(report: CheckReport, settings: Settings, own_deploy: str |
     from sqlalchemy import text
 
     from .deploy import RESTORE_TARGET, ROLLING_BACK, RUNNING, load_records
-    from .lock import describe_holder, lock_name
     from .undo import holding, log
     from .undo.session import Session
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import migrate
 from .connection import connect
 from .identifiers import quote_identifier
+from .tool_tables import ignored_tables
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -33,7 +33,7 @@ def reflect_schema(settings: Settings) -> MetaData:
 
     metadata = MetaData()
     with connect(settings) as connection:
-        ignored = migrate.ignored_tables(settings)
+        ignored = ignored_tables(settings)
         metadata.reflect(connection, only=lambda name, _: name not in ignored)
     return metadata
 
@@ -48,7 +48,7 @@ def converge(settings: Settings, reference: MetaData) -> Converged:
     with connect(settings, guard_ddl=True) as connection:
         context = MigrationContext.configure(
             connection,
-            opts={"compare_type": True, "compare_server_default": True, "include_name": migrate.ignored_tables(settings).include_name},
+            opts={"compare_type": True, "compare_server_default": True, "include_name": ignored_tables(settings).include_name},
         )
         operations = Operations(context)
         queue = [produce_migrations(context, reference).upgrade_ops]

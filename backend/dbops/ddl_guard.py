@@ -28,6 +28,7 @@ from .errors import DbOpsError
 from .identifiers import quote_identifier
 from .scratch import scratch_schema
 from .sql import first_keyword, split_statements
+from .tool_tables import TOOL_TABLES, ignored_tables
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -185,11 +186,11 @@ def rehearse(settings: Settings, target: str = "head", downgrade: bool = False) 
     compare_models = to_head and settings.verify_models
     if not steps and not compare_models:
         return rehearsal
-    ignored = migrate.ignored_tables(settings)
+    ignored = ignored_tables(settings)
     with connect(settings) as connection:
         sizes = _table_rows(connection, settings.database)
     with scratch_schema(settings, "rehearsal") as scratch, connect(scratch) as connection:
-        _copy_structure(connection, settings.database, migrate.TOOL_TABLES)
+        _copy_structure(connection, settings.database, TOOL_TABLES)
         for step, sql in steps:
             if sql is None:
                 # The revision reads the database to decide what to run: the rest cannot be rehearsed.

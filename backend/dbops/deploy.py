@@ -29,31 +29,12 @@ from .check import run_check
 from .connection import connect
 from .errors import DbOpsError
 from .lock import migration_lock
-from .migrate import DEPLOYS_TABLE
+from .tool_tables import DEPLOYS, CreateIfMissing
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 Say = Callable[[str], None]
-
-DEPLOYS_TABLE_DDL = f"""
-CREATE TABLE IF NOT EXISTS {DEPLOYS_TABLE} (
-    id VARCHAR(36) NOT NULL PRIMARY KEY,
-    started_at DATETIME(6) NOT NULL,
-    finished_at DATETIME(6) NULL,
-    os_user VARCHAR(128) NOT NULL,
-    host VARCHAR(255) NOT NULL,
-    environment VARCHAR(32) NOT NULL,
-    target VARCHAR(64) NOT NULL,
-    from_revision VARCHAR(255) NOT NULL,
-    to_revision VARCHAR(255) NULL,
-    status VARCHAR(32) NOT NULL,
-    backup_file VARCHAR(1024) NULL,
-    steps TEXT NOT NULL,
-    message TEXT NULL,
-    KEY ix_{DEPLOYS_TABLE}_started_at (started_at)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
-"""
 
 SUCCEEDED, ROLLED_BACK, FAILED, RUNNING = "succeeded", "rolled back", "failed", "running"
 ROLLBACK_INCOMPLETE, ROLLING_BACK = "rollback incomplete", "rolling back"
@@ -149,9 +130,9 @@ def make_plan(settings: Settings, target: str = "head") -> DeployPlan:
 def record_start(connection: Connection, record: DeployRecord) -> None:
     from sqlalchemy import text
 
-    connection.execute(text(DEPLOYS_TABLE_DDL))
+    connection.execute(CreateIfMissing(DEPLOYS))
     connection.execute(
-        text(f"INSERT INTO {DEPLOYS_TABLE} (id, started_at, os_user, host, environment, target, from_revision, "
+        text(f"INSERT INTO {DEPLOYS.name} (id, started_at, os_user, host, environment, target, from_revision, "
              "status, backup_file, steps) VALUES (:id, UTC_TIMESTAMP(6), :user, :host, :env, :target, :from_rev, "
              ":status, :backup, '[]')"),
         {"id": record.id, "user": record.os_user, "host": record.host, "env": record.environment,
@@ -164,7 +145,7 @@ def record_update(connection: Connection, record: DeployRecord, final: bool = Fa
     from sqlalchemy import text
 
     connection.execute(
-        text(f"UPDATE {DEPLOYS_TABLE} SET status = :status, to_revision = :to_rev, backup_file = :backup, "
+        text(f"UPDATE {DEPLOYS.name} SET status = :status, to_revision = :to_rev, backup_file = :backup, "
              "steps = :steps, message = :message"
              + (", finished_at = UTC_TIMESTAMP(6)" if final else "") + " WHERE id = :id"),
         {"status": record.status, "to_rev": None if record.to_revision is None else
@@ -179,10 +160,10 @@ def list_deploys(settings: Settings, limit: int = 20) -> list[dict]:
     from sqlalchemy import inspect, text
 
     with connect(settings) as connection:
-        if DEPLOYS_TABLE not in inspect(connection).get_table_names():
+        if DEPLOYS.name not in inspect(connection).get_table_names():
             return []
         rows = connection.execute(
-            text(f"SELECT * FROM {DEPLOYS_TABLE} ORDER BY started_at DESC LIMIT :limit"), {"limit": limit}
+            text(f"SELECT * FROM {DEPLOYS.name} ORDER BY started_at DESC LIMIT :limit"), {"limit": limit}
         ).mappings()
         return [{**row, "steps": json.loads(row["steps"] or "[]")} for row in rows]
 
@@ -196,7 +177,7 @@ def load_records(connection: Connection, statuses: tuple[str, ...] = (),
     """Recorded deploys and restores, oldest first, filtered by status or finish time."""
     from sqlalchemy import bindparam, inspect, text
 
-    if DEPLOYS_TABLE not in inspect(connection).get_table_names():
+    if DEPLOYS.name not in inspect(connection).get_table_names():
         return []
     where, params = [], {}
     if statuses:
@@ -206,7 +187,7 @@ def load_records(connection: Connection, statuses: tuple[str, ...] = (),
         where.append("finished_at <= UTC_TIMESTAMP(6) - INTERVAL :seconds SECOND")
         params["seconds"] = int(finished_before_hours * 3600)
     query = text(f"SELECT id, environment, target, os_user, host, started_at, from_revision, to_revision, status, "
-                 f"backup_file, steps, message, finished_at FROM {DEPLOYS_TABLE}"
+                 f"backup_file, steps, message, finished_at FROM {DEPLOYS.name}"
                  + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at")
     if statuses:
         query = query.bindparams(bindparam("statuses", expanding=True))

@@ -21,6 +21,7 @@ from ..config import Settings
 from . import migrate
 from .connection import connect, require_configured
 from .snapshot import Snapshot, schema_snapshot
+from .tool_tables import IgnoredTables, ignored_tables
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -220,7 +221,7 @@ def _describe(entry, left: str, right: str, metadata: MetaData) -> Difference | 
     return Difference(getattr(entry[1], "name", "?") if len(entry) > 1 else "?", kind, f"differs ({kind})")
 
 
-def models_against(connection: Connection, ignored: migrate.IgnoredTables, left: str = MODELS,
+def models_against(connection: Connection, ignored: IgnoredTables, left: str = MODELS,
                    right: str = LIVE) -> list[Difference]:
     """What autogenerate would change to bring the database to the models."""
     from alembic.autogenerate import compare_metadata
@@ -321,7 +322,7 @@ def drift(settings: Settings) -> DriftReport:
     """Compare the models, the migrations at head (in a scratch database) and the live database."""
     require_configured(settings)
     head = migrate.single_head(migrate.script_directory(settings))
-    ignored = migrate.ignored_tables(settings)
+    ignored = ignored_tables(settings)
     with connect(settings) as connection:
         live_revision = migrate.current_heads(connection)
         live_snapshot = schema_snapshot(connection, settings.database, ignored)

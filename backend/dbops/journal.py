@@ -16,29 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .migrate import JOURNAL_TABLE
+from .tool_tables import JOURNAL, CreateIfMissing
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
-
-JOURNAL_TABLE_DDL = f"""
-CREATE TABLE IF NOT EXISTS {JOURNAL_TABLE} (
-    id BIGINT AUTO_INCREMENT PRIMARY KEY,
-    deploy_id VARCHAR(36) NULL,
-    revision VARCHAR(64) NOT NULL,
-    direction VARCHAR(16) NOT NULL,
-    checksum CHAR(64) NOT NULL,
-    status VARCHAR(16) NOT NULL,
-    host VARCHAR(255) NOT NULL,
-    pid INT NOT NULL,
-    os_user VARCHAR(128) NOT NULL,
-    started_at DATETIME(6) NOT NULL,
-    finished_at DATETIME(6) NULL,
-    error TEXT NULL,
-    KEY ix_{JOURNAL_TABLE}_revision (revision),
-    KEY ix_{JOURNAL_TABLE}_status (status)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
-"""
 
 RUNNING, APPLIED, FAILED = "running", "applied", "failed"
 UNDONE = "undone"  # a failed step whose changes a rollback reversed
@@ -52,16 +33,14 @@ def file_checksum(path: str | Path) -> str:
 
 
 def ensure_journal(connection: Connection) -> None:
-    from sqlalchemy import text
-
-    connection.execute(text(JOURNAL_TABLE_DDL))
+    connection.execute(CreateIfMissing(JOURNAL))
 
 
 def start(connection: Connection, revision: str, direction: str, checksum: str, deploy_id: str | None) -> int:
     from sqlalchemy import text
 
     result = connection.execute(
-        text(f"INSERT INTO {JOURNAL_TABLE} (deploy_id, revision, direction, checksum, status, host, pid, os_user, "
+        text(f"INSERT INTO {JOURNAL.name} (deploy_id, revision, direction, checksum, status, host, pid, os_user, "
              "started_at) VALUES (:deploy, :rev, :dir, :sum, :status, :host, :pid, :user, UTC_TIMESTAMP(6))"),
         {"deploy": deploy_id, "rev": revision, "dir": direction, "sum": checksum, "status": RUNNING,
          "host": socket.gethostname(), "pid": os.getpid(), "user": getpass.getuser()},
@@ -73,7 +52,7 @@ def finish(connection: Connection, entry_id: int, status: str, error: str | None
     from sqlalchemy import text
 
     connection.execute(
-        text(f"UPDATE {JOURNAL_TABLE} SET status = :status, finished_at = UTC_TIMESTAMP(6), error = :error "
+        text(f"UPDATE {JOURNAL.name} SET status = :status, finished_at = UTC_TIMESTAMP(6), error = :error "
              "WHERE id = :id"),
         {"status": status, "error": (error or None) and error[:2000], "id": entry_id},
     )
@@ -84,7 +63,7 @@ def record_adopted(connection: Connection, revision: str, checksum: str) -> None
     from sqlalchemy import text
 
     connection.execute(
-        text(f"INSERT INTO {JOURNAL_TABLE} (revision, direction, checksum, status, host, pid, os_user, started_at, "
+        text(f"INSERT INTO {JOURNAL.name} (revision, direction, checksum, status, host, pid, os_user, started_at, "
              "finished_at) VALUES (:rev, :dir, :sum, :status, :host, :pid, :user, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))"),
         {"rev": revision, "dir": ADOPTED, "sum": checksum, "status": APPLIED, "host": socket.gethostname(),
          "pid": os.getpid(), "user": getpass.getuser()},
@@ -114,11 +93,11 @@ def unfinished(connection: Connection) -> list[JournalEntry]:
     """Steps left running (process died) or failed and not undone: half-applied revisions."""
     from sqlalchemy import inspect, text
 
-    if JOURNAL_TABLE not in inspect(connection).get_table_names():
+    if JOURNAL.name not in inspect(connection).get_table_names():
         return []
     rows = connection.execute(
         text(f"SELECT id, deploy_id, revision, direction, checksum, status, host, pid, started_at, finished_at, error "
-             f"FROM {JOURNAL_TABLE} WHERE status IN (:running, :failed) ORDER BY id"),
+             f"FROM {JOURNAL.name} WHERE status IN (:running, :failed) ORDER BY id"),
         {"running": RUNNING, "failed": FAILED},
     )
     return [JournalEntry(*row) for row in rows]
@@ -128,10 +107,10 @@ def applied_checksums(connection: Connection) -> dict[str, str]:
     """The checksum recorded when each revision was last applied (or adopted)."""
     from sqlalchemy import inspect, text
 
-    if JOURNAL_TABLE not in inspect(connection).get_table_names():
+    if JOURNAL.name not in inspect(connection).get_table_names():
         return {}
     rows = connection.execute(
-        text(f"SELECT revision, checksum FROM {JOURNAL_TABLE} WHERE status = :applied "
+        text(f"SELECT revision, checksum FROM {JOURNAL.name} WHERE status = :applied "
              "AND direction IN ('upgrade', :adopted) ORDER BY id"),
         {"applied": APPLIED, "adopted": ADOPTED},
     )

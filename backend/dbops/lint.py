@@ -33,6 +33,7 @@ from .connection import ServerInfo, connect, server_info
 from .errors import DbOpsError, RevisionError
 from .identifiers import quote_identifier
 from .sql import SQLSyntaxError, Statement, split_statements
+from .tool_tables import TOOL_TABLES
 
 if TYPE_CHECKING:
     from alembic.script import Script, ScriptDirectory
@@ -1224,7 +1225,7 @@ def _scratch_snapshots(settings: Settings) -> Iterator:
                 for parent in _parents(rev):
                     command.upgrade(config, parent)
                 connection.commit()
-                return _schema_from_snapshot(schema_snapshot(connection, scratch.database, migrate.TOOL_TABLES))
+                return _schema_from_snapshot(schema_snapshot(connection, scratch.database, TOOL_TABLES))
         yield before
 
 

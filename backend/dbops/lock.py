@@ -20,26 +20,13 @@ from ..config import Settings
 from .connection import connect
 from .errors import DbOpsError
 from .guards import refuse_read_only
-from .migrate import LOCK_TABLE
+from .tool_tables import LOCK, CreateIfMissing
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 # MySQL 5.7+ allows lock names of at most 64 characters.
 MAX_LOCK_NAME = 64
-
-LOCK_TABLE_DDL = f"""
-CREATE TABLE IF NOT EXISTS {LOCK_TABLE} (
-    lock_name VARCHAR(64) NOT NULL PRIMARY KEY,
-    connection_id BIGINT UNSIGNED NOT NULL,
-    host VARCHAR(255) NOT NULL,
-    pid INT NOT NULL,
-    os_user VARCHAR(128) NOT NULL,
-    purpose VARCHAR(255) NOT NULL,
-    acquired_at DATETIME(6) NOT NULL
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
-"""
-
 
 class LockTimeout(DbOpsError):
     pass
@@ -84,7 +71,7 @@ def describe_holder(connection: Connection, name: str) -> str:
         return "nobody now"
     try:
         row = connection.execute(
-            text(f"SELECT host, pid, os_user, purpose, acquired_at FROM {LOCK_TABLE} "
+            text(f"SELECT host, pid, os_user, purpose, acquired_at FROM {LOCK.name} "
                  "WHERE lock_name = :name AND connection_id = :owner"),
             {"name": name, "owner": owner},
         ).first()
@@ -119,9 +106,9 @@ def migration_lock(settings: Settings, purpose: str, timeout: int | None = None)
             raise LockTimeout(f"the migration lock on {settings.database!r} is held ({holder}); gave up after {wait} s")
         connection_id = connection.execute(text("SELECT CONNECTION_ID()")).scalar_one()
         try:
-            connection.execute(text(LOCK_TABLE_DDL))
+            connection.execute(CreateIfMissing(LOCK))
             connection.execute(
-                text(f"REPLACE INTO {LOCK_TABLE} (lock_name, connection_id, host, pid, os_user, purpose, acquired_at) "
+                text(f"REPLACE INTO {LOCK.name} (lock_name, connection_id, host, pid, os_user, purpose, acquired_at) "
                      "VALUES (:name, :cid, :host, :pid, :user, :purpose, UTC_TIMESTAMP(6))"),
                 {"name": name, "cid": connection_id, "host": socket.gethostname(), "pid": os.getpid(),
                  "user": getpass.getuser(), "purpose": purpose[:255]},
@@ -129,7 +116,7 @@ def migration_lock(settings: Settings, purpose: str, timeout: int | None = None)
             yield HeldLock(name, connection, connection_id)
         finally:
             try:
-                connection.execute(text(f"DELETE FROM {LOCK_TABLE} WHERE lock_name = :name AND connection_id = :cid"),
+                connection.execute(text(f"DELETE FROM {LOCK.name} WHERE lock_name = :name AND connection_id = :cid"),
                                    {"name": name, "cid": connection_id})
                 connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
             except Exception:

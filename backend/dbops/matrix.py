@@ -159,8 +159,8 @@ def _error_text(exc: BaseException) -> str:
 
 def _snapshot(settings: Settings) -> dict:
     from .connection import connect
-    from .migrate import TOOL_TABLES
     from .snapshot import schema_snapshot
+    from .tool_tables import TOOL_TABLES
 
     with connect(settings) as connection:
         return schema_snapshot(connection, settings.database, exclude=TOOL_TABLES)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from .sql import first_keyword
+from .tool_tables import TOOL_TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +128,6 @@ def run_ddl(cursor, execute: Callable[[], object], sql: str, database: str, retr
 
     Waiting is logged (logger backend.dbops.mdl, level WARNING): the command line shows it."""
     import pymysql
-
-    from .migrate import TOOL_TABLES
 
     # Nobody else uses the tool's own tables: nobody to wait for there.
     tables = [name for name in ddl_tables(sql) if name not in TOOL_TABLES]

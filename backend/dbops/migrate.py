@@ -7,45 +7,26 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import PROJECT_ROOT, Settings
+from . import journal
 from .connection import connect, translate_error
 from .errors import DbOpsError, RevisionError
+from .lock import HeldLock, migration_lock
+from .scratch import scratch_schema
+from .tool_tables import ignored_tables
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import Script, ScriptDirectory
     from sqlalchemy.engine import Connection
 
-    from .lock import HeldLock
     from .undo.capture import DeployCapture
 
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 SCRIPT_LOCATION = PROJECT_ROOT / "alembic"
-# Tables this tool owns besides alembic_version. They are left out of backups and
-# survive restores, so the history of a deploy outlives its rollback.
-LOCK_TABLE = "alembic_lock"
-JOURNAL_TABLE = "alembic_journal"
-DEPLOYS_TABLE = "alembic_deploys"
-UNDO_TABLE = "alembic_undo"
-HISTORY_TABLES = (LOCK_TABLE, JOURNAL_TABLE, DEPLOYS_TABLE, UNDO_TABLE)
-# Holding tables keep what a deploy's destructive statements would destroy until it is settled.
-HOLD_PREFIX = "alembic_hold_"
-
-
-class _ToolTableNames(frozenset):
-    """The tool's tables: `name in TOOL_TABLES` is also true of every holding table."""
-
-    def __contains__(self, name: object) -> bool:
-        return super().__contains__(name) or (isinstance(name, str) and name.startswith(HOLD_PREFIX))
-
-
-# Autogenerate, verify, drift and snapshots leave all of them alone.
-TOOL_TABLES = _ToolTableNames({"alembic_version", *HISTORY_TABLES})
-
 # Revision arguments: ids, partial ids, head(s), base, relative steps, branch@rev, ranges.
 _REVISION_ARGUMENT = re.compile(r"^[A-Za-z0-9_@+\-.:]{1,128}$")
 
@@ -54,25 +35,6 @@ def validate_revision_argument(value: str) -> str:
     if not isinstance(value, str) or not _REVISION_ARGUMENT.match(value):
         raise RevisionError(f"malformed revision {value!r}: use an id from `invoke db.history`, head, base, +N or -N")
     return value
-
-
-class IgnoredTables:
-    """Tables verify, drift, autogenerate and the preflight leave alone: the tool's own and
-    those UNMANAGED_TABLES declares (names or fnmatch patterns)."""
-
-    def __init__(self, patterns: Sequence[str] = ()) -> None:
-        self.patterns = tuple(patterns)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and (name in TOOL_TABLES or any(fnmatchcase(name, p) for p in self.patterns))
-
-    def include_name(self, name: str | None, type_: str, parent_names: dict) -> bool:
-        """Alembic's include_name hook."""
-        return not (type_ == "table" and name in self)
-
-
-def ignored_tables(settings: Settings) -> IgnoredTables:
-    return IgnoredTables(settings.unmanaged_tables)
 
 
 def process_revision_directives(context, revision, directives) -> None:
@@ -379,9 +341,6 @@ def _run_steps(
 
     A step is journaled once the database is found where it starts, just before its function
     runs: a run that fails before that leaves no entry behind, since it changed nothing."""
-    from . import journal
-    from .lock import migration_lock
-
     script = script_directory(settings)
     done: list[str] = []
     with ExitStack() as stack:
@@ -459,8 +418,6 @@ def run_step(config: Config, script: ScriptDirectory, step: Script, direction: s
 
 
 def _finish_quietly(held: HeldLock, entry: int, status: str, error: str) -> None:
-    from . import journal
-
     try:
         journal.finish(held.connection, entry, status, error)
     except Exception:
@@ -469,8 +426,6 @@ def _finish_quietly(held: HeldLock, entry: int, status: str, error: str) -> None
 
 def refuse_unfinished(control: Connection) -> None:
     """Refuse to migrate over a revision an earlier run left half-applied."""
-    from . import journal
-
     left = journal.unfinished(control)
     if left:
         raise RevisionError(f"{left[-1].describe()}; the schema may be half-changed: {SETTLE_HINT}")
@@ -542,9 +497,6 @@ def stamp(settings: Settings, revision: str | Sequence[str], lock: HeldLock | No
     entries an earlier run left unfinished.
     """
     from alembic import command
-
-    from . import journal
-    from .lock import migration_lock
 
     revisions = [revision] if isinstance(revision, str) else list(revision) or ["base"]
     for each in revisions:
@@ -635,8 +587,6 @@ def scratch_database(settings: Settings, target: str | Sequence[str] = "head") -
     never depends on the state of a developer's own database.
     """
     from alembic import command
-
-    from .scratch import scratch_schema
 
     with scratch_schema(settings, "autogen") as scratch:
         targets = [each for each in ([target] if isinstance(target, str) else target) if each != "base"]

@@ -26,6 +26,7 @@ from .errors import DbOpsError, Refused, RevisionError
 from .lock import HeldLock, migration_lock
 from .scratch import ScratchUnavailable
 from .snapshot import differing_tables, schema_snapshot
+from .tool_tables import ignored_tables
 from .undo import log
 from .undo.session import Session
 
@@ -118,9 +119,9 @@ def _converge_half_applied(settings: Settings, held: HeldLock, left: list, mode:
         converged = converge(settings, reference)
         align_column_order(settings, scratch, sorted(reference.tables))
         with connect(scratch) as connection:
-            wanted = schema_snapshot(connection, scratch.database, exclude=migrate.ignored_tables(settings))
+            wanted = schema_snapshot(connection, scratch.database, exclude=ignored_tables(settings))
     with connect(settings) as connection:
-        live = schema_snapshot(connection, settings.database, exclude=migrate.ignored_tables(settings))
+        live = schema_snapshot(connection, settings.database, exclude=ignored_tables(settings))
     # The journal first: stamp would otherwise mark the entry merely 'resolved'.
     for stale in left:
         journal.finish(held.connection, stale.id, journal.UNDONE if mode == "undo" else journal.APPLIED,

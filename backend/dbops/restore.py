@@ -37,6 +37,7 @@ from .errors import BackupError, Refused
 from .identifiers import SYSTEM_SCHEMAS, validate_identifier
 from .lock import HeldLock, migration_lock
 from .snapshot import row_counts
+from .tool_tables import TOOL_TABLES
 from .undo import holding, log, revert
 from .undo.capture import object_definition
 from .undo.session import Session, q
@@ -59,7 +60,7 @@ def _application_objects(session: Session) -> tuple[list[str], list[str]]:
     """(base tables, views) of the database, the tool's own tables left out."""
     rows = session.rows("SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                         "ORDER BY TABLE_NAME")
-    tables = [name for name, kind in rows if kind == "BASE TABLE" and name not in migrate.TOOL_TABLES]
+    tables = [name for name, kind in rows if kind == "BASE TABLE" and name not in TOOL_TABLES]
     views = [name for name, kind in rows if kind == "VIEW"]
     return tables, views
 

@@ -26,6 +26,7 @@ from .connection import connect, require_configured
 from .errors import AccessDenied, DbOpsError, Refused
 from .identifiers import SYSTEM_SCHEMAS, quote_identifier
 from .lock import MAX_LOCK_NAME
+from .tool_tables import HISTORY_TABLES
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -57,8 +58,6 @@ def refusal(settings: Settings) -> str | None:
 def unusable(connection: Connection, settings: Settings) -> str | None:
     """Why SCRATCH_DATABASE cannot be used now (None: it can): its name, or it is missing, or it is managed."""
     from sqlalchemy import bindparam, text
-
-    from .migrate import HISTORY_TABLES
 
     reason = refusal(settings)
     if reason:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import DbOpsError
-from ..migrate import TOOL_TABLES
+from ..tool_tables import TOOL_TABLES
 from . import holding, log, statements
 from .session import Session, column_list, key_match, q
 from .tabledef import show_create

@@ -19,7 +19,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from ..migrate import HOLD_PREFIX
+from ..tool_tables import HOLD_PREFIX
 from .session import Session, column_list, key_match, q
 
 CHUNK_ROWS = 5000

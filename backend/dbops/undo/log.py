@@ -12,25 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..migrate import UNDO_TABLE
+from ..tool_tables import UNDO, create_statement
 from .session import Session
-
-UNDO_TABLE_DDL = f"""
-CREATE TABLE IF NOT EXISTS {UNDO_TABLE} (
-    id BIGINT AUTO_INCREMENT PRIMARY KEY,
-    deploy_id VARCHAR(36) NOT NULL,
-    revision VARCHAR(64) NULL,
-    kind VARCHAR(16) NOT NULL,
-    table_name VARCHAR(64) NULL,
-    hold_table VARCHAR(64) NULL,
-    status VARCHAR(16) NOT NULL,
-    detail LONGTEXT NOT NULL,
-    created_at DATETIME(6) NOT NULL,
-    finished_at DATETIME(6) NULL,
-    KEY ix_{UNDO_TABLE}_deploy (deploy_id, id),
-    KEY ix_{UNDO_TABLE}_status (status)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
-"""
 
 # Kinds of entries
 CREATE_TABLE = "create-table"  # undo: drop it
@@ -63,7 +46,7 @@ class UndoEntry:
 
 
 def ensure_table(session: Session) -> None:
-    session.run(UNDO_TABLE_DDL)
+    session.run(create_statement(UNDO))
 
 
 def add(session: Session, deploy_id: str, revision: str | None, kind: str, table: str | None = None,
@@ -71,7 +54,7 @@ def add(session: Session, deploy_id: str, revision: str | None, kind: str, table
     detail = detail or {}
     values = ", ".join(session.literal(value) for value in (deploy_id, revision, kind, table, hold, PREPARED,
                                                              json.dumps(detail)))
-    session.run(f"INSERT INTO {UNDO_TABLE} (deploy_id, revision, kind, table_name, hold_table, status, detail, "
+    session.run(f"INSERT INTO {UNDO.name} (deploy_id, revision, kind, table_name, hold_table, status, detail, "
                 f"created_at) VALUES ({values}, UTC_TIMESTAMP(6))")
     entry_id = int(session.value("SELECT LAST_INSERT_ID()"))
     return UndoEntry(entry_id, deploy_id, revision, kind, table, hold, PREPARED, detail)
@@ -82,7 +65,7 @@ def save(session: Session, entry: UndoEntry, status: str | None = None) -> None:
     if status is not None:
         entry.status = status
     finished = ", finished_at = UTC_TIMESTAMP(6)" if status in (UNDONE, SETTLED) else ""
-    session.run(f"UPDATE {UNDO_TABLE} SET status = {session.literal(entry.status)}, "
+    session.run(f"UPDATE {UNDO.name} SET status = {session.literal(entry.status)}, "
                 f"detail = {session.literal(json.dumps(entry.detail))}, hold_table = {session.literal(entry.hold)}, "
                 f"table_name = {session.literal(entry.table)}{finished} WHERE id = {int(entry.id)}")
 
@@ -90,14 +73,14 @@ def save(session: Session, entry: UndoEntry, status: str | None = None) -> None:
 def entries(session: Session, deploy_id: str | None = None, statuses: tuple[str, ...] = ()) -> list[UndoEntry]:
     """Entries of one deploy (or all), oldest first, optionally of some statuses only."""
     if not session.value("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                         f"AND TABLE_NAME = {session.literal(UNDO_TABLE)}"):
+                         f"AND TABLE_NAME = {session.literal(UNDO.name)}"):
         return []
     where = []
     if deploy_id is not None:
         where.append(f"deploy_id = {session.literal(deploy_id)}")
     if statuses:
         where.append(f"status IN ({', '.join(session.literal(status) for status in statuses)})")
-    rows = session.rows(f"SELECT id, deploy_id, revision, kind, table_name, hold_table, status, detail FROM {UNDO_TABLE}"
+    rows = session.rows(f"SELECT id, deploy_id, revision, kind, table_name, hold_table, status, detail FROM {UNDO.name}"
                         + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id")
     return [UndoEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7] or "{}"))
             for row in rows]
