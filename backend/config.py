@@ -93,6 +93,7 @@ def _port(name: str, raw: str, default: int) -> int:
 
 
 def _flag(name: str, raw: str, default: bool) -> bool:
+    """On for 1, true, yes or on; set but empty is off."""
     return raw.strip().lower() in TRUE_WORDS
 
 
