@@ -7,7 +7,8 @@ Sources, first match wins for each variable:
      and only when no database is configured by 1 or 2;
   4. built-in defaults.
 
-This is the only module that reads os.environ.
+Each Settings field names its variable, its default and how its text is read, in one place;
+load_settings reads every field that way. This is the only module that reads os.environ.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 
@@ -37,54 +39,152 @@ class ConfigError(ValueError):
     """A configuration value is missing or malformed."""
 
 
+# ---------------------------------------------------------------- reading one variable
+# Each reader turns a variable's text into the setting's value; it is called only when the
+# variable is set (an unset one leaves the field's default), and most treat an empty value as unset.
+
+Reader = Callable[[str, str, Any], Any]
+
+
+def _path(value: str | Path) -> Path:
+    """Relative paths are relative to the project root, wherever the command runs."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def _text(name: str, raw: str, default: str) -> str:
+    return (raw or default).strip()
+
+
+def _verbatim(name: str, raw: str, default: str) -> str:
+    return raw or default
+
+
+def _folder(name: str, raw: str, default: Path) -> Path:
+    return _path(raw or default)
+
+
+def _whole(name: str, raw: str, default: int) -> int:
+    if not raw.strip():
+        return default
+    try:
+        number = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if number < 0:
+        raise ConfigError(f"{name} must not be negative, got {number}")
+    return number
+
+
+def _nonzero(name: str, raw: str, default: int | float) -> int | float:
+    """A whole number where 0 means the default (a timeout), as the field's type."""
+    return type(default)(_whole(name, raw, default) or default)
+
+
+def _at_least_one(name: str, raw: str, default: int) -> int:
+    return max(1, _whole(name, raw, default))
+
+
+def _port(name: str, raw: str, default: int) -> int:
+    port = _whole(name, raw, default)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{name} must be between 1 and 65535, got {port}")
+    return port
+
+
+def _flag(name: str, raw: str, default: bool) -> bool:
+    """On for 1, true, yes or on; set but empty is off."""
+    return raw.strip().lower() in TRUE_WORDS
+
+
+def _names(name: str, raw: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated names."""
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _statements(name: str, raw: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """SQL statements separated by ';;' (a single ';' may appear inside one)."""
+    return tuple(part.strip() for part in raw.split(";;") if part.strip())
+
+
+def _choice(choices: tuple[str, ...], described: str) -> Reader:
+    def read(name: str, raw: str, default: str) -> str:
+        value = (raw or default).strip().lower()
+        if value not in choices:
+            raise ConfigError(f"{name} must be {described}, got {value!r}")
+        return value
+    return read
+
+
+def _steps(name: str, raw: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    steps = tuple(step.strip().lower() for step in raw.split(",") if step.strip()) or default
+    unknown = [step for step in steps if step not in DEPLOY_STEP_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown deploy step(s) {', '.join(unknown)}: choose from {', '.join(DEPLOY_STEP_NAMES)}")
+    if len(set(steps)) != len(steps):
+        raise ConfigError(f"a deploy step is listed twice in {','.join(steps)}")
+    return steps
+
+
+def _variable(name: str, default: Any, read: Reader = _text, per_environment: bool = False, **options: Any) -> Any:
+    """A field set by the variable `name`; per_environment: <name>_<APP_ENV> wins over <name>."""
+    return field(default=default, metadata={"variable": name, "read": read, "per_environment": per_environment},
+                 **options)
+
+
 @dataclass(frozen=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 3306
-    user: str = "root"
+    """Each field's default and the variable that sets it are written here, and only here."""
+
+    host: str = _variable("MYSQL_HOST", "127.0.0.1")
+    port: int = _variable("MYSQL_PORT", 3306, _port)
+    user: str = _variable("MYSQL_USER", "root")
     # Excluded from repr so the password never reaches logs or tracebacks.
-    password: str = field(default="", repr=False)
-    database: str = ""
-    environment: str = "development"
-    connect_timeout: int = 5
+    password: str = _variable("MYSQL_PASSWORD", "", _verbatim, repr=False)
+    database: str = _variable("MYSQL_DATABASE", "", _verbatim)
+    environment: str = _variable("APP_ENV", "development", _choice(ENVIRONMENTS, f"one of {', '.join(ENVIRONMENTS)}"))
+    connect_timeout: int = _variable("MYSQL_CONNECT_TIMEOUT", 5, _nonzero)
     # The revision files; tests and experiments point MIGRATIONS_DIR at their own folder.
-    versions_dir: Path = PROJECT_ROOT / "alembic" / "versions"
+    versions_dir: Path = _variable("MIGRATIONS_DIR", PROJECT_ROOT / "alembic" / "versions", _folder)
     config_file: Path | None = None
-    sandbox_dir: Path = PROJECT_ROOT / ".sandbox"
+    sandbox_dir: Path = _variable("SANDBOX_DIR", PROJECT_ROOT / ".sandbox", _folder)
     # "scratch": autogenerate against a throwaway database at head; "database": the configured one.
-    autogenerate_against: str = "scratch"
+    autogenerate_against: str = _variable("AUTOGENERATE_AGAINST", "scratch",
+                                          _choice(("scratch", "database"), "scratch or database"))
     # A database the tool may empty and reuse for its throwaway schemas (autogenerate, drift,
     # recover, lint, the DDL probe), for an account that may not create databases; "": create them.
-    scratch_database: str = ""
+    scratch_database: str = _variable("SCRATCH_DATABASE", "", _verbatim)
     # Backups
-    backup_dir: Path = PROJECT_ROOT / "backups"
-    backup_keep: int = 10
-    # Deploy pipeline
-    deploy_steps: tuple[str, ...] = DEFAULT_DEPLOY_STEPS
-    lock_timeout: int = 10
+    backup_dir: Path = _variable("BACKUP_DIR", PROJECT_ROOT / "backups", _folder)
+    backup_keep: int = _variable("BACKUP_KEEP", 10, _at_least_one)
+    # Deploy pipeline; a protected environment may not leave out REQUIRED_PROTECTED_STEPS.
+    deploy_steps: tuple[str, ...] = _variable("DEPLOY_STEPS", DEFAULT_DEPLOY_STEPS, _steps, per_environment=True)
+    lock_timeout: int = _variable("DEPLOY_LOCK_TIMEOUT", 10, _whole)
     # DDL waits up to ddl_wait_seconds (not queued) for the sessions holding its table, then
     # at most 1 s queued; a timeout is retried ddl_retries times with backoff.
-    ddl_wait_seconds: int = 60
-    ddl_retries: int = 5
+    ddl_wait_seconds: int = _variable("DDL_WAIT_SECONDS", 60, _whole)
+    ddl_retries: int = _variable("DDL_RETRIES", 5, _whole)
     # Holding tables of a finished deploy are dropped after this many hours (db.settle drops them now).
-    hold_retention_hours: int = 24
+    hold_retention_hours: int = _variable("HOLD_RETENTION_HOURS", 24, _whole)
     # The online-DDL guard refuses a table copy above this many rows unless the revision opts in.
-    ddl_guard_max_rows: int = 1_000_000
-    smoke_sql: tuple[str, ...] = ()
+    ddl_guard_max_rows: int = _variable("DDL_GUARD_MAX_ROWS", 1_000_000, _whole)
+    smoke_sql: tuple[str, ...] = _variable("DEPLOY_SMOKE_SQL", (), _statements)
     # Compare the live schema with backend/database.py when verifying at head.
-    verify_models: bool = True
+    verify_models: bool = _variable("DEPLOY_VERIFY_MODELS", True, _flag)
     # Tables the application does not manage (names or fnmatch patterns): verify, drift,
     # autogenerate and the preflight leave them alone, as Alembic's include_name would.
-    unmanaged_tables: tuple[str, ...] = ()
+    unmanaged_tables: tuple[str, ...] = _variable("UNMANAGED_TABLES", (), _names)
     # Application service and its restart
-    app_host: str = "127.0.0.1"
-    app_port: int = 8000
-    restart_command: str = str(PROJECT_ROOT / "scripts" / "restart_services.sh")
-    health_url: str = ""  # default: http://app_host:app_port/health
-    health_command: str = ""  # instead of the URL when set
-    health_timeout: float = 5.0
-    health_retries: int = 10
-    # Set by app.restart for the service it starts, which answers it on /health (APP_START_ID).
+    app_host: str = _variable("APP_HOST", "127.0.0.1")
+    app_port: int = _variable("APP_PORT", 8000, _whole)
+    restart_command: str = _variable("RESTART_COMMAND", str(PROJECT_ROOT / "scripts" / "restart_services.sh"),
+                                     _verbatim)
+    health_url: str = _variable("HEALTH_URL", "")  # default: http://app_host:app_port/health
+    health_command: str = _variable("HEALTH_COMMAND", "")  # instead of the URL when set
+    health_timeout: float = _variable("HEALTH_TIMEOUT", 5.0, _nonzero)
+    health_retries: int = _variable("HEALTH_RETRIES", 10, _at_least_one)
+    # Set by app.restart for the service it starts, which answers it on /health (APP_START_ID,
+    # read from the real environment only).
     app_start_id: str = ""
     # "config", "environment" or "sandbox": told to the user by db.check.
     source: str = "defaults"
@@ -151,76 +251,27 @@ def _password_from_descriptor(value: str) -> str:
                           "the password from") from None
 
 
+# The sandbox state's keys: the fields of the connection it supplies.
+_SANDBOX_FIELDS = ("host", "port", "user", "password", "database")
+_FIELDS = {item.name: item for item in fields(Settings)}
+
+
 def _read_sandbox_state(path: Path) -> dict[str, str]:
+    """The sandbox's connection as variables; a key it lacks is empty, which leaves the default."""
     try:
         state = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {
-        "MYSQL_HOST": state.get("host", "127.0.0.1"),
-        "MYSQL_PORT": str(state.get("port", "")),
-        "MYSQL_USER": state.get("user", "root"),
-        "MYSQL_PASSWORD": state.get("password", ""),
-        "MYSQL_DATABASE": state.get("database", ""),
-    }
+    return {_FIELDS[name].metadata["variable"]: str(state.get(name) or "") for name in _SANDBOX_FIELDS}
 
 
-def _path(value: str | Path) -> Path:
-    """Relative paths are relative to the project root, wherever the command runs."""
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
-
-
-def _int(values: Mapping[str, str | None], name: str, default: int) -> int:
+def _value(item: Field, values: Mapping[str, str], environment: str = "") -> Any:
+    """The field's value from the variables in values (environment: for a per-environment variable)."""
+    name = item.metadata["variable"]
     raw = values.get(name)
-    if raw is None or str(raw).strip() == "":
-        return default
-    try:
-        number = int(str(raw).strip())
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if number < 0:
-        raise ConfigError(f"{name} must not be negative, got {number}")
-    return number
-
-
-def _deploy_settings(values: Mapping[str, str], environment: str) -> dict:
-    """Backup, deploy and restart settings. DEPLOY_STEPS_<ENV> overrides DEPLOY_STEPS per environment."""
-    raw_steps = values.get(f"DEPLOY_STEPS_{environment.upper()}") or values.get("DEPLOY_STEPS") or ""
-    steps = tuple(step.strip().lower() for step in raw_steps.split(",") if step.strip()) or DEFAULT_DEPLOY_STEPS
-    unknown = [step for step in steps if step not in DEPLOY_STEP_NAMES]
-    if unknown:
-        raise ConfigError(f"unknown deploy step(s) {', '.join(unknown)}: choose from {', '.join(DEPLOY_STEP_NAMES)}")
-    if len(set(steps)) != len(steps):
-        raise ConfigError(f"a deploy step is listed twice in {','.join(steps)}")
-    if environment in PROTECTED_ENVIRONMENTS:
-        missing = [step for step in REQUIRED_PROTECTED_STEPS if step not in steps]
-        if missing:
-            raise ConfigError(f"{environment} deploys may not skip {', '.join(missing)}")
-    # Smoke SQL: statements separated by ';;' (a single ';' may appear inside one).
-    smoke = tuple(part.strip() for part in (values.get("DEPLOY_SMOKE_SQL") or "").split(";;") if part.strip())
-    app_port = _int(values, "APP_PORT", 8000)
-    return {
-        "backup_dir": _path(values.get("BACKUP_DIR") or "backups"),
-        "backup_keep": max(1, _int(values, "BACKUP_KEEP", 10)),
-        "deploy_steps": steps,
-        "lock_timeout": _int(values, "DEPLOY_LOCK_TIMEOUT", 10),
-        "ddl_wait_seconds": _int(values, "DDL_WAIT_SECONDS", 60),
-        "ddl_retries": _int(values, "DDL_RETRIES", 5),
-        "hold_retention_hours": _int(values, "HOLD_RETENTION_HOURS", 24),
-        "ddl_guard_max_rows": _int(values, "DDL_GUARD_MAX_ROWS", 1_000_000),
-        "smoke_sql": smoke,
-        "verify_models": str(values.get("DEPLOY_VERIFY_MODELS", "1")).strip().lower() in TRUE_WORDS,
-        "unmanaged_tables": tuple(name.strip() for name in (values.get("UNMANAGED_TABLES") or "").split(",")
-                                  if name.strip()),
-        "app_host": (values.get("APP_HOST") or "127.0.0.1").strip(),
-        "app_port": app_port,
-        "restart_command": values.get("RESTART_COMMAND") or str(PROJECT_ROOT / "scripts" / "restart_services.sh"),
-        "health_url": (values.get("HEALTH_URL") or "").strip(),
-        "health_command": (values.get("HEALTH_COMMAND") or "").strip(),
-        "health_timeout": float(_int(values, "HEALTH_TIMEOUT", 5) or 5),
-        "health_retries": max(1, _int(values, "HEALTH_RETRIES", 10)),
-    }
+    if item.metadata["per_environment"]:
+        raw = values.get(f"{name}_{environment.upper()}") or raw or ""
+    return item.default if raw is None else item.metadata["read"](name, raw, item.default)
 
 
 def load_settings(
@@ -240,38 +291,22 @@ def load_settings(
 
     merged: dict[str, str] = {**file_values, **env}
     source = "environment" if env.get("MYSQL_DATABASE") else "config" if file_values.get("MYSQL_DATABASE") else ""
-    sandbox_dir = _path(merged.get("SANDBOX_DIR") or ".sandbox")
     if not merged.get("MYSQL_DATABASE"):
-        sandbox = _read_sandbox_state(sandbox_dir / SANDBOX_STATE_NAME)
+        sandbox = _read_sandbox_state(_value(_FIELDS["sandbox_dir"], merged) / SANDBOX_STATE_NAME)
         if sandbox.get("MYSQL_DATABASE"):
             # The sandbox supplies the whole connection, never mixed with a half-set one.
             merged.update(sandbox)
             source = "sandbox"
 
-    environment = (merged.get("APP_ENV") or "development").strip().lower()
-    if environment not in ENVIRONMENTS:
-        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}")
-    port = _int(merged, "MYSQL_PORT", 3306)
-    if not 0 < port < 65536:
-        raise ConfigError(f"MYSQL_PORT must be between 1 and 65535, got {port}")
-
-    autogenerate_against = (merged.get("AUTOGENERATE_AGAINST") or "scratch").strip().lower()
-    if autogenerate_against not in ("scratch", "database"):
-        raise ConfigError(f"AUTOGENERATE_AGAINST must be scratch or database, got {autogenerate_against!r}")
+    environment = _value(_FIELDS["environment"], merged)
+    values = {name: _value(item, merged, environment) for name, item in _FIELDS.items() if "variable" in item.metadata}
+    if environment in PROTECTED_ENVIRONMENTS:
+        missing = [step for step in REQUIRED_PROTECTED_STEPS if step not in values["deploy_steps"]]
+        if missing:
+            raise ConfigError(f"{environment} deploys may not skip {', '.join(missing)}")
     return Settings(
-        **_deploy_settings(merged, environment),
-        autogenerate_against=autogenerate_against,
-        scratch_database=merged.get("SCRATCH_DATABASE") or "",
-        host=(merged.get("MYSQL_HOST") or "127.0.0.1").strip(),
-        port=port,
-        user=(merged.get("MYSQL_USER") or "root").strip(),
-        password=merged.get("MYSQL_PASSWORD") or "",
-        database=(merged.get("MYSQL_DATABASE") or ""),
-        environment=environment,
-        connect_timeout=_int(merged, "MYSQL_CONNECT_TIMEOUT", 5) or 5,
-        versions_dir=_path(merged.get("MIGRATIONS_DIR") or "alembic/versions"),
+        **values,
         config_file=path if path.is_file() else None,
-        sandbox_dir=sandbox_dir,
         app_start_id=env.get(START_ID_VARIABLE, "").strip(),
         source=source or "defaults",
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from dataclasses import fields
 
 import pytest
 
@@ -98,3 +100,28 @@ def test_settings_are_immutable():
 def test_debug_requested():
     assert debug_requested({"DB_DEBUG": "1"}) and debug_requested({"DB_DEBUG": "yes"})
     assert not debug_requested({}) and not debug_requested({"DB_DEBUG": "0"})
+
+
+def _as_documented(default) -> str:
+    """A field's default as the guide writes it."""
+    if isinstance(default, tuple):
+        return ",".join(default)
+    if isinstance(default, bool | float):
+        return str(int(default))
+    return str(default).removeprefix(f"{PROJECT_ROOT}/")
+
+
+def test_the_guide_gives_every_variable_the_default_of_its_field():
+    """Each default is written once, on its Settings field; the guide's tables must agree with it."""
+    guide = (PROJECT_ROOT / "docs" / "数据库版本管理.md").read_text()
+    documented = dict(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| ([^|]+?) \|", guide, re.M))
+    variables = {item.metadata["variable"]: item.default for item in fields(Settings) if "variable" in item.metadata}
+    assert len(variables) == len(fields(Settings)) - 3  # all but config_file, app_start_id and source
+    derived = {"HEALTH_URL": "`http://APP_HOST:APP_PORT/health`"}  # empty: made of APP_HOST and APP_PORT
+    wrong = {name: documented.get(name) for name, default in variables.items()
+             if documented.get(name) not in ({derived[name]} if name in derived else
+                                             {f"`{_as_documented(default)}`"} if _as_documented(default) else {"空", "无"})}
+    assert not wrong, f"the guide's defaults differ from Settings: {wrong}"
+    settings = load_settings({"SANDBOX_DIR": str(PROJECT_ROOT / "no-such-sandbox")}, config_file=PROJECT_ROOT / "none.env")
+    assert all(getattr(settings, item.name) == item.default for item in fields(Settings)
+               if "variable" in item.metadata and item.name != "sandbox_dir")

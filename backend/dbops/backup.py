@@ -107,11 +107,14 @@ class Manifest:
     def revision(self) -> str:
         return "+".join(self.revisions) or "base"
 
-    def __getitem__(self, key: str):
-        # Read like the JSON document it is stored as: manifest["bytes"].
-        if key not in self.__dataclass_fields__:
-            raise KeyError(key)
-        return getattr(self, key)
+    def to_json(self) -> str:
+        """The document stored beside the backup (the only place a manifest is serialized)."""
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        return cls(**{**data, "revisions": tuple(data["revisions"])})
 
 
 @dataclass(frozen=True)
@@ -153,8 +156,7 @@ def _partial(path: Path) -> Path:
 def read_manifest(path: Path) -> Manifest:
     source = manifest_path(path)
     try:
-        data = json.loads(source.read_text())
-        return Manifest(**{**data, "revisions": tuple(data["revisions"])})
+        return Manifest.from_json(source.read_text())
     except FileNotFoundError:
         raise BackupError(f"{path.name} has no manifest {source.name}: an interrupted or failed backup") from None
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -205,7 +207,7 @@ def _write_manifest(path: Path, manifest: Manifest) -> None:
     partial.unlink(missing_ok=True)
     try:
         with _create_private(partial) as out:
-            out.write(json.dumps(asdict(manifest), indent=2).encode() + b"\n")
+            out.write(manifest.to_json().encode())
             _sync(out)
         _publish(partial, target)
     finally:

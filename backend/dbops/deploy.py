@@ -34,6 +34,9 @@ from .tool_tables import DEPLOYS, CreateIfMissing
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
+    from .backup import Progress
+    from .lock import HeldLock
+
 Say = Callable[[str], None]
 
 SUCCEEDED, ROLLED_BACK, FAILED, RUNNING = "succeeded", "rolled back", "failed", "running"
@@ -214,7 +217,7 @@ def settle_deploys(settings: Settings, lock, older_than_hours: float | None = No
     done = []
     for record in load_records(lock.connection, FINISHED, finished_before_hours=older_than_hours):
         if record.id in unsettled and record.id.startswith(deploy_id or ""):
-            done.append((record.id, settle(settings, lock, record.id)))
+            done.append((record.id, settle(settings, lock, deploy_id=record.id)))
     return done
 
 
@@ -239,7 +242,7 @@ class _StepError(Exception):
     """A step's checks failed (as opposed to raising)."""
 
 
-def deploy(settings: Settings, target: str = "head", say: Say = print, progress=None,
+def deploy(settings: Settings, target: str = "head", *, say: Say = print, progress=None,
            allow_irreversible: bool = False, downgrade: bool = False) -> DeployRecord:
     """Run the configured steps under the migration lock; raise DeployFailed unless all pass.
 
@@ -262,7 +265,8 @@ def deploy(settings: Settings, target: str = "head", say: Say = print, progress=
         close_abandoned(lock, record.id)
         for settled, tables in settle_expired(settings, lock):
             say(f"settled deploy {settled[:8]}: dropped {len(tables)} holding table(s)")
-        run = _DeployRun(settings, target, record, lock, say, progress, allow_irreversible, downgrade)
+        run = _DeployRun(settings=settings, target=target, record=record, lock=lock, say=say, progress=progress,
+                         allow_irreversible=allow_irreversible, downgrade=downgrade)
         try:
             run.execute()
         finally:
@@ -276,14 +280,19 @@ def deploy(settings: Settings, target: str = "head", say: Say = print, progress=
     return record
 
 
+@dataclass(kw_only=True)
 class _DeployRun:
     """One deploy's state as its steps run."""
 
-    def __init__(self, settings, target, record, lock, say, progress, allow_irreversible, downgrade) -> None:
-        self.settings, self.target, self.record, self.lock = settings, target, record, lock
-        self.say, self.progress = say, progress
-        self.allow_irreversible, self.downgrade = allow_irreversible, downgrade
-        self.backup_path: Path | None = None
+    settings: Settings
+    target: str
+    record: DeployRecord
+    lock: HeldLock
+    say: Say
+    progress: Progress | None
+    allow_irreversible: bool
+    downgrade: bool
+    backup_path: Path | None = None
 
     @functools.cached_property
     def pending(self) -> list[str]:
@@ -353,7 +362,7 @@ class _DeployRun:
         result = backup(self.settings, progress=self.progress)
         self.backup_path = Path(result.path)
         self.record.backup_file = str(self.backup_path)
-        return f"{self.backup_path.name}, {result.manifest['bytes'] / 1e6:,.1f} MB"
+        return f"{self.backup_path.name}, {result.manifest.bytes / 1e6:,.1f} MB"
 
     def step_upgrade(self) -> str:
         from .undo.capture import DeployCapture
@@ -398,41 +407,43 @@ class _DeployRun:
     def _fail(self, step: str, exc: Exception, message: str) -> None:
         record = self.record
         record.to_revision = list(migrate.current(self.settings)) if _reachable(self.settings) else None
+        failure = f"{step} failed: {message}"
         if step not in ("upgrade", "downgrade", "verify"):
             record.status = FAILED
             state = ("unchanged" if step in ("preflight", "backup") else
                      f"at {', '.join(record.to_revision or []) or 'base'} (upgraded; restart failed)")
-            record.message = f"{step} failed: {message}; the database is {state}"
+            record.message = f"{failure}; the database is {state}"
             self.say(f"  {record.message}")
             return
-        self.say(f"  {step} failed: {message}")
+        self.say(f"  {failure}")
         self.say("↩ rollback")
         record.status = ROLLING_BACK
-        record.message = f"{step} failed: {message}; rolling back"
+        record.message = f"{failure}; rolling back"
         try:
             record_update(self.lock.connection, record)
         except Exception:
             pass  # the server is gone: the rollback below fails and says so
-        finish_rollback(self.settings, self.lock, record, step, message, lambda line: self.say(f"  {line}"))
+        finish_rollback(self.settings, self.lock, record, failure=failure, say=lambda line: self.say(f"  {line}"))
 
 
-def finish_rollback(settings: Settings, lock, record: DeployRecord, step: str, message: str, say: Say) -> None:
-    """Undo the deploy's changes and record the outcome (also db.recover's way to finish a killed rollback)."""
+def finish_rollback(settings: Settings, lock, record: DeployRecord, *, failure: str, say: Say) -> None:
+    """Undo the deploy's changes and record the outcome, its message beginning with failure ("<step>
+    failed: <why>"); also db.recover's way to finish a killed rollback."""
     from .rollback import rollback
 
     try:
-        outcome = rollback(settings, lock, record.id, tuple(record.from_revision), say)
+        outcome = rollback(settings, lock, deploy_id=record.id, from_revisions=tuple(record.from_revision), say=say)
     except Exception as error:
         # The server (or the lock's connection) went away, or an undo failed: the record keeps
         # 'rolling back', which db.check reports and db.recover resumes.
         reachable = _reachable(settings)
         record.to_revision = list(migrate.current(settings)) if reachable else None
         if reachable:
-            record.message = (f"{step} failed: {message}; rollback interrupted ({migrate.first_line(error)}): "
+            record.message = (f"{failure}; rollback interrupted ({migrate.first_line(error)}): "
                               f"{settings.database} is half put back; once the cause is fixed, finish it with "
                               "`invoke db.recover`")
         else:
-            record.message = (f"{step} failed: {message}; rollback impossible (the server cannot be reached): "
+            record.message = (f"{failure}; rollback impossible (the server cannot be reached): "
                               f"{settings.database} may be half-changed; once the server answers, put it back "
                               "with `invoke db.recover --undo`")
         return
@@ -442,13 +453,13 @@ def finish_rollback(settings: Settings, lock, record: DeployRecord, step: str, m
             if outcome.kept_application_writes else "")
     if outcome.complete:
         record.status = ROLLED_BACK
-        record.message = (f"{step} failed: {message}; rolled back: {settings.database} is as before the deploy, "
+        record.message = (f"{failure}; rolled back: {settings.database} is as before the deploy, "
                           f"at {before}, with every write of the application kept{kept}")
     else:
         record.status = ROLLBACK_INCOMPLETE
         backup_hint = (f"; the deploy's backup {record.backup_file} can be restored by a person with "
                        "`invoke db.restore`" if record.backup_file else "")
-        record.message = (f"{step} failed: {message}; rollback incomplete, not as before: "
+        record.message = (f"{failure}; rollback incomplete, not as before: "
                           f"{'; '.join(outcome.remaining)}{kept}{backup_hint}")
 
 

@@ -64,11 +64,11 @@ def recover(settings: Settings, mode: str | None = None, lock: HeldLock | None =
             if mode == "finish":
                 raise RevisionError(f"the rollback of deploy {rolling.id[:8]} was interrupted: it can only be "
                                     "finished back to the state before that deploy (`invoke db.recover`)")
-            return _undo_deploy(settings, held, rolling, "its interrupted rollback finished", say)
+            return _undo_deploy(settings, held, rolling, what="its interrupted rollback finished", say=say)
         left = journal.unfinished(held.connection)
         interrupted = next((record for record in reversed(records) if record.id in with_log), None)
         if mode == "undo" and interrupted is not None:
-            return _undo_deploy(settings, held, interrupted, "undone", say)
+            return _undo_deploy(settings, held, interrupted, what="undone", say=say)
         if not left:
             raise RevisionError("nothing to recover: no interrupted rollback, restore or deploy, and no "
                                 "half-applied revision in the journal")
@@ -84,10 +84,10 @@ def recover(settings: Settings, mode: str | None = None, lock: HeldLock | None =
         return recovered
 
 
-def _undo_deploy(settings: Settings, held: HeldLock, record, what: str, say: Say) -> Recovered:
+def _undo_deploy(settings: Settings, held: HeldLock, record, *, what: str, say: Say) -> Recovered:
     record.status = ROLLING_BACK
     record_update(held.connection, record)
-    finish_rollback(settings, held, record, "deploy", "interrupted", say)
+    finish_rollback(settings, held, record, failure="deploy failed: interrupted", say=say)
     record_update(held.connection, record, final=True)
     if record.status == ROLLING_BACK:
         raise RevisionError(record.message)

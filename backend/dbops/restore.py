@@ -174,7 +174,7 @@ def _reload(settings: Settings, lock: HeldLock, record: DeployRecord, manifest: 
     return counts, differing
 
 
-def resume(settings: Settings, lock: HeldLock, record: DeployRecord, undo: bool, say: Say) -> str:
+def resume(settings: Settings, lock: HeldLock, record: DeployRecord, *, undo: bool, say: Say) -> str:
     """Finish a restore a killed run left halfway (load the dump again), or undo it (the replaced tables back)."""
     control = Session.of(lock.connection)
     if not undo:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 Say = Callable[[str], None]
 
 
-def rollback(settings: Settings, lock: HeldLock, deploy_id: str, from_revisions: tuple[str, ...],
+def rollback(settings: Settings, lock: HeldLock, *, deploy_id: str, from_revisions: tuple[str, ...],
              say: Say) -> revert.RevertOutcome:
     """Undo what deploy_id changed; alembic_version back to from_revisions. The caller holds the lock
     and has recorded the deploy as rolling back."""
@@ -45,7 +45,7 @@ def rollback(settings: Settings, lock: HeldLock, deploy_id: str, from_revisions:
     return outcome
 
 
-def settle(settings: Settings, lock: HeldLock, deploy_id: str) -> list[str]:
+def settle(settings: Settings, lock: HeldLock, *, deploy_id: str) -> list[str]:
     """Drop the holding tables and triggers a finished deploy kept; return the tables dropped."""
     with connect(settings, guard_ddl=True) as connection:
         return revert.settle(Session.of(lock.connection), Session.autocommitting(connection), deploy_id)
