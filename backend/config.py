@@ -107,11 +107,12 @@ def _statements(name: str, raw: str, default: tuple[str, ...]) -> tuple[str, ...
     return tuple(part.strip() for part in raw.split(";;") if part.strip())
 
 
-def _choice(choices: tuple[str, ...], described: str) -> Reader:
+def _choice(choices: tuple[str, ...], rule: str) -> Reader:
+    """One of choices; rule says which, after the variable's name ("must be one of ...")."""
     def read(name: str, raw: str, default: str) -> str:
         value = (raw or default).strip().lower()
         if value not in choices:
-            raise ConfigError(f"{name} must be {described}, got {value!r}")
+            raise ConfigError(f"{name} {rule}, got {value!r}")
         return value
     return read
 
@@ -142,7 +143,7 @@ class Settings:
     # Excluded from repr so the password never reaches logs or tracebacks.
     password: str = _variable("MYSQL_PASSWORD", "", _verbatim, repr=False)
     database: str = _variable("MYSQL_DATABASE", "", _verbatim)
-    environment: str = _variable("APP_ENV", "development", _choice(ENVIRONMENTS, f"one of {', '.join(ENVIRONMENTS)}"))
+    environment: str = _variable("APP_ENV", "development", _choice(ENVIRONMENTS, "must be one of " + ", ".join(ENVIRONMENTS)))
     connect_timeout: int = _variable("MYSQL_CONNECT_TIMEOUT", 5, _nonzero)
     # The revision files; tests and experiments point MIGRATIONS_DIR at their own folder.
     versions_dir: Path = _variable("MIGRATIONS_DIR", PROJECT_ROOT / "alembic" / "versions", _folder)
@@ -150,7 +151,7 @@ class Settings:
     sandbox_dir: Path = _variable("SANDBOX_DIR", PROJECT_ROOT / ".sandbox", _folder)
     # "scratch": autogenerate against a throwaway database at head; "database": the configured one.
     autogenerate_against: str = _variable("AUTOGENERATE_AGAINST", "scratch",
-                                          _choice(("scratch", "database"), "scratch or database"))
+                                          _choice(("scratch", "database"), "must be scratch or database"))
     # A database the tool may empty and reuse for its throwaway schemas (autogenerate, drift,
     # recover, lint, the DDL probe), for an account that may not create databases; "": create them.
     scratch_database: str = _variable("SCRATCH_DATABASE", "", _verbatim)
