@@ -27,7 +27,7 @@ def test_create_list_drop(settings):
     assert not admin.database_exists(settings)
     assert admin.create_database(settings) is True
     assert admin.create_database(settings) is False
-    assert admin.list_tables(settings) == ["alembic_version"]
+    assert admin.list_tables(settings) == []
     assert admin.drop_database(settings) is True
     assert admin.drop_database(settings) is False
 
