@@ -1,12 +1,15 @@
 """Alembic environment: the URL comes from backend.config.Settings, never from alembic.ini.
 
-Run by `invoke db.*` (which passes Settings and an open connection in config.attributes)
-and by the plain `alembic` command line (which loads Settings from the environment).
+Run by `invoke db.*` (which passes Settings and an open connection in config.attributes),
+by pytest-alembic (which passes an Engine there, as Alembic's cookbook does) and by the plain
+`alembic` command line (which loads Settings from the environment).
 """
 
 from __future__ import annotations
 
 from logging.config import fileConfig
+
+from sqlalchemy.engine import Connection
 
 from alembic import context
 from backend.config import load_settings
@@ -43,11 +46,13 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        _run_on(connection)
+    connectable = config.attributes.get("connection")
+    if isinstance(connectable, Connection):
+        _run_on(connectable)
         return
-    with make_engine(settings).begin() as own_connection:
+    engine = connectable if connectable is not None else make_engine(settings)
+    # connect(), not begin(): an outer transaction would make Alembic skip the per-revision commits.
+    with engine.connect() as own_connection:
         _run_on(own_connection)
 
 

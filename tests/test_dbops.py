@@ -9,7 +9,7 @@ import pytest
 
 from backend.dbops import admin, migrate
 from backend.dbops.check import run_check
-from backend.dbops.connection import connect, parse_server_version, server_info
+from backend.dbops.connection import connect, make_engine, parse_server_version, server_info
 from backend.dbops.errors import (
     AccessDenied,
     NotConfigured,
@@ -268,3 +268,35 @@ def test_tool_tables_as_released(created_database, mysql_server):
         assert migrate.downgrade(released, "base") == [HEAD]
     finally:
         admin.drop_database(released)
+
+
+NEXT_REVISIONS = {
+    "b1b1b1b1b1b1": (HEAD, 'op.execute("SELECT 1")'),
+    "c2c2c2c2c2c2": ("b1b1b1b1b1b1", 'raise RuntimeError("stop at c2")'),
+}
+
+
+def test_env_py_takes_an_engine_or_a_connection(created_database, tmp_path):
+    """Alembic's cookbook and pytest-alembic hand env.py an Engine, db.* a Connection; with an Engine
+    each revision is still committed on its own, so a failure keeps the revisions before it."""
+    from alembic import command
+
+    versions = copy_versions(tmp_path / "versions")
+    for revision, (parent, body) in NEXT_REVISIONS.items():
+        (versions / f"{revision}_next.py").write_text(
+            f'revision = "{revision}"\ndown_revision = "{parent}"\nbranch_labels = None\ndepends_on = None\n\n'
+            f"from alembic import op\n\n\ndef upgrade() -> None:\n    {body}\n\n\n"
+            "def downgrade() -> None:\n    pass\n"
+        )
+    settings = replace(created_database, versions_dir=versions)
+    config = migrate.alembic_config(settings)
+    config.attributes["connection"] = make_engine(settings)
+    with pytest.raises(RuntimeError, match="stop at c2"):
+        command.upgrade(config, "heads")
+    # b1 changes no schema, so no DDL's implicit commit would save its version row: only its own commit did.
+    assert migrate.current(settings) == ("b1b1b1b1b1b1",)
+    with connect(settings) as connection:
+        command.downgrade(migrate.alembic_config(settings, connection), "base")
+        connection.commit()
+    assert migrate.current(settings) == ()
+    assert admin.list_tables(settings) == ["alembic_version"]
