@@ -531,7 +531,7 @@ def drift(c, format="text"):
 @cli_errors
 def deploys(c, limit=20):
     """List recorded deploys: when, who, from and to revision, status, backup, step timings."""
-    from backend.dbops.deploy import list_deploys
+    from backend.dbops.deploy_history import list_deploys
 
     rows = list_deploys(_settings(), int(limit))
     if not rows:

@@ -24,15 +24,16 @@ from typing import TYPE_CHECKING
 from ..config import Settings
 from . import journal, migrate
 from .connection import connect, require_configured
+from .deploy_history import SUCCEEDED, DeployRecord, StepResult, record_start, record_update
+from .drift import LIVE, MIGRATIONS, Difference, compare_snapshots
 from .errors import RevisionError
 from .lock import migration_lock
+from .snapshot import schema_snapshot
 from .tool_tables import ignored_tables
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
     from sqlalchemy.engine import Connection
-
-    from .drift import Difference
 
 # How an adoption is recorded in alembic_deploys, beside deploys and restores.
 ADOPT_TARGET = "adopt"
@@ -90,8 +91,6 @@ def adoption_hint(connection: Connection, script: ScriptDirectory, current: Sequ
 
 
 def _live_state(settings: Settings) -> tuple[tuple[str, ...], dict]:
-    from .snapshot import schema_snapshot
-
     with connect(settings) as connection:
         migrate.refuse_unfinished(connection)
         return (migrate.current_heads(connection),
@@ -100,9 +99,6 @@ def _live_state(settings: Settings) -> tuple[tuple[str, ...], dict]:
 
 def compare(settings: Settings, revision: str = "head") -> Adoption:
     """Compare the live database with the schema revision builds in a scratch database; change nothing."""
-    from .drift import LIVE, MIGRATIONS, compare_snapshots
-    from .snapshot import schema_snapshot
-
     require_configured(settings)
     script = migrate.script_directory(settings)
     wanted = migrate.resolve_target(script, revision)
@@ -153,8 +149,6 @@ def adopt(settings: Settings, revision: str = "head",
 
 def _record(settings: Settings, control: Connection, adoption: Adoption, seconds: float) -> None:
     """The revisions' checksums in the journal, the adoption (seconds: its comparison) in the deploy history."""
-    from .deploy import SUCCEEDED, DeployRecord, StepResult, record_start, record_update
-
     script = migrate.script_directory(settings)
     journal.ensure_journal(control)
     for step in migrate.pending(script, (), adoption.revision):

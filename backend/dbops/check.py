@@ -8,14 +8,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import journal, migrate
+from . import ddl_guard, journal, migrate
 from .adopt import adoption_hint
+from .backup import data_and_index_bytes
 from .connection import connect, require_configured, server_info
+from .deploy_history import RESTORE_TARGET, ROLLING_BACK, RUNNING, load_records
 from .errors import AccessDenied, DbOpsError, UnknownDatabase
 from .guards import read_only_flags, read_only_message
 from .lock import describe_holder, lock_name
-from .privileges import AccountCheck, check_account
+from .privileges import DATABASE_PRIVILEGES, SCHEMA_PRIVILEGES, grant_target, read_account
+from .scratch import PURPOSES, generated_name, unusable
 from .tool_tables import ignored_tables
+from .undo import holding, log
+from .undo.session import Session
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -50,8 +55,6 @@ class CheckReport:
 
 
 def database_size(connection: Connection, database: str) -> int:
-    from .backup import data_and_index_bytes
-
     return sum(data_and_index_bytes(connection, database))
 
 
@@ -160,6 +163,47 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
     return report
 
 
+@dataclass
+class AccountCheck:
+    """What db.check says about the account: problems with the managed database and with scratch databases."""
+
+    database: list[str] = field(default_factory=list)
+    scratch: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+
+
+def check_account(connection: Connection, settings: Settings) -> AccountCheck:
+    """Compare the session's privileges with what upgrade, backup, restore and the scratch databases need."""
+    account = read_account(connection)
+    result = AccountCheck(roles=account.roles)
+    user = settings.user
+    missing = account.lacks(settings.database, DATABASE_PRIVILEGES)
+    if missing:
+        result.database.append(f"{user} lacks {', '.join(missing)} on {settings.database}")
+    if account.lacks_super_for_triggers():
+        result.database.append(f"binary logging is on: {user} needs SUPER to create the triggers a deploy and a "
+                               "restore use, or set log_bin_trust_function_creators=ON")
+    if settings.scratch_database:
+        reason = unusable(connection, settings)
+        if reason:
+            result.scratch.append(reason)
+        else:
+            missing = account.lacks(settings.scratch_database, SCHEMA_PRIVILEGES)
+            if missing:
+                result.scratch.append(f"{user} lacks {', '.join(missing)} on SCRATCH_DATABASE {settings.scratch_database}")
+        return result
+    for purpose in PURPOSES:
+        missing = account.lacks(generated_name(settings, purpose, "0" * 8), SCHEMA_PRIVILEGES)
+        if missing:
+            result.scratch.append(
+                f"{user} may not create scratch databases (it lacks {', '.join(missing)} on "
+                f"{generated_name(settings, purpose, '…')}): grant {', '.join(SCHEMA_PRIVILEGES)} ON "
+                f"{grant_target(settings.database[:40] + '_')}, or set SCRATCH_DATABASE to a database it may empty"
+            )
+            break
+    return result
+
+
 def _check_privileges(report: CheckReport, settings: Settings, account: AccountCheck | None) -> None:
     if account is None:
         report.add("privileges", True, "could not read the grants of the current user", warning=True)
@@ -181,10 +225,6 @@ def _check_unfinished(report: CheckReport, settings: Settings, own_deploy: str |
     """Rollbacks and restores a killed run left halfway fail; an interrupted deploy is named;
     what finished deploys keep aside is listed with its size."""
     from sqlalchemy import text
-
-    from .deploy import RESTORE_TARGET, ROLLING_BACK, RUNNING, load_records
-    from .undo import holding, log
-    from .undo.session import Session
 
     with connect(settings) as connection:
         name = lock_name(settings.database)
@@ -234,10 +274,8 @@ def _check_checksums(report: CheckReport, script, current: tuple[str, ...], reco
 
 def _check_rehearsal(report: CheckReport, settings: Settings) -> None:
     """The pending revisions run on an empty copy of the schema, and leave what the models describe."""
-    from .ddl_guard import check
-
     try:
-        statements = check(settings)
+        statements = ddl_guard.check(settings)
     except DbOpsError as exc:  # a failing statement, a schema verify would refuse, a big table copy
         report.add("rehearsal", False, str(exc))
         return

@@ -20,6 +20,7 @@ from .errors import (
     UnknownDatabase,
 )
 from .identifiers import validate_identifier
+from .sql import first_keyword
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
@@ -72,7 +73,6 @@ def _ddl_guarded_cursor(retries: int, wait_seconds: int) -> type:
     import pymysql.cursors
 
     from . import mdl
-    from .sql import first_keyword
 
     class DDLGuardedCursor(pymysql.cursors.Cursor):
         def execute(self, query, args=None):

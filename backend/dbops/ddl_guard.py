@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from ..config import Settings
 from . import migrate
 from .connection import connect
+from .drift import models_against
 from .errors import DbOpsError
 from .identifiers import quote_identifier
 from .scratch import scratch_schema
@@ -176,8 +177,6 @@ def _copy_structure(connection: Connection, live: str, ignored: Container[str]) 
 def rehearse(settings: Settings, target: str = "head", downgrade: bool = False) -> Rehearsal:
     """Run the revisions pending up to target (or reverted down to it) on an empty copy."""
     from sqlalchemy.exc import DBAPIError
-
-    from .drift import models_against
 
     script = migrate.script_directory(settings)
     to_head = not downgrade and set(migrate.resolve_target(script, target)) == set(script.get_heads())

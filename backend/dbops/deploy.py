@@ -18,33 +18,41 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..config import Settings
 from . import migrate
+from .backup import Progress, backup
 from .check import run_check
 from .connection import connect
+from .ddl_guard import check as ddl_check
+from .deploy_history import (
+    DOWNGRADE_PREFIX,
+    FAILED,
+    FINISHED,
+    ROLLBACK_INCOMPLETE,
+    ROLLED_BACK,
+    ROLLING_BACK,
+    SUCCEEDED,
+    DeployRecord,
+    StepResult,
+    close_abandoned,
+    load_records,
+    record_start,
+    record_update,
+)
 from .errors import DbOpsError
-from .lock import migration_lock
-from .tool_tables import DEPLOYS, CreateIfMissing
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
-    from .backup import Progress
-    from .lock import HeldLock
+from .lock import HeldLock, migration_lock
+from .restart import restart
+from .rollback import rollback, settle
+from .undo import log
+from .undo.capture import DeployCapture, preflight_problems
+from .undo.session import Session
+from .verify import verify
 
 Say = Callable[[str], None]
-
-SUCCEEDED, ROLLED_BACK, FAILED, RUNNING = "succeeded", "rolled back", "failed", "running"
-ROLLBACK_INCOMPLETE, ROLLING_BACK = "rollback incomplete", "rolling back"
-# A restore is recorded beside the deploys, with this target; a downgrade with this prefix.
-RESTORE_TARGET = "restore"
-DOWNGRADE_PREFIX = "down:"
-FINISHED = (SUCCEEDED, ROLLED_BACK, FAILED, ROLLBACK_INCOMPLETE)
 
 
 class DeployFailed(DbOpsError):
@@ -53,36 +61,6 @@ class DeployFailed(DbOpsError):
     def __init__(self, message: str, record: DeployRecord) -> None:
         super().__init__(message)
         self.record = record
-
-
-@dataclass
-class StepResult:
-    name: str
-    status: str  # ok, failed, skipped
-    seconds: float
-    detail: str = ""
-
-
-@dataclass
-class DeployRecord:
-    id: str
-    database: str
-    environment: str
-    target: str
-    os_user: str
-    host: str
-    started_at: str
-    from_revision: list[str] = field(default_factory=list)
-    to_revision: list[str] | None = None
-    status: str = RUNNING
-    backup_file: str | None = None
-    steps: list[StepResult] = field(default_factory=list)
-    message: str = ""
-    finished_at: str | None = None
-    applied: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -130,86 +108,9 @@ def make_plan(settings: Settings, target: str = "head") -> DeployPlan:
                       [(step.revision, (step.doc or "").strip()) for step in steps], sql)
 
 
-def record_start(connection: Connection, record: DeployRecord) -> None:
-    from sqlalchemy import text
-
-    connection.execute(CreateIfMissing(DEPLOYS))
-    connection.execute(
-        text(f"INSERT INTO {DEPLOYS.name} (id, started_at, os_user, host, environment, target, from_revision, "
-             "status, backup_file, steps) VALUES (:id, UTC_TIMESTAMP(6), :user, :host, :env, :target, :from_rev, "
-             ":status, :backup, '[]')"),
-        {"id": record.id, "user": record.os_user, "host": record.host, "env": record.environment,
-         "target": record.target, "from_rev": ",".join(record.from_revision) or "base", "status": record.status,
-         "backup": record.backup_file},
-    )
-
-
-def record_update(connection: Connection, record: DeployRecord, final: bool = False) -> None:
-    from sqlalchemy import text
-
-    connection.execute(
-        text(f"UPDATE {DEPLOYS.name} SET status = :status, to_revision = :to_rev, backup_file = :backup, "
-             "steps = :steps, message = :message"
-             + (", finished_at = UTC_TIMESTAMP(6)" if final else "") + " WHERE id = :id"),
-        {"status": record.status, "to_rev": None if record.to_revision is None else
-         (",".join(record.to_revision) or "base"), "backup": record.backup_file,
-         "steps": json.dumps([asdict(step) for step in record.steps]), "message": record.message[:4000],
-         "id": record.id},
-    )
-
-
-def list_deploys(settings: Settings, limit: int = 20) -> list[dict]:
-    """Recorded deploys, newest first."""
-    from sqlalchemy import inspect, text
-
-    with connect(settings) as connection:
-        if DEPLOYS.name not in inspect(connection).get_table_names():
-            return []
-        rows = connection.execute(
-            text(f"SELECT * FROM {DEPLOYS.name} ORDER BY started_at DESC LIMIT :limit"), {"limit": limit}
-        ).mappings()
-        return [{**row, "steps": json.loads(row["steps"] or "[]")} for row in rows]
-
-
-def _revisions(value: str | None) -> list[str] | None:
-    return None if value is None else [] if value == "base" else value.split(",")
-
-
-def load_records(connection: Connection, statuses: tuple[str, ...] = (),
-                 finished_before_hours: float | None = None) -> list[DeployRecord]:
-    """Recorded deploys and restores, oldest first, filtered by status or finish time."""
-    from sqlalchemy import bindparam, inspect, text
-
-    if DEPLOYS.name not in inspect(connection).get_table_names():
-        return []
-    where, params = [], {}
-    if statuses:
-        where.append("status IN :statuses")
-        params["statuses"] = list(statuses)
-    if finished_before_hours is not None:
-        where.append("finished_at <= UTC_TIMESTAMP(6) - INTERVAL :seconds SECOND")
-        params["seconds"] = int(finished_before_hours * 3600)
-    query = text(f"SELECT id, environment, target, os_user, host, started_at, from_revision, to_revision, status, "
-                 f"backup_file, steps, message, finished_at FROM {DEPLOYS.name}"
-                 + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at")
-    if statuses:
-        query = query.bindparams(bindparam("statuses", expanding=True))
-    return [DeployRecord(
-        id=row.id, database="", environment=row.environment, target=row.target, os_user=row.os_user,
-        host=row.host, started_at=f"{row.started_at:%Y-%m-%d %H:%M:%S}", from_revision=_revisions(row.from_revision),
-        to_revision=_revisions(row.to_revision), status=row.status, backup_file=row.backup_file,
-        steps=[StepResult(**step) for step in json.loads(row.steps or "[]")], message=row.message or "",
-        finished_at=None if row.finished_at is None else f"{row.finished_at:%Y-%m-%d %H:%M:%S}",
-    ) for row in connection.execute(query, params)]
-
-
 def settle_deploys(settings: Settings, lock, older_than_hours: float | None = None,
                    deploy_id: str | None = None) -> list[tuple[str, list[str]]]:
     """Drop what finished deploys (and restores) kept aside; [(deploy id, tables dropped)]."""
-    from .rollback import settle
-    from .undo import log
-    from .undo.session import Session
-
     control = Session.of(lock.connection)
     unsettled = {entry.deploy_id for entry in log.entries(control) if entry.status != log.SETTLED}
     if not unsettled:
@@ -219,19 +120,6 @@ def settle_deploys(settings: Settings, lock, older_than_hours: float | None = No
         if record.id in unsettled and record.id.startswith(deploy_id or ""):
             done.append((record.id, settle(settings, lock, deploy_id=record.id)))
     return done
-
-
-def close_abandoned(lock, own_deploy: str) -> None:
-    """Deploys a killed run left 'running' before they changed anything: recorded as failed."""
-    from .undo import log
-    from .undo.session import Session
-
-    changed = {entry.deploy_id for entry in log.entries(Session.of(lock.connection))}
-    for record in load_records(lock.connection, (RUNNING,)):
-        if record.id != own_deploy and record.id not in changed and record.target != RESTORE_TARGET:
-            record.status = FAILED
-            record.message = "interrupted before it changed the database"
-            record_update(lock.connection, record, final=True)
 
 
 def settle_expired(settings: Settings, lock) -> list[tuple[str, list[str]]]:
@@ -336,9 +224,6 @@ class _DeployRun:
     # ---- steps: each returns a one-line detail or raises
 
     def step_preflight(self) -> str:
-        from .ddl_guard import check as ddl_check
-        from .undo.capture import preflight_problems
-
         report = run_check(self.settings, own_deploy=self.record.id, rehearse=False)
         if not report.ok:
             raise _StepError("; ".join(f"{item.name}: {item.detail}" for item in report.failures))
@@ -355,8 +240,6 @@ class _DeployRun:
             f": {', '.join(self.pending)}" if self.pending else "")
 
     def step_backup(self) -> str:
-        from .backup import backup
-
         if not self.pending:
             return "skipped: nothing to apply"
         result = backup(self.settings, progress=self.progress)
@@ -365,8 +248,6 @@ class _DeployRun:
         return f"{self.backup_path.name}, {result.manifest.bytes / 1e6:,.1f} MB"
 
     def step_upgrade(self) -> str:
-        from .undo.capture import DeployCapture
-
         def before_each(step, direction: str) -> None:
             self.say(f"  {'→' if direction == 'upgrade' else '←'} {step.revision}  {(step.doc or '').strip()}")
 
@@ -383,8 +264,6 @@ class _DeployRun:
     step_downgrade = step_upgrade
 
     def step_verify(self) -> str:
-        from .verify import verify
-
         if self.downgrade:
             script = migrate.script_directory(self.settings)
             applied = migrate.applied_revisions(script, tuple(self.record.from_revision))
@@ -397,8 +276,6 @@ class _DeployRun:
         return "; ".join(f"{item.name} ok" for item in report.items)
 
     def step_restart(self) -> str:
-        from .restart import restart
-
         result = restart(self.settings, expected_revision=",".join(migrate.current(self.settings)) or "base")
         return f"restarted in {result.command_seconds:.1f} s; {result.health.describe()}"
 
@@ -429,8 +306,6 @@ class _DeployRun:
 def finish_rollback(settings: Settings, lock, record: DeployRecord, *, failure: str, say: Say) -> None:
     """Undo the deploy's changes and record the outcome, its message beginning with failure ("<step>
     failed: <why>"); also db.recover's way to finish a killed rollback."""
-    from .rollback import rollback
-
     try:
         outcome = rollback(settings, lock, deploy_id=record.id, from_revisions=tuple(record.from_revision), say=say)
     except Exception as error:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from .sql import first_keyword
+from .sql import SQLSyntaxError, Statement, first_keyword
 from .tool_tables import TOOL_TABLES
 
 logger = logging.getLogger(__name__)
@@ -59,8 +59,6 @@ def is_ddl(sql: str) -> bool:
 
 def ddl_tables(sql: str) -> list[str]:
     """The tables a DDL statement needs an exclusive metadata lock on (best effort; [] when unknown)."""
-    from .sql import SQLSyntaxError, Statement
-
     try:
         statement = Statement.parse(sql)
     except SQLSyntaxError:

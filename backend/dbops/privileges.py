@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..config import Settings
 from .sql import SQLSyntaxError, Statement
 
 if TYPE_CHECKING:
@@ -175,46 +174,3 @@ def read_account(connection: Connection) -> Account:
         and variables.get("log_bin_trust_function_creators") in ("OFF", "0"),
         roles=roles,
     )
-
-
-@dataclass
-class AccountCheck:
-    """What db.check says about the account: problems with the managed database and with scratch databases."""
-
-    database: list[str] = field(default_factory=list)
-    scratch: list[str] = field(default_factory=list)
-    roles: list[str] = field(default_factory=list)
-
-
-def check_account(connection: Connection, settings: Settings) -> AccountCheck:
-    """Compare the session's privileges with what upgrade, backup, restore and the scratch databases need."""
-    from .scratch import PURPOSES, generated_name, unusable
-
-    account = read_account(connection)
-    result = AccountCheck(roles=account.roles)
-    user = settings.user
-    missing = account.lacks(settings.database, DATABASE_PRIVILEGES)
-    if missing:
-        result.database.append(f"{user} lacks {', '.join(missing)} on {settings.database}")
-    if account.lacks_super_for_triggers():
-        result.database.append(f"binary logging is on: {user} needs SUPER to create the triggers a deploy and a "
-                               "restore use, or set log_bin_trust_function_creators=ON")
-    if settings.scratch_database:
-        reason = unusable(connection, settings)
-        if reason:
-            result.scratch.append(reason)
-        else:
-            missing = account.lacks(settings.scratch_database, SCHEMA_PRIVILEGES)
-            if missing:
-                result.scratch.append(f"{user} lacks {', '.join(missing)} on SCRATCH_DATABASE {settings.scratch_database}")
-        return result
-    for purpose in PURPOSES:
-        missing = account.lacks(generated_name(settings, purpose, "0" * 8), SCHEMA_PRIVILEGES)
-        if missing:
-            result.scratch.append(
-                f"{user} may not create scratch databases (it lacks {', '.join(missing)} on "
-                f"{generated_name(settings, purpose, '…')}): grant {', '.join(SCHEMA_PRIVILEGES)} ON "
-                f"{grant_target(settings.database[:40] + '_')}, or set SCRATCH_DATABASE to a database it may empty"
-            )
-            break
-    return result

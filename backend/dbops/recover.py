@@ -21,9 +21,11 @@ from ..config import Settings
 from . import journal, migrate
 from .connection import connect
 from .converge import align_column_order, converge, reflect_schema
-from .deploy import FAILED, RESTORE_TARGET, ROLLING_BACK, RUNNING, finish_rollback, load_records, record_update
+from .deploy import finish_rollback
+from .deploy_history import FAILED, RESTORE_TARGET, ROLLING_BACK, RUNNING, load_records, record_update
 from .errors import DbOpsError, Refused, RevisionError
 from .lock import HeldLock, migration_lock
+from .restore import resume
 from .scratch import ScratchUnavailable
 from .snapshot import differing_tables, schema_snapshot
 from .tool_tables import ignored_tables
@@ -55,8 +57,6 @@ def recover(settings: Settings, mode: str | None = None, lock: HeldLock | None =
                     if entry.status not in (log.SETTLED, log.UNDONE)}
         restore = next((record for record in records if record.target == RESTORE_TARGET), None)
         if restore is not None:
-            from .restore import resume
-
             what = resume(settings, held, restore, undo=mode == "undo", say=say)
             return Recovered(what, migrate.current(settings))
         rolling = next((record for record in records if record.status == ROLLING_BACK), None)

@@ -21,7 +21,7 @@ from ..config import Settings
 from . import admin, migrate
 from .backup import Manifest, load_dump, verify_backup
 from .connection import connect, require_configured
-from .deploy import (
+from .deploy_history import (
     RESTORE_TARGET,
     ROLLBACK_INCOMPLETE,
     ROLLED_BACK,

@@ -26,6 +26,7 @@ from .connection import connect, require_configured
 from .errors import AccessDenied, DbOpsError, Refused
 from .identifiers import SYSTEM_SCHEMAS, quote_identifier
 from .lock import MAX_LOCK_NAME
+from .privileges import SCHEMA_PRIVILEGES, like_escape
 from .tool_tables import HISTORY_TABLES
 
 if TYPE_CHECKING:
@@ -138,7 +139,6 @@ def _drop_abandoned(control: Connection, settings: Settings) -> None:
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
-    from .privileges import like_escape
 
     generated = re.compile(re.escape(settings.database[:40]) + f"_({'|'.join(PURPOSES)})_[0-9a-f]{{8}}")
     names = control.execute(text("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :p"),
@@ -154,7 +154,6 @@ def _drop_abandoned(control: Connection, settings: Settings) -> None:
 def _created(settings: Settings, purpose: str) -> Iterator[Settings]:
     from sqlalchemy import text
 
-    from .privileges import SCHEMA_PRIVILEGES, like_escape
 
     scratch = replace(settings, database=generated_name(settings, purpose))
     lock = _lock_name(scratch.database)

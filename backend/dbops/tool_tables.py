@@ -56,7 +56,7 @@ JOURNAL = Table(
     **_TABLE_OPTIONS,
 )
 
-# Every deploy, restore and adoption (deploy.py).
+# Every deploy, restore and adoption (deploy_history.py).
 DEPLOYS = Table(
     "alembic_deploys", metadata,
     Column("id", String(36), primary_key=True),

@@ -10,6 +10,7 @@ application table's CHECKSUM TABLE as in a clean run and the lock free.
 
 from __future__ import annotations
 
+import re
 from contextlib import ExitStack
 from dataclasses import replace
 
@@ -58,6 +59,11 @@ PHASES = {
 }
 
 
+def verify_lock(database: str) -> str:
+    """The named lock the test holds and the verify step's smoke SQL waits for."""
+    return f"park-verify:{database}"
+
+
 def park(stack: ExitStack, phase: str, server, database: str) -> None:
     """Hold what keeps the deploy in phase once it gets there."""
     if phase == "lock-wait":
@@ -68,6 +74,8 @@ def park(stack: ExitStack, phase: str, server, database: str) -> None:
         stack.enter_context(held_connection(server, database, "LOCK TABLES alembic_journal WRITE"))
     elif phase == "backup":
         park_dump(stack, server, database)
+    elif phase == "verify":
+        stack.enter_context(held_connection(server, None, f"SELECT GET_LOCK('{verify_lock(database)}', 0)"))
     elif phase.startswith("statement-"):
         hold_window(stack, server, database, int(phase.rsplit("-", 1)[1]))
 
@@ -90,11 +98,9 @@ def wait_in_phase(phase: str, deploy: Spawned, server, database: str, stack: Exi
         count = int(phase.rsplit("-", 1)[1])
         wait_until(lambda: in_window(server, database, count), f"the window after {count} statement(s)")
     elif phase == "verify":
-        # Once the backup has read users, the smoke SQL of verify is the next to need it.
-        deploy.wait_for("▶ upgrade")
-        stack.enter_context(held_connection(server, database, "LOCK TABLES users WRITE"))
+        # The smoke SQL waits for a lock the test holds from the start: no race with a fast upgrade.
         deploy.wait_for("▶ verify")
-        wait_until(lambda: statements_running(server, "FROM users", waiting), "verify's smoke SQL to read users")
+        wait_until(lambda: statements_running(server, re.escape(verify_lock(database))), "verify's smoke SQL")
     elif phase == "restart":
         deploy.wait_for("▶ restart")
         wait_until(lambda: any(cmdline(pid).startswith("sleep 30") for pid in descendants(deploy.pid)),
@@ -113,7 +119,7 @@ def test_sigkill_in_each_phase_then_recover(phase, reference, settings, cli_env,
     assert db_state(mysql_server, database) == reference.before
     env = clean_env(cli_env, reference, tmp_path)
     killed_env = {**env, "RESTART_COMMAND": "sleep 30"} if phase == "restart" else \
-        {**env, "DEPLOY_SMOKE_SQL": "SELECT COUNT(*) FROM users"} if phase == "verify" else env
+        {**env, "DEPLOY_SMOKE_SQL": f"SELECT GET_LOCK('{verify_lock(database)}', 60)"} if phase == "verify" else env
 
     with ExitStack() as stack:
         park(stack, phase, mysql_server, database)

@@ -25,7 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .. import migrate
+from ..connection import connect
 from ..errors import DbOpsError
+from ..sql import SQLSyntaxError, split_statements
 from ..tool_tables import TOOL_TABLES
 from . import holding, log, statements
 from .session import Session, column_list, key_match, q
@@ -101,10 +104,6 @@ def preflight_problems(settings, target: str = "head", downgrade: bool = False) 
     A revision that reads the database to decide what to write renders no offline SQL for
     that part; the hook still refuses such a statement at run time, before it runs.
     """
-    from .. import migrate
-    from ..connection import connect
-    from ..sql import SQLSyntaxError, split_statements
-
     problems: list[str] = []
     created: set[str] = set()
     with connect(settings) as connection:

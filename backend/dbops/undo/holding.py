@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ..tool_tables import HOLD_PREFIX
 from .session import Session, column_list, key_match, q
+from .tabledef import parse
 
 CHUNK_ROWS = 5000
 # Set in every session of the tool (connection init command): its own writes are not the application's.
@@ -256,8 +257,6 @@ def table_triggers(session: Session, table: str) -> list[dict]:
 def free_names(session: Session, hold: str, before: str, triggers: list[dict]) -> None:
     """Drop a held table's triggers, foreign keys and checks: their names are unique in the schema
     (on MySQL), and a table created in its place may need them. before and triggers bring them back."""
-    from .tabledef import parse
-
     for trigger in triggers:
         session.run(f"DROP TRIGGER IF EXISTS {q(trigger['name'])}")
     definition = parse(before)
