@@ -29,7 +29,7 @@ from .errors import DbOpsError
 from .identifiers import quote_identifier
 from .scratch import scratch_schema
 from .sql import first_keyword, split_statements
-from .tool_tables import TOOL_TABLES, ignored_tables
+from .tool_tables import TOOL_TABLES, IgnoredTables, ignored_tables
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -106,7 +106,6 @@ class Rehearsal:
     statements: list[DDLStatement] = field(default_factory=list)  # guarded statements on existing tables
     failure: str = ""  # the first statement that failed, and why
     model_differences: list[str] = field(default_factory=list)  # at head: rehearsed schema vs models
-    unrehearsed: str = ""  # the first revision whose SQL needs the database to be rendered
 
 
 def _table_rows(connection: Connection, database: str) -> dict[str, int]:
@@ -187,14 +186,15 @@ def rehearse(settings: Settings, target: str = "head", downgrade: bool = False) 
         return rehearsal
     ignored = ignored_tables(settings)
     with connect(settings) as connection:
+        if not steps:  # nothing to run: the live schema is what verify will compare
+            rehearsal.model_differences = _model_differences(connection, ignored)
+            return rehearsal
         sizes = _table_rows(connection, settings.database)
     with scratch_schema(settings, "rehearsal") as scratch, connect(scratch) as connection:
         _copy_structure(connection, settings.database, TOOL_TABLES)
         for step, sql in steps:
             if sql is None:
-                # The revision reads the database to decide what to run: the rest cannot be rehearsed.
-                rehearsal.unrehearsed = step.revision
-                return rehearsal
+                return rehearsal  # the revision reads the database to decide what to run: the rest cannot be rehearsed
             reason = _opt_in(Path(step.path))
             for statement in split_statements(sql):
                 if "alembic_version" in statement:
@@ -217,9 +217,12 @@ def rehearse(settings: Settings, target: str = "head", downgrade: bool = False) 
                                          f"{migrate.first_line(exc.orig)}")
                     return rehearsal
         if compare_models:
-            rehearsal.model_differences = [
-                difference.text() for difference in models_against(connection, ignored, "models", "the database")]
+            rehearsal.model_differences = _model_differences(connection, ignored)
     return rehearsal
+
+
+def _model_differences(connection: Connection, ignored: IgnoredTables) -> list[str]:
+    return [difference.text() for difference in models_against(connection, ignored, "models", "the database")]
 
 
 def inspect_pending(settings: Settings, target: str = "head") -> list[DDLStatement]:
