@@ -51,6 +51,12 @@ def _allowed_without_asking(settings: Settings, action: str, database: str, yes:
     return yes
 
 
+def _name_typed_back(ask: Ask, question: str, database: str) -> None:
+    """Refused unless the person at the terminal types the database name back."""
+    if ask(f"{question} Type the database name to go on: ").strip() != database:
+        raise Refused("the name typed did not match: nothing changed")
+
+
 def confirm_destructive(
     settings: Settings,
     action: str,
@@ -68,9 +74,7 @@ def confirm_destructive(
         return
     if ask is None:
         raise Refused(f"{action} of {database!r} needs confirmation: run it in a terminal or pass --yes")
-    answer = ask(f"⚠️  {action} deletes all data in {database!r} on {settings.address}. Type the database name to go on: ")
-    if answer.strip() != database:
-        raise Refused("the name typed did not match: nothing changed")
+    _name_typed_back(ask, f"⚠️  {action} deletes all data in {database!r} on {settings.address}.", database)
 
 
 def confirm_deploy(settings: Settings, yes: bool = False, ask: Ask | None = None) -> None:
@@ -79,9 +83,7 @@ def confirm_deploy(settings: Settings, yes: bool = False, ask: Ask | None = None
         return
     if ask is None:
         raise Refused(f"a deploy to {settings.environment} needs confirmation: run it in a terminal or pass --yes")
-    answer = ask(f"⚠️  Deploy to {settings.environment} {settings.describe()}. Type the database name to go on: ")
-    if answer.strip() != settings.database:
-        raise Refused("the name typed did not match: nothing changed")
+    _name_typed_back(ask, f"⚠️  Deploy to {settings.environment} {settings.describe()}.", settings.database)
 
 
 def confirm_protected(settings: Settings, action: str, yes: bool = False, allow_production: bool = False,
@@ -93,9 +95,7 @@ def confirm_protected(settings: Settings, action: str, yes: bool = False, allow_
     if ask is None or yes:
         raise Refused(f"{action} of {settings.database!r} on the protected {settings.environment} environment needs "
                       "confirmation: run it in a terminal, or pass --yes --allow-production")
-    answer = ask(f"⚠️  {action} on {settings.environment} {settings.describe()}. Type the database name to go on: ")
-    if answer.strip() != settings.database:
-        raise Refused("the name typed did not match: nothing changed")
+    _name_typed_back(ask, f"⚠️  {action} on {settings.environment} {settings.describe()}.", settings.database)
 
 
 def confirm_settle(settings: Settings, yes: bool = False, ask: Ask | None = None) -> None:
@@ -116,7 +116,5 @@ def confirm_adopt(settings: Settings, revision: str, was: str, yes: bool = False
         return
     if ask is None:
         raise Refused(f"adopt of {settings.database!r} needs confirmation: run it in a terminal or pass --yes")
-    answer = ask(f"⚠️  Record {revision} as the revision of {settings.database!r} on {settings.address} "
-                 f"(alembic_version: {was})? Type the database name to go on: ")
-    if answer.strip() != settings.database:
-        raise Refused("the name typed did not match: nothing changed")
+    _name_typed_back(ask, f"⚠️  Record {revision} as the revision of {settings.database!r} on {settings.address} "
+                          f"(alembic_version: {was})?", settings.database)
