@@ -226,6 +226,17 @@ def assert_one_error_line(result: CommandResult) -> str:
     return lines[0]
 
 
+class Answers:
+    """A stand-in for the person at the terminal: gives one answer, keeps the prompts."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer, self.prompts = answer, []
+
+    def __call__(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        return self.answer
+
+
 APP_TABLES = sorted([
     "chat_messages", "chat_sessions", "emotion_analysis", "knowledge", "system_logs", "user_feedback", "users",
 ])

@@ -10,7 +10,7 @@ from backend.dbops.adopt import adopt
 from backend.dbops.check import run_check
 from backend.dbops.errors import Refused, RevisionError
 from backend.dbops.guards import confirm_adopt
-from tests.conftest import APP_TABLES, HEAD, assert_one_error_line, tables, version_rows
+from tests.conftest import APP_TABLES, HEAD, Answers, assert_one_error_line, tables, version_rows
 from tests.test_deploy import versions_with
 
 NEXT = "a1b2c3d4e5f6"  # tests/revisions/halfway: adds users.mood on top of HEAD
@@ -158,15 +158,6 @@ def test_refuse_refused_confirmation_and_what_is_not_to_adopt(settings, mysql_se
     with pytest.raises(RevisionError, match="no tables to adopt"):
         adopt(settings)
     assert run_check(settings).ok  # an empty database at base is not one to adopt
-
-
-class Answers:
-    def __init__(self, answer: str) -> None:
-        self.answer, self.prompts = answer, []
-
-    def __call__(self, prompt: str) -> str:
-        self.prompts.append(prompt)
-        return self.answer
 
 
 def test_confirm_adopt(settings):

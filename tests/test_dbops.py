@@ -20,7 +20,7 @@ from backend.dbops.errors import (
 )
 from backend.dbops.guards import confirm_destructive
 from backend.dbops.tool_tables import HISTORY_TABLES, CreateIfMissing, metadata
-from tests.conftest import APP_TABLES, HEAD, copy_versions
+from tests.conftest import APP_TABLES, HEAD, Answers, copy_versions
 
 
 def test_create_list_drop(settings):
@@ -136,15 +136,6 @@ def test_check_report(created_database):
     migrate.upgrade(created_database)
     report = run_check(created_database)
     assert report.ok and not report.pending and not any(item.warning for item in report.items)
-
-
-class Answers:
-    def __init__(self, answer: str) -> None:
-        self.answer, self.prompts = answer, []
-
-    def __call__(self, prompt: str) -> str:
-        self.prompts.append(prompt)
-        return self.answer
 
 
 def test_guard_outside_production(settings):
