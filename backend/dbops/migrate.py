@@ -73,13 +73,14 @@ def script_directory(settings: Settings) -> ScriptDirectory:
         return ScriptDirectory.from_config(alembic_config(settings))
 
 
-def one_line(message: str | None) -> str:
-    """A revision message as its file keeps it: whitespace runs (newlines too) as one space."""
-    return " ".join((message or "").split())
+def one_line(text: str | None) -> str:
+    """Whitespace runs (newlines too) as one space: how a revision file keeps its message, and an
+    error is shown on one line."""
+    return " ".join((text or "").split())
 
 
 def first_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return one_line(str(exc)) or type(exc).__name__
 
 
 def _explain(exc: BaseException) -> str:
