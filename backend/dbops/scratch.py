@@ -103,34 +103,43 @@ def _empty(scratch: Settings) -> None:
 
 
 @contextmanager
-def _configured(settings: Settings) -> Iterator[Settings]:
+def _holding_lock(settings: Settings, name: str, wait: int) -> Iterator[Connection | None]:
+    """A server-level connection holding the named lock on scratch database name for the block; None
+    when another run holds it beyond wait seconds. The server releases it if this process dies."""
     from sqlalchemy import text
 
+    lock = _lock_name(name)
+    with connect(settings, database=None) as control:
+        control = control.execution_options(isolation_level="AUTOCOMMIT")
+        if control.execute(text("SELECT GET_LOCK(:name, :wait)"), {"name": lock, "wait": wait}).scalar() != 1:
+            yield None
+            return
+        try:
+            yield control
+        finally:
+            with suppress(Exception):  # the connection is gone: the server released the lock with it
+                control.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock})
+
+
+@contextmanager
+def _configured(settings: Settings) -> Iterator[Settings]:
     reason = refusal(settings)
     if reason:
         raise Refused(reason)
     name = settings.scratch_database
     scratch = replace(settings, database=name)
-    lock = _lock_name(name)
-    with connect(settings, database=None) as control:
-        control = control.execution_options(isolation_level="AUTOCOMMIT")
-        if control.execute(text("SELECT GET_LOCK(:name, :wait)"), {"name": lock, "wait": settings.lock_timeout}).scalar() != 1:
+    with _holding_lock(settings, name, settings.lock_timeout) as control:
+        if control is None:
             raise ScratchUnavailable(f"SCRATCH_DATABASE {name!r} is in use by another run; gave up after "
                                      f"{settings.lock_timeout} s")
+        reason = unusable(control, settings)
+        if reason:
+            raise Refused(reason)
+        _empty(scratch)
         try:
-            reason = unusable(control, settings)
-            if reason:
-                raise Refused(reason)
-            _empty(scratch)
-            try:
-                yield scratch
-            finally:
-                _empty(scratch)
+            yield scratch
         finally:
-            try:
-                control.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock})
-            except Exception:
-                pass  # the connection is gone: the server released the lock with it
+            _empty(scratch)
 
 
 def _drop_abandoned(control: Connection, settings: Settings) -> None:
@@ -138,7 +147,6 @@ def _drop_abandoned(control: Connection, settings: Settings) -> None:
     a created scratch database is named by generated_name and locked by its run for its whole life."""
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
-
 
     generated = re.compile(re.escape(settings.database[:40]) + f"_({'|'.join(PURPOSES)})_[0-9a-f]{{8}}")
     names = control.execute(text("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :p"),
@@ -152,31 +160,21 @@ def _drop_abandoned(control: Connection, settings: Settings) -> None:
 
 @contextmanager
 def _created(settings: Settings, purpose: str) -> Iterator[Settings]:
-    from sqlalchemy import text
-
-
     scratch = replace(settings, database=generated_name(settings, purpose))
-    lock = _lock_name(scratch.database)
-    with connect(settings, database=None) as control:
-        control = control.execution_options(isolation_level="AUTOCOMMIT")
-        control.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": lock})  # a new name: free
+    with _holding_lock(settings, scratch.database, 0) as control:  # a new name: free
+        _drop_abandoned(control, settings)
         try:
-            _drop_abandoned(control, settings)
-            try:
-                admin.create_database(scratch, like=settings.database)
-            except AccessDenied:
-                raise ScratchUnavailable(
-                    f"user {settings.user} may not create the scratch database {scratch.database!r}: grant it "
-                    f"{', '.join(SCHEMA_PRIVILEGES)} ON `{like_escape(settings.database[:40] + '_')}%`.*, or set "
-                    "SCRATCH_DATABASE to a database it may empty"
-                ) from None
-            try:
-                yield scratch
-            finally:
-                admin.drop_database(scratch)
+            admin.create_database(scratch, like=settings.database)
+        except AccessDenied:
+            raise ScratchUnavailable(
+                f"user {settings.user} may not create the scratch database {scratch.database!r}: grant it "
+                f"{', '.join(SCHEMA_PRIVILEGES)} ON `{like_escape(settings.database[:40] + '_')}%`.*, or set "
+                "SCRATCH_DATABASE to a database it may empty"
+            ) from None
+        try:
+            yield scratch
         finally:
-            with suppress(Exception):  # the connection is gone: the server released the lock with it
-                control.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock})
+            admin.drop_database(scratch)
 
 
 @contextmanager
