@@ -154,3 +154,35 @@ def test_values_the_application_changed_after_the_deploy_are_kept(settings, cli_
     assert after["system_logs"][1]["message"] == "reused id"
     assert {key: row for key, row in after["system_logs"].items() if key != 1} == \
         {key: row for key, row in before["system_logs"].items() if key != 1}
+
+
+def test_a_failed_production_downgrade_keeps_every_write_of_the_application(settings, cli_env, mysql_server,
+                                                                            tmp_path):
+    """On production a downgrade runs as a deploy: its destructive downgrade() is undone, the writes kept."""
+    database = settings.database
+    prepare(mysql_server, settings)
+    versions = write_revisions(tmp_path, 'op.execute("SELECT 1")',
+                               first_downgrade=f'{KINDS["drop-column"]}\n{PAUSE}\n{FAIL}')
+    env = {**cli_env, **versions, "BACKUP_DIR": str(tmp_path / "backups"), "DEPLOY_VERIFY_MODELS": "0"}
+    assert run_invoke(env, "db.upgrade", "-r", FIRST).returncode == 0
+    schema, sums, before = raw_schema(mysql_server, database), checksums(mysql_server, database), \
+        all_rows(mysql_server, database)
+
+    writer = Writer(cli_env, tmp_path)
+    try:
+        writer.wait_for_writes(20, "before the downgrade")
+        downgrade = run_invoke({**env, "APP_ENV": "production"}, "db.downgrade", "--yes", "--allow-production")
+        writer.wait_for_writes(20, "after the downgrade")
+        writes = writer.stop()
+    finally:
+        writer.kill()
+
+    assert downgrade.returncode == 1, downgrade.output
+    assert "▶ backup" in downgrade.stdout and "▶ downgrade" in downgrade.stdout, downgrade.output
+    assert "downgrade rolled back" in downgrade.stderr and "every write of the application kept" in downgrade.stderr
+    assert raw_schema(mysql_server, database) == schema
+    assert version_rows(mysql_server, database) == [FIRST]
+    assert differences(expected_after(before, writes), all_rows(mysql_server, database)) == []
+    untouched = ("users", "chat_sessions", "emotion_analysis", "user_feedback")
+    now = checksums(mysql_server, database)
+    assert {name: now[name] for name in untouched} == {name: sums[name] for name in untouched}
