@@ -65,9 +65,17 @@ def server_tests(session: nox.Session, server: str) -> None:
     (failed deploys under a live writer, kills of rollbacks and restores), the rehearsal, grants
     and roles, non-ASCII passwords."""
     session.install("-r", "requirements.txt")
-    session.run("pytest", "tests/test_undo_units.py", "tests/faults/test_live_writes.py",
-                "tests/faults/test_rollback_kills.py", "tests/test_rehearsal.py", "tests/test_privileges.py",
-                "tests/test_credentials.py", *session.posargs, env={"TEST_SERVER": server})
+    session.run(
+        "pytest",
+        "tests/test_undo_units.py",
+        "tests/faults/test_live_writes.py",
+        "tests/faults/test_rollback_kills.py",
+        "tests/test_rehearsal.py",
+        "tests/test_privileges.py",
+        "tests/test_credentials.py",
+        *session.posargs,
+        env={"TEST_SERVER": server},
+    )
 
 
 @nox.session(python=False, default=False)

@@ -42,7 +42,9 @@ def cli_errors(body):
             if _debugging():
                 raise
             first = " ".join(str(exc).split())[:300]
-            raise Exit(f"❌ unexpected {type(exc).__name__}: {first} (DB_DEBUG=1 shows the traceback)", code=1) from None
+            raise Exit(
+                f"❌ unexpected {type(exc).__name__}: {first} (DB_DEBUG=1 shows the traceback)", code=1
+            ) from None
 
     return wrapper
 
@@ -153,7 +155,9 @@ def history(c, offline=False):
     revisions = () if offline else migrate.current(settings)
     for info in migrate.history(settings, revisions):
         mark = "  " if offline else "✅" if info.is_applied else "⏳"
-        tags = [tag for tag, on in (("head", info.is_head), ("current", info.is_current), ("merge", info.is_merge)) if on]
+        tags = [
+            tag for tag, on in (("head", info.is_head), ("current", info.is_current), ("merge", info.is_merge)) if on
+        ]
         parents = ", ".join(info.down_revisions) or "base"
         suffix = f" ({', '.join(tags)})" if tags else ""
         _say(f"{mark} {parents} -> {info.revision}{suffix}  {info.message}")
@@ -226,7 +230,9 @@ def revision(c, message="", empty=False):
     if path is None:
         _say("✅ the models and the database agree: no revision written")
     else:
-        _say(f"✅ wrote {path.relative_to(path.parents[2]) if len(path.parents) > 2 else path}: review it before applying")
+        _say(
+            f"✅ wrote {path.relative_to(path.parents[2]) if len(path.parents) > 2 else path}: review it before applying"
+        )
 
 
 @task(help={"message": "Message of the merge revision (default: 'merge heads')."})
@@ -239,8 +245,12 @@ def merge(c, message="merge heads"):
     _say(f"✅ wrote merge revision {path.name}")
 
 
-@task(help={"revision": "Revision to record as applied, without running anything (head, base or an id).",
-            **PROTECTED_HELP})
+@task(
+    help={
+        "revision": "Revision to record as applied, without running anything (head, base or an id).",
+        **PROTECTED_HELP,
+    }
+)
 @cli_errors
 def stamp(c, revision="", yes=False, allow_production=False):
     """Record a revision in alembic_version without running migrations (asks first on a protected environment)."""
@@ -320,8 +330,10 @@ def adopt(c, revision="head", yes=False, allow_production=False):
     settings = _settings()
 
     def confirm(found) -> None:
-        _say(f"✅ the {len(found.tables)} table(s) of {found.database} match revision {found.revision} "
-             "(built in a scratch database)")
+        _say(
+            f"✅ the {len(found.tables)} table(s) of {found.database} match revision {found.revision} "
+            "(built in a scratch database)"
+        )
         for note in found.notes:
             _say(f"⚠️  {note.text()}: left as it is")
         confirm_adopt(settings, found.revision, found.describe_was(), yes, allow_production, _ask())
@@ -330,10 +342,15 @@ def adopt(c, revision="head", yes=False, allow_production=False):
     if not result.matches:
         for difference in result.differences + result.notes:
             _say(f"     {difference.text()}")
-        raise Exit(f"❌ {result.database} differs from revision {result.revision} in {len(result.differences)} "
-                   "place(s): nothing recorded", code=1)
-    _say(f"✅ {result.database} adopted at {result.revision} (alembic_version held {result.describe_was()}); "
-         "`invoke db.upgrade` applies the revisions after it")
+        raise Exit(
+            f"❌ {result.database} differs from revision {result.revision} in {len(result.differences)} "
+            "place(s): nothing recorded",
+            code=1,
+        )
+    _say(
+        f"✅ {result.database} adopted at {result.revision} (alembic_version held {result.describe_was()}); "
+        "`invoke db.upgrade` applies the revisions after it"
+    )
 
 
 @task(
@@ -343,7 +360,7 @@ def adopt(c, revision="head", yes=False, allow_production=False):
         "yes": "Do not ask for confirmation (needed for non-interactive deploys to production).",
         "report": "Also write the deploy record as JSON to this file (for CI).",
         "allow_irreversible": "Also run statements a rollback could not undo (the preflight names them; a rollback "
-                              "then says they were not undone).",
+        "then says they were not undone).",
     }
 )
 @cli_errors
@@ -370,8 +387,9 @@ def deploy(c, to="head", dry_run=False, yes=False, report=None, allow_irreversib
         return
     confirm_deploy(settings, yes, _ask())
     try:
-        record = pipeline.deploy(settings, to, say=_say, progress=_progress_printer(),
-                                 allow_irreversible=allow_irreversible)
+        record = pipeline.deploy(
+            settings, to, say=_say, progress=_progress_printer(), allow_irreversible=allow_irreversible
+        )
     except pipeline.DeployFailed as failure:
         message = f"❌ deploy {failure.record.status}: {failure}"
         if report_file:
@@ -423,12 +441,16 @@ def recover(c, undo=False, finish=False):
 
     if undo and finish:
         raise Exit("❌ choose one: --undo or --finish", code=1)
-    result = run_recover(_settings(), "undo" if undo else "finish" if finish else None, say=lambda line: _say(f"  {line}"))
+    result = run_recover(
+        _settings(), "undo" if undo else "finish" if finish else None, say=lambda line: _say(f"  {line}")
+    )
     for operation in result.operations:
         _say(f"  {operation}")
     if result.data_lost:
-        _say(f"⚠️  data in {', '.join(result.data_lost)} could not come back from the schema alone: "
-             "restore those tables from a backup if it matters")
+        _say(
+            f"⚠️  data in {', '.join(result.data_lost)} could not come back from the schema alone: "
+            "restore those tables from a backup if it matters"
+        )
     if result.remaining:
         raise Exit(f"❌ {result.what}; still differs: {', '.join(result.remaining)}", code=1)
     _say(f"✅ {result.what}; the database is at {', '.join(result.revision_now) or 'base'}")
@@ -540,8 +562,10 @@ def deploys(c, limit=20):
     for row in rows:
         mark = "✅" if row["status"] == "succeeded" else "⏳" if row["status"] == "running" else "❌"
         timings = " ".join(f"{step['name']}={step['seconds']:.1f}s" for step in row["steps"])
-        _say(f"{mark} {row['started_at']:%Y-%m-%d %H:%M:%S} {row['os_user']}@{row['host']} [{row['environment']}] "
-             f"{row['from_revision']} -> {row['to_revision'] or '?'} {row['status']}  {timings}")
+        _say(
+            f"{mark} {row['started_at']:%Y-%m-%d %H:%M:%S} {row['os_user']}@{row['host']} [{row['environment']}] "
+            f"{row['from_revision']} -> {row['to_revision'] or '?'} {row['status']}  {timings}"
+        )
         if row["backup_file"]:
             _say(f"     backup: {row['backup_file']}")
         if row["status"] != "succeeded" and row["message"]:
@@ -581,7 +605,11 @@ def sql(c, start="current", end="", downgrade=False):
         for revision in start.split(","):
             migrate.resolve_target(script, revision)  # refuses one the code does not know
     end = end or ("base" if downgrade else "head")
-    if not downgrade and start != "base" and migrate.pending(migrate.script_directory(settings), start.split(","), end) == []:
+    if (
+        not downgrade
+        and start != "base"
+        and migrate.pending(migrate.script_directory(settings), start.split(","), end) == []
+    ):
         _say(f"-- nothing to run: {start} is already at {end}")
         return
     print(migrate.offline_sql(settings, start, end, downgrade=downgrade), end="")
@@ -598,8 +626,10 @@ def backup(c):
     if progress is not None:
         sys.stdout.write("\r\x1b[K")  # clear the progress line
     manifest = result.manifest
-    _say(f"✅ {result.path}: {backup_ops.format_size(manifest.bytes)}, {len(manifest.tables)} table(s) "
-         f"at {manifest.revision}, {manifest.duration_seconds:.1f} s")
+    _say(
+        f"✅ {result.path}: {backup_ops.format_size(manifest.bytes)}, {len(manifest.tables)} table(s) "
+        f"at {manifest.revision}, {manifest.duration_seconds:.1f} s"
+    )
     for path in result.rotated:
         _say(f"   removed old backup {path.name}")
 
@@ -617,8 +647,10 @@ def backups(c):
     for entry in entries:
         revision = entry.manifest.revision if entry.manifest else "?"
         problem = f"  ({entry.problem})" if entry.problem else ""
-        _say(f"{'✅' if entry.good else '⚠️ '} {entry.when[:19].replace('T', ' ')}  {revision:<12}  "
-             f"{backup_ops.format_size(entry.size):>10}  {entry.path.name}{problem}")
+        _say(
+            f"{'✅' if entry.good else '⚠️ '} {entry.when[:19].replace('T', ' ')}  {revision:<12}  "
+            f"{backup_ops.format_size(entry.size):>10}  {entry.path.name}{problem}"
+        )
 
 
 @task(
@@ -642,33 +674,70 @@ def restore(c, file, into=None, replace=False, yes=False, allow_production=False
     target = into or settings.database
 
     def confirm(manifest) -> None:
-        _say(f"✅ {manifest.file} verified: {manifest.database} at {manifest.revision}, "
-             f"{len(manifest.tables)} table(s), taken {manifest.started_at[:19].replace('T', ' ')} UTC")
+        _say(
+            f"✅ {manifest.file} verified: {manifest.database} at {manifest.revision}, "
+            f"{len(manifest.tables)} table(s), taken {manifest.started_at[:19].replace('T', ' ')} UTC"
+        )
         confirm_destructive(settings, "restore", target, yes, allow_production, _ask())
 
     result = restore_ops.restore(settings, file, into=into, replace=replace, confirm=confirm)
-    _say(f"✅ restored {result.database}: {len(result.tables)} table(s), {sum(result.tables.values())} rows, "
-         f"at {result.manifest.revision}, {result.duration_seconds:.1f} s")
+    _say(
+        f"✅ restored {result.database}: {len(result.tables)} table(s), {sum(result.tables.values())} rows, "
+        f"at {result.manifest.revision}, {result.duration_seconds:.1f} s"
+    )
     if result.kept:
-        _say(f"   the replaced tables are kept as {', '.join(result.kept[:3])}{' ...' if len(result.kept) > 3 else ''}"
-             " until `invoke db.settle`")
+        _say(
+            f"   the replaced tables are kept as {', '.join(result.kept[:3])}{' ...' if len(result.kept) > 3 else ''}"
+            " until `invoke db.settle`"
+        )
     if result.counts_differing:
-        _say(f"⚠️  row counts differ from the manifest's (counted as the dump began): "
-             f"{'; '.join(result.counts_differing[:5])}")
+        _say(
+            f"⚠️  row counts differ from the manifest's (counted as the dump began): "
+            f"{'; '.join(result.counts_differing[:5])}"
+        )
 
 
-db = Collection("db", init, check, current, history, heads, upgrade, downgrade, revision, merge, stamp, adopt, create, drop,
-                reset, sql, deploy, deploys, verify, recover, settle, backup, backups, restore, lint, drift)
+db = Collection(
+    "db",
+    init,
+    check,
+    current,
+    history,
+    heads,
+    upgrade,
+    downgrade,
+    revision,
+    merge,
+    stamp,
+    adopt,
+    create,
+    drop,
+    reset,
+    sql,
+    deploy,
+    deploys,
+    verify,
+    recover,
+    settle,
+    backup,
+    backups,
+    restore,
+    lint,
+    drift,
+)
 
 
 # ---------------------------------------------------------------- sandbox
 
 
-@task(name="up", help={
-    "binary": "Server binary to run (default: mariadbd or mysqld found on this machine).",
-    "server": "Server version to run instead, e.g. mariadb-11.8, mariadb-10.5, mysql-9.7 (from a local binary "
-              "or a Debian chroot, built once; see `python -m backend.dbops.matrix targets`).",
-})
+@task(
+    name="up",
+    help={
+        "binary": "Server binary to run (default: mariadbd or mysqld found on this machine).",
+        "server": "Server version to run instead, e.g. mariadb-11.8, mariadb-10.5, mysql-9.7 (from a local binary "
+        "or a Debian chroot, built once; see `python -m backend.dbops.matrix targets`).",
+    },
+)
 @cli_errors
 def sandbox_up(c, binary=None, server=None):
     """Start the local sandbox server (used when no database is configured)."""

@@ -81,8 +81,11 @@ def serve(
     try:
         service = Service(settings, (host, port))
     except OSError as exc:
-        why = f"port {port} is already in use by another process" if exc.errno == errno.EADDRINUSE else \
-            exc.strerror or str(exc)
+        why = (
+            f"port {port} is already in use by another process"
+            if exc.errno == errno.EADDRINUSE
+            else exc.strerror or str(exc)
+        )
         raise ServiceError(f"cannot listen on {host}:{port}: {why}") from None
     stop = threading.Event()
     # An inherited SIG_IGN stays: a service started in the background survives Ctrl-C in that terminal.

@@ -109,11 +109,13 @@ def _statements(name: str, raw: str, default: tuple[str, ...]) -> tuple[str, ...
 
 def _choice(choices: tuple[str, ...], rule: str) -> Reader:
     """One of choices; rule says which, after the variable's name ("must be one of ...")."""
+
     def read(name: str, raw: str, default: str) -> str:
         value = (raw or default).strip().lower()
         if value not in choices:
             raise ConfigError(f"{name} {rule}, got {value!r}")
         return value
+
     return read
 
 
@@ -129,8 +131,9 @@ def _steps(name: str, raw: str, default: tuple[str, ...]) -> tuple[str, ...]:
 
 def _variable(name: str, default: Any, read: Reader = _text, per_environment: bool = False, **options: Any) -> Any:
     """A field set by the variable `name`; per_environment: <name>_<APP_ENV> wins over <name>."""
-    return field(default=default, metadata={"variable": name, "read": read, "per_environment": per_environment},
-                 **options)
+    return field(
+        default=default, metadata={"variable": name, "read": read, "per_environment": per_environment}, **options
+    )
 
 
 @dataclass(frozen=True)
@@ -143,15 +146,18 @@ class Settings:
     # Excluded from repr so the password never reaches logs or tracebacks.
     password: str = _variable("MYSQL_PASSWORD", "", _verbatim, repr=False)
     database: str = _variable("MYSQL_DATABASE", "", _verbatim)
-    environment: str = _variable("APP_ENV", "development", _choice(ENVIRONMENTS, "must be one of " + ", ".join(ENVIRONMENTS)))
+    environment: str = _variable(
+        "APP_ENV", "development", _choice(ENVIRONMENTS, "must be one of " + ", ".join(ENVIRONMENTS))
+    )
     connect_timeout: int = _variable("MYSQL_CONNECT_TIMEOUT", 5, _nonzero)
     # The revision files; tests and experiments point MIGRATIONS_DIR at their own folder.
     versions_dir: Path = _variable("MIGRATIONS_DIR", PROJECT_ROOT / "alembic" / "versions", _folder)
     config_file: Path | None = None
     sandbox_dir: Path = _variable("SANDBOX_DIR", PROJECT_ROOT / ".sandbox", _folder)
     # "scratch": autogenerate against a throwaway database at head; "database": the configured one.
-    autogenerate_against: str = _variable("AUTOGENERATE_AGAINST", "scratch",
-                                          _choice(("scratch", "database"), "must be scratch or database"))
+    autogenerate_against: str = _variable(
+        "AUTOGENERATE_AGAINST", "scratch", _choice(("scratch", "database"), "must be scratch or database")
+    )
     # A database the tool may empty and reuse for its throwaway schemas (autogenerate, drift,
     # recover, lint, the DDL probe), for an account that may not create databases; "": create them.
     scratch_database: str = _variable("SCRATCH_DATABASE", "", _verbatim)
@@ -178,8 +184,9 @@ class Settings:
     # Application service and its restart
     app_host: str = _variable("APP_HOST", "127.0.0.1")
     app_port: int = _variable("APP_PORT", 8000, _whole)
-    restart_command: str = _variable("RESTART_COMMAND", str(PROJECT_ROOT / "scripts" / "restart_services.sh"),
-                                     _verbatim)
+    restart_command: str = _variable(
+        "RESTART_COMMAND", str(PROJECT_ROOT / "scripts" / "restart_services.sh"), _verbatim
+    )
     health_url: str = _variable("HEALTH_URL", "")  # default: http://app_host:app_port/health
     health_command: str = _variable("HEALTH_COMMAND", "")  # instead of the URL when set
     health_timeout: float = _variable("HEALTH_TIMEOUT", 5.0, _nonzero)
@@ -248,8 +255,9 @@ def _password_from_descriptor(value: str) -> str:
         with os.fdopen(int(value), "rb") as source:
             return source.read().decode("utf-8", "surrogateescape")
     except (ValueError, OSError):
-        raise ConfigError(f"{PASSWORD_FD_VARIABLE}={value!r} does not name an open file descriptor to read "
-                          "the password from") from None
+        raise ConfigError(
+            f"{PASSWORD_FD_VARIABLE}={value!r} does not name an open file descriptor to read the password from"
+        ) from None
 
 
 # The sandbox state's keys: the fields of the connection it supplies.
@@ -275,9 +283,7 @@ def _value(item: Field, values: Mapping[str, str], environment: str = "") -> Any
     return item.default if raw is None else item.metadata["read"](name, raw, item.default)
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, config_file: str | Path | None = None
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, config_file: str | Path | None = None) -> Settings:
     """Build Settings from the environment, a dotenv file and the sandbox state.
 
     A password on the pipe named by MYSQL_PASSWORD_FD counts as the environment's MYSQL_PASSWORD.

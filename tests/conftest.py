@@ -28,8 +28,18 @@ from backend.dbops.tool_tables import HISTORY_TABLES, HOLD_PREFIX
 
 TEST_USER = "migrator"
 # Variables a developer's shell might carry that would leak into the subprocesses.
-CLEARED_VARIABLES = ("MYSQL_HOST", "MYSQL_PORT", "MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_DATABASE", "APP_ENV",
-                     "MIGRATIONS_DIR", "DB_CONFIG_FILE", "DB_DEBUG", "SANDBOX_DIR")
+CLEARED_VARIABLES = (
+    "MYSQL_HOST",
+    "MYSQL_PORT",
+    "MYSQL_USER",
+    "MYSQL_PASSWORD",
+    "MYSQL_DATABASE",
+    "APP_ENV",
+    "MIGRATIONS_DIR",
+    "DB_CONFIG_FILE",
+    "DB_DEBUG",
+    "SANDBOX_DIR",
+)
 
 
 @dataclass(frozen=True)
@@ -42,8 +52,12 @@ class ServerTarget:
 
     def connect(self, database: str | None = None, **kwargs) -> pymysql.Connection:
         return pymysql.connect(
-            host=self.host, port=self.port, user=self.user, password=self.password,
-            database=database, **{"autocommit": True, **kwargs},
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=database,
+            **{"autocommit": True, **kwargs},
         )
 
     def execute(self, database: str | None, *statements: str) -> None:
@@ -70,8 +84,12 @@ def mysql_server(tmp_path_factory) -> ServerTarget:
     url = os.environ.get("TEST_MYSQL_URL")
     if url:
         parts = urlsplit(url)
-        yield ServerTarget(parts.hostname or "127.0.0.1", parts.port or 3306,
-                           unquote(parts.username or "root"), unquote(parts.password or ""))
+        yield ServerTarget(
+            parts.hostname or "127.0.0.1",
+            parts.port or 3306,
+            unquote(parts.username or "root"),
+            unquote(parts.password or ""),
+        )
         return
     instance = start_instance(tmp_path_factory.mktemp("mysql"))
     try:
@@ -98,8 +116,12 @@ def database_name(mysql_server) -> str:
 @pytest.fixture
 def settings(mysql_server, database_name, tmp_path) -> Settings:
     return Settings(
-        host=mysql_server.host, port=mysql_server.port, user=mysql_server.user,
-        password=mysql_server.password, database=database_name, sandbox_dir=tmp_path / "sandbox",
+        host=mysql_server.host,
+        port=mysql_server.port,
+        user=mysql_server.user,
+        password=mysql_server.password,
+        database=database_name,
+        sandbox_dir=tmp_path / "sandbox",
     )
 
 
@@ -121,16 +143,31 @@ def cli_env(settings, tmp_path) -> dict[str, str]:
     empty_config = tmp_path / "config.env"
     empty_config.write_text("")
     env.update(
-        MYSQL_HOST=settings.host, MYSQL_PORT=str(settings.port), MYSQL_USER=settings.user,
-        MYSQL_PASSWORD=settings.password, MYSQL_DATABASE=settings.database,
-        DB_CONFIG_FILE=str(empty_config), SANDBOX_DIR=str(settings.sandbox_dir),
+        MYSQL_HOST=settings.host,
+        MYSQL_PORT=str(settings.port),
+        MYSQL_USER=settings.user,
+        MYSQL_PASSWORD=settings.password,
+        MYSQL_DATABASE=settings.database,
+        DB_CONFIG_FILE=str(empty_config),
+        SANDBOX_DIR=str(settings.sandbox_dir),
     )
     return env
 
 
 # Variables of the service and its restart a developer's shell might carry.
-SERVICE_VARIABLES = ("APP_HOST", "APP_PORT", "RESTART_COMMAND", "HEALTH_URL", "HEALTH_COMMAND", "HEALTH_TIMEOUT",
-                     "HEALTH_RETRIES", "APP_PID_FILE", "APP_LOG_FILE", "PYTHON", "MYSQL_PWD")
+SERVICE_VARIABLES = (
+    "APP_HOST",
+    "APP_PORT",
+    "RESTART_COMMAND",
+    "HEALTH_URL",
+    "HEALTH_COMMAND",
+    "HEALTH_TIMEOUT",
+    "HEALTH_RETRIES",
+    "APP_PID_FILE",
+    "APP_LOG_FILE",
+    "PYTHON",
+    "MYSQL_PWD",
+)
 
 
 def app_pid(pid_file: Path) -> int | None:
@@ -160,8 +197,12 @@ def app_env(cli_env, settings, tmp_path):
     assert dotenv_values(config)["MYSQL_PASSWORD"] == settings.password
     env = {key: value for key, value in cli_env.items() if key not in SERVICE_VARIABLES}
     env.update(
-        DB_CONFIG_FILE=str(config), APP_HOST="127.0.0.1", APP_PORT=str(free_port()), PYTHON=sys.executable,
-        APP_PID_FILE=str(tmp_path / "run" / "app.pid"), APP_LOG_FILE=str(tmp_path / "run" / "app.log"),
+        DB_CONFIG_FILE=str(config),
+        APP_HOST="127.0.0.1",
+        APP_PORT=str(free_port()),
+        PYTHON=sys.executable,
+        APP_PID_FILE=str(tmp_path / "run" / "app.pid"),
+        APP_LOG_FILE=str(tmp_path / "run" / "app.log"),
     )
     yield env
     stop_process(app_pid(Path(env["APP_PID_FILE"])))
@@ -180,8 +221,13 @@ class CommandResult:
 
 def run_invoke(env: dict[str, str], *args: str, input: str | None = None, timeout: float = 180) -> CommandResult:
     completed = subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=PROJECT_ROOT, env=env,
-        input=input if input is not None else "", capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "invoke", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        input=input if input is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     return CommandResult(completed.returncode, completed.stdout, completed.stderr)
 
@@ -189,8 +235,10 @@ def run_invoke(env: dict[str, str], *args: str, input: str | None = None, timeou
 @pytest.fixture
 def invoke(cli_env):
     """invoke(*args) runs the real command line against this test's database."""
+
     def run(*args: str, env: dict[str, str] | None = None, **kwargs) -> CommandResult:
         return run_invoke({**cli_env, **(env or {})}, *args, **kwargs)
+
     return run
 
 
@@ -200,8 +248,11 @@ def tables(server: ServerTarget, database: str) -> list[str]:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (database,))
-            return sorted(row[0] for row in cursor.fetchall()
-                          if row[0] not in HISTORY_TABLES and not row[0].startswith(HOLD_PREFIX))
+            return sorted(
+                row[0]
+                for row in cursor.fetchall()
+                if row[0] not in HISTORY_TABLES and not row[0].startswith(HOLD_PREFIX)
+            )
     finally:
         connection.close()
 
@@ -237,9 +288,17 @@ class Answers:
         return self.answer
 
 
-APP_TABLES = sorted([
-    "chat_messages", "chat_sessions", "emotion_analysis", "knowledge", "system_logs", "user_feedback", "users",
-])
+APP_TABLES = sorted(
+    [
+        "chat_messages",
+        "chat_sessions",
+        "emotion_analysis",
+        "knowledge",
+        "system_logs",
+        "user_feedback",
+        "users",
+    ]
+)
 VERSIONS_DIR = PROJECT_ROOT / "alembic" / "versions"
 HEAD = "e9e7d98878ca"
 

@@ -16,7 +16,6 @@ from tests.test_deploy import versions_with
 NEXT = "a1b2c3d4e5f6"  # tests/revisions/halfway: adds users.mood on top of HEAD
 
 
-
 def old_tool_database(settings, server, revision: str = HEAD):
     """A database at revision whose alembic_version holds what the old tool wrote."""
     create_database(settings)
@@ -29,8 +28,10 @@ def scratch_databases(server, database: str) -> list[str]:
     connection = server.connect()
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
-                           (database + "\\_autogen\\_%",))
+            cursor.execute(
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
+                (database + "\\_autogen\\_%",),
+            )
             return [row[0] for row in cursor.fetchall()]
     finally:
         connection.close()
@@ -83,12 +84,20 @@ def test_adopt_a_hand_made_database(invoke, settings, mysql_server, database_nam
     assert "the schema matches backend/database.py" in check.stdout
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    ("ALTER TABLE users ADD COLUMN favourite_color VARCHAR(20) NULL",
-     "users: column favourite_color: only in live (varchar(20))"),
-    ("DROP INDEX ix_system_logs_created_at ON system_logs",
-     "system_logs: index ix_system_logs_created_at: only in migrations (created_at)"),
-], ids=["extra-column", "missing-index"])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            "ALTER TABLE users ADD COLUMN favourite_color VARCHAR(20) NULL",
+            "users: column favourite_color: only in live (varchar(20))",
+        ),
+        (
+            "DROP INDEX ix_system_logs_created_at ON system_logs",
+            "system_logs: index ix_system_logs_created_at: only in migrations (created_at)",
+        ),
+    ],
+    ids=["extra-column", "missing-index"],
+)
 def test_a_differing_database_is_not_adopted(invoke, settings, mysql_server, database_name, change, expected):
     old_tool_database(settings, mysql_server)
     mysql_server.execute(database_name, change)
@@ -114,8 +123,11 @@ def test_production_needs_allow_production(invoke, settings, mysql_server, datab
 
 def test_bad_revisions(invoke, settings, mysql_server, database_name):
     old_tool_database(settings, mysql_server)
-    for bad, expected in (("x;drop", "malformed revision 'x;drop'"), ("0123456789ab", "unknown revision"),
-                          ("base", "not base")):
+    for bad, expected in (
+        ("x;drop", "malformed revision 'x;drop'"),
+        ("0123456789ab", "unknown revision"),
+        ("base", "not base"),
+    ):
         assert expected in assert_one_error_line(invoke("db.adopt", "-r", bad, "--yes"))
     assert version_rows(mysql_server, database_name) == ["001"]
 
@@ -153,8 +165,12 @@ def test_refuse_refused_confirmation_and_what_is_not_to_adopt(settings, mysql_se
     migrate.stamp(settings, "head")
     with pytest.raises(RevisionError, match="already at"):
         adopt(settings)
-    mysql_server.execute(settings.database, "SET FOREIGN_KEY_CHECKS = 0", f"DROP TABLE {', '.join(APP_TABLES)}",
-            "DELETE FROM alembic_version")
+    mysql_server.execute(
+        settings.database,
+        "SET FOREIGN_KEY_CHECKS = 0",
+        f"DROP TABLE {', '.join(APP_TABLES)}",
+        "DELETE FROM alembic_version",
+    )
     with pytest.raises(RevisionError, match="no tables to adopt"):
         adopt(settings)
     assert run_check(settings).ok  # an empty database at base is not one to adopt

@@ -49,8 +49,15 @@ def _wait_for_health(base_url: str, timeout: float = 90) -> tuple[int, dict]:
 def _process(env: dict[str, str], module: str, *args: str):
     """python -m module args; an empty module runs the code in args[0] (python -c)."""
     command = [sys.executable, "-m", module, *args] if module else [sys.executable, "-c", *args]
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         yield process
     finally:
@@ -136,13 +143,19 @@ def test_restart_waits_for_the_expected_revision(created_database, app_env, invo
 
 def test_restart_and_health_commands(app_env, invoke):
     failing = {**app_env, "RESTART_COMMAND": "sh -c 'echo boom >&2; echo more >&2; exit 3'"}
-    assert "RESTART_COMMAND sh failed with exit code 3: boom" in assert_one_error_line(invoke("app.restart", env=failing))
+    assert "RESTART_COMMAND sh failed with exit code 3: boom" in assert_one_error_line(
+        invoke("app.restart", env=failing)
+    )
     missing = {**app_env, "RESTART_COMMAND": "/nonexistent/restart"}
     assert "cannot run: No such file or directory" in assert_one_error_line(invoke("app.restart", env=missing))
 
     # Neither password variable reaches a command's environment.
-    env = {**app_env, "RESTART_COMMAND": "true", "MYSQL_PWD": "secret",
-           "HEALTH_COMMAND": "sh -c 'test -z \"${MYSQL_PASSWORD+x}${MYSQL_PWD+x}\"'"}
+    env = {
+        **app_env,
+        "RESTART_COMMAND": "true",
+        "MYSQL_PWD": "secret",
+        "HEALTH_COMMAND": "sh -c 'test -z \"${MYSQL_PASSWORD+x}${MYSQL_PWD+x}\"'",
+    }
     ok = invoke("app.restart", env=env)
     assert ok.returncode == 0, ok.output
     assert "HEALTH_COMMAND healthy after 1 attempt(s)" in ok.stdout

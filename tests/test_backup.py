@@ -28,7 +28,7 @@ from tests.faults.conftest import descendants
 
 # Quotes, parentheses, a row separator, backslashes and a newline inside strings: the row
 # counting over the dump must not be fooled by any of them.
-AWKWARD = "it's (a),(b) \\ \"q\" ),( 😀\nline two; -- not a comment"
+AWKWARD = 'it\'s (a),(b) \\ "q" ),( 😀\nline two; -- not a comment'
 SEEDED_ROWS = {"users": 3, "chat_sessions": 2, "chat_messages": 5, "alembic_version": 1}
 
 
@@ -58,13 +58,21 @@ def seeded(settings, mysql_server, tmp_path):
     admin.create_database(settings)
     migrate.upgrade(settings)
     run_sql(
-        mysql_server, settings.database,
+        mysql_server,
+        settings.database,
         "INSERT INTO users (username, password_hash, email) VALUES ('amy', 'h1', 'a@x'), ('bo', 'h2', NULL), "
         "('cy', 'h3', 'c@x')",
         "INSERT INTO chat_sessions (id, user_id, title) VALUES ('s1', 1, 'first'), ('s2', 2, 'second')",
-        many=("INSERT INTO chat_messages (session_id, user_id, role, content) VALUES (%s, %s, %s, %s)",
-              [("s1", 1, "user", AWKWARD), ("s1", 1, "assistant", "fine"), ("s2", 2, "user", "x" * 3000),
-               ("s2", 2, "assistant", ""), ("s1", 3, "system", "\\")]),
+        many=(
+            "INSERT INTO chat_messages (session_id, user_id, role, content) VALUES (%s, %s, %s, %s)",
+            [
+                ("s1", 1, "user", AWKWARD),
+                ("s1", 1, "assistant", "fine"),
+                ("s2", 2, "user", "x" * 3000),
+                ("s2", 2, "assistant", ""),
+                ("s1", 3, "system", "\\"),
+            ],
+        ),
     )
     return replace(settings, backup_dir=tmp_path / "backups")
 
@@ -73,8 +81,11 @@ def seeded(settings, mysql_server, tmp_path):
 def bulky(seeded, mysql_server):
     """Enough rows of long text for a dump that runs a while (about 16 MB)."""
     rows = [("s1", 1, "user", os.urandom(2000).hex()) for _ in range(4000)]
-    run_sql(mysql_server, seeded.database,
-            many=("INSERT INTO chat_messages (session_id, user_id, role, content) VALUES (%s, %s, %s, %s)", rows))
+    run_sql(
+        mysql_server,
+        seeded.database,
+        many=("INSERT INTO chat_messages (session_id, user_id, role, content) VALUES (%s, %s, %s, %s)", rows),
+    )
     run_sql(mysql_server, seeded.database, "ANALYZE TABLE chat_messages")
     return seeded
 
@@ -132,15 +143,20 @@ def test_backup_writes_a_verified_file_and_a_manifest(invoke, seeded, mysql_serv
     started, finished = (datetime.fromisoformat(manifest[key]) for key in ("started_at", "finished_at"))
     assert started.utcoffset().total_seconds() == 0 and started <= finished
     assert 0 < manifest["duration_seconds"] < 120
-    assert subprocess.run(["zstd", "-dc", str(path)], capture_output=True).stdout.rstrip().splitlines()[-1] \
+    assert (
+        subprocess.run(["zstd", "-dc", str(path)], capture_output=True)
+        .stdout.rstrip()
+        .splitlines()[-1]
         .startswith(b"-- Dump completed")
+    )
 
 
 def test_backup_then_restore_brings_everything_back(invoke, seeded, mysql_server):
     before, names = checksums(mysql_server, seeded.database), tables(mysql_server, seeded.database)
     path = backup(seeded).path
     run_sql(
-        mysql_server, seeded.database,
+        mysql_server,
+        seeded.database,
         "DROP TABLE user_feedback",
         "INSERT INTO users (username, password_hash) VALUES ('late', 'h')",
         "DELETE FROM chat_messages WHERE role = 'user'",
@@ -157,7 +173,9 @@ def test_backup_then_restore_brings_everything_back(invoke, seeded, mysql_server
     assert tables(mysql_server, seeded.database) == names
     assert checksums(mysql_server, seeded.database) == before
     # The history tables were neither dumped nor dropped: the journal row written after the backup stays.
-    assert run_sql(mysql_server, seeded.database, "SELECT COUNT(*) FROM alembic_journal WHERE revision = 'r'") == ((1,),)
+    assert run_sql(mysql_server, seeded.database, "SELECT COUNT(*) FROM alembic_journal WHERE revision = 'r'") == (
+        (1,),
+    )
     assert run_sql(mysql_server, seeded.database, "SELECT content FROM chat_messages WHERE id = 1") == ((AWKWARD,),)
 
 
@@ -257,8 +275,9 @@ SERVER_NAMES = {"mariadb": "MariaDB", "mysql": "MySQL"}
 
 
 @pytest.mark.parametrize("edited", ["database", "server_version", "server_flavour"])
-def test_a_manifest_that_disagrees_with_the_dump_header_is_refused(invoke, seeded, mysql_server, other_database,
-                                                                  edited):
+def test_a_manifest_that_disagrees_with_the_dump_header_is_refused(
+    invoke, seeded, mysql_server, other_database, edited
+):
     """A manifest edited to name another database (here: a backup of another database made to look
     like one of the configured database) or another server is refused by the dump's own header."""
     if edited == "database":
@@ -283,8 +302,10 @@ def test_a_manifest_that_disagrees_with_the_dump_header_is_refused(invoke, seede
         expected = f"{path.name} is a dump of database {other_database!r}, its manifest says {seeded.database!r}"
     else:
         edited_manifest = {**manifest, **claimed}
-        expected = (f"{path.name} was dumped from {server}, its manifest says "
-                    f"{SERVER_NAMES[edited_manifest['server_flavour']]} {edited_manifest['server_version']}")
+        expected = (
+            f"{path.name} was dumped from {server}, its manifest says "
+            f"{SERVER_NAMES[edited_manifest['server_flavour']]} {edited_manifest['server_version']}"
+        )
     assert expected in line, line
     assert checksums(mysql_server, seeded.database) == before
     assert tables(mysql_server, seeded.database) == names
@@ -317,8 +338,13 @@ def test_an_unreachable_server_leaves_nothing(invoke, seeded):
 
 def test_a_failing_dump_leaves_nothing(invoke, seeded, mysql_server, tmp_path):
     # A view over a dropped table makes the dump client itself fail halfway.
-    run_sql(mysql_server, seeded.database, "CREATE TABLE doomed (id INT)", "CREATE VIEW broken AS SELECT id FROM doomed",
-            "DROP TABLE doomed")
+    run_sql(
+        mysql_server,
+        seeded.database,
+        "CREATE TABLE doomed (id INT)",
+        "CREATE VIEW broken AS SELECT id FROM doomed",
+        "DROP TABLE doomed",
+    )
     temp = tmp_path / "tmp"
     temp.mkdir()
     result = invoke("db.backup", env=backup_env(seeded, TMPDIR=str(temp)))
@@ -448,9 +474,15 @@ def test_restore_keeps_the_replaced_tables_until_settled(invoke, seeded, mysql_s
     assert result.returncode == 0, result.output
     assert "the replaced tables are kept as alembic_hold_" in result.stdout
     assert checksums(mysql_server, seeded.database) == at_backup
-    held = {name: run_sql(mysql_server, seeded.database, f"CHECKSUM TABLE `{name}`")[0][1]
-            for (name,) in run_sql(mysql_server, seeded.database, "SELECT TABLE_NAME FROM information_schema.TABLES "
-                                   "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE 'alembic\\\\_hold\\\\_%'")}
+    held = {
+        name: run_sql(mysql_server, seeded.database, f"CHECKSUM TABLE `{name}`")[0][1]
+        for (name,) in run_sql(
+            mysql_server,
+            seeded.database,
+            "SELECT TABLE_NAME FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE 'alembic\\\\_hold\\\\_%'",
+        )
+    }
     # Every replaced table, as it was (alembic_version is the backup's own, replaced in place).
     assert sorted(held.values()) == sorted(value for name, value in replaced.items() if name != "alembic_version")
     check = invoke("db.check", env=backup_env(seeded))
@@ -471,14 +503,24 @@ def test_restore_into_a_system_schema_is_refused(invoke, seeded, schema):
 
 def test_restore_into_a_database_with_tables_needs_replace(invoke, seeded, mysql_server, other_database):
     path = backup(seeded).path
-    run_sql(mysql_server, None, f"CREATE DATABASE `{other_database}`",
-            f"CREATE TABLE `{other_database}`.precious (id INT PRIMARY KEY)", f"INSERT INTO `{other_database}`.precious VALUES (7)")
-    line = assert_one_error_line(invoke("db.restore", str(path), "--into", other_database, "--yes",
-                                        env=backup_env(seeded)))
+    run_sql(
+        mysql_server,
+        None,
+        f"CREATE DATABASE `{other_database}`",
+        f"CREATE TABLE `{other_database}`.precious (id INT PRIMARY KEY)",
+        f"INSERT INTO `{other_database}`.precious VALUES (7)",
+    )
+    line = assert_one_error_line(
+        invoke("db.restore", str(path), "--into", other_database, "--yes", env=backup_env(seeded))
+    )
     assert "exists and holds 1 table(s): pass --replace" in line
     assert run_sql(mysql_server, other_database, "SELECT id FROM precious") == ((7,),)
     result = invoke("db.restore", str(path), "--into", other_database, "--replace", "--yes", env=backup_env(seeded))
     assert result.returncode == 0, result.output
-    [(held,)] = run_sql(mysql_server, other_database, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE "
-                        "TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE '%precious'")
+    [(held,)] = run_sql(
+        mysql_server,
+        other_database,
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE "
+        "TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE '%precious'",
+    )
     assert run_sql(mysql_server, other_database, f"SELECT id FROM `{held}`") == ((7,),)

@@ -16,9 +16,29 @@ from tests.conftest import (
 )
 
 DB_TASKS = [
-    "init", "check", "current", "history", "heads", "upgrade", "downgrade", "revision",
-    "merge", "stamp", "create", "drop", "reset", "sql", "deploy", "deploys", "verify", "recover", "backup", "backups",
-    "restore", "lint", "drift",
+    "init",
+    "check",
+    "current",
+    "history",
+    "heads",
+    "upgrade",
+    "downgrade",
+    "revision",
+    "merge",
+    "stamp",
+    "create",
+    "drop",
+    "reset",
+    "sql",
+    "deploy",
+    "deploys",
+    "verify",
+    "recover",
+    "backup",
+    "backups",
+    "restore",
+    "lint",
+    "drift",
 ]
 
 
@@ -165,8 +185,11 @@ def test_upgrade_to_a_revision_and_bad_revisions(invoke, mysql_server, database_
     assert invoke("db.create").returncode == 0
     assert invoke("db.upgrade", "--revision", HEAD).returncode == 0
     assert invoke("db.downgrade", "-r", "base").returncode == 0
-    for bad, expected in (("abcdef123456", "unknown revision"), ("x'; DROP TABLE users;--", "malformed revision"),
-                          ("", "malformed revision")):
+    for bad, expected in (
+        ("abcdef123456", "unknown revision"),
+        ("x'; DROP TABLE users;--", "malformed revision"),
+        ("", "malformed revision"),
+    ):
         line = assert_one_error_line(invoke("db.upgrade", "--revision", bad))
         assert expected in line
     assert tables(mysql_server, database_name) == ["alembic_version"]
@@ -191,8 +214,9 @@ def test_revision_autogenerates_against_a_scratch_database(invoke, mysql_server,
     assert len(list(versions.glob("*.py"))) == 1
     # Revisions that lack an index of the models: autogenerate proposes it.
     [initial] = versions.glob("*.py")
-    initial.write_text("\n".join(line for line in initial.read_text().splitlines()
-                                 if "ix_emotion_analysis_emotion" not in line))
+    initial.write_text(
+        "\n".join(line for line in initial.read_text().splitlines() if "ix_emotion_analysis_emotion" not in line)
+    )
     result = invoke("db.revision", "-m", "restore emotion index", env=env)
     assert result.returncode == 0, result.output
     [written] = [p for p in versions.glob("*.py") if "restore_emotion_index" in p.name]
@@ -243,7 +267,7 @@ def test_any_message_makes_a_valid_revision(invoke, tmp_path):
     history = invoke("db.history", "--offline", env=env)
     assert history.returncode == 0, history.output
     listed = [re.match(r"\s*\S+ -> \w+(?: \(.*?\))?  (.*)$", line).group(1) for line in history.stdout.splitlines()]
-    assert listed[:len(REVISION_MESSAGES)] == [shown for _, shown in reversed(REVISION_MESSAGES)]
+    assert listed[: len(REVISION_MESSAGES)] == [shown for _, shown in reversed(REVISION_MESSAGES)]
     for path in versions.glob("*.py"):
         namespace: dict = {}
         exec(compile(path.read_text(), str(path), "exec"), namespace)
@@ -326,8 +350,10 @@ def test_sql_renders_without_touching_the_database(invoke, mysql_server, databas
     result = invoke("db.sql")
     assert result.returncode == 0, result.output
     assert "CREATE TABLE users" in result.stdout and "CREATE TABLE chat_messages" in result.stdout
-    assert f"UPDATE alembic_version SET version_num='{HEAD}'" in result.stdout or \
-        f"INSERT INTO alembic_version (version_num) VALUES ('{HEAD}')" in result.stdout
+    assert (
+        f"UPDATE alembic_version SET version_num='{HEAD}'" in result.stdout
+        or f"INSERT INTO alembic_version (version_num) VALUES ('{HEAD}')" in result.stdout
+    )
     assert tables(mysql_server, database_name) == []
     down = invoke("db.sql", "--downgrade", "--start", HEAD, "--end", "base")
     assert down.returncode == 0 and "DROP TABLE users" in down.stdout

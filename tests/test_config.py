@@ -17,7 +17,11 @@ def test_environment_wins_over_the_file(tmp_path):
     config.write_text("MYSQL_HOST=db.internal\nMYSQL_PORT=3307\nMYSQL_DATABASE=from_file\nMYSQL_PASSWORD=filepw\n")
     settings = load_settings({"MYSQL_DATABASE": "from_env", "SANDBOX_DIR": str(tmp_path)}, config_file=config)
     assert (settings.host, settings.port, settings.database, settings.password) == (
-        "db.internal", 3307, "from_env", "filepw")
+        "db.internal",
+        3307,
+        "from_env",
+        "filepw",
+    )
     assert settings.source == "environment"
     assert settings.config_file == config
 
@@ -35,14 +39,16 @@ def test_a_named_config_file_must_exist(tmp_path):
 
 
 def test_relative_paths_are_relative_to_the_project(tmp_path):
-    settings = load_settings({"MIGRATIONS_DIR": "elsewhere/versions", "SANDBOX_DIR": str(tmp_path)},
-                             config_file=tmp_path / "none.env")
+    settings = load_settings(
+        {"MIGRATIONS_DIR": "elsewhere/versions", "SANDBOX_DIR": str(tmp_path)}, config_file=tmp_path / "none.env"
+    )
     assert settings.versions_dir == PROJECT_ROOT / "elsewhere" / "versions"
 
 
 def test_sandbox_supplies_the_connection_only_when_nothing_is_configured(tmp_path):
-    (tmp_path / "sandbox.json").write_text(json.dumps(
-        {"host": "127.0.0.1", "port": 41234, "user": "sb", "password": "sbpw", "database": "emotional_chat"}))
+    (tmp_path / "sandbox.json").write_text(
+        json.dumps({"host": "127.0.0.1", "port": 41234, "user": "sb", "password": "sbpw", "database": "emotional_chat"})
+    )
     empty = tmp_path / "empty.env"
     empty.write_text("")
     from_sandbox = load_settings({"SANDBOX_DIR": str(tmp_path)}, config_file=empty)
@@ -118,10 +124,24 @@ def test_the_guide_gives_every_variable_the_default_of_its_field():
     variables = {item.metadata["variable"]: item.default for item in fields(Settings) if "variable" in item.metadata}
     assert len(variables) == len(fields(Settings)) - 3  # all but config_file, app_start_id and source
     derived = {"HEALTH_URL": "`http://APP_HOST:APP_PORT/health`"}  # empty: made of APP_HOST and APP_PORT
-    wrong = {name: documented.get(name) for name, default in variables.items()
-             if documented.get(name) not in ({derived[name]} if name in derived else
-                                             {f"`{_as_documented(default)}`"} if _as_documented(default) else {"空", "无"})}
+    wrong = {
+        name: documented.get(name)
+        for name, default in variables.items()
+        if documented.get(name)
+        not in (
+            {derived[name]}
+            if name in derived
+            else {f"`{_as_documented(default)}`"}
+            if _as_documented(default)
+            else {"空", "无"}
+        )
+    }
     assert not wrong, f"the guide's defaults differ from Settings: {wrong}"
-    settings = load_settings({"SANDBOX_DIR": str(PROJECT_ROOT / "no-such-sandbox")}, config_file=PROJECT_ROOT / "none.env")
-    assert all(getattr(settings, item.name) == item.default for item in fields(Settings)
-               if "variable" in item.metadata and item.name != "sandbox_dir")
+    settings = load_settings(
+        {"SANDBOX_DIR": str(PROJECT_ROOT / "no-such-sandbox")}, config_file=PROJECT_ROOT / "none.env"
+    )
+    assert all(
+        getattr(settings, item.name) == item.default
+        for item in fields(Settings)
+        if "variable" in item.metadata and item.name != "sandbox_dir"
+    )

@@ -25,10 +25,12 @@ def account(mysql_server, request):
         connection.close()
 
 
-@pytest.mark.parametrize("account", ["pässwörd", "密码🔑", "ünï \\\"' 密码🔑 #;"], indirect=True,
-                         ids=["latin-1", "beyond-latin-1", "quoted"])
-def test_a_non_ascii_password_works_for_the_driver_and_the_clients(account, invoke, mysql_server, database_name,
-                                                                     tmp_path):
+@pytest.mark.parametrize(
+    "account", ["pässwörd", "密码🔑", "ünï \\\"' 密码🔑 #;"], indirect=True, ids=["latin-1", "beyond-latin-1", "quoted"]
+)
+def test_a_non_ascii_password_works_for_the_driver_and_the_clients(
+    account, invoke, mysql_server, database_name, tmp_path
+):
     user, password = account
     env = {"MYSQL_USER": user, "MYSQL_PASSWORD": password, "BACKUP_DIR": str(tmp_path / "backups")}
     for args in (["db.init"], ["db.check"], ["db.backup"]):

@@ -58,8 +58,12 @@ def test_server_info(settings):
 
 @pytest.mark.parametrize(
     "reported, flavour, version",
-    [("10.11.19-MariaDB-0+deb12u1", "mariadb", "10.11.19"), ("9.7.0", "mysql", "9.7.0"),
-     ("8.0.36-0ubuntu0.22.04.1", "mysql", "8.0.36"), ("5.5.5-10.5.23-MariaDB", "mariadb", "5.5.5")],
+    [
+        ("10.11.19-MariaDB-0+deb12u1", "mariadb", "10.11.19"),
+        ("9.7.0", "mysql", "9.7.0"),
+        ("8.0.36-0ubuntu0.22.04.1", "mysql", "8.0.36"),
+        ("5.5.5-10.5.23-MariaDB", "mariadb", "5.5.5"),
+    ],
 )
 def test_parse_server_version(reported, flavour, version):
     info = parse_server_version(reported)
@@ -73,8 +77,9 @@ def test_upgrade_history_downgrade(created_database):
     assert migrate.upgrade(settings, on_step=lambda step, direction: seen.append((step.revision, direction))) == [HEAD]
     assert seen == [(HEAD, "upgrade")]
     assert migrate.current(settings) == (HEAD,)
-    assert sorted(admin.list_tables(settings)) == sorted(["alembic_journal", "alembic_lock", "alembic_version",
-                                                          *APP_TABLES])
+    assert sorted(admin.list_tables(settings)) == sorted(
+        ["alembic_journal", "alembic_lock", "alembic_version", *APP_TABLES]
+    )
     assert migrate.autogenerate_diff(settings) == []
     [info] = migrate.history(settings, migrate.current(settings))
     assert info.is_applied and info.is_current and info.is_head and not info.is_merge
@@ -174,12 +179,18 @@ def test_one_engine_per_target_and_a_session_per_connection(created_database):
     from sqlalchemy import text
 
     settings = created_database
-    with connect(settings) as first, connect(replace(settings, environment="staging")) as second, \
-            connect(settings, guard_ddl=True) as guarded, connect(settings, database=None) as server:
+    with (
+        connect(settings) as first,
+        connect(replace(settings, environment="staging")) as second,
+        connect(settings, guard_ddl=True) as guarded,
+        connect(settings, database=None) as server,
+    ):
         assert second.engine is first.engine
         assert guarded.engine is not first.engine and server.engine is not first.engine
-        sessions = {connection.execute(text("SELECT CONNECTION_ID()")).scalar_one()
-                    for connection in (first, second, guarded, server)}
+        sessions = {
+            connection.execute(text("SELECT CONNECTION_ID()")).scalar_one()
+            for connection in (first, second, guarded, server)
+        }
         assert len(sessions) == 4
     with connect(settings) as again:
         assert again.engine is first.engine
@@ -252,8 +263,11 @@ def test_tool_tables_as_released(created_database, mysql_server):
                     connection.execute(CreateIfMissing(table))
                 connection.commit()
         assert _show_create(mysql_server, settings.database) == _show_create(mysql_server, released.database)
-        assert [name for name in metadata.tables] == list(HISTORY_TABLES) == [
-            "alembic_lock", "alembic_journal", "alembic_deploys", "alembic_undo"]
+        assert (
+            [name for name in metadata.tables]
+            == list(HISTORY_TABLES)
+            == ["alembic_lock", "alembic_journal", "alembic_deploys", "alembic_undo"]
+        )
         # A released database upgrades and rolls back through the tables it already has.
         assert migrate.upgrade(released) == [HEAD]
         assert migrate.downgrade(released, "base") == [HEAD]

@@ -70,13 +70,16 @@ def test_split_statements():
     assert ddl_guard.split_statements(sql) == ["CREATE TABLE a (\n  id INT\n)", "ALTER TABLE a ADD COLUMN b INT"]
 
 
-@pytest.mark.parametrize(("sql", "ddl"), [
-    ("/* widen */ ALTER TABLE users ADD COLUMN x INT", True),
-    ("-- widen\n# twice\ndrop table users", True),
-    ("  LOCK TABLES users WRITE", True),
-    ("SELECT 'ALTER TABLE users'", False),
-    ("-- ALTER TABLE users\nUPDATE users SET nickname = NULL", False),
-])
+@pytest.mark.parametrize(
+    ("sql", "ddl"),
+    [
+        ("/* widen */ ALTER TABLE users ADD COLUMN x INT", True),
+        ("-- widen\n# twice\ndrop table users", True),
+        ("  LOCK TABLES users WRITE", True),
+        ("SELECT 'ALTER TABLE users'", False),
+        ("-- ALTER TABLE users\nUPDATE users SET nickname = NULL", False),
+    ],
+)
 def test_ddl_is_read_after_comments(sql, ddl):
     assert mdl.is_ddl(sql) is ddl
 

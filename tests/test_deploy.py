@@ -51,11 +51,11 @@ def raw_schema(server, database: str) -> dict:
     with connection.cursor() as cursor:
         for table, query in {
             "columns": "SELECT TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, "
-                       "EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s",
+            "EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s",
             "indexes": "SELECT TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE "
-                       "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s",
+            "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s",
             "keys": "SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME "
-                    "FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s",
+            "FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s",
         }.items():
             cursor.execute(query, (database,))
             result[table] = sorted(row for row in cursor.fetchall() if not str(row[0]).startswith("alembic_"))
@@ -103,8 +103,12 @@ def test_dry_run_changes_nothing(invoke, mysql_server, database_name):
 
 def test_verify_failure_rolls_back_applied_revisions(invoke, mysql_server, database_name, tmp_path):
     # The rehearsal cannot see a smoke query that fails on the real database.
-    env = {**versions_with(tmp_path, "halfway", "a1b2*"), **NO_BACKUP, "DEPLOY_VERIFY_MODELS": "0",
-           "DEPLOY_SMOKE_SQL": "SELECT (SELECT 1 UNION ALL SELECT 2) FROM users"}
+    env = {
+        **versions_with(tmp_path, "halfway", "a1b2*"),
+        **NO_BACKUP,
+        "DEPLOY_VERIFY_MODELS": "0",
+        "DEPLOY_SMOKE_SQL": "SELECT (SELECT 1 UNION ALL SELECT 2) FROM users",
+    }
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
     seed(mysql_server, database_name)
@@ -139,11 +143,14 @@ def test_two_concurrent_deploys_one_waits_and_names_the_holder(cli_env, mysql_se
     holder = mysql_server.connect(database_name)
     with holder.cursor() as cursor:
         cursor.execute("LOCK TABLES alembic_version WRITE")
-    first = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    first = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
-        _wait_for(lambda: _lock_held(mysql_server, database_name) and _waiting_on(mysql_server, "alembic_version"),
-                  "the first deploy to hold the lock and wait on alembic_version")
+        _wait_for(
+            lambda: _lock_held(mysql_server, database_name) and _waiting_on(mysql_server, "alembic_version"),
+            "the first deploy to hold the lock and wait on alembic_version",
+        )
         second = run_invoke(env, "db.deploy")
         line = assert_one_error_line(second)
         assert "migration lock" in line and "gave up after 1 s" in line
@@ -158,13 +165,19 @@ def test_two_concurrent_deploys_one_waits_and_names_the_holder(cli_env, mysql_se
 def test_a_dead_holder_leaves_no_stale_lock(cli_env, mysql_server, database_name, settings):
     assert run_invoke(cli_env, "db.create").returncode == 0
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\n"
-         "from backend.config import load_settings\n"
-         "from backend.dbops.lock import migration_lock\n"
-         "with migration_lock(load_settings(), 'holding'):\n"
-         "    print('held', flush=True); time.sleep(60)\n"],
-        cwd=PROJECT_ROOT, env=cli_env, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from backend.config import load_settings\n"
+            "from backend.dbops.lock import migration_lock\n"
+            "with migration_lock(load_settings(), 'holding'):\n"
+            "    print('held', flush=True); time.sleep(60)\n",
+        ],
+        cwd=PROJECT_ROOT,
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "held"
     blocked = run_invoke({**cli_env, "DEPLOY_LOCK_TIMEOUT": "0"}, "db.upgrade")
@@ -196,8 +209,11 @@ def _waiting_on(server, table: str) -> bool:
     """Another connection's statement on table waits for a metadata lock."""
     connection = server.connect()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
-                       "AND STATE LIKE '%%metadata lock%%' AND INFO LIKE %s", (f"%{table}%",))
+        cursor.execute(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+            "AND STATE LIKE '%%metadata lock%%' AND INFO LIKE %s",
+            (f"%{table}%",),
+        )
         waiting = cursor.fetchone()[0] > 0
     connection.close()
     return waiting
@@ -207,8 +223,10 @@ def _running(server, statement: str) -> bool:
     """Another connection runs statement (exactly) right now."""
     connection = server.connect()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
-                       "AND INFO = %s", (statement,))
+        cursor.execute(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND INFO = %s",
+            (statement,),
+        )
         running = cursor.fetchone()[0] > 0
     connection.close()
     return running
@@ -224,8 +242,12 @@ def _lock_held(server, database: str) -> bool:
 
 
 def test_revision_failing_halfway_is_undone_and_lost_data_restored(invoke, mysql_server, database_name, tmp_path):
-    env = {**versions_with(tmp_path, "halfway"), "DEPLOY_STEPS": "preflight,backup,upgrade,verify",
-           "BACKUP_DIR": str(tmp_path / "backups"), "DEPLOY_VERIFY_MODELS": "0"}
+    env = {
+        **versions_with(tmp_path, "halfway"),
+        "DEPLOY_STEPS": "preflight,backup,upgrade,verify",
+        "BACKUP_DIR": str(tmp_path / "backups"),
+        "DEPLOY_VERIFY_MODELS": "0",
+    }
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
     seed(mysql_server, database_name)
@@ -235,8 +257,9 @@ def test_revision_failing_halfway_is_undone_and_lost_data_restored(invoke, mysql
     assert result.returncode == 1, result.output
     assert "upgrade of b2c3d4e5f6a7 failed" in result.output and "rolled back" in result.stderr
     # The dropped column's values came back from its holding table, not from the backup.
-    assert re.search(r"undid alter chat_messages \(b2c3d4e5f6a7\): 50 row\(s\) of emotion back from alembic_hold_",
-                     result.stdout), result.stdout
+    assert re.search(
+        r"undid alter chat_messages \(b2c3d4e5f6a7\): 50 row\(s\) of emotion back from alembic_hold_", result.stdout
+    ), result.stdout
     assert raw_schema(mysql_server, database_name) == before
     assert checksums(mysql_server, database_name) == sums
     assert tables(mysql_server, database_name) == ["alembic_version", *APP_TABLES]
@@ -251,8 +274,12 @@ def test_a_killed_upgrade_is_detected_and_refused(invoke, cli_env, mysql_server,
     env = {**versions_with(tmp_path, "slow"), **NO_BACKUP}
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
-    process = subprocess.Popen([sys.executable, "-m", "invoke", "db.upgrade"], cwd=PROJECT_ROOT,
-                               env={**cli_env, **env}, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "db.upgrade"],
+        cwd=PROJECT_ROOT,
+        env={**cli_env, **env},
+        stdout=subprocess.DEVNULL,
+    )
     # Killed while the revision's statement runs on the server: its journal entry says running.
     _wait_for(lambda: _running(mysql_server, "SELECT SLEEP(4)"), "the slow revision's statement to run")
     process.send_signal(signal.SIGKILL)
@@ -263,7 +290,6 @@ def test_a_killed_upgrade_is_detected_and_refused(invoke, cli_env, mysql_server,
     assert check.returncode == 1 and "half-applied revision" in check.stderr
     assert invoke("db.stamp", "-r", HEAD, env=env).returncode == 0  # the user settles the state
     assert invoke("db.upgrade", env=env).returncode == 0
-
 
 
 def test_recover_undo_a_revision_left_half_applied(invoke, mysql_server, database_name, tmp_path):
@@ -325,8 +351,12 @@ def test_full_pipeline_restarts_the_app_and_probes_its_health(app_env, mysql_ser
 def test_the_restarted_service_uses_the_password_the_deploy_used(app_env, cli_env, mysql_server, tmp_path):
     """MYSQL_PASSWORD exported and no config file: the service the deploy restarts connects with that
     password, which shows neither on its command line nor in its environment."""
-    env = {**app_env, "DB_CONFIG_FILE": cli_env["DB_CONFIG_FILE"], "BACKUP_DIR": str(tmp_path / "backups"),
-           "HEALTH_RETRIES": "20"}
+    env = {
+        **app_env,
+        "DB_CONFIG_FILE": cli_env["DB_CONFIG_FILE"],
+        "BACKUP_DIR": str(tmp_path / "backups"),
+        "HEALTH_RETRIES": "20",
+    }
     assert Path(env["DB_CONFIG_FILE"]).read_text() == "" and env["MYSQL_PASSWORD"] == mysql_server.password
     assert run_invoke(env, "db.create").returncode == 0
     result = run_invoke(env, "db.deploy")
@@ -359,8 +389,9 @@ def test_the_example_configs_smoke_sql_passes(invoke, mysql_server, database_nam
     assert failing.returncode == 1 and "Unknown column 'no_such_column'" in failing.stderr
 
 
-def test_a_long_transaction_never_queues_the_application_behind_the_deploy(invoke, cli_env, mysql_server,
-                                                                           database_name, tmp_path):
+def test_a_long_transaction_never_queues_the_application_behind_the_deploy(
+    invoke, cli_env, mysql_server, database_name, tmp_path
+):
     """An open transaction on users: the deploy's ALTER waits for it without queuing, so the
     application's queries on users keep running; once it ends the ALTER runs."""
     from tests.faults.conftest import Spawned, query, wait_until
@@ -371,15 +402,24 @@ def test_a_long_transaction_never_queues_the_application_behind_the_deploy(invok
     try:
         with holder.cursor() as cursor:
             cursor.execute("SELECT COUNT(*) FROM users")  # holds a metadata lock on users until it ends
-        wait_until(lambda: query(mysql_server, "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE "
-                                               "trx_started < NOW() - INTERVAL 1 SECOND")[0][0], "a long transaction")
+        wait_until(
+            lambda: query(
+                mysql_server,
+                "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_started < NOW() - INTERVAL 1 SECOND",
+            )[0][0],
+            "a long transaction",
+        )
         deploy = Spawned({**cli_env, **env}, "db.deploy", "--to", "a1b2c3d4e5f6")
         deploy.wait_for("⏳ waiting for session")
         latencies = []
         for number in range(20):  # the application meanwhile: not queued behind a pending ALTER
             started = time.monotonic()
-            query(mysql_server, "INSERT INTO users (username, password_hash) VALUES (%s, 'h')", (f"app{number}",),
-                  database_name)
+            query(
+                mysql_server,
+                "INSERT INTO users (username, password_hash) VALUES (%s, 'h')",
+                (f"app{number}",),
+                database_name,
+            )
             latencies.append(time.monotonic() - started)
         assert max(latencies) < 1, latencies
     finally:

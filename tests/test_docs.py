@@ -58,8 +58,22 @@ GITIGNORE_DOC = DOCS / "gitignore_数据库迁移.txt"
 MARKDOWN_DOCS = (GUIDE, QUICK_REFERENCE, OVERVIEW, EXAMPLES)
 
 # Left out of the project copy: local state, caches, credentials.
-NOT_COPIED = (".git", ".sandbox", "backups", ".run", ".nox", ".nox-matrix", ".venv", ".hypothesis", ".benchmarks",
-              ".pytest_cache", ".ruff_cache", "__pycache__", "config.env", "config.*.env")
+NOT_COPIED = (
+    ".git",
+    ".sandbox",
+    "backups",
+    ".run",
+    ".nox",
+    ".nox-matrix",
+    ".venv",
+    ".hypothesis",
+    ".benchmarks",
+    ".pytest_cache",
+    ".ruff_cache",
+    "__pycache__",
+    "config.env",
+    "config.*.env",
+)
 COMMAND_TIMEOUT = 180
 SHELL_LANGUAGES = ("bash", "sh", "shell", "console")
 EXAMPLE_HEADING = re.compile(r"^## 示例\s*(\d+)\s*[：:]\s*(.+?)\s*$")
@@ -114,7 +128,7 @@ def classify(info: str, line: int) -> Block | None:
     language, roles = (words[0].lower(), words[1:]) if words else ("", [])
     for role in roles:
         if role.startswith("file="):
-            return Block("file", "", line, role[len("file="):])
+            return Block("file", "", line, role[len("file=") :])
     if "expected" in roles:
         return Block("expected", "", line)
     if "example-fails" in roles:
@@ -200,11 +214,17 @@ def shims(folder: Path) -> Path:
 
 def example_env(project: Path, bin_dir: Path) -> dict[str, str]:
     """Nothing configured (the sandbox serves), the service on a free port, pid and log in the copy."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in CLEARED_VARIABLES and key not in SERVICE_VARIABLES and not key.startswith(("DEPLOY_", "BACKUP_"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in CLEARED_VARIABLES and key not in SERVICE_VARIABLES and not key.startswith(("DEPLOY_", "BACKUP_"))
+    }
     env.update(
-        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", PYTHON=sys.executable, APP_PORT=str(free_port()),
-        PYTHONIOENCODING="utf-8", PYTHONDONTWRITEBYTECODE="1",
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        PYTHON=sys.executable,
+        APP_PORT=str(free_port()),
+        PYTHONIOENCODING="utf-8",
+        PYTHONDONTWRITEBYTECODE="1",
     )
     env.pop("AUTOGENERATE_AGAINST", None)
     return env
@@ -229,8 +249,15 @@ class Runner:
 
     def _execute(self, argv: list[str], stdin: str = "") -> tuple[int, str]:
         completed = subprocess.run(
-            argv, cwd=self.project, env=self.env, input=stdin, capture_output=True, text=True, encoding="utf-8",
-            errors="replace", timeout=COMMAND_TIMEOUT,
+            argv,
+            cwd=self.project,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=COMMAND_TIMEOUT,
         )
         return completed.returncode, completed.stdout + completed.stderr
 
@@ -273,11 +300,12 @@ class Runner:
     def do_expected(self, block: Block) -> None:
         if self.output is None:
             pytest.fail(f"{self.where(block)}: an expected block must follow a command or Python block")
-        missing = [line.strip() for line in block.text.splitlines()
-                   if line.strip() and line.strip() not in self.output]
+        missing = [line.strip() for line in block.text.splitlines() if line.strip() and line.strip() not in self.output]
         if missing:
-            pytest.fail(f"{self.where(block)}: the output of the block at line {self.last_block.line} lacks "
-                        f"{missing}\n--- output ---\n{_shown(self.output)}")
+            pytest.fail(
+                f"{self.where(block)}: the output of the block at line {self.last_block.line} lacks "
+                f"{missing}\n--- output ---\n{_shown(self.output)}"
+            )
 
 
 def tear_down(project: Path) -> None:
@@ -308,19 +336,27 @@ EXAMPLE_WORKERS = max(1, int(os.environ.get("DOCS_EXAMPLE_WORKERS", "0")) or min
 @pytest.fixture(scope="session")
 def example_runs(request, tmp_path_factory):
     """The selected examples, started at once on a few threads, longest first: {number: future}."""
-    selected = [item.callspec.params["example"] for item in request.session.items
-                if getattr(item, "originalname", "") == "test_example_runs_as_documented"]
-    selected.sort(key=lambda example: -sum(len(commands(block)) for block in example.blocks
-                                           if block.kind in ("run", "fail")))
+    selected = [
+        item.callspec.params["example"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_example_runs_as_documented"
+    ]
+    selected.sort(
+        key=lambda example: -sum(len(commands(block)) for block in example.blocks if block.kind in ("run", "fail"))
+    )
     pool = ThreadPoolExecutor(max_workers=EXAMPLE_WORKERS, thread_name_prefix="docs-example")
-    futures = {example.number: pool.submit(run_example, example, tmp_path_factory.mktemp(f"example-{example.number}"))
-               for example in selected}
+    futures = {
+        example.number: pool.submit(run_example, example, tmp_path_factory.mktemp(f"example-{example.number}"))
+        for example in selected
+    }
     yield futures
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-needs_server = pytest.mark.skipif(find_program("mariadbd", "mysqld") is None,
-                                  reason="the examples run on a sandbox server: no mariadbd or mysqld here")
+needs_server = pytest.mark.skipif(
+    find_program("mariadbd", "mysqld") is None,
+    reason="the examples run on a sandbox server: no mariadbd or mysqld here",
+)
 
 
 @needs_server
@@ -333,8 +369,20 @@ def test_example_runs_as_documented(example: Example, example_runs):
 # ---------------------------------------------------------------- the examples document itself
 
 
-MAKE_TARGETS = ("db-init", "db-upgrade", "db-downgrade", "db-current", "db-history", "db-migrate", "db-revision",
-                "db-stamp", "db-reset", "db-check", "db-backup", "run")
+MAKE_TARGETS = (
+    "db-init",
+    "db-upgrade",
+    "db-downgrade",
+    "db-current",
+    "db-history",
+    "db-migrate",
+    "db-revision",
+    "db-stamp",
+    "db-reset",
+    "db-check",
+    "db-backup",
+    "run",
+)
 
 
 def test_ten_examples_each_runnable_with_checked_output():
@@ -350,7 +398,7 @@ def test_ten_examples_each_runnable_with_checked_output():
 
 def test_example_10_maps_every_make_target_to_a_task():
     text = EXAMPLES.read_text(encoding="utf-8")
-    section = text[text.index("## 示例 10"):]
+    section = text[text.index("## 示例 10") :]
     for target in MAKE_TARGETS:
         row = re.search(rf"^\|\s*`make {re.escape(target)}\b[^|]*`\s*\|\s*`invoke ([a-z]+\.[a-z_]+)", section, re.M)
         assert row, f"example 10 has no table row for make {target}"
@@ -360,7 +408,9 @@ def test_example_10_maps_every_make_target_to_a_task():
 def test_the_diff_runner_applies_diffs_as_git_apply_does(tmp_path):
     (tmp_path / "versions").mkdir()
     (tmp_path / "versions" / "20260101_abc_fill.py").write_text("one\ntwo\nthree\n")
-    apply_diff(tmp_path, "--- a/versions/*_fill.py\n+++ b/versions/*_fill.py\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n")
+    apply_diff(
+        tmp_path, "--- a/versions/*_fill.py\n+++ b/versions/*_fill.py\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n"
+    )
     assert (tmp_path / "versions" / "20260101_abc_fill.py").read_text() == "one\nTWO\nthree\n"
     apply_diff(tmp_path, "--- /dev/null\n+++ b/new/b.txt\n@@ -0,0 +1,2 @@\n+x\n+y\n")
     assert (tmp_path / "new" / "b.txt").read_text() == "x\ny\n"
@@ -444,9 +494,11 @@ def invoke_problems(line: str, names: set[str], options: dict[str, dict[str, boo
 @pytest.mark.parametrize("document", MARKDOWN_DOCS + (PROJECT_ROOT / "README.md",), ids=lambda path: path.name)
 def test_every_invoke_mentioned_exists(document):
     names, options = task_names(), task_options()
-    problems = [f"line {number}: {problem}"
-                for number, line in enumerate(document.read_text(encoding="utf-8").splitlines(), 1)
-                for problem in invoke_problems(line, names, options)]
+    problems = [
+        f"line {number}: {problem}"
+        for number, line in enumerate(document.read_text(encoding="utf-8").splitlines(), 1)
+        for problem in invoke_problems(line, names, options)
+    ]
     assert not problems, f"{document.name}:\n" + "\n".join(problems)
 
 
@@ -462,14 +514,22 @@ def test_invoke_mentions_are_checked():
 def test_guide_describes_every_task_and_setting():
     guide = GUIDE.read_text(encoding="utf-8")
     headings = "\n".join(line for line in guide.splitlines() if line.startswith("#"))
-    missing_tasks = [name for name in sorted(task_names()) if f"`invoke {name}" not in headings
-                     and f"`{name}`" not in headings]
+    missing_tasks = [
+        name for name in sorted(task_names()) if f"`invoke {name}" not in headings and f"`{name}`" not in headings
+    ]
     assert not missing_tasks, f"no section of {GUIDE.name} is headed by these tasks: {missing_tasks}"
     variables = re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (PROJECT_ROOT / "config.env.example").read_text(), re.M)
     missing = [name for name in variables if f"`{name}`" not in guide]
     assert variables and not missing, f"{GUIDE.name} does not describe {missing}"
-    for name in ("DEPLOY_STEPS_<ENV>", "AUTOGENERATE_AGAINST", "MIGRATIONS_DIR", "DB_CONFIG_FILE", "DB_DEBUG",
-                 "SANDBOX_DIR", "MYSQL_CONNECT_TIMEOUT"):
+    for name in (
+        "DEPLOY_STEPS_<ENV>",
+        "AUTOGENERATE_AGAINST",
+        "MIGRATIONS_DIR",
+        "DB_CONFIG_FILE",
+        "DB_DEBUG",
+        "SANDBOX_DIR",
+        "MYSQL_CONNECT_TIMEOUT",
+    ):
         assert f"`{name}`" in guide, f"{GUIDE.name} does not describe {name}"
 
 
@@ -480,7 +540,7 @@ def _source_text() -> str:
 
 def test_troubleshooting_quotes_real_messages():
     guide = GUIDE.read_text(encoding="utf-8")
-    section = guide[guide.index("## 故障排查"):]
+    section = guide[guide.index("## 故障排查") :]
     section = section[: section.find("\n## ", 1)] if "\n## " in section[1:] else section
     quoted = [re.findall(r"`([^`]+)`", line) for line in section.splitlines() if line.startswith("### ")]
     assert len(quoted) >= 10, "the troubleshooting section should have a heading per error message"
@@ -494,16 +554,25 @@ def test_troubleshooting_quotes_real_messages():
 def test_gitignore_document_matches_the_project():
     document = GITIGNORE_DOC.read_text(encoding="utf-8")
     listed = {line.strip() for line in document.splitlines() if line.strip() and not line.lstrip().startswith("#")}
-    ignored = [line.strip() for line in (PROJECT_ROOT / ".gitignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")]
+    ignored = [
+        line.strip()
+        for line in (PROJECT_ROOT / ".gitignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     missing = [pattern for pattern in ignored if pattern not in listed]
     assert not missing, f"{GITIGNORE_DOC.name} does not list {missing} of .gitignore"
     for committed in ("alembic/versions/", "alembic.ini", "config.env.example", "backend/database.py"):
         assert committed in document
         assert (PROJECT_ROOT / committed.rstrip("/")).exists()
-    assert not [pattern for pattern in ("alembic/versions/", "config.env.example")
-                if any(fnmatch.fnmatch(pattern.rstrip("/"), ignored_pattern.rstrip("/")) for ignored_pattern in ignored
-                       if not ignored_pattern.startswith("!"))]
+    assert not [
+        pattern
+        for pattern in ("alembic/versions/", "config.env.example")
+        if any(
+            fnmatch.fnmatch(pattern.rstrip("/"), ignored_pattern.rstrip("/"))
+            for ignored_pattern in ignored
+            if not ignored_pattern.startswith("!")
+        )
+    ]
 
 
 def test_readme_links_the_chinese_documents():

@@ -41,7 +41,6 @@ def at_head(settings):
     return settings
 
 
-
 def test_no_drift_at_head(settings, mysql_server):
     report = drift(at_head(settings))
     assert not report.drifted, report.text_lines()
@@ -50,8 +49,10 @@ def test_no_drift_at_head(settings, mysql_server):
     assert "No drift" in report.to_markdown()
     connection = mysql_server.connect()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
-                       (settings.database + "_autogen_%",))
+        cursor.execute(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
+            (settings.database + "_autogen_%",),
+        )
         assert cursor.fetchall() == ()  # the scratch database is gone
     connection.close()
 
@@ -62,17 +63,21 @@ def test_column_added_by_hand_shows_against_live(settings, mysql_server):
     report = drift(settings)
     assert report.comparison(MODELS, MIGRATIONS).differences == []
     assert report.comparison(MIGRATIONS, LIVE).differences == [
-        Difference("users", "column favourite_color", "only in live (varchar(20))")]
+        Difference("users", "column favourite_color", "only in live (varchar(20))")
+    ]
     assert report.comparison(MODELS, LIVE).differences == [
-        Difference("users", "column favourite_color", "only in live (varchar(20))")]
+        Difference("users", "column favourite_color", "only in live (varchar(20))")
+    ]
 
 
 def test_hand_changes_of_types_indexes_and_defaults(settings, mysql_server):
     at_head(settings)
-    mysql_server.execute(settings.database,
-            "ALTER TABLE knowledge MODIFY title VARCHAR(250) NOT NULL",
-            "CREATE INDEX ix_by_hand ON chat_messages (emotion)",
-            "ALTER TABLE chat_sessions ALTER COLUMN status SET DEFAULT 'closed'")
+    mysql_server.execute(
+        settings.database,
+        "ALTER TABLE knowledge MODIFY title VARCHAR(250) NOT NULL",
+        "CREATE INDEX ix_by_hand ON chat_messages (emotion)",
+        "ALTER TABLE chat_sessions ALTER COLUMN status SET DEFAULT 'closed'",
+    )
     live = {(d.table, d.item): d.detail for d in drift(settings).comparison(MIGRATIONS, LIVE).differences}
     assert live[("knowledge", "column title")] == "type varchar(200) in migrations, varchar(250) in live"
     assert live[("chat_messages", "index ix_by_hand")] == "only in live (emotion)"
@@ -87,7 +92,8 @@ def test_models_only_change_shows_against_the_migrations(settings, tmp_path):
     expected = Difference("system_logs", "index ix_system_logs_created_at", "only in models (created_at)")
     assert report.comparison(MODELS, MIGRATIONS).differences == [expected]
     assert report.comparison(MODELS, LIVE).differences == [
-        Difference("system_logs", "index ix_system_logs_created_at", "only in models (created_at)")]
+        Difference("system_logs", "index ix_system_logs_created_at", "only in models (created_at)")
+    ]
     assert report.comparison(MIGRATIONS, LIVE).differences == []
 
 
@@ -99,7 +105,8 @@ def test_live_behind_head_is_noted(settings, tmp_path):
     migrate.upgrade(configured, HEAD)
     report = drift(configured)
     assert report.comparison(MIGRATIONS, LIVE).differences == [
-        Difference("system_logs", "index ix_system_logs_created_at", "only in live (created_at)")]
+        Difference("system_logs", "index ix_system_logs_created_at", "only in live (created_at)")
+    ]
     assert "not at head" in report.notes[0]
 
 
@@ -133,7 +140,8 @@ def test_formats_and_exit_codes(invoke, mysql_server, database_name):
     by_name = {comparison["name"]: comparison["differences"] for comparison in data["comparisons"]}
     assert by_name["models-vs-migrations"] == []
     assert by_name["migrations-vs-live"] == [
-        {"table": "users", "item": "column favourite_color", "detail": "only in live (varchar(20))"}]
+        {"table": "users", "item": "column favourite_color", "detail": "only in live (varchar(20))"}
+    ]
 
     markdown = invoke("db.drift", "--format", "markdown")
     assert markdown.returncode == 1

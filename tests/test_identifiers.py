@@ -18,8 +18,9 @@ def test_valid_names(name):
     assert validate_identifier(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "x" * 65, "trailing ", "nul\x00byte", "tab\tname", "-starts-with-dash",
-                                  "emoji\U0001F600"])
+@pytest.mark.parametrize(
+    "name", ["", "x" * 65, "trailing ", "nul\x00byte", "tab\tname", "-starts-with-dash", "emoji\U0001f600"]
+)
 def test_refused_names(name):
     with pytest.raises(InvalidIdentifier):
         validate_identifier(name)
@@ -32,8 +33,28 @@ def test_quoting_doubles_backticks():
 
 HOSTILE = st.one_of(
     st.text(min_size=0, max_size=70),
-    st.sampled_from(["`", "``", "'", '"', ";--", "a`; DROP DATABASE mysql; --", "x' OR '1'='1", "\\", "%", "_",
-                     "名字", "a" * 64, "a" * 65, "end ", "\x00", "-x", ":0", "a:b"]),
+    st.sampled_from(
+        [
+            "`",
+            "``",
+            "'",
+            '"',
+            ";--",
+            "a`; DROP DATABASE mysql; --",
+            "x' OR '1'='1",
+            "\\",
+            "%",
+            "_",
+            "名字",
+            "a" * 64,
+            "a" * 65,
+            "end ",
+            "\x00",
+            "-x",
+            ":0",
+            "a:b",
+        ]
+    ),
 )
 
 

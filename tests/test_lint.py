@@ -132,10 +132,13 @@ def test_drop_table(tmp_path):
 
 
 def test_drop_table_created_in_the_same_revision_is_fine(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.create_table("scratch_rows", sa.Column("id", sa.Integer, primary_key=True))
         op.drop_table("scratch_rows")
-    ''')
+    """,
+    )
     assert rules(report) == []
 
 
@@ -158,8 +161,10 @@ def test_drop_column_in_raw_sql(tmp_path):
         # '#' inside a string is no comment: the DROP after it is seen
         ("UPDATE knowledge SET tags = 'see #42'; DROP TABLE knowledge", ["drop-table", "data-update-mixed-with-ddl"]),
         # nor is '--' inside a string
-        ("UPDATE users SET nickname = '-- x'; ALTER TABLE users DROP COLUMN email",
-         ["drop-column", "data-update-mixed-with-ddl"]),
+        (
+            "UPDATE users SET nickname = '-- x'; ALTER TABLE users DROP COLUMN email",
+            ["drop-column", "data-update-mixed-with-ddl"],
+        ),
         # a single quote inside a double-quoted string neither opens a string nor ends a statement
         ('UPDATE users SET nickname = \\"it\'s; DROP TABLE knowledge\\"', []),
         # real comments still hide what they hold
@@ -191,8 +196,11 @@ def test_raw_sql_strings_and_comments(tmp_path, sql, expected):
         ("CREATE UNIQUE INDEX uq_users_nickname ON users (nickname)", ["add-unique-constraint"]),
         ("DROP INDEX ix_emotion_analysis_user_id_created_at ON emotion_analysis", ["drop-index-needed-by-fk"]),
         ("ALTER TABLE emotion_analysis DROP KEY ix_emotion_analysis_user_id_created_at", ["drop-index-needed-by-fk"]),
-        ("ALTER TABLE emotion_analysis DROP FOREIGN KEY fk_emotion_analysis_user_id_users, "
-         "DROP INDEX ix_emotion_analysis_user_id_created_at", []),
+        (
+            "ALTER TABLE emotion_analysis DROP FOREIGN KEY fk_emotion_analysis_user_id_users, "
+            "DROP INDEX ix_emotion_analysis_user_id_created_at",
+            [],
+        ),
     ],
 )
 def test_raw_sql_operations(tmp_path, sql, expected):
@@ -201,8 +209,10 @@ def test_raw_sql_operations(tmp_path, sql, expected):
 
 
 def test_raw_sql_table_copies_are_noted_without_a_database(tmp_path):
-    sql = ("ALTER TABLE users MODIFY nickname VARCHAR(150), CONVERT TO CHARACTER SET utf8mb4; "
-           "ALTER TABLE knowledge DEFAULT CHARSET = utf8mb4")
+    sql = (
+        "ALTER TABLE users MODIFY nickname VARCHAR(150), CONVERT TO CHARACTER SET utf8mb4; "
+        "ALTER TABLE knowledge DEFAULT CHARSET = utf8mb4"
+    )
     report = offline(tmp_path, f'op.execute("{sql}")', large_table_rows=0)
     assert rules(report) == []
     [note] = [note for note in report.notes if "large-table-copy not checked" in note]
@@ -210,28 +220,37 @@ def test_raw_sql_table_copies_are_noted_without_a_database(tmp_path):
 
 
 def test_drop_column_added_in_the_same_revision_is_fine(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.add_column("users", sa.Column("scratch", sa.Integer, nullable=True))
         op.drop_column("users", "scratch")
-    ''')
+    """,
+    )
     assert rules(report) == []
 
 
 def test_rename_column(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.alter_column("users", "nickname", new_column_name="display_name",
                         existing_type=sa.String(100), existing_nullable=True)
-    ''')
+    """,
+    )
     [finding] = rules(report)
     assert (finding.rule, finding.severity) == ("rename-column", "error")
     assert "users.nickname to display_name" in finding.message
 
 
 def test_alter_column_without_rename_is_fine(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.alter_column("users", "nickname", type_=sa.String(150), existing_type=sa.String(100),
                         existing_nullable=True)
-    ''')
+    """,
+    )
     assert rules(report) == []
 
 
@@ -244,10 +263,13 @@ def test_rename_table(tmp_path):
 
 
 def test_rename_of_a_new_table_is_fine(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.create_table("drafts", sa.Column("id", sa.Integer, primary_key=True))
         op.rename_table("drafts", "articles")
-    ''')
+    """,
+    )
     assert rules(report) == []
 
 
@@ -257,8 +279,10 @@ def test_rename_of_a_new_table_is_fine(tmp_path):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ('op.alter_column("users", "nickname", type_=sa.String(50), existing_type=sa.String(100))',
-         "VARCHAR(100) to VARCHAR(50)"),
+        (
+            'op.alter_column("users", "nickname", type_=sa.String(50), existing_type=sa.String(100))',
+            "VARCHAR(100) to VARCHAR(50)",
+        ),
         # existing_type left out: the earlier schema says what the column was
         ('op.alter_column("chat_sessions", "message_count", type_=sa.SmallInteger())', "INTEGER to SMALLINT"),
         ('op.alter_column("knowledge", "content", type_=sa.String(2000))', "TEXT to VARCHAR(2000)"),
@@ -284,31 +308,40 @@ def test_widening_is_fine(tmp_path, change):
 
 
 def test_enum_value_removed(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.alter_column("chat_sessions", "status", type_=sa.Enum("active", "closed", name="chat_session_status"),
                         existing_nullable=False, existing_server_default=sa.text("'active'"))
-    ''')
+    """,
+    )
     [finding] = rules(report)
     assert (finding.rule, finding.severity) == ("enum-values-removed-or-reordered", "error")
     assert "'archived'" in finding.message
 
 
 def test_enum_values_reordered(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.alter_column("chat_sessions", "status",
                         type_=sa.Enum("closed", "active", "archived", name="chat_session_status"),
                         existing_nullable=False, existing_server_default=sa.text("'active'"))
-    ''')
+    """,
+    )
     [finding] = rules(report)
     assert finding.rule == "enum-values-removed-or-reordered" and "reorders" in finding.message
 
 
 def test_enum_value_appended_is_fine(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.alter_column("chat_sessions", "status",
                         type_=sa.Enum("active", "archived", "closed", "deleted", name="chat_session_status"),
                         existing_nullable=False, existing_server_default=sa.text("'active'"))
-    ''')
+    """,
+    )
     assert rules(report) == []
 
 
@@ -323,20 +356,26 @@ def test_not_null_column_without_default(tmp_path):
 
 
 def test_existing_column_made_not_null_without_default(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.alter_column("users", "nickname", nullable=False, existing_type=sa.String(100))
-    ''')
+    """,
+    )
     [finding] = rules(report)
     assert finding.rule == "not-null-without-default" and "existing NULLs" in finding.message
 
 
 def test_not_null_with_default_or_on_a_new_table_is_fine(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.add_column("users", sa.Column("mood", sa.String(32), nullable=False, server_default="calm"))
         op.alter_column("users", "nickname", nullable=False, server_default="", existing_type=sa.String(100))
         op.create_table("moods", sa.Column("id", sa.Integer, primary_key=True))
         op.add_column("moods", sa.Column("name", sa.String(32), nullable=False))
-    ''')
+    """,
+    )
     assert rules(report) == []
 
 
@@ -369,19 +408,25 @@ def test_drop_index_needed_by_a_foreign_key_from_a_scratch_database(tmp_path, se
 
 
 def test_drop_index_nothing_needs_or_after_its_foreign_key_is_fine(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.drop_index("ix_emotion_analysis_emotion", table_name="emotion_analysis")
         op.drop_constraint("fk_emotion_analysis_user_id_users", "emotion_analysis", type_="foreignkey")
         op.drop_index("ix_emotion_analysis_user_id_created_at", table_name="emotion_analysis")
-    ''')
+    """,
+    )
     assert rules(report) == []
 
 
 def test_drop_index_another_index_covers_is_fine(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.create_index("ix_emotion_analysis_user_id", "emotion_analysis", ["user_id"])
         op.drop_index("ix_emotion_analysis_user_id_created_at", table_name="emotion_analysis")
-    ''')
+    """,
+    )
     assert rules(report) == []
 
 
@@ -396,10 +441,13 @@ def test_add_unique_constraint_is_a_warning_without_data(tmp_path):
 
 
 def test_add_unique_on_a_new_table_is_fine(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.create_table("tags", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(40)))
         op.create_unique_constraint("uq_tags_name", "tags", ["name"])
-    ''')
+    """,
+    )
     assert rules(report) == []
 
 
@@ -417,8 +465,10 @@ def test_add_unique_constraint_with_duplicates_in_the_database(tmp_path, setting
     configured = at_head_with_revision(tmp_path, settings, ADD_UNIQUE)
     connection = mysql_server.connect(settings.database)
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO knowledge (category, title, content) VALUES "
-                       "('sleep', 'tips', 'a'), ('food', 'tips', 'b'), ('food', 'other', 'c')")
+        cursor.execute(
+            "INSERT INTO knowledge (category, title, content) VALUES "
+            "('sleep', 'tips', 'a'), ('food', 'tips', 'b'), ('food', 'other', 'c')"
+        )
     connection.close()
     report = lint(configured)
     assert report.revisions == [REV]  # only the pending one
@@ -431,8 +481,9 @@ def test_add_unique_constraint_without_duplicates_in_the_database(tmp_path, sett
     configured = at_head_with_revision(tmp_path, settings, ADD_UNIQUE)
     connection = mysql_server.connect(settings.database)
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO knowledge (category, title, content) VALUES ('sleep', 'tips', 'a'), "
-                       "('food', 'meals', 'b')")
+        cursor.execute(
+            "INSERT INTO knowledge (category, title, content) VALUES ('sleep', 'tips', 'a'), ('food', 'meals', 'b')"
+        )
     connection.close()
     [finding] = rules(lint(configured))
     assert finding.severity == "warning" and "no duplicates now" in finding.message
@@ -454,29 +505,37 @@ def test_missing_downgrade(tmp_path):
 
 
 def test_downgrade_that_says_why_it_cannot_is_info(tmp_path):
-    report = offline(tmp_path, 'op.drop_column("users", "nickname")  # lint: ignore[drop-column] unused since 2.3',
-                     downgrade='raise NotImplementedError("the nicknames are gone: restore a backup")')
+    report = offline(
+        tmp_path,
+        'op.drop_column("users", "nickname")  # lint: ignore[drop-column] unused since 2.3',
+        downgrade='raise NotImplementedError("the nicknames are gone: restore a backup")',
+    )
     [finding] = rules(report)
     assert (finding.rule, finding.severity) == ("missing-downgrade", "info")
     assert "the nicknames are gone" in finding.message and report.ok
 
 
 def test_real_downgrade_or_empty_revision_is_fine(tmp_path):
-    report = offline(tmp_path, 'op.add_column("users", sa.Column("mood", sa.String(32)))',
-                     downgrade='op.drop_column("users", "mood")')
+    report = offline(
+        tmp_path,
+        'op.add_column("users", sa.Column("mood", sa.String(32)))',
+        downgrade='op.drop_column("users", "mood")',
+    )
     assert rules(report) == []
     assert rules(offline(tmp_path / "empty", "pass", downgrade="pass")) == []
 
 
 def test_multiple_heads(tmp_path):
-    folder = versions(tmp_path, (REV, revision_text("pass", "pass")),
-                      (REV2, revision_text("pass", "pass", rev=REV2)))
+    folder = versions(tmp_path, (REV, revision_text("pass", "pass")), (REV2, revision_text("pass", "pass", rev=REV2)))
     report = lint(Settings(versions_dir=folder), database_checks=False)
     [finding] = rules(report)
     assert (finding.rule, finding.severity) == ("multiple-heads", "error")
     assert REV in finding.message and REV2 in finding.message and "db.merge" in finding.fix
-    single = versions(tmp_path / "one", (REV, revision_text("pass", "pass")),
-                      (REV2, revision_text("pass", "pass", rev=REV2, down=REV)))
+    single = versions(
+        tmp_path / "one",
+        (REV, revision_text("pass", "pass")),
+        (REV2, revision_text("pass", "pass", rev=REV2, down=REV)),
+    )
     assert rules(lint(Settings(versions_dir=single), database_checks=False)) == []
 
 
@@ -490,8 +549,10 @@ def test_large_table_copy(tmp_path, settings, mysql_server):
     configured = at_head_with_revision(tmp_path, settings, "import sqlalchemy.dialects.mysql\n" + WIDEN_TEXT)
     connection = mysql_server.connect(settings.database)
     with connection.cursor() as cursor:
-        cursor.executemany("INSERT INTO knowledge (category, title, content) VALUES (%s, %s, 'text')",
-                           [("c", f"t{i}") for i in range(50)])
+        cursor.executemany(
+            "INSERT INTO knowledge (category, title, content) VALUES (%s, %s, 'text')",
+            [("c", f"t{i}") for i in range(50)],
+        )
         cursor.execute("ANALYZE TABLE knowledge")
     connection.close()
     [finding] = rules(lint(configured, large_table_rows=10))
@@ -507,40 +568,52 @@ def test_large_table_copy_without_a_database_is_a_note(tmp_path):
 
 
 def test_data_update_mixed_with_ddl(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.add_column("users", sa.Column("mood", sa.String(32), nullable=True))
         op.execute("UPDATE users SET mood = 'calm'")
-    ''')
+    """,
+    )
     [finding] = rules(report)
     assert (finding.rule, finding.severity) == ("data-update-mixed-with-ddl", "warning")
     assert finding.line == line_of(tmp_path / "versions" / f"{REV}_test.py", "UPDATE users")
 
-    seeded = offline(tmp_path / "bulk", '''
+    seeded = offline(
+        tmp_path / "bulk",
+        """
         tags = op.create_table("tags", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(40)))
         op.bulk_insert(tags, [{"id": 1, "name": "sleep"}])
-    ''')
+    """,
+    )
     assert [finding.rule for finding in rules(seeded)] == ["data-update-mixed-with-ddl"]
 
 
 def test_unreadable_sql(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.drop_column("users", "nickname")
         op.execute("UPDATE users SET email = 'open")
-    ''')
+    """,
+    )
     assert [finding.rule for finding in rules(report)] == ["drop-column", "unreadable-revision"]
     assert "op.execute() cannot be read" in rules(report)[1].message
 
 
 def test_data_update_alone_is_fine(tmp_path):
-    assert rules(offline(tmp_path, "op.execute(\"UPDATE users SET nickname = username WHERE nickname IS NULL\")")) == []
+    assert rules(offline(tmp_path, 'op.execute("UPDATE users SET nickname = username WHERE nickname IS NULL")')) == []
 
 
 def test_unreadable_revision(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.drop_column("users", "nickname")
         rows = op.get_bind().execute(sa.text("SELECT id FROM users")).fetchall()
         op.drop_column("users", "email")
-    ''')
+    """,
+    )
     assert [finding.rule for finding in rules(report)] == ["drop-column", "unreadable-revision"]
 
 
@@ -548,12 +621,15 @@ def test_unreadable_revision(tmp_path):
 
 
 def test_silenced_on_the_operation_line(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         op.drop_column(  # lint: ignore[drop-column] nothing reads it since release 2.3
             "users",
             "nickname",
         )
-    ''')
+    """,
+    )
     assert rules(report) == []
     [(finding, reason)] = report.silenced
     assert finding.rule == "drop-column" and reason == "nothing reads it since release 2.3"
@@ -561,12 +637,15 @@ def test_silenced_on_the_operation_line(tmp_path):
 
 
 def test_silenced_for_the_whole_file(tmp_path):
-    report = offline(tmp_path, '''
+    report = offline(
+        tmp_path,
+        """
         # lint: ignore[drop-column] the old profile fields are unused since 2.3
         op.drop_column("users", "nickname")
         op.drop_column("users", "avatar_url")
         op.drop_table("knowledge")
-    ''')
+    """,
+    )
     assert [finding.rule for finding in rules(report)] == ["drop-table"]
     assert len(report.silenced) == 2
 
@@ -612,7 +691,9 @@ def test_cli_exit_codes_and_formats(invoke, tmp_path):
     warned = versions(tmp_path / "warn", (REV, revision_text(ADD_UNIQUE)))
     result = invoke("db.lint", env={"MIGRATIONS_DIR": str(warned)})
     assert result.returncode == 0, result.output
-    assert "add-unique-constraint" in result.stdout and "✅ 2 revision(s) linted: no errors, 1 warning(s)" in result.stdout
+    assert (
+        "add-unique-constraint" in result.stdout and "✅ 2 revision(s) linted: no errors, 1 warning(s)" in result.stdout
+    )
 
     assert "--format must be" in assert_one_error_line(invoke("db.lint", "--format", "xml"))
     assert "unknown revision" in assert_one_error_line(invoke("db.lint", "--revision", "feedfacecafe"))

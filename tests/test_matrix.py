@@ -78,8 +78,10 @@ def test_a_downgrade_that_forgets_a_column_fails_the_round_trip_and_names_the_re
     assert result.status == FAILED
     round_trip = result.check("round_trip")
     assert round_trip.status == FAILED
-    assert "downgrade of b0rken000001 does not restore the schema of e9e7d98878ca: users.mood is extra" \
+    assert (
+        "downgrade of b0rken000001 does not restore the schema of e9e7d98878ca: users.mood is extra"
         in round_trip.detail
+    )
     # The models do not know the column either; judged on a new database at head.
     models = result.check("models")
     assert models.status == FAILED and "remove_column users.mood" in models.detail
@@ -106,32 +108,63 @@ def test_a_fixture_that_breaks_fails_the_round_trip(tmp_path):
 
 
 def test_describe_difference_names_tables_columns_and_constraints():
-    table = {"engine": "InnoDB", "collation": "utf8mb4_unicode_ci",
-             "columns": [["id", "bigint", False, None, "auto_increment", None]],
-             "indexes": {"PRIMARY": {"unique": True, "columns": ["id"]}}, "foreign_keys": {}, "checks": {}}
+    table = {
+        "engine": "InnoDB",
+        "collation": "utf8mb4_unicode_ci",
+        "columns": [["id", "bigint", False, None, "auto_increment", None]],
+        "indexes": {"PRIMARY": {"unique": True, "columns": ["id"]}},
+        "foreign_keys": {},
+        "checks": {},
+    }
     changed = json.loads(json.dumps(table))
     changed["columns"].append(["mood", "varchar(32)", True, None, "", "utf8mb4_unicode_ci"])
     changed["indexes"]["ix_mood"] = {"unique": False, "columns": ["mood"]}
-    assert matrix.describe_difference({"users": table}, {"users": changed}) == \
-        "users.mood is extra; users index ix_mood is extra"
+    assert (
+        matrix.describe_difference({"users": table}, {"users": changed})
+        == "users.mood is extra; users index ix_mood is extra"
+    )
     assert matrix.describe_difference({"users": table}, {}) == "table users is missing"
     assert matrix.describe_difference({}, {"users": table}) == "table users is extra"
     assert matrix.describe_difference({"users": table}, {"users": table}) == "no difference"
 
 
 def sample_results() -> list[TargetResult]:
-    passed = TargetResult("mariadb-10.5", "MariaDB 10.5", False, PASSED, provider="chroot", flavour="mariadb",
-                          version="10.5.23", startup_seconds=1.5, provision_seconds=183.4, seconds=187.6,
-                          checks=[CheckResult(name, PASSED, 0.5, "ok") for name in matrix.CHECKS],
-                          head_snapshot={"t": {"columns": [["id", "bigint"]]}})
-    broken = TargetResult("mysql-9.7", "MySQL 9.7", True, FAILED, provider="chroot", flavour="mysql",
-                          version="9.7.4", startup_seconds=8.0, seconds=12.0,
-                          checks=[CheckResult("server", PASSED, 8.0), CheckResult("round_trip", FAILED, 2.0,
-                                                                                  "downgrade of abc failed")],
-                          head_snapshot={"t": {"columns": [["id", "int"]]}})
-    skipped = TargetResult("mysql-5.7", "MySQL 5.7", False, SKIPPED, reason="no provider can serve mysql-5.7",
-                           provider_reasons=["url: MATRIX_URL_MYSQL_5_7 is not set", "docker: no Docker engine"],
-                           checks=[CheckResult("server", SKIPPED, 0.0, "no provider can serve it")])
+    passed = TargetResult(
+        "mariadb-10.5",
+        "MariaDB 10.5",
+        False,
+        PASSED,
+        provider="chroot",
+        flavour="mariadb",
+        version="10.5.23",
+        startup_seconds=1.5,
+        provision_seconds=183.4,
+        seconds=187.6,
+        checks=[CheckResult(name, PASSED, 0.5, "ok") for name in matrix.CHECKS],
+        head_snapshot={"t": {"columns": [["id", "bigint"]]}},
+    )
+    broken = TargetResult(
+        "mysql-9.7",
+        "MySQL 9.7",
+        True,
+        FAILED,
+        provider="chroot",
+        flavour="mysql",
+        version="9.7.4",
+        startup_seconds=8.0,
+        seconds=12.0,
+        checks=[CheckResult("server", PASSED, 8.0), CheckResult("round_trip", FAILED, 2.0, "downgrade of abc failed")],
+        head_snapshot={"t": {"columns": [["id", "int"]]}},
+    )
+    skipped = TargetResult(
+        "mysql-5.7",
+        "MySQL 5.7",
+        False,
+        SKIPPED,
+        reason="no provider can serve mysql-5.7",
+        provider_reasons=["url: MATRIX_URL_MYSQL_5_7 is not set", "docker: no Docker engine"],
+        checks=[CheckResult("server", SKIPPED, 0.0, "no provider can serve it")],
+    )
     return [passed, broken, skipped]
 
 
@@ -139,15 +172,25 @@ def test_the_summary_table_in_text_markdown_and_json(tmp_path):
     results = sample_results()
     text = matrix.render_text(results)
     lines = text.splitlines()
-    assert lines[0].split() == ["target", "server", "root", "server", "round_trip", "models", "data", "offline_sql",
-                                "total", "result"]
+    assert lines[0].split() == [
+        "target",
+        "server",
+        "root",
+        "server",
+        "round_trip",
+        "models",
+        "data",
+        "offline_sql",
+        "total",
+        "result",
+    ]
     assert "built 183.4s  passed 0.5s" in lines[2] and lines[2].endswith("passed")
     assert "reused" in lines[3] and "FAILED 2.0s" in lines[3] and lines[3].endswith("FAILED")
     assert lines[4].split()[:4] == ["mysql-5.7", "-", "-", "skipped"]
     assert "mysql-9.7 round_trip: downgrade of abc failed" in text
     assert "mysql-9.7 head schema differs from mariadb-10.5: t.id differs" in text
     # It ends loudly with what ran and what was not tested, and why.
-    closing = text[text.index("❌ server matrix"):].splitlines()
+    closing = text[text.index("❌ server matrix") :].splitlines()
     assert closing == [
         "❌ server matrix: 2 of 3 target(s) ran: 1 passed, 1 failed; 1 SKIPPED, not tested: mysql-5.7",
         "    mysql-5.7 skipped, no provider can serve it:",
@@ -158,8 +201,9 @@ def test_the_summary_table_in_text_markdown_and_json(tmp_path):
     markdown = matrix.render_markdown(results)
     assert markdown.startswith("# Server matrix\n\n| target | server | root |")
     assert "| mysql-5.7 | - | - | skipped |" in markdown
-    assert "**❌ server matrix: 2 of 3 target(s) ran: 1 passed, 1 failed; 1 SKIPPED, not tested: mysql-5.7**" \
-        in markdown
+    assert (
+        "**❌ server matrix: 2 of 3 target(s) ran: 1 passed, 1 failed; 1 SKIPPED, not tested: mysql-5.7**" in markdown
+    )
     assert "- mysql-5.7 skipped, no provider can serve it:\n  - url: MATRIX_URL_MYSQL_5_7 is not set\n" in markdown
 
     for result in results:
@@ -170,19 +214,34 @@ def test_the_summary_table_in_text_markdown_and_json(tmp_path):
     json_path, markdown_path = matrix.write_summary(again, tmp_path)
     summary = json.loads(json_path.read_text())
     assert [t["target"] for t in summary["targets"]] == ["mysql-9.7", "mariadb-10.5", "mysql-5.7"]
-    assert summary["counts"] == {"targets": 3, "ran": 2, "passed": 1, "failed": 1, "not_served": [],
-                                 "skipped": ["mysql-5.7"]}
+    assert summary["counts"] == {
+        "targets": 3,
+        "ran": 2,
+        "passed": 1,
+        "failed": 1,
+        "not_served": [],
+        "skipped": ["mysql-5.7"],
+    }
     assert "head_snapshot" not in summary["targets"][0] and summary["schema_differences"]
     assert markdown_path.read_text() == matrix.render_markdown(again)
     assert matrix.read_results(tmp_path) == again  # the summary files are not taken for targets
 
 
 def run_module(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("MATRIX_", "MYSQL_")) and key != "DOCKER_HOST"}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("MATRIX_", "MYSQL_")) and key != "DOCKER_HOST"
+    }
     environment.update(NO_DOCKER, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "backend.dbops.matrix", *args], cwd=PROJECT_ROOT,
-                          env=environment, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "backend.dbops.matrix", *args],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_command_skips_an_unserved_target_unless_it_is_required(tmp_path):
@@ -190,20 +249,25 @@ def test_the_command_skips_an_unserved_target_unless_it_is_required(tmp_path):
     assert skipped.returncode == 0, skipped.stdout + skipped.stderr
     lines = skipped.stdout.splitlines()
     # Each target says how it went as the run goes, in the order of the table.
-    assert lines[:4] == ["▶ mysql-8.0 (MySQL 8.0), 1 of 2",
-                         "  ⚠️  skipped: no provider can serve it (reasons at the end)",
-                         "▶ mysql-5.7 (MySQL 5.7), 2 of 2",
-                         "  ⚠️  skipped: no provider can serve it (reasons at the end)"]
-    assert ("⚠️  server matrix: 0 of 2 target(s) ran: 0 passed, 0 failed; 2 SKIPPED, not tested: mysql-8.0, "
-            "mysql-5.7") in lines
+    assert lines[:4] == [
+        "▶ mysql-8.0 (MySQL 8.0), 1 of 2",
+        "  ⚠️  skipped: no provider can serve it (reasons at the end)",
+        "▶ mysql-5.7 (MySQL 5.7), 2 of 2",
+        "  ⚠️  skipped: no provider can serve it (reasons at the end)",
+    ]
+    assert (
+        "⚠️  server matrix: 0 of 2 target(s) ran: 0 passed, 0 failed; 2 SKIPPED, not tested: mysql-8.0, mysql-5.7"
+    ) in lines
     assert "        url: MATRIX_URL_MYSQL_5_7 is not set" in lines
     assert (tmp_path / "mysql-5.7.json").is_file() and (tmp_path / "summary.md").is_file()
 
     required = run_module("run", "mysql-5.7", "--output", str(tmp_path), env={"MATRIX_REQUIRED": "mysql-5.7"})
     assert required.returncode == 1 and "FAILED" in required.stdout
     assert "  ❌ required, but no provider can serve it (reasons at the end)" in required.stdout
-    assert "❌ server matrix: 0 of 1 target(s) ran: 0 passed, 0 failed; 1 REQUIRED but not served: mysql-5.7" \
+    assert (
+        "❌ server matrix: 0 of 1 target(s) ran: 0 passed, 0 failed; 1 REQUIRED but not served: mysql-5.7"
         in required.stdout
+    )
     assert "mysql-5.7: required, but no provider can serve it:" in required.stdout
 
     # The combined summary applies MATRIX_REQUIRED too, also to targets with no result at all.
@@ -222,8 +286,7 @@ def test_the_command_refuses_unknown_targets_in_one_line(tmp_path):
         "❌ unknown server 'oracle-23': choose from mysql-9.7, mysql-8.4, mysql-8.0, mariadb-11.8, mariadb-10.11, "
         "mariadb-10.5, mysql-5.7"
     ]
-    bad_required = run_module("run", "mysql-5.7", "--output", str(tmp_path),
-                              env={"MATRIX_REQUIRED": "mysql-5.8"})
+    bad_required = run_module("run", "mysql-5.7", "--output", str(tmp_path), env={"MATRIX_REQUIRED": "mysql-5.8"})
     assert bad_required.returncode == 1 and "unknown server 'mysql-5.8'" in bad_required.stderr
 
 

@@ -48,8 +48,9 @@ def fail_halfway(path: Path) -> None:
     which leaves statements on alembic_version out."""
     text = path.read_text()
     first = next(line for line in text.splitlines() if line.strip().startswith("op.add_column"))
-    path.write_text(text.replace(
-        first, f'{first}\n    op.execute("SELECT (SELECT 1 UNION ALL SELECT 2) FROM alembic_version")'))
+    path.write_text(
+        text.replace(first, f'{first}\n    op.execute("SELECT (SELECT 1 UNION ALL SELECT 2) FROM alembic_version")')
+    )
 
 
 @pytest.fixture
@@ -60,8 +61,9 @@ def branched(created_database, tmp_path):
 def columns(server, database: str) -> set[tuple[str, str]]:
     connection = server.connect()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s",
-                       (database,))
+        cursor.execute(
+            "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s", (database,)
+        )
         found = set(cursor.fetchall())
     connection.close()
     return found
@@ -94,8 +96,10 @@ def test_upgrade_to_the_merge_lints_counts_and_journals_the_other_branch(branche
     assert len(run_check(settings).pending) == 3
 
     seen = []
-    assert migrate.upgrade(settings, MERGE, on_step=lambda step, direction: seen.append(step.revision)) \
-        == [BRANCH_B, MERGE]
+    assert migrate.upgrade(settings, MERGE, on_step=lambda step, direction: seen.append(step.revision)) == [
+        BRANCH_B,
+        MERGE,
+    ]
     assert seen == [BRANCH_B, MERGE]
     assert migrate.current(settings) == (MERGE,)
     assert ADDED[BRANCH_B] in columns(mysql_server, settings.database)
@@ -116,7 +120,9 @@ def test_downgrade_across_the_merge_one_revision_at_a_time(branched, mysql_serve
     # The merge lists branch b first: branch b, then branch a, then the merge.
     assert migrate.upgrade(settings) == [HEAD, BRANCH_B, BRANCH_A, MERGE, AFTER]
     seen = []
-    reverted = migrate.downgrade(settings, HEAD, on_step=lambda step, direction: seen.append((step.revision, direction)))
+    reverted = migrate.downgrade(
+        settings, HEAD, on_step=lambda step, direction: seen.append((step.revision, direction))
+    )
     assert reverted == [AFTER, MERGE, BRANCH_A, BRANCH_B]  # the upgrade order backwards
     assert seen == [(rev, "downgrade") for rev in reverted]
     assert migrate.current(settings) == (HEAD,)

@@ -27,7 +27,6 @@ from tests.test_docs import GUIDE
 PIPELINE = {"DEPLOY_STEPS": "preflight,backup,upgrade,verify", "DEPLOY_VERIFY_MODELS": "0"}
 
 
-
 def _variable(server: ServerTarget, name: str) -> str:
     connection = server.connect()
     try:
@@ -87,8 +86,9 @@ class Accounts:
         finally:
             connection.close()
         self.users.append(name)
-        self.server.execute(None, *(grant.format(user=f"'{name}'@'%'", db=f"`{self.database}`", role=f"`{role}`")
-                                for grant in grants))
+        self.server.execute(
+            None, *(grant.format(user=f"'{name}'@'%'", db=f"`{self.database}`", role=f"`{role}`") for grant in grants)
+        )
         return {"MYSQL_USER": name, "MYSQL_PASSWORD": password}
 
     def role(self, *grants: str) -> str:
@@ -99,8 +99,11 @@ class Accounts:
         return name
 
     def drop(self) -> None:
-        self.server.execute(None, *(f"DROP USER IF EXISTS '{name}'@'%'" for name in self.users),
-                 *(f"DROP ROLE IF EXISTS `{name}`" for name in self.roles))
+        self.server.execute(
+            None,
+            *(f"DROP USER IF EXISTS '{name}'@'%'" for name in self.users),
+            *(f"DROP ROLE IF EXISTS `{name}`" for name in self.roles),
+        )
 
 
 @pytest.fixture
@@ -143,8 +146,8 @@ def scratch_name(mysql_server, database_name):
 def _documented_grants() -> tuple[str, list[str], list[str]]:
     """The guide's GRANT for the managed database, then its two ways for scratch databases."""
     guide = GUIDE.read_text(encoding="utf-8")
-    section = guide[guide.index("### 部署账号的权限"):]
-    section = section[:section.index("\n## ")]
+    section = guide[guide.index("### 部署账号的权限") :]
+    section = section[: section.index("\n## ")]
     blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
     statements = []
     for block in blocks:
@@ -157,10 +160,12 @@ def _documented_grants() -> tuple[str, list[str], list[str]]:
 
 def _as(statement: str, database: str) -> str:
     """A documented statement for this test's user ({user}) and database."""
-    return (statement.replace("'deployer'@'%'", "{user}")
-            .replace("`emotional_chat_scratch`", f"`{database}_scratch`")
-            .replace("`emotional\\_chat\\_%`.*", grant_target(database + "_").replace("{", "{{").replace("}", "}}"))
-            .replace("`emotional_chat`", "{db}"))
+    return (
+        statement.replace("'deployer'@'%'", "{user}")
+        .replace("`emotional_chat_scratch`", f"`{database}_scratch`")
+        .replace("`emotional\\_chat\\_%`.*", grant_target(database + "_").replace("{", "{{").replace("}", "}}"))
+        .replace("`emotional_chat`", "{db}")
+    )
 
 
 def _deploy_twice(invoke, env: dict, tmp_path) -> dict:
@@ -185,7 +190,8 @@ def _drift_compared(result) -> bool:
 
 
 def test_the_documented_grants_alone_fail_the_check_until_a_scratch_database_is_named(
-        invoke, accounts, mysql_server, database_name, scratch_name, tmp_path, triggers_allowed):
+    invoke, accounts, mysql_server, database_name, scratch_name, tmp_path, triggers_allowed
+):
     managed, _, dedicated = _documented_grants()
     assert all(privilege in managed for privilege in DATABASE_PRIVILEGES)
     user = accounts.user(_as(managed, database_name))
@@ -200,8 +206,13 @@ def test_the_documented_grants_alone_fail_the_check_until_a_scratch_database_is_
     assert deploy.returncode == 1 and "preflight failed: scratch:" in deploy.output
     assert tables(mysql_server, database_name) == []
 
-    mysql_server.execute(None, *(_as(statement, database_name).format(user=f"'{user['MYSQL_USER']}'@'%'",
-                                                                   db=f"`{database_name}`") for statement in dedicated))
+    mysql_server.execute(
+        None,
+        *(
+            _as(statement, database_name).format(user=f"'{user['MYSQL_USER']}'@'%'", db=f"`{database_name}`")
+            for statement in dedicated
+        ),
+    )
     mysql_server.execute(None, f"CREATE TABLE `{scratch_name}`.leftover (id INT)")
     configured = {**user, "SCRATCH_DATABASE": scratch_name}
     check = invoke("db.check", env=configured)
@@ -221,8 +232,9 @@ def test_the_documented_grants_alone_fail_the_check_until_a_scratch_database_is_
     assert tables(mysql_server, database_name) == ["alembic_version", *APP_TABLES]
 
 
-def test_the_documented_wildcard_grant_covers_the_scratch_databases(invoke, accounts, mysql_server, database_name,
-                                                                      tmp_path, triggers_allowed):
+def test_the_documented_wildcard_grant_covers_the_scratch_databases(
+    invoke, accounts, mysql_server, database_name, tmp_path, triggers_allowed
+):
     managed, wildcard, _ = _documented_grants()
     user = accounts.user(_as(managed, database_name), *(_as(statement, database_name) for statement in wildcard))
     check = invoke("db.check", env=user)
@@ -235,8 +247,9 @@ def test_the_documented_wildcard_grant_covers_the_scratch_databases(invoke, acco
 # ---------------------------------------------------------------- wildcard and role grants
 
 
-def test_one_wildcard_grant_is_read_as_the_privileges_it_gives(invoke, accounts, mysql_server, database_name, tmp_path,
-                                                               triggers_allowed):
+def test_one_wildcard_grant_is_read_as_the_privileges_it_gives(
+    invoke, accounts, mysql_server, database_name, tmp_path, triggers_allowed
+):
     user = accounts.user(f"GRANT {', '.join(DATABASE_PRIVILEGES)} ON {grant_target(database_name)} TO {{user}}")
     check = invoke("db.check", env=user)
     assert check.returncode == 0, check.output
@@ -245,22 +258,25 @@ def test_one_wildcard_grant_is_read_as_the_privileges_it_gives(invoke, accounts,
     assert version_rows(mysql_server, database_name) == ["a1b2c3d4e5f6"]
 
 
-def test_an_unescaped_underscore_is_a_wildcard_and_an_exact_grant_wins_over_a_pattern(invoke, accounts, database_name,
-                                                                                     triggers_allowed):
+def test_an_unescaped_underscore_is_a_wildcard_and_an_exact_grant_wins_over_a_pattern(
+    invoke, accounts, database_name, triggers_allowed
+):
     pattern = "_" + database_name[1:]  # '_' stands for the 't' of the name
     user = accounts.user(f"GRANT ALL ON `{pattern}`.* TO {{user}}")
     assert "✅ privileges: all that upgrade, backup and restore need" in invoke("db.check", env=user).stdout
     # An exact grant ('\_' is an underscore) counts alone: the pattern's privileges do not add to it.
-    narrowed = accounts.user(f"GRANT ALL ON `{pattern}`.* TO {{user}}",
-                             f"GRANT SELECT ON `{like_escape(database_name)}`.* TO {{user}}")
+    narrowed = accounts.user(
+        f"GRANT ALL ON `{pattern}`.* TO {{user}}", f"GRANT SELECT ON `{like_escape(database_name)}`.* TO {{user}}"
+    )
     check = invoke("db.check", env=narrowed)
     assert check.returncode == 1 and f"❌ privileges: {narrowed['MYSQL_USER']} lacks INSERT, UPDATE" in check.stderr
     # and the server agrees
     assert "CREATE command denied" in assert_one_error_line(invoke("db.upgrade", env=narrowed))
 
 
-def test_privileges_through_a_default_role_count(invoke, accounts, mysql_server, database_name, tmp_path,
-                                                 triggers_allowed):
+def test_privileges_through_a_default_role_count(
+    invoke, accounts, mysql_server, database_name, tmp_path, triggers_allowed
+):
     role = accounts.role(f"GRANT {', '.join(DATABASE_PRIVILEGES)} ON {grant_target(database_name)} TO {{role}}")
     default = "SET DEFAULT ROLE {role} FOR {user}" if _is_mariadb(mysql_server) else "SET DEFAULT ROLE {role} TO {user}"
     user = accounts.user("GRANT {role} TO {user}", default, role=role)
@@ -307,8 +323,14 @@ def test_with_binary_logging_triggers_need_super_or_trusted_creators(invoke, bin
             assert check.returncode == 1, check.output
             assert "binary logging is on" in check.stderr and "SUPER" in check.stderr
             # what the check foresees: the server refuses this account a trigger
-            connection = pymysql.connect(host=server.host, port=server.port, user=user["MYSQL_USER"],
-                                         password=user["MYSQL_PASSWORD"], database=database_name, autocommit=True)
+            connection = pymysql.connect(
+                host=server.host,
+                port=server.port,
+                user=user["MYSQL_USER"],
+                password=user["MYSQL_PASSWORD"],
+                database=database_name,
+                autocommit=True,
+            )
             with connection.cursor() as cursor, pytest.raises(pymysql.err.OperationalError, match="SUPER"):
                 cursor.execute("CREATE TABLE t (id INT)")
                 cursor.execute("CREATE TRIGGER t_ins BEFORE INSERT ON t FOR EACH ROW SET NEW.id = NEW.id")
@@ -326,7 +348,8 @@ def test_with_binary_logging_triggers_need_super_or_trusted_creators(invoke, bin
 
 
 def test_recover_names_the_scratch_database_it_may_not_create_then_uses_scratch_database(
-        invoke, accounts, mysql_server, database_name, scratch_name, tmp_path, triggers_allowed):
+    invoke, accounts, mysql_server, database_name, scratch_name, tmp_path, triggers_allowed
+):
     env = {**versions_with(tmp_path, "halfway"), "DEPLOY_STEPS": "preflight,upgrade,verify"}
     assert invoke("db.upgrade", "-r", "a1b2c3d4e5f6", env=env).returncode == 0
     before = raw_schema(mysql_server, database_name)
@@ -337,8 +360,11 @@ def test_recover_names_the_scratch_database_it_may_not_create_then_uses_scratch_
     assert "None" not in line and f"may not create the scratch database '{database_name}_autogen_" in line
     assert "SCRATCH_DATABASE" in line
 
-    mysql_server.execute(None, f"CREATE DATABASE `{scratch_name}`",
-             f"GRANT {', '.join(SCHEMA_PRIVILEGES)} ON `{scratch_name}`.* TO '{user['MYSQL_USER']}'@'%'")
+    mysql_server.execute(
+        None,
+        f"CREATE DATABASE `{scratch_name}`",
+        f"GRANT {', '.join(SCHEMA_PRIVILEGES)} ON `{scratch_name}`.* TO '{user['MYSQL_USER']}'@'%'",
+    )
     result = invoke("db.recover", "--undo", env={**env, **user, "SCRATCH_DATABASE": scratch_name})
     assert result.returncode == 0, result.output
     assert raw_schema(mysql_server, database_name) == before
@@ -352,18 +378,26 @@ def test_an_access_denied_error_names_the_database_the_server_refused(invoke, ac
     assert f"may not use database '{database_name}'" in line
 
 
-@pytest.mark.parametrize("which, message", [
-    ("itself", "is the managed database itself"),
-    ("mysql", "is a system schema"),
-    ("managed", "holds alembic_deploys"),
-    ("missing", "does not exist"),
-])
-def test_a_scratch_database_that_may_not_be_emptied_is_refused(invoke, mysql_server, created_database, database_name,
-                                                               scratch_name, which, message):
+@pytest.mark.parametrize(
+    "which, message",
+    [
+        ("itself", "is the managed database itself"),
+        ("mysql", "is a system schema"),
+        ("managed", "holds alembic_deploys"),
+        ("missing", "does not exist"),
+    ],
+)
+def test_a_scratch_database_that_may_not_be_emptied_is_refused(
+    invoke, mysql_server, created_database, database_name, scratch_name, which, message
+):
     mysql_server.execute(None, f"CREATE TABLE `{database_name}`.keep (id INT)")
     if which == "managed":
-        mysql_server.execute(None, f"CREATE DATABASE `{scratch_name}`",
-                 f"CREATE TABLE `{scratch_name}`.alembic_deploys (id INT)", f"CREATE TABLE `{scratch_name}`.users (id INT)")
+        mysql_server.execute(
+            None,
+            f"CREATE DATABASE `{scratch_name}`",
+            f"CREATE TABLE `{scratch_name}`.alembic_deploys (id INT)",
+            f"CREATE TABLE `{scratch_name}`.users (id INT)",
+        )
     name = {"itself": database_name, "mysql": "mysql"}.get(which, scratch_name)
     env = {"SCRATCH_DATABASE": name}
     assert message in assert_one_error_line(invoke("db.drift", env=env))
@@ -383,8 +417,9 @@ def test_a_scratch_database_in_use_by_another_run_is_not_shared(invoke, mysql_se
         with holder.cursor() as cursor:
             cursor.execute("SELECT GET_LOCK(%s, 0)", (f"alembic-scratch:{scratch_name}",))
             assert cursor.fetchone()[0] == 1
-        line = assert_one_error_line(invoke("db.drift", env={"SCRATCH_DATABASE": scratch_name,
-                                                              "DEPLOY_LOCK_TIMEOUT": "1"}))
+        line = assert_one_error_line(
+            invoke("db.drift", env={"SCRATCH_DATABASE": scratch_name, "DEPLOY_LOCK_TIMEOUT": "1"})
+        )
         assert f"SCRATCH_DATABASE {scratch_name!r} is in use by another run" in line
     finally:
         holder.close()
@@ -394,8 +429,9 @@ def test_a_scratch_database_in_use_by_another_run_is_not_shared(invoke, mysql_se
 # ---------------------------------------------------------------- read-only servers
 
 
-def test_a_read_only_server_fails_the_check_and_is_refused_before_anything_runs(invoke, mysql_server,
-                                                                                created_database, database_name):
+def test_a_read_only_server_fails_the_check_and_is_refused_before_anything_runs(
+    invoke, mysql_server, created_database, database_name
+):
     with global_variable(mysql_server, "read_only", "ON"):
         check = invoke("db.check")
         assert check.returncode == 1
@@ -412,11 +448,19 @@ def test_a_read_only_server_fails_the_check_and_is_refused_before_anything_runs(
 
 def test_grant_lines_as_both_servers_print_them():
     assert parse_grant("GRANT SELECT, LOCK TABLES, SHOW VIEW ON `app\\_%`.* TO `u`@`%`").privileges == {
-        "SELECT", "LOCK TABLES", "SHOW VIEW"}
+        "SELECT",
+        "LOCK TABLES",
+        "SHOW VIEW",
+    }
     assert parse_grant("GRANT USAGE ON *.* TO `u`@`%` IDENTIFIED BY PASSWORD '*0A'").database is None
     assert parse_grant("GRANT ALL ON `a``b`.* TO `r`").database == "a`b"
-    for other in ("GRANT `r` TO `u`@`%`", "SET DEFAULT ROLE `r` FOR `u`@`%`", "GRANT SELECT (id) ON `a`.`t` TO `u`@`%`",
-                  "GRANT EXECUTE ON PROCEDURE `a`.`p` TO `u`@`%`", "GRANT PROXY ON ''@'' TO 'root'@'localhost'"):
+    for other in (
+        "GRANT `r` TO `u`@`%`",
+        "SET DEFAULT ROLE `r` FOR `u`@`%`",
+        "GRANT SELECT (id) ON `a`.`t` TO `u`@`%`",
+        "GRANT EXECUTE ON PROCEDURE `a`.`p` TO `u`@`%`",
+        "GRANT PROXY ON ''@'' TO 'root'@'localhost'",
+    ):
         assert parse_grant(other) is None
     revoke = parse_grant("REVOKE INSERT ON `app`.* FROM `u`@`%`")
     assert revoke.revoke and revoke.database == "app"
@@ -432,8 +476,9 @@ def test_database_patterns_follow_like_and_the_most_specific_grant():
     assert account("GRANT ALL ON `app_%`.* TO `u`@`%`", wildcards=False).lacks("appXlive", ("DROP",)) == ["DROP"]
     assert account("GRANT ALL ON `App`.* TO `u`@`%`", case_sensitive=False).lacks("app", ("DROP",)) == []
     # the exact name counts alone for a grantee; a role's grants add to it
-    both = account("GRANT SELECT ON `app`.* TO `u`@`%`", "GRANT INSERT ON `ap%`.* TO `u`@`%`",
-                   "GRANT DELETE ON `app`.* TO `r`")
+    both = account(
+        "GRANT SELECT ON `app`.* TO `u`@`%`", "GRANT INSERT ON `ap%`.* TO `u`@`%`", "GRANT DELETE ON `app`.* TO `r`"
+    )
     assert both.privileges_on("app") == {"SELECT", "DELETE"} and both.privileges_on("apx") == {"INSERT"}
     longer = account("GRANT SELECT ON `a%`.* TO `u`@`%`", "GRANT INSERT ON `app%`.* TO `u`@`%`")
     assert longer.privileges_on("apple") == {"INSERT"}

@@ -46,17 +46,25 @@ def chroot_ready(target_id: str) -> bool:
 
 
 def needs_chroot(target_id: str):
-    return pytest.mark.skipif(not chroot_ready(target_id),
-                              reason=f"needs root and the {target_id} root built (python -m backend.dbops.matrix "
-                                     f"provision {target_id})")
+    return pytest.mark.skipif(
+        not chroot_ready(target_id),
+        reason=f"needs root and the {target_id} root built (python -m backend.dbops.matrix provision {target_id})",
+    )
 
 
 # ---------------------------------------------------------------- the table
 
 
 def test_the_target_table():
-    assert list(TARGETS) == ["mysql-9.7", "mysql-8.4", "mysql-8.0", "mariadb-11.8", "mariadb-10.11",
-                             "mariadb-10.5", "mysql-5.7"]
+    assert list(TARGETS) == [
+        "mysql-9.7",
+        "mysql-8.4",
+        "mysql-8.0",
+        "mariadb-11.8",
+        "mariadb-10.11",
+        "mariadb-10.5",
+        "mysql-5.7",
+    ]
     recipes = {tid: (t.debian.suite, t.debian.packages) for tid, t in TARGETS.items() if t.debian}
     assert recipes["mariadb-10.5"] == ("bullseye", ("mariadb-server-core-10.5",))
     assert recipes["mariadb-11.8"] == ("trixie", ("mariadb-server",))
@@ -89,8 +97,12 @@ def test_required_targets():
 
 def test_targets_are_chosen_by_id_flavour_or_all_in_the_table_order():
     assert providers.select_targets(["all"]) == list(TARGETS)
-    assert providers.select_targets(["mysql-5.7", "mariadb", "mariadb-10.5"]) == \
-        ["mariadb-11.8", "mariadb-10.11", "mariadb-10.5", "mysql-5.7"]
+    assert providers.select_targets(["mysql-5.7", "mariadb", "mariadb-10.5"]) == [
+        "mariadb-11.8",
+        "mariadb-10.11",
+        "mariadb-10.5",
+        "mysql-5.7",
+    ]
     assert providers.select_targets(["mysql"]) == ["mysql-9.7", "mysql-8.4", "mysql-8.0", "mysql-5.7"]
     assert providers.select_targets([]) == []
     with pytest.raises(UnknownTarget, match="unknown server 'maria'"):
@@ -100,12 +112,15 @@ def test_targets_are_chosen_by_id_flavour_or_all_in_the_table_order():
 # ---------------------------------------------------------------- the url provider
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("mysql://root:secret@db.internal:3307", ("db.internal", 3307, "root", "secret")),
-    ("mysql+pymysql://u:p%40ss%3Bw@127.0.0.1", ("127.0.0.1", 3306, "u", "p@ss;w")),
-    ("mariadb://app@localhost:3306/ignored", ("localhost", 3306, "app", "")),
-    ("mysql://127.0.0.1:13306", ("127.0.0.1", 13306, "root", "")),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mysql://root:secret@db.internal:3307", ("db.internal", 3307, "root", "secret")),
+        ("mysql+pymysql://u:p%40ss%3Bw@127.0.0.1", ("127.0.0.1", 3306, "u", "p@ss;w")),
+        ("mariadb://app@localhost:3306/ignored", ("localhost", 3306, "app", "")),
+        ("mysql://127.0.0.1:13306", ("127.0.0.1", 13306, "root", "")),
+    ],
+)
 def test_server_url_parsing(url, expected):
     assert parse_server_url(url) == expected
 
@@ -118,8 +133,10 @@ def test_malformed_server_urls_are_refused_without_echoing_them(url):
 
 
 def _server_url(mysql_server) -> str:
-    return (f"mysql://{quote(mysql_server.user, safe='')}:{quote(mysql_server.password, safe='')}"
-            f"@{mysql_server.host}:{mysql_server.port}")
+    return (
+        f"mysql://{quote(mysql_server.user, safe='')}:{quote(mysql_server.password, safe='')}"
+        f"@{mysql_server.host}:{mysql_server.port}"
+    )
 
 
 def _version(mysql_server) -> tuple[str, str]:
@@ -239,8 +256,10 @@ def test_required_targets_fail_where_others_are_skipped(tmp_path):
 
 
 def test_docker_engine_detection(tmp_path):
-    assert providers.docker_engine_problem({"DOCKER_HOST": "unix:///nonexistent/d.sock"}) == \
-        "no Docker engine (/nonexistent/d.sock does not exist)"
+    assert (
+        providers.docker_engine_problem({"DOCKER_HOST": "unix:///nonexistent/d.sock"})
+        == "no Docker engine (/nonexistent/d.sock does not exist)"
+    )
     path = tmp_path / "d.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
@@ -291,8 +310,10 @@ def test_provisioning_happens_once_and_is_marked_last(fake_build):
     assert first["reused"] is False and first["version"] == "10.5.23" and fake_build["calls"] == ["mariadb-10.5"]
     assert (cache / "mariadb-10.5" / "provisioned.json").is_file()
     assert providers.chroot_root(TARGETS["mariadb-10.5"], env) == cache / "mariadb-10.5" / "root"
-    assert said[0] == (f"mariadb-10.5 root: building Debian bullseye with mariadb-server-core-10.5 (once, in "
-                       f"{cache / 'mariadb-10.5'}; log provision.log there)")
+    assert said[0] == (
+        f"mariadb-10.5 root: building Debian bullseye with mariadb-server-core-10.5 (once, in "
+        f"{cache / 'mariadb-10.5'}; log provision.log there)"
+    )
     assert said[-1].startswith("mariadb-10.5 root: built in 0:0") and said[-1].endswith("MB), mariadb 10.5.23")
     said.clear()
     again = providers.provision("mariadb-10.5", env, said.append)
@@ -311,8 +332,12 @@ def test_a_long_build_step_says_how_it_goes_until_it_ends(tmp_path):
             released.touch()  # the step has been seen going on, with its last drawn line: let it end
 
     progress = providers._BuildProgress(TARGETS["mariadb-10.5"], log_path, say, interval=0.2)
-    step = ["sh", "-c", f"echo 'I: Retrieving libc6'; printf 'Get:1 half\\rGet:2 drawn\\n'; "
-                        f"while [ ! -e {released} ]; do sleep 0.05; done; echo done"]
+    step = [
+        "sh",
+        "-c",
+        f"echo 'I: Retrieving libc6'; printf 'Get:1 half\\rGet:2 drawn\\n'; "
+        f"while [ ! -e {released} ]; do sleep 0.05; done; echo done",
+    ]
     with open(log_path, "wb") as log:
         providers._run_logged(step, log, "debootstrap", 120, progress)
     assert said[0] == "mariadb-10.5 root: debootstrap (at 0:00)"
@@ -320,7 +345,10 @@ def test_a_long_build_step_says_how_it_goes_until_it_ends(tmp_path):
     assert log_path.read_text().endswith("done\n")
 
     failing = ["sh", "-c", "echo 'E: Unable to locate package'; exit 100"]
-    with open(log_path, "ab") as log, pytest.raises(providers.ProvisionError, match="apt-get install failed with exit code 100"):
+    with (
+        open(log_path, "ab") as log,
+        pytest.raises(providers.ProvisionError, match="apt-get install failed with exit code 100"),
+    ):
         providers._run_logged(failing, log, "apt-get install", 120, progress)
 
 
@@ -356,8 +384,9 @@ def test_two_processes_do_not_provision_the_same_target_at_once(fake_build, monk
 
     monkeypatch.setattr(providers, "_build_root", slow_build)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(providers.provision("mariadb-10.5", env, say)))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(providers.provision("mariadb-10.5", env, say))) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -377,7 +406,9 @@ def test_a_failed_build_leaves_no_marker(fake_build, monkeypatch):
         raise providers.ProvisionError("apt-get install failed with exit code 100")
 
     monkeypatch.setattr(providers, "_build_root", broken)
-    with pytest.raises(providers.ProvisionError, match="bullseye root failed: apt-get install failed.*Unable to locate"):
+    with pytest.raises(
+        providers.ProvisionError, match="bullseye root failed: apt-get install failed.*Unable to locate"
+    ):
         providers.provision("mariadb-10.5", env)
     assert not (cache / "mariadb-10.5" / "provisioned.json").exists()
 
@@ -391,8 +422,12 @@ def test_a_changed_recipe_makes_the_root_stale(fake_build, monkeypatch):
     env = fake_build["env"]
     providers.provision("mariadb-10.5", env)
     target = TARGETS["mariadb-10.5"]
-    changed = providers.Target(target.id, target.flavour, target.version,
-                               providers.DebianRecipe("bullseye", ("mariadb-server-10.5",), target.debian.binary))
+    changed = providers.Target(
+        target.id,
+        target.flavour,
+        target.version,
+        providers.DebianRecipe("bullseye", ("mariadb-server-10.5",), target.debian.binary),
+    )
     monkeypatch.setitem(TARGETS, "mariadb-10.5", changed)
     assert providers.provisioned(changed, env) is None
 

@@ -10,23 +10,47 @@ from tests.test_deploy import checksums, raw_schema, seed, versions_with
 WITH_BACKUP = {"DEPLOY_STEPS": "preflight,backup,upgrade,verify"}
 
 
-
 def _revision_with(tmp_path, body: str) -> dict[str, str]:
     versions = copy_versions(tmp_path / "versions")
-    (versions / "ab12cd34ef56_rehearsed.py").write_text("\n".join([
-        '"""Rehearsal test revision.', "", "Revision ID: ab12cd34ef56", f"Revises: {HEAD}", '"""',
-        "from alembic import op", "", 'revision = "ab12cd34ef56"', f'down_revision = "{HEAD}"',
-        "branch_labels = None", "depends_on = None", "", "",
-        "def upgrade() -> None:", f"    {body}", "", "",
-        "def downgrade() -> None:", "    pass", ""]))
+    (versions / "ab12cd34ef56_rehearsed.py").write_text(
+        "\n".join(
+            [
+                '"""Rehearsal test revision.',
+                "",
+                "Revision ID: ab12cd34ef56",
+                f"Revises: {HEAD}",
+                '"""',
+                "from alembic import op",
+                "",
+                'revision = "ab12cd34ef56"',
+                f'down_revision = "{HEAD}"',
+                "branch_labels = None",
+                "depends_on = None",
+                "",
+                "",
+                "def upgrade() -> None:",
+                f"    {body}",
+                "",
+                "",
+                "def downgrade() -> None:",
+                "    pass",
+                "",
+            ]
+        )
+    )
     return {"MIGRATIONS_DIR": str(versions)}
 
 
 def test_a_statement_that_fails_on_the_copy_refuses_the_deploy_before_the_backup(
-        invoke, mysql_server, database_name, tmp_path):
+    invoke, mysql_server, database_name, tmp_path
+):
     backups = tmp_path / "backups"
-    env = {**_revision_with(tmp_path, 'op.execute("UPDATE users SET no_such_column = 1")'), **WITH_BACKUP,
-           "BACKUP_DIR": str(backups), "DEPLOY_VERIFY_MODELS": "0"}
+    env = {
+        **_revision_with(tmp_path, 'op.execute("UPDATE users SET no_such_column = 1")'),
+        **WITH_BACKUP,
+        "BACKUP_DIR": str(backups),
+        "DEPLOY_VERIFY_MODELS": "0",
+    }
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
     seed(mysql_server, database_name)
@@ -45,8 +69,11 @@ def test_a_statement_that_fails_on_the_copy_refuses_the_deploy_before_the_backup
 
 def test_a_table_the_models_do_not_own_refuses_the_deploy_unless_declared(invoke, mysql_server, database_name):
     assert invoke("db.init").returncode == 0
-    mysql_server.execute(database_name, "CREATE TABLE legacy_audit (id INT PRIMARY KEY, note TEXT)",
-             "INSERT INTO legacy_audit VALUES (1, 'kept')")
+    mysql_server.execute(
+        database_name,
+        "CREATE TABLE legacy_audit (id INT PRIMARY KEY, note TEXT)",
+        "INSERT INTO legacy_audit VALUES (1, 'kept')",
+    )
     before = raw_schema(mysql_server, database_name)
 
     result = invoke("db.deploy", env=WITH_BACKUP)
@@ -75,8 +102,12 @@ def test_a_table_the_models_do_not_own_refuses_the_deploy_unless_declared(invoke
 
 def test_a_change_made_by_hand_is_found_before_anything_runs(invoke, mysql_server, database_name, tmp_path):
     # The pending revision adds users.mood; someone added it by hand already.
-    env = {**versions_with(tmp_path, "halfway", "a1b2*"), **WITH_BACKUP, "BACKUP_DIR": str(tmp_path / "backups"),
-           "DEPLOY_VERIFY_MODELS": "0"}
+    env = {
+        **versions_with(tmp_path, "halfway", "a1b2*"),
+        **WITH_BACKUP,
+        "BACKUP_DIR": str(tmp_path / "backups"),
+        "DEPLOY_VERIFY_MODELS": "0",
+    }
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
     mysql_server.execute(database_name, "ALTER TABLE users ADD COLUMN mood VARCHAR(32) NULL")
@@ -87,8 +118,9 @@ def test_a_change_made_by_hand_is_found_before_anything_runs(invoke, mysql_serve
     assert not (tmp_path / "backups").exists() or not list((tmp_path / "backups").iterdir())
 
 
-def test_the_rehearsal_leaves_no_scratch_schema_and_passes_a_good_revision(invoke, mysql_server, database_name,
-                                                                           tmp_path):
+def test_the_rehearsal_leaves_no_scratch_schema_and_passes_a_good_revision(
+    invoke, mysql_server, database_name, tmp_path
+):
     env = {**versions_with(tmp_path, "halfway", "a1b2*"), "DEPLOY_VERIFY_MODELS": "0"}
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
@@ -96,8 +128,10 @@ def test_the_rehearsal_leaves_no_scratch_schema_and_passes_a_good_revision(invok
     assert "✅ rehearsal: the pending revisions run on an empty copy" in check.stdout, check.output
     connection = mysql_server.connect()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
-                       (f"{database_name}\\_rehearsal\\_%",))
+        cursor.execute(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
+            (f"{database_name}\\_rehearsal\\_%",),
+        )
         assert cursor.fetchall() == ()
     connection.close()
 
@@ -106,8 +140,11 @@ def test_views_are_copied_so_a_revision_may_use_them(invoke, mysql_server, datab
     env = {**_revision_with(tmp_path, 'op.execute("DROP VIEW active_users")'), "DEPLOY_VERIFY_MODELS": "0"}
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
-    mysql_server.execute(database_name, "CREATE VIEW active_users AS SELECT id, username FROM users WHERE is_active",
-             "CREATE VIEW active_names AS SELECT username FROM active_users")
+    mysql_server.execute(
+        database_name,
+        "CREATE VIEW active_users AS SELECT id, username FROM users WHERE is_active",
+        "CREATE VIEW active_names AS SELECT username FROM active_users",
+    )
     check = invoke("db.check", env=env)
     assert "✅ rehearsal:" in check.stdout, check.output
     # Without the views the same statement fails in the rehearsal, before anything runs.
@@ -120,8 +157,11 @@ def test_a_scratch_database_a_killed_run_left_is_dropped_by_the_next(invoke, mys
     env = {**versions_with(tmp_path, "halfway", "a1b2*")}
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
-    abandoned, in_use, other = (f"{database_name}_rehearsal_deadbeef", f"{database_name}_autogen_0badcafe",
-                                f"{database_name}_backup_deadbeef")
+    abandoned, in_use, other = (
+        f"{database_name}_rehearsal_deadbeef",
+        f"{database_name}_autogen_0badcafe",
+        f"{database_name}_backup_deadbeef",
+    )
     mysql_server.execute(None, *(f"CREATE DATABASE `{name}`" for name in (abandoned, in_use, other)))
     running = mysql_server.connect()  # a run still using its scratch database holds its lock
     try:
@@ -130,8 +170,10 @@ def test_a_scratch_database_a_killed_run_left_is_dropped_by_the_next(invoke, mys
         assert "✅ rehearsal:" in invoke("db.check", env=env).stdout
         connection = mysql_server.connect()
         with connection.cursor() as cursor:
-            cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
-                           (f"{database_name}\\_%",))
+            cursor.execute(
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
+                (f"{database_name}\\_%",),
+            )
             assert sorted(row[0] for row in cursor.fetchall()) == sorted([in_use, other])
         connection.close()
     finally:

@@ -65,10 +65,12 @@ def test_seven_tables_in_sandbox(bare_env, tmp_path):
     state = json.loads((tmp_path / "sandbox" / "sandbox.json").read_text())
     import pymysql
 
-    connection = pymysql.connect(host="127.0.0.1", port=state["port"], user=state["user"],
-                                 password=state["password"], database=state["database"])
+    connection = pymysql.connect(
+        host="127.0.0.1", port=state["port"], user=state["user"], password=state["password"], database=state["database"]
+    )
     with connection.cursor() as cursor:
         cursor.execute("SHOW TABLES")
         assert sorted(row[0] for row in cursor.fetchall()) == sorted(
-            ["alembic_journal", "alembic_lock", "alembic_version", *APP_TABLES])
+            ["alembic_journal", "alembic_lock", "alembic_version", *APP_TABLES]
+        )
     connection.close()

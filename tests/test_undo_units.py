@@ -11,38 +11,52 @@ from backend.dbops.undo.tabledef import alter_statements, parse
 
 
 def test_split_statements_knows_quotes_comments_and_routine_bodies():
-    script = ("UPDATE knowledge SET tags = 'see #42'; DROP TABLE knowledge;\n"
-              "SELECT '-- x'; ALTER TABLE t ADD c INT;\n"
-              "UPDATE t SET a = \"it's; ok\" -- trailing; comment\n;\n"
-              "CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW BEGIN IF 1 THEN SET @a = 1; END IF; END;")
+    script = (
+        "UPDATE knowledge SET tags = 'see #42'; DROP TABLE knowledge;\n"
+        "SELECT '-- x'; ALTER TABLE t ADD c INT;\n"
+        'UPDATE t SET a = "it\'s; ok" -- trailing; comment\n;\n'
+        "CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW BEGIN IF 1 THEN SET @a = 1; END IF; END;"
+    )
     assert split_statements(script) == [
-        "UPDATE knowledge SET tags = 'see #42'", "DROP TABLE knowledge", "SELECT '-- x'", "ALTER TABLE t ADD c INT",
-        "UPDATE t SET a = \"it's; ok\" -- trailing; comment",
-        "CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW BEGIN IF 1 THEN SET @a = 1; END IF; END"]
+        "UPDATE knowledge SET tags = 'see #42'",
+        "DROP TABLE knowledge",
+        "SELECT '-- x'",
+        "ALTER TABLE t ADD c INT",
+        'UPDATE t SET a = "it\'s; ok" -- trailing; comment',
+        "CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW BEGIN IF 1 THEN SET @a = 1; END IF; END",
+    ]
 
 
-@pytest.mark.parametrize("sql, kind, table", [
-    ("UPDATE knowledge SET tags = 'x' WHERE id > 3 ORDER BY id LIMIT 5", statements.ROWS, "knowledge"),
-    ("UPDATE chat_messages m JOIN users u ON u.id = m.user_id SET m.content = u.username", statements.ROWS,
-     "chat_messages"),
-    ("DELETE FROM system_logs WHERE created_at < '2020-01-01'", statements.ROWS, "system_logs"),
-    ("INSERT IGNORE INTO knowledge SELECT * FROM k2", statements.ROWS, "knowledge"),
-    ("ALTER TABLE `chat messages` DROP COLUMN emotion", statements.ALTER, "chat messages"),
-    ("CREATE UNIQUE INDEX ix ON users (email)", statements.ALTER, "users"),
-    ("DROP INDEX ix ON users", statements.ALTER, "users"),
-    ("CREATE TABLE IF NOT EXISTS mood_tags (id INT)", statements.CREATE_TABLE, "mood_tags"),
-    ("SET SESSION sql_mode = ''", statements.NONE, None),
-    ("SELECT COUNT(*) FROM users", statements.NONE, None),
-])
+@pytest.mark.parametrize(
+    "sql, kind, table",
+    [
+        ("UPDATE knowledge SET tags = 'x' WHERE id > 3 ORDER BY id LIMIT 5", statements.ROWS, "knowledge"),
+        (
+            "UPDATE chat_messages m JOIN users u ON u.id = m.user_id SET m.content = u.username",
+            statements.ROWS,
+            "chat_messages",
+        ),
+        ("DELETE FROM system_logs WHERE created_at < '2020-01-01'", statements.ROWS, "system_logs"),
+        ("INSERT IGNORE INTO knowledge SELECT * FROM k2", statements.ROWS, "knowledge"),
+        ("ALTER TABLE `chat messages` DROP COLUMN emotion", statements.ALTER, "chat messages"),
+        ("CREATE UNIQUE INDEX ix ON users (email)", statements.ALTER, "users"),
+        ("DROP INDEX ix ON users", statements.ALTER, "users"),
+        ("CREATE TABLE IF NOT EXISTS mood_tags (id INT)", statements.CREATE_TABLE, "mood_tags"),
+        ("SET SESSION sql_mode = ''", statements.NONE, None),
+        ("SELECT COUNT(*) FROM users", statements.NONE, None),
+    ],
+)
 def test_classify_reads_what_a_statement_touches(sql, kind, table):
     action = classify(sql)
     assert (action.kind, action.table) == (kind, table)
 
 
 def test_classify_reads_an_alter_table_clause_by_clause():
-    changes = classify("ALTER TABLE t DROP emotion, MODIFY COLUMN content VARCHAR(10) NOT NULL, CHANGE role role2 "
-                       "VARCHAR(5), RENAME COLUMN a TO b, CONVERT TO CHARACTER SET latin1, ADD INDEX ix (x), "
-                       "DROP FOREIGN KEY fk, RENAME TO t2, ALGORITHM=INPLACE").alter
+    changes = classify(
+        "ALTER TABLE t DROP emotion, MODIFY COLUMN content VARCHAR(10) NOT NULL, CHANGE role role2 "
+        "VARCHAR(5), RENAME COLUMN a TO b, CONVERT TO CHARACTER SET latin1, ADD INDEX ix (x), "
+        "DROP FOREIGN KEY fk, RENAME TO t2, ALGORITHM=INPLACE"
+    ).alter
     assert changes.dropped == ("emotion",) and changes.modified == ("content",)
     assert changes.renamed == (("role", "role2"), ("a", "b")) and changes.retyped_renames == ("role",)
     assert changes.converts_charset and changes.new_name == "t2"
@@ -50,18 +64,21 @@ def test_classify_reads_an_alter_table_clause_by_clause():
     assert classify("RENAME TABLE a TO b, c TO d").renames == (("a", "b"), ("c", "d"))
 
 
-@pytest.mark.parametrize("sql, reason", [
-    ("REPLACE INTO t VALUES (1)", "REPLACE deletes rows"),
-    ("INSERT INTO t VALUES (1) ON DUPLICATE KEY UPDATE a = 1", "ON DUPLICATE KEY UPDATE"),
-    ("TRUNCATE TABLE t", "use DELETE FROM"),
-    ("UPDATE a, b SET a.x = b.y, b.z = 1", "several tables"),
-    ("DELETE s FROM system_logs s JOIN users u", "multi-table DELETE"),
-    ("ALTER TABLE t DROP PARTITION p1", "loses data"),
-    ("ALTER IGNORE TABLE t ADD UNIQUE (a)", "deletes rows"),
-    ("CALL purge()", "not something a rollback can undo"),
-    ("DROP DATABASE x", "cannot be undone"),
-    ("UPDATE t SET a = 'unterminated", "cannot be read"),
-])
+@pytest.mark.parametrize(
+    "sql, reason",
+    [
+        ("REPLACE INTO t VALUES (1)", "REPLACE deletes rows"),
+        ("INSERT INTO t VALUES (1) ON DUPLICATE KEY UPDATE a = 1", "ON DUPLICATE KEY UPDATE"),
+        ("TRUNCATE TABLE t", "use DELETE FROM"),
+        ("UPDATE a, b SET a.x = b.y, b.z = 1", "several tables"),
+        ("DELETE s FROM system_logs s JOIN users u", "multi-table DELETE"),
+        ("ALTER TABLE t DROP PARTITION p1", "loses data"),
+        ("ALTER IGNORE TABLE t ADD UNIQUE (a)", "deletes rows"),
+        ("CALL purge()", "not something a rollback can undo"),
+        ("DROP DATABASE x", "cannot be undone"),
+        ("UPDATE t SET a = 'unterminated", "cannot be read"),
+    ],
+)
 def test_classify_refuses_what_it_cannot_undo_exactly(sql, reason):
     action = classify(sql)
     assert action.kind == statements.REFUSE and reason in action.reason, action
@@ -89,8 +106,12 @@ AFTER = """CREATE TABLE `t` (
 def test_alter_statements_bring_a_table_back_to_its_before_image():
     before, after = parse(BEFORE), parse(AFTER)
     assert [name for name, _ in before.columns] == ["id", "c", "d"]
-    assert before.options == {"ENGINE": "InnoDB", "CHARSET": "utf8mb4", "COLLATE": "utf8mb4_unicode_ci",
-                              "COMMENT": "'tab''le'"}  # AUTO_INCREMENT is not structure
+    assert before.options == {
+        "ENGINE": "InnoDB",
+        "CHARSET": "utf8mb4",
+        "COLLATE": "utf8mb4_unicode_ci",
+        "COMMENT": "'tab''le'",
+    }  # AUTO_INCREMENT is not structure
     assert list(before.foreign_keys) == ["fk_u"] and list(before.checks) == ["chk"]
     assert alter_statements(after, before) == [
         "ALTER TABLE `t` DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci COMMENT='tab''le'",

@@ -35,13 +35,23 @@ def create_database(settings: Settings, name: str | None = None, like: str | Non
     if database_exists(settings, name):
         return False
     with connect(settings, database=None) as connection:
-        charset = connection.execute(
-            text("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
-                 "WHERE SCHEMA_NAME = :name"), {"name": like}).first() if like else None
+        charset = (
+            connection.execute(
+                text(
+                    "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+                    "WHERE SCHEMA_NAME = :name"
+                ),
+                {"name": like},
+            ).first()
+            if like
+            else None
+        )
         character_set, collation = charset or ("utf8mb4", "utf8mb4_unicode_ci")
         connection.execute(
-            text(f"CREATE DATABASE IF NOT EXISTS {_literal_colons(quoted)} CHARACTER SET {character_set} "
-                 f"COLLATE {collation}")
+            text(
+                f"CREATE DATABASE IF NOT EXISTS {_literal_colons(quoted)} CHARACTER SET {character_set} "
+                f"COLLATE {collation}"
+            )
         )
     return True
 
@@ -91,6 +101,8 @@ def empty_database(settings: Settings, keep: tuple[str, ...] = ()) -> list[str]:
         for name, kind in rows:
             if name not in keep:
                 statement = "DROP VIEW" if kind == "VIEW" else "DROP TABLE"
-                connection.execute(text(f"{statement} IF EXISTS {_literal_colons(quote_identifier(name, 'table name'))}"))
+                connection.execute(
+                    text(f"{statement} IF EXISTS {_literal_colons(quote_identifier(name, 'table name'))}")
+                )
         connection.execute(text("SET SESSION FOREIGN_KEY_CHECKS = 1"))
     return dropped

@@ -72,29 +72,36 @@ def application_tables(connection: Connection, ignored: Container[str]) -> list[
     return sorted(name for name in inspect(connection).get_table_names() if name not in ignored)
 
 
-def adoption_hint(connection: Connection, script: ScriptDirectory, current: Sequence[str],
-                  ignored: Container[str]) -> str | None:
+def adoption_hint(
+    connection: Connection, script: ScriptDirectory, current: Sequence[str], ignored: Container[str]
+) -> str | None:
     """Why the database looks like one to adopt (unknown revision ids, or tables but no revision), else None."""
     unknown = unknown_revisions(script, current)
     if unknown:
-        return (f"the database is at revision {', '.join(unknown)}, which is not in {script.versions}: when the old "
-                "tool (db_manager.py) or another made it, record the matching revision with `invoke db.adopt`; "
-                "else check out the code that made it")
+        return (
+            f"the database is at revision {', '.join(unknown)}, which is not in {script.versions}: when the old "
+            "tool (db_manager.py) or another made it, record the matching revision with `invoke db.adopt`; "
+            "else check out the code that made it"
+        )
     if current:
         return None
     tables = application_tables(connection, ignored)
     if not tables:
         return None
     shown = ", ".join(tables[:3]) + (" ..." if len(tables) > 3 else "")
-    return (f"no revision recorded, but {len(tables)} table(s) exist ({shown}): when they were made by hand or by "
-            "another tool, record their revision with `invoke db.adopt`")
+    return (
+        f"no revision recorded, but {len(tables)} table(s) exist ({shown}): when they were made by hand or by "
+        "another tool, record their revision with `invoke db.adopt`"
+    )
 
 
 def _live_state(settings: Settings) -> tuple[tuple[str, ...], dict]:
     with connect(settings) as connection:
         migrate.refuse_unfinished(connection)
-        return (migrate.current_heads(connection),
-                schema_snapshot(connection, settings.database, ignored_tables(settings)))
+        return (
+            migrate.current_heads(connection),
+            schema_snapshot(connection, settings.database, ignored_tables(settings)),
+        )
 
 
 def compare(settings: Settings, revision: str = "head") -> Adoption:
@@ -107,22 +114,29 @@ def compare(settings: Settings, revision: str = "head") -> Adoption:
     target = wanted[0]
     was, live = _live_state(settings)
     if was and not unknown_revisions(script, was):
-        raise RevisionError(f"{settings.database} is already at {', '.join(was)}, a revision of this code: "
-                            "nothing to adopt (see `invoke db.check`)")
+        raise RevisionError(
+            f"{settings.database} is already at {', '.join(was)}, a revision of this code: "
+            "nothing to adopt (see `invoke db.check`)"
+        )
     if not live:
         raise RevisionError(f"{settings.database} has no tables to adopt: `invoke db.upgrade` builds it")
     with migrate.scratch_database(settings, target) as scratch, connect(scratch) as connection:
         built = schema_snapshot(connection, scratch.database, ignored_tables(settings))
     found = compare_snapshots(built, live, MIGRATIONS, LIVE)
     return Adoption(
-        settings.database, target, was, sorted(live),
+        settings.database,
+        target,
+        was,
+        sorted(live),
         differences=[difference for difference in found if difference.item != COLUMN_ORDER],
-        notes=[difference for difference in found if difference.item == COLUMN_ORDER], live=live,
+        notes=[difference for difference in found if difference.item == COLUMN_ORDER],
+        live=live,
     )
 
 
-def adopt(settings: Settings, revision: str = "head",
-          confirm: Callable[[Adoption], None] = lambda adoption: None) -> Adoption:
+def adopt(
+    settings: Settings, revision: str = "head", confirm: Callable[[Adoption], None] = lambda adoption: None
+) -> Adoption:
     """Record revision as the database's when its schema matches the one the migrations build.
 
     Differences: returned unrecorded, nothing changed. A match: confirm(adoption) may raise to
@@ -139,8 +153,9 @@ def adopt(settings: Settings, revision: str = "head",
     with migration_lock(settings, f"adopt {adoption.revision}") as held:
         was, live = _live_state(settings)
         if (sorted(was), live) != (sorted(adoption.was), adoption.live):
-            raise RevisionError(f"{settings.database} changed while it was compared: nothing recorded; "
-                                "run `invoke db.adopt` again")
+            raise RevisionError(
+                f"{settings.database} changed while it was compared: nothing recorded; run `invoke db.adopt` again"
+            )
         migrate.stamp(settings, adoption.revision, lock=held)
         _record(settings, held.connection, adoption, seconds)
     adoption.recorded = True
@@ -154,10 +169,16 @@ def _record(settings: Settings, control: Connection, adoption: Adoption, seconds
     for step in migrate.pending(script, (), adoption.revision):
         journal.record_adopted(control, step.revision, journal.file_checksum(Path(step.path)))
     record = DeployRecord(
-        id=str(uuid.uuid4()), database=settings.database, environment=settings.environment, target=ADOPT_TARGET,
-        os_user=getpass.getuser(), host=socket.gethostname(),
-        started_at=datetime.now(UTC).isoformat(timespec="seconds"), from_revision=list(adoption.was),
-        to_revision=[adoption.revision], status=SUCCEEDED,
+        id=str(uuid.uuid4()),
+        database=settings.database,
+        environment=settings.environment,
+        target=ADOPT_TARGET,
+        os_user=getpass.getuser(),
+        host=socket.gethostname(),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        from_revision=list(adoption.was),
+        to_revision=[adoption.revision],
+        status=SUCCEEDED,
         steps=[StepResult("adopt", "ok", round(seconds, 3), f"{len(adoption.tables)} table(s) matched")],
         message=f"adopted at {adoption.revision} (alembic_version held {adoption.describe_was()})",
     )

@@ -63,8 +63,14 @@ SERVER_NAMES = {"mariadb": "MariaDB", "mysql": "MySQL"}
 PARTIAL = ".partial"
 MANIFEST = ".json"
 DUMP_OPTIONS = (
-    "--single-transaction", "--quick", "--routines", "--triggers", "--events", "--hex-blob",
-    "--no-tablespaces", "--default-character-set=utf8mb4",
+    "--single-transaction",
+    "--quick",
+    "--routines",
+    "--triggers",
+    "--events",
+    "--hex-blob",
+    "--no-tablespaces",
+    "--default-character-set=utf8mb4",
 )
 # Clients in order of preference for each server flavour.
 DUMP_CLIENTS = {"mariadb": ("mariadb-dump", "mysqldump"), "mysql": ("mysqldump", "mariadb-dump")}
@@ -83,6 +89,7 @@ COMPRESSIONS = {
     "zstd": Compression("zstd", ".sql.zst", ("-q", "-1", "-T2", "-c"), ("-q", "-dc")),
     "gzip": Compression("gzip", ".sql.gz", ("-1", "-c"), ("-dc",)),
 }
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -227,8 +234,9 @@ def _program(names: Iterable[str], purpose: str) -> str:
 
 def _client_version(program: str) -> str:
     try:
-        output = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30,
-                                env=child_environment()).stdout
+        output = subprocess.run(
+            [program, "--version"], capture_output=True, text=True, timeout=30, env=child_environment()
+        ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise BackupError(f"cannot run {program} --version: {exc}") from None
     return " ".join(output.strip().splitlines()[0].split()) if output.strip() else "unknown"
@@ -245,22 +253,28 @@ def client_options(settings: Settings, count: int = 1) -> Iterator[list[int]]:
     """count pipes, each holding a [client] option file with the credentials for one client to
     read (see defaults_file); yields their read ends, closed afterwards. Pass them to the
     client with pass_fds: the password is then never on disk, and no file outlives a kill."""
-    text = "\n".join([
-        "[client]",
-        f"user={_option_value(settings.user)}",
-        f"password={_option_value(settings.password)}",
-        f"host={_option_value(settings.host)}",
-        f"port={int(settings.port)}",
-        "protocol=tcp",  # as PyMySQL: 'localhost' must not silently mean the default socket
-    ]).encode() + b"\n"
+    text = (
+        "\n".join(
+            [
+                "[client]",
+                f"user={_option_value(settings.user)}",
+                f"password={_option_value(settings.password)}",
+                f"host={_option_value(settings.host)}",
+                f"port={int(settings.port)}",
+                "protocol=tcp",  # as PyMySQL: 'localhost' must not silently mean the default socket
+            ]
+        ).encode()
+        + b"\n"
+    )
     readers: list[int] = []
     try:
         for _ in range(count):
             try:
                 readers.append(pipe_holding(text))
             except TooLong:
-                raise BackupError("the user name and password are too long to pass to the command-line clients") \
-                    from None
+                raise BackupError(
+                    "the user name and password are too long to pass to the command-line clients"
+                ) from None
         yield readers
     finally:
         for reader in readers:
@@ -309,6 +323,7 @@ def _children() -> Iterator[list[_Child]]:
 def _dies_with(parent: int) -> Callable[[], None]:
     """preexec_fn: the child gets SIGKILL when this process dies (Linux PR_SET_PDEATHSIG), even by
     SIGKILL, so no dump, compressor or load outlives the migration lock."""
+
     def arm() -> None:
         import ctypes
 
@@ -319,12 +334,24 @@ def _dies_with(parent: int) -> Callable[[], None]:
     return arm
 
 
-def _start(children: list[_Child], command: list[str], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-           pass_fds: tuple[int, ...] = ()):
+def _start(
+    children: list[_Child],
+    command: list[str],
+    stdin=subprocess.DEVNULL,
+    stdout=subprocess.DEVNULL,
+    pass_fds: tuple[int, ...] = (),
+):
     errors = tempfile.TemporaryFile()
     try:
-        process = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=errors, env=child_environment(),
-                                   preexec_fn=_dies_with(os.getpid()), pass_fds=pass_fds)
+        process = subprocess.Popen(
+            command,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=errors,
+            env=child_environment(),
+            preexec_fn=_dies_with(os.getpid()),
+            pass_fds=pass_fds,
+        )
     except OSError as exc:
         errors.close()
         raise BackupError(f"cannot run {Path(command[0]).name}: {exc.strerror}") from None
@@ -414,7 +441,7 @@ def _dump_header(scan: _DumpScan) -> tuple[str | None, str | None]:
         if database is None and line.startswith(HOST_LINE) and DATABASE_FIELD in line:
             database = line.split(DATABASE_FIELD, 1)[1]
         elif server is None and line.startswith(SERVER_LINE):
-            server = line[len(SERVER_LINE):].strip().removeprefix(MARIADB_PREFIX)
+            server = line[len(SERVER_LINE) :].strip().removeprefix(MARIADB_PREFIX)
     return database, server
 
 
@@ -424,13 +451,17 @@ def _check_header(path: Path, scan: _DumpScan, manifest: Manifest) -> None:
     if database is None or server is None:
         raise BackupError(f"backup {path.name} has no dump header naming its database and server")
     if database != manifest.database:
-        raise BackupError(f"backup {path.name} is a dump of database {database!r}, its manifest says "
-                          f"{manifest.database!r}: the manifest belongs to another backup or was edited")
+        raise BackupError(
+            f"backup {path.name} is a dump of database {database!r}, its manifest says "
+            f"{manifest.database!r}: the manifest belongs to another backup or was edited"
+        )
     dumped = parse_server_version(server)
     if (dumped.flavour, dumped.version) != (manifest.server_flavour, manifest.server_version):
         claimed = f"{SERVER_NAMES.get(manifest.server_flavour, manifest.server_flavour)} {manifest.server_version}"
-        raise BackupError(f"backup {path.name} was dumped from {dumped}, its manifest says {claimed}: "
-                          "the manifest belongs to another backup or was edited")
+        raise BackupError(
+            f"backup {path.name} was dumped from {dumped}, its manifest says {claimed}: "
+            "the manifest belongs to another backup or was edited"
+        )
 
 
 def _check_file(path: Path, size: int, digest: str, compression: Compression) -> _DumpScan:
@@ -464,8 +495,9 @@ def verify_backup(path: str | Path, expected_database: str | None = None) -> Man
         raise BackupError(f"manifest of {path.name} names an unknown compression {manifest.compression!r}")
     scan = _check_file(path, manifest.bytes, manifest.sha256, compression)
     if scan.bytes != manifest.uncompressed_bytes:
-        raise BackupError(f"backup {path.name} decompresses to {scan.bytes} bytes, its manifest says "
-                          f"{manifest.uncompressed_bytes}")
+        raise BackupError(
+            f"backup {path.name} decompresses to {scan.bytes} bytes, its manifest says {manifest.uncompressed_bytes}"
+        )
     _check_header(path, scan, manifest)
     return manifest
 
@@ -476,8 +508,10 @@ def verify_backup(path: str | Path, expected_database: str | None = None) -> Man
 def _base_tables(connection: Connection, database: str) -> set[str]:
     from sqlalchemy import text
 
-    rows = connection.execute(text("SELECT TABLE_NAME FROM information_schema.TABLES "
-                                   "WHERE TABLE_SCHEMA = :db AND TABLE_TYPE = 'BASE TABLE'"), {"db": database})
+    rows = connection.execute(
+        text("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db AND TABLE_TYPE = 'BASE TABLE'"),
+        {"db": database},
+    )
     return {row[0] for row in rows}
 
 
@@ -485,8 +519,10 @@ def data_and_index_bytes(connection: Connection, database: str) -> tuple[int, in
     from sqlalchemy import text
 
     data, index = connection.execute(
-        text("SELECT COALESCE(SUM(DATA_LENGTH), 0), COALESCE(SUM(INDEX_LENGTH), 0) "
-             "FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db"),
+        text(
+            "SELECT COALESCE(SUM(DATA_LENGTH), 0), COALESCE(SUM(INDEX_LENGTH), 0) "
+            "FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db"
+        ),
         {"db": database},
     ).one()
     return int(data), int(index)
@@ -508,8 +544,13 @@ def _report(progress: Progress, pid: int, estimate: int) -> None:
 
 
 def _stream_dump(
-    settings: Settings, program: str, arguments: list[str], compression: Compression, out: IO[bytes],
-    progress: Progress | None, estimate: int,
+    settings: Settings,
+    program: str,
+    arguments: list[str],
+    compression: Compression,
+    out: IO[bytes],
+    progress: Progress | None,
+    estimate: int,
 ) -> tuple[int, str, _DumpScan]:
     """Run dump | compressor and copy the compressed stream to out; return its size, sha256 and scan.
 
@@ -519,10 +560,15 @@ def _stream_dump(
     """
     digest, size, shown, scan = hashlib.sha256(), 0, 0.0, _DumpScan()
     with client_options(settings) as [options], _children() as children:
-        dump = _start(children, _client_command(program, options, *arguments), stdout=subprocess.PIPE,
-                      pass_fds=(options,))
-        compressor = _start(children, [_program([compression.name], "compressor"), *compression.compress],
-                            stdin=dump.stdout, stdout=subprocess.PIPE)
+        dump = _start(
+            children, _client_command(program, options, *arguments), stdout=subprocess.PIPE, pass_fds=(options,)
+        )
+        compressor = _start(
+            children,
+            [_program([compression.name], "compressor"), *compression.compress],
+            stdin=dump.stdout,
+            stdout=subprocess.PIPE,
+        )
         dump.stdout.close()  # the compressor owns the pipe: the dump sees it break if the compressor dies
         checker = _start(children, _decompress_command(compression), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         reader = threading.Thread(target=_scan, args=(checker.stdout, scan), daemon=True)
@@ -592,8 +638,10 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
         counting = pool.submit(row_counts, connection, tables)
         needed, free = int((data_bytes + index_bytes) * COMPRESSED_SHARE), shutil.disk_usage(folder).free
         if free < needed:
-            raise BackupError(f"not enough disk space in {folder}: {format_size(free)} free, "
-                              f"a backup of {database!r} needs about {format_size(needed)}")
+            raise BackupError(
+                f"not enough disk space in {folder}: {format_size(free)} free, "
+                f"a backup of {database!r} needs about {format_size(needed)}"
+            )
         program = _program(DUMP_CLIENTS[info.flavour], "dump client")
         client_version = _client_version(program)
         arguments = list(DUMP_OPTIONS)
@@ -611,19 +659,28 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
             raise BackupError(f"cannot write backups to {folder}: {exc.strerror or exc}") from None
         try:
             with out:
-                size, digest, scan = _stream_dump(settings, program, arguments, compression, out, progress,
-                                                  data_bytes)
+                size, digest, scan = _stream_dump(settings, program, arguments, compression, out, progress, data_bytes)
             counts = counting.result()
             connection.rollback()  # the counting snapshot is no longer needed
             _publish(_partial(path), path)
             _check_digest(path, size, digest)
             _check_trailer(path, scan)
             manifest = Manifest(
-                file=path.name, database=database, source=f"{settings.user}@{settings.address}",
-                server_flavour=info.flavour, server_version=info.version, dump_client=Path(program).name,
-                dump_client_version=client_version, revisions=tuple(revisions), tables=counts, bytes=size,
-                uncompressed_bytes=scan.bytes, sha256=digest, compression=compression.name,
-                started_at=started.isoformat(), finished_at=datetime.now(UTC).isoformat(),
+                file=path.name,
+                database=database,
+                source=f"{settings.user}@{settings.address}",
+                server_flavour=info.flavour,
+                server_version=info.version,
+                dump_client=Path(program).name,
+                dump_client_version=client_version,
+                revisions=tuple(revisions),
+                tables=counts,
+                bytes=size,
+                uncompressed_bytes=scan.bytes,
+                sha256=digest,
+                compression=compression.name,
+                started_at=started.isoformat(),
+                finished_at=datetime.now(UTC).isoformat(),
                 duration_seconds=round(time.monotonic() - clock, 3),
             )
             _write_manifest(path, manifest)
@@ -648,8 +705,7 @@ def list_backups(settings: Settings) -> list[BackupEntry]:
         return []
     suffixes = tuple(compression.suffix for compression in COMPRESSIONS.values())
     named = re.compile(rf"{re.escape(_file_stem(settings.database))}-\d{{8}}T\d{{6}}Z-")
-    candidates = {folder / (name[: -len(MANIFEST)] if name.endswith(MANIFEST) else name)
-                  for name in os.listdir(folder)}
+    candidates = {folder / (name[: -len(MANIFEST)] if name.endswith(MANIFEST) else name) for name in os.listdir(folder)}
     entries = []
     for path in candidates:
         if not path.name.endswith(suffixes):
@@ -666,8 +722,13 @@ def list_backups(settings: Settings) -> list[BackupEntry]:
             problem = "the backup file is missing"
         elif manifest and size != manifest.bytes:
             problem = f"{size} bytes, its manifest says {manifest.bytes}"
-        when = manifest.started_at if manifest else datetime.fromtimestamp(
-            (path if path.exists() else manifest_path(path)).stat().st_mtime, UTC).isoformat()
+        when = (
+            manifest.started_at
+            if manifest
+            else datetime.fromtimestamp(
+                (path if path.exists() else manifest_path(path)).stat().st_mtime, UTC
+            ).isoformat()
+        )
         entries.append(BackupEntry(path, manifest, when, size, problem))
     return sorted(entries, key=lambda entry: entry.when, reverse=True)
 
@@ -675,7 +736,7 @@ def list_backups(settings: Settings) -> list[BackupEntry]:
 def _rotate(settings: Settings) -> list[Path]:
     """Delete the good backups of this database beyond the newest backup_keep; return them."""
     removed = []
-    for entry in [entry for entry in list_backups(settings) if entry.good][settings.backup_keep:]:
+    for entry in [entry for entry in list_backups(settings) if entry.good][settings.backup_keep :]:
         entry.path.unlink(missing_ok=True)
         manifest_path(entry.path).unlink(missing_ok=True)
         removed.append(entry.path)
@@ -692,8 +753,13 @@ def load_dump(settings: Settings, path: Path, compression_name: str) -> None:
     program = _program(LOAD_CLIENTS[flavour], "mysql client")
     with client_options(settings) as [options], _children() as children:
         source = _start(children, _decompress_command(COMPRESSIONS[compression_name], path), stdout=subprocess.PIPE)
-        command = _client_command(program, options, "--default-character-set=utf8mb4",
-                                  "--init-command=SET FOREIGN_KEY_CHECKS=0", settings.database)
+        command = _client_command(
+            program,
+            options,
+            "--default-character-set=utf8mb4",
+            "--init-command=SET FOREIGN_KEY_CHECKS=0",
+            settings.database,
+        )
         _start(children, command, stdin=source.stdout, pass_fds=(options,))
         source.stdout.close()
         _finish(children, f"restore of {settings.database!r} failed", settings.password)

@@ -72,22 +72,38 @@ def fill(settings: Settings, rows: int, say=print) -> None:
         if have >= rows:
             say(f"chat_messages already holds {have:,} rows")
             return
-        connection.execute(text("INSERT IGNORE INTO users (id, username, password_hash) VALUES "
-                                + ", ".join(f"({i}, 'user{i}', 'x')" for i in range(1, 101))))
-        connection.execute(text("INSERT IGNORE INTO chat_sessions (id, user_id, title) VALUES "
-                                + ", ".join(f"('s{i}', {i % 100 + 1}, 'session {i}')" for i in range(1000))))
-        connection.execute(text(
-            "INSERT INTO chat_messages (session_id, user_id, role, content, emotion, token_count) VALUES "
-            + ", ".join(f"('s{i % 1000}', {i % 100 + 1}, '{('user', 'assistant')[i % 2]}', "
-                        f"'{CONTENT}{CONTENT[: i % 80]} #{i}', '{('calm', 'sad', 'anxious', 'happy')[i % 4]}', {i % 300})"
-                        for i in range(max(1, 1000 - have)))))
+        connection.execute(
+            text(
+                "INSERT IGNORE INTO users (id, username, password_hash) VALUES "
+                + ", ".join(f"({i}, 'user{i}', 'x')" for i in range(1, 101))
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT IGNORE INTO chat_sessions (id, user_id, title) VALUES "
+                + ", ".join(f"('s{i}', {i % 100 + 1}, 'session {i}')" for i in range(1000))
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO chat_messages (session_id, user_id, role, content, emotion, token_count) VALUES "
+                + ", ".join(
+                    f"('s{i % 1000}', {i % 100 + 1}, '{('user', 'assistant')[i % 2]}', "
+                    f"'{CONTENT}{CONTENT[: i % 80]} #{i}', '{('calm', 'sad', 'anxious', 'happy')[i % 4]}', {i % 300})"
+                    for i in range(max(1, 1000 - have))
+                )
+            )
+        )
         connection.commit()
         started = time.monotonic()
         while (count := connection.execute(text("SELECT COUNT(*) FROM chat_messages")).scalar_one()) < rows:
-            connection.execute(text(
-                "INSERT INTO chat_messages (session_id, user_id, role, content, emotion, token_count) "
-                f"SELECT session_id, user_id, role, content, emotion, token_count FROM chat_messages "
-                f"LIMIT {min(count, rows - count)}"))
+            connection.execute(
+                text(
+                    "INSERT INTO chat_messages (session_id, user_id, role, content, emotion, token_count) "
+                    f"SELECT session_id, user_id, role, content, emotion, token_count FROM chat_messages "
+                    f"LIMIT {min(count, rows - count)}"
+                )
+            )
             connection.commit()
             say(f"  chat_messages: {count:,} rows ({time.monotonic() - started:.0f} s)")
 
@@ -109,19 +125,38 @@ def run(settings: Settings, rows: int, repeats: int = 3, say=print) -> dict:
     versions = work / "versions"
     shutil.copytree(settings.versions_dir, versions)
     head = migrate.single_head(migrate.script_directory(settings))
-    (versions / f"{BENCH_REVISION_ID}_bench.py").write_text(BENCH_REVISION.format(down=head, revision=BENCH_REVISION_ID))
-    bench = replace(settings, versions_dir=versions, backup_dir=work / "backups", deploy_steps=(
-        "preflight", "backup", "upgrade", "verify"))
-    environment = {**os.environ, "MYSQL_HOST": bench.host, "MYSQL_PORT": str(bench.port), "MYSQL_USER": bench.user,
-                   "MYSQL_PASSWORD": bench.password, "MYSQL_DATABASE": bench.database,
-                   "MIGRATIONS_DIR": str(versions), "BACKUP_DIR": str(bench.backup_dir),
-                   "DEPLOY_STEPS": "preflight,backup,upgrade,verify", "DEPLOY_SMOKE_SQL": "",
-                   # The benchmark revision is not in backend/database.py.
-                   "DEPLOY_VERIFY_MODELS": "0"}
+    (versions / f"{BENCH_REVISION_ID}_bench.py").write_text(
+        BENCH_REVISION.format(down=head, revision=BENCH_REVISION_ID)
+    )
+    bench = replace(
+        settings,
+        versions_dir=versions,
+        backup_dir=work / "backups",
+        deploy_steps=("preflight", "backup", "upgrade", "verify"),
+    )
+    environment = {
+        **os.environ,
+        "MYSQL_HOST": bench.host,
+        "MYSQL_PORT": str(bench.port),
+        "MYSQL_USER": bench.user,
+        "MYSQL_PASSWORD": bench.password,
+        "MYSQL_DATABASE": bench.database,
+        "MIGRATIONS_DIR": str(versions),
+        "BACKUP_DIR": str(bench.backup_dir),
+        "DEPLOY_STEPS": "preflight,backup,upgrade,verify",
+        "DEPLOY_SMOKE_SQL": "",
+        # The benchmark revision is not in backend/database.py.
+        "DEPLOY_VERIFY_MODELS": "0",
+    }
     ini = work / "alembic.ini"
-    ini.write_text((PROJECT_ROOT / "alembic.ini").read_text().replace(
-        "script_location = %(here)s/alembic", f"script_location = {PROJECT_ROOT / 'alembic'}\n"
-        f"version_locations = {versions}"))
+    ini.write_text(
+        (PROJECT_ROOT / "alembic.ini")
+        .read_text()
+        .replace(
+            "script_location = %(here)s/alembic",
+            f"script_location = {PROJECT_ROOT / 'alembic'}\nversion_locations = {versions}",
+        )
+    )
     figures: dict[str, float] = {}
     try:
         admin.create_database(bench)
@@ -131,7 +166,9 @@ def run(settings: Settings, rows: int, repeats: int = 3, say=print) -> dict:
         fill(bench, rows, say)
         with connect(bench) as connection:
             data_bytes, index_bytes = data_and_index_bytes(connection, bench.database)
-        say(f"dataset: {rows:,} chat_messages rows, {data_bytes / 1e6:,.0f} MB data + {index_bytes / 1e6:,.0f} MB index")
+        say(
+            f"dataset: {rows:,} chat_messages rows, {data_bytes / 1e6:,.0f} MB data + {index_bytes / 1e6:,.0f} MB index"
+        )
 
         raw_file = work / "raw.sql.zst"
         runs: list[dict[str, float]] = []
@@ -143,16 +180,22 @@ def run(settings: Settings, rows: int, repeats: int = 3, say=print) -> dict:
                     f"'{dump_client}' {defaults_file(options)} --single-transaction --quick --routines "
                     f"--triggers --events --hex-blob --no-tablespaces "
                     f"{shlex.quote(validate_identifier(bench.database))} | zstd -q -1 -T2 -c > '{raw_file}'",
-                    shell=True, executable="/bin/bash", pass_fds=(options,))
-            run_figures["raw upgrade"] = _timed([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"],
-                                                cwd=PROJECT_ROOT, env=environment)
+                    shell=True,
+                    executable="/bin/bash",
+                    pass_fds=(options,),
+                )
+            run_figures["raw upgrade"] = _timed(
+                [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"], cwd=PROJECT_ROOT, env=environment
+            )
             run_figures["raw total"] = run_figures["raw backup"] + run_figures["raw upgrade"]
             migrate.downgrade(bench, head)
 
             report = work / "deploy.json"
             run_figures["deploy total"] = _timed(
-                [sys.executable, "-m", "invoke", "db.deploy", "--report", str(report)], cwd=PROJECT_ROOT,
-                env=environment)
+                [sys.executable, "-m", "invoke", "db.deploy", "--report", str(report)],
+                cwd=PROJECT_ROOT,
+                env=environment,
+            )
             record = json.loads(report.read_text())
             for step in record["steps"]:
                 run_figures[f"deploy {step['name']}"] = step["seconds"]
@@ -170,10 +213,16 @@ def run(settings: Settings, rows: int, repeats: int = 3, say=print) -> dict:
             figures["raw restore"] = _timed(
                 f"'{client}' {defaults_file(create)} -e 'CREATE DATABASE IF NOT EXISTS {restored}' && "
                 f"zstd -dc '{raw_file}' | '{client}' {defaults_file(load)} {restored}",
-                shell=True, executable="/bin/bash", pass_fds=(create, load))
+                shell=True,
+                executable="/bin/bash",
+                pass_fds=(create, load),
+            )
         admin.drop_database(replace(bench, database=restored))
-        figures["restore"] = _timed([sys.executable, "-m", "invoke", "db.restore", str(backup_file), "--into",
-                                     restored, "--yes"], cwd=PROJECT_ROOT, env=environment)
+        figures["restore"] = _timed(
+            [sys.executable, "-m", "invoke", "db.restore", str(backup_file), "--into", restored, "--yes"],
+            cwd=PROJECT_ROOT,
+            env=environment,
+        )
         admin.drop_database(replace(bench, database=restored))
         migrate.downgrade(bench, head)  # ready for the next run
     finally:
@@ -193,8 +242,10 @@ def print_figures(figures: dict[str, float], say=print) -> None:
         say(f"{name:34} {ours:8.2f} {raw:8.2f} {ours / raw:6.2f}")
     for step in ("preflight", "verify"):
         say(f"{'deploy ' + step:34} {figures[f'deploy {step}']:8.2f}")
-    say(f"backup throughput vs raw dump: {figures['raw backup'] / figures['deploy backup']:.2f}x "
-        f"(files {figures['backup MB']:,.0f} MB vs {figures['raw backup MB']:,.0f} MB)")
+    say(
+        f"backup throughput vs raw dump: {figures['raw backup'] / figures['deploy backup']:.2f}x "
+        f"(files {figures['backup MB']:,.0f} MB vs {figures['raw backup MB']:,.0f} MB)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

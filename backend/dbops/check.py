@@ -121,16 +121,22 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
     report.add("database", True, f"{settings.database} exists, {_megabytes(size)} of data and indexes")
 
     if left:
-        report.add("journal", False, f"half-applied revision: {left[-1].describe()}; "
-                   "settle it with `invoke db.recover --undo` (or `--finish`)")
+        report.add(
+            "journal",
+            False,
+            f"half-applied revision: {left[-1].describe()}; settle it with `invoke db.recover --undo` (or `--finish`)",
+        )
     else:
         report.add("journal", True, "no half-applied revision")
     _check_unfinished(report, settings, own_deploy)
     _check_checksums(report, script, current, recorded)
 
     needed, free = int(size * BACKUP_SIZE_RATIO), free_bytes(settings.backup_dir)
-    report.add("disk", free > needed,
-               f"{_megabytes(free)} free in {settings.backup_dir}, a backup needs about {_megabytes(needed)}")
+    report.add(
+        "disk",
+        free > needed,
+        f"{_megabytes(free)} free in {settings.backup_dir}, a backup needs about {_megabytes(needed)}",
+    )
 
     if to_adopt:
         report.add("revision", False, to_adopt)
@@ -153,7 +159,8 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
     differences = migrate.autogenerate_diff(settings)
     if differences:
         report.add(
-            "models", True,
+            "models",
+            True,
             f"{len(differences)} difference(s) between backend/database.py and the schema: "
             "generate a revision with `invoke db.revision -m MESSAGE`",
             warning=True,
@@ -181,8 +188,10 @@ def check_account(connection: Connection, settings: Settings) -> AccountCheck:
     if missing:
         result.database.append(f"{user} lacks {', '.join(missing)} on {settings.database}")
     if account.lacks_super_for_triggers():
-        result.database.append(f"binary logging is on: {user} needs SUPER to create the triggers a deploy and a "
-                               "restore use, or set log_bin_trust_function_creators=ON")
+        result.database.append(
+            f"binary logging is on: {user} needs SUPER to create the triggers a deploy and a "
+            "restore use, or set log_bin_trust_function_creators=ON"
+        )
     if settings.scratch_database:
         reason = unusable(connection, settings)
         if reason:
@@ -190,7 +199,9 @@ def check_account(connection: Connection, settings: Settings) -> AccountCheck:
         else:
             missing = account.lacks(settings.scratch_database, SCHEMA_PRIVILEGES)
             if missing:
-                result.scratch.append(f"{user} lacks {', '.join(missing)} on SCRATCH_DATABASE {settings.scratch_database}")
+                result.scratch.append(
+                    f"{user} lacks {', '.join(missing)} on SCRATCH_DATABASE {settings.scratch_database}"
+                )
         return result
     for purpose in PURPOSES:
         missing = account.lacks(generated_name(settings, purpose, "0" * 8), SCHEMA_PRIVILEGES)
@@ -238,19 +249,36 @@ def _check_unfinished(report: CheckReport, settings: Settings, own_deploy: str |
     for record in records:
         when = f"started {record.started_at} UTC by {record.os_user}@{record.host}"
         if record.target == RESTORE_TARGET:
-            report.add("restore", False, f"restore of {record.backup_file} {when} was interrupted: finish it with "
-                       "`invoke db.recover`, or put the replaced tables back with `invoke db.recover --undo`")
+            report.add(
+                "restore",
+                False,
+                f"restore of {record.backup_file} {when} was interrupted: finish it with "
+                "`invoke db.recover`, or put the replaced tables back with `invoke db.recover --undo`",
+            )
         elif record.status == ROLLING_BACK:
-            report.add("rollback", False, f"rollback of deploy {record.id[:8]} ({when}) was interrupted: "
-                       "finish it with `invoke db.recover`")
+            report.add(
+                "rollback",
+                False,
+                f"rollback of deploy {record.id[:8]} ({when}) was interrupted: finish it with `invoke db.recover`",
+            )
         elif record.id in unsettled:
-            report.add("deploys", True, f"deploy {record.id[:8]} ({when}) was interrupted after it changed the "
-                       "database: `invoke db.recover --undo` puts it back as it was before", warning=True)
+            report.add(
+                "deploys",
+                True,
+                f"deploy {record.id[:8]} ({when}) was interrupted after it changed the "
+                "database: `invoke db.recover --undo` puts it back as it was before",
+                warning=True,
+            )
     if holds:
         size = sum(size for _, size in holds)
-        report.add("holding", True, f"{len(holds)} holding table(s), {_megabytes(size)}, keep what "
-                   f"{len(unsettled) or 'earlier'} deploy(s) replaced: dropped by `invoke db.settle` or "
-                   f"{settings.hold_retention_hours} h after the deploy", warning=True)
+        report.add(
+            "holding",
+            True,
+            f"{len(holds)} holding table(s), {_megabytes(size)}, keep what "
+            f"{len(unsettled) or 'earlier'} deploy(s) replaced: dropped by `invoke db.settle` or "
+            f"{settings.hold_retention_hours} h after the deploy",
+            warning=True,
+        )
 
 
 def _check_checksums(report: CheckReport, script, current: tuple[str, ...], recorded: dict[str, str]) -> None:
@@ -279,8 +307,12 @@ def _check_rehearsal(report: CheckReport, settings: Settings) -> None:
     except DbOpsError as exc:  # a failing statement, a schema verify would refuse, a big table copy
         report.add("rehearsal", False, str(exc))
         return
-    report.add("rehearsal", True, f"the pending revisions run on an empty copy of the schema "
-               f"({len(statements)} table change(s) probed) and leave what the models describe")
+    report.add(
+        "rehearsal",
+        True,
+        f"the pending revisions run on an empty copy of the schema "
+        f"({len(statements)} table change(s) probed) and leave what the models describe",
+    )
 
 
 def _check_lint(report: CheckReport, settings: Settings, revisions: list[str]) -> None:
@@ -290,8 +322,13 @@ def _check_lint(report: CheckReport, settings: Settings, revisions: list[str]) -
     linted = lint(settings, revisions=revisions)
     if linted.errors:
         first = linted.errors[0]
-        report.add("lint", False, f"{len(linted.errors)} error(s) in pending revisions, first: {first.rule} in "
-                   f"{first.revision} {first.file}:{first.line}: see `invoke db.lint`")
+        report.add(
+            "lint",
+            False,
+            f"{len(linted.errors)} error(s) in pending revisions, first: {first.rule} in "
+            f"{first.revision} {first.file}:{first.line}: see `invoke db.lint`",
+        )
     else:
-        report.add("lint", True, f"pending revisions pass, {len(linted.warnings)} warning(s)",
-                   warning=bool(linted.warnings))
+        report.add(
+            "lint", True, f"pending revisions pass, {len(linted.warnings)} warning(s)", warning=bool(linted.warnings)
+        )

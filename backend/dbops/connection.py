@@ -85,8 +85,14 @@ def _ddl_guarded_cursor(retries: int, wait_seconds: int) -> type:
                 return super().execute(query, args)
             database = connection.db.decode() if isinstance(connection.db, bytes) else connection.db or ""
             with pymysql.cursors.Cursor(connection) as probe:
-                result = mdl.run_ddl(probe, lambda: super(DDLGuardedCursor, self).execute(query, args), sql,
-                                     database, retries, wait_seconds)
+                result = mdl.run_ddl(
+                    probe,
+                    lambda: super(DDLGuardedCursor, self).execute(query, args),
+                    sql,
+                    database,
+                    retries,
+                    wait_seconds,
+                )
             if keyword == "LOCK":
                 connection.tool_tables_locked = True
             return result
@@ -168,14 +174,18 @@ def translate_error(exc: BaseException, settings: Settings, database: str | None
     if code == ER_ACCESS_DENIED:
         return AccessDenied(f"access denied for {settings.user}@{settings.host}: check MYSQL_USER and MYSQL_PASSWORD")
     if code == ER_ACCESS_DENIED_NO_PASSWORD:
-        return AccessDenied(f"access denied for {settings.user}@{settings.host}: no such user logs in with a "
-                            "password from this host; check MYSQL_USER")
+        return AccessDenied(
+            f"access denied for {settings.user}@{settings.host}: no such user logs in with a "
+            "password from this host; check MYSQL_USER"
+        )
     if code == ER_DBACCESS_DENIED:
         # The server names the database refused, which may not be the connection's (CREATE DATABASE).
         named = re.search(r"to database '(.*)'$", message)
         return AccessDenied(f"user {settings.user} may not use database {(named.group(1) if named else name)!r}")
     if code == ER_BAD_DB:
-        return UnknownDatabase(f"database {name!r} does not exist on {settings.address}: run `invoke db.init` to create it")
+        return UnknownDatabase(
+            f"database {name!r} does not exist on {settings.address}: run `invoke db.init` to create it"
+        )
     if code in (CR_CONNECTION_ERROR, CR_CONN_HOST_ERROR, CR_UNKNOWN_HOST):
         return ServerUnreachable(f"cannot reach the MySQL server at {settings.address}: is it running?")
     if code in (CR_SERVER_GONE, CR_SERVER_LOST):

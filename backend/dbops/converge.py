@@ -48,7 +48,11 @@ def converge(settings: Settings, reference: MetaData) -> Converged:
     with connect(settings, guard_ddl=True) as connection:
         context = MigrationContext.configure(
             connection,
-            opts={"compare_type": True, "compare_server_default": True, "include_name": ignored_tables(settings).include_name},
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "include_name": ignored_tables(settings).include_name,
+            },
         )
         operations = Operations(context)
         queue = [produce_migrations(context, reference).upgrade_ops]

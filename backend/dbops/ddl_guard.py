@@ -39,8 +39,9 @@ INSTANT, INPLACE, COPY, UNKNOWN = "instant", "inplace", "copy", "unknown"
 ER_ALTER_OPERATION_NOT_SUPPORTED = (1845, 1846)
 OPT_IN = re.compile(r"#\s*ddl-guard:\s*allow-copy\s+(\S.*)$", re.M)
 _ALTER = re.compile(r"^\s*ALTER\s+TABLE\s+(`(?:[^`]|``)+`|\w+)\s+(.*)$", re.I | re.S)
-_CREATE_INDEX = re.compile(r"^\s*CREATE\s+(UNIQUE\s+|FULLTEXT\s+|SPATIAL\s+)?INDEX\s+(\S+)\s+ON\s+(`(?:[^`]|``)+`|\w+)\s*(.*)$",
-                           re.I | re.S)
+_CREATE_INDEX = re.compile(
+    r"^\s*CREATE\s+(UNIQUE\s+|FULLTEXT\s+|SPATIAL\s+)?INDEX\s+(\S+)\s+ON\s+(`(?:[^`]|``)+`|\w+)\s*(.*)$", re.I | re.S
+)
 _DROP_INDEX = re.compile(r"^\s*DROP\s+INDEX\s+(\S+)\s+ON\s+(`(?:[^`]|``)+`|\w+)\s*$", re.I | re.S)
 
 
@@ -76,8 +77,10 @@ def _probe_forms(statement: str, scratch: str) -> tuple[str, list[tuple[str, str
     if match := _ALTER.match(statement):
         table, rest = _unquote(match.group(1)), match.group(2)
         target = f"{scratch}.{quote_identifier(table, 'table name')}"
-        return table, [(INSTANT, f"ALTER TABLE {target} {rest}, ALGORITHM=INSTANT"),
-                       (INPLACE, f"ALTER TABLE {target} {rest}, ALGORITHM=INPLACE, LOCK=NONE")]
+        return table, [
+            (INSTANT, f"ALTER TABLE {target} {rest}, ALGORITHM=INSTANT"),
+            (INPLACE, f"ALTER TABLE {target} {rest}, ALGORITHM=INPLACE, LOCK=NONE"),
+        ]
     if match := _CREATE_INDEX.match(statement):
         kind, index, table, rest = match.group(1) or "", match.group(2), _unquote(match.group(3)), match.group(4)
         target = f"{scratch}.{quote_identifier(table, 'table name')}"
@@ -85,8 +88,10 @@ def _probe_forms(statement: str, scratch: str) -> tuple[str, list[tuple[str, str
     if match := _DROP_INDEX.match(statement):
         index, table = match.group(1), _unquote(match.group(2))
         target = f"{scratch}.{quote_identifier(table, 'table name')}"
-        return table, [(INSTANT, f"ALTER TABLE {target} DROP INDEX {index}, ALGORITHM=INSTANT"),
-                       (INPLACE, f"ALTER TABLE {target} DROP INDEX {index}, ALGORITHM=INPLACE, LOCK=NONE")]
+        return table, [
+            (INSTANT, f"ALTER TABLE {target} DROP INDEX {index}, ALGORITHM=INSTANT"),
+            (INPLACE, f"ALTER TABLE {target} DROP INDEX {index}, ALGORITHM=INPLACE, LOCK=NONE"),
+        ]
     return None
 
 
@@ -111,8 +116,13 @@ class Rehearsal:
 def _table_rows(connection: Connection, database: str) -> dict[str, int]:
     from sqlalchemy import text
 
-    rows = connection.execute(text("SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES "
-                                   "WHERE TABLE_SCHEMA = :db AND TABLE_TYPE = 'BASE TABLE'"), {"db": database})
+    rows = connection.execute(
+        text(
+            "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = :db AND TABLE_TYPE = 'BASE TABLE'"
+        ),
+        {"db": database},
+    )
     return {name: int(count or 0) for name, count in rows}
 
 
@@ -144,7 +154,8 @@ def _copy_structure(connection: Connection, live: str, ignored: Container[str]) 
 
     source = quote_identifier(live)
     objects = connection.exec_driver_sql(
-        "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (live,)).all()
+        "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (live,)
+    ).all()
     connection.exec_driver_sql("SET SESSION foreign_key_checks = 0")
     views = []
     for name, kind in objects:
@@ -206,15 +217,19 @@ def rehearse(settings: Settings, target: str = "head", downgrade: bool = False) 
                 try:
                     if forms and table in sizes:
                         algorithm, note = _classify(connection, statement, forms[1])
-                        rehearsal.statements.append(DDLStatement(
-                            step.revision, table, " ".join(statement.split()), algorithm, sizes[table], reason, note))
+                        rehearsal.statements.append(
+                            DDLStatement(
+                                step.revision, table, " ".join(statement.split()), algorithm, sizes[table], reason, note
+                            )
+                        )
                     else:
                         connection.exec_driver_sql(statement)
                 except DBAPIError as exc:
                     if _error_code(exc) in NOT_COPIED:
                         continue
-                    rehearsal.failure = (f"{step.revision}: {' '.join(statement.split())[:160]}: "
-                                         f"{migrate.first_line(exc.orig)}")
+                    rehearsal.failure = (
+                        f"{step.revision}: {' '.join(statement.split())[:160]}: {migrate.first_line(exc.orig)}"
+                    )
                     return rehearsal
         if compare_models:
             rehearsal.model_differences = _model_differences(connection, ignored)
@@ -245,15 +260,17 @@ def check(settings: Settings, target: str = "head", downgrade: bool = False) -> 
     verify, or when a statement would copy a big table; else return the guarded statements."""
     rehearsal = rehearse(settings, target, downgrade)
     if rehearsal.failure:
-        raise RehearsalFailed(f"a statement fails on an empty copy of the schema, so the deploy would fail there: "
-                              f"{rehearsal.failure}")
+        raise RehearsalFailed(
+            f"a statement fails on an empty copy of the schema, so the deploy would fail there: {rehearsal.failure}"
+        )
     if rehearsal.model_differences:
         differences = rehearsal.model_differences
         more = f" (and {len(differences) - 1} more: `invoke db.drift`)" if len(differences) > 1 else ""
         raise RehearsalFailed(
             f"after the deploy the schema would not match backend/database.py, so verify would fail: "
             f"{differences[0]}{more}; fix the models or the schema, or declare tables the application does not "
-            "manage in UNMANAGED_TABLES")
+            "manage in UNMANAGED_TABLES"
+        )
     statements = rehearsal.statements
     bad = refused(statements, settings.ddl_guard_max_rows)
     if bad:

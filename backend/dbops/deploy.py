@@ -104,12 +104,14 @@ def make_plan(settings: Settings, target: str = "head") -> DeployPlan:
     current = migrate.current(settings)
     steps = migrate.pending(script, current, target)
     sql = migrate.offline_sql(settings, ",".join(current) or "base", target) if steps else ""
-    return DeployPlan(settings.deploy_steps, current, wanted,
-                      [(step.revision, (step.doc or "").strip()) for step in steps], sql)
+    return DeployPlan(
+        settings.deploy_steps, current, wanted, [(step.revision, (step.doc or "").strip()) for step in steps], sql
+    )
 
 
-def settle_deploys(settings: Settings, lock, older_than_hours: float | None = None,
-                   deploy_id: str | None = None) -> list[tuple[str, list[str]]]:
+def settle_deploys(
+    settings: Settings, lock, older_than_hours: float | None = None, deploy_id: str | None = None
+) -> list[tuple[str, list[str]]]:
     """Drop what finished deploys (and restores) kept aside; [(deploy id, tables dropped)]."""
     control = Session.of(lock.connection)
     unsettled = {entry.deploy_id for entry in log.entries(control) if entry.status != log.SETTLED}
@@ -130,8 +132,15 @@ class _StepError(Exception):
     """A step's checks failed (as opposed to raising)."""
 
 
-def deploy(settings: Settings, target: str = "head", *, say: Say = print, progress=None,
-           allow_irreversible: bool = False, downgrade: bool = False) -> DeployRecord:
+def deploy(
+    settings: Settings,
+    target: str = "head",
+    *,
+    say: Say = print,
+    progress=None,
+    allow_irreversible: bool = False,
+    downgrade: bool = False,
+) -> DeployRecord:
     """Run the configured steps under the migration lock; raise DeployFailed unless all pass.
 
     allow_irreversible runs statements a rollback could not undo (they are named if it comes to one).
@@ -142,9 +151,13 @@ def deploy(settings: Settings, target: str = "head", *, say: Say = print, progre
         # An unknown revision is bad input: refused before the lock is taken or a deploy recorded.
         migrate.resolve_target(migrate.script_directory(settings), target)
     record = DeployRecord(
-        id=str(uuid.uuid4()), database=settings.database, environment=settings.environment,
+        id=str(uuid.uuid4()),
+        database=settings.database,
+        environment=settings.environment,
         target=f"{DOWNGRADE_PREFIX}{target}" if downgrade else target,
-        os_user=getpass.getuser(), host=socket.gethostname(), started_at=_now(),
+        os_user=getpass.getuser(),
+        host=socket.gethostname(),
+        started_at=_now(),
     )
     with migration_lock(settings, f"{'downgrade' if downgrade else 'deploy'} to {target}") as lock:
         with connect(settings) as connection:
@@ -153,8 +166,16 @@ def deploy(settings: Settings, target: str = "head", *, say: Say = print, progre
         close_abandoned(lock, record.id)
         for settled, tables in settle_expired(settings, lock):
             say(f"settled deploy {settled[:8]}: dropped {len(tables)} holding table(s)")
-        run = _DeployRun(settings=settings, target=target, record=record, lock=lock, say=say, progress=progress,
-                         allow_irreversible=allow_irreversible, downgrade=downgrade)
+        run = _DeployRun(
+            settings=settings,
+            target=target,
+            record=record,
+            lock=lock,
+            say=say,
+            progress=progress,
+            allow_irreversible=allow_irreversible,
+            downgrade=downgrade,
+        )
         try:
             run.execute()
         finally:
@@ -187,8 +208,11 @@ class _DeployRun:
         """The revisions to apply (or, downgrading, to revert, newest first)."""
         script = migrate.script_directory(self.settings)
         current = tuple(self.record.from_revision)
-        steps = (migrate.downgrade_steps(script, current, self.target) if self.downgrade
-                 else migrate.pending(script, current, self.target))
+        steps = (
+            migrate.downgrade_steps(script, current, self.target)
+            if self.downgrade
+            else migrate.pending(script, current, self.target)
+        )
         return [step.revision for step in steps]
 
     @property
@@ -196,8 +220,9 @@ class _DeployRun:
         if not self.downgrade:
             return self.settings.deploy_steps
         # The service keeps running the code it has; a downgrade only changes the schema.
-        return tuple("downgrade" if name == "upgrade" else name
-                     for name in self.settings.deploy_steps if name != "restart")
+        return tuple(
+            "downgrade" if name == "upgrade" else name for name in self.settings.deploy_steps if name != "restart"
+        )
 
     def execute(self) -> None:
         record = self.record
@@ -212,14 +237,22 @@ class _DeployRun:
                 record.steps.append(StepResult(name, "failed", round(seconds, 3), message))
                 self._fail(name, exc, message)
                 return
-            record.steps.append(StepResult(name, "skipped" if detail.startswith("skipped") else "ok",
-                                           round(time.monotonic() - started, 3), detail))
+            record.steps.append(
+                StepResult(
+                    name,
+                    "skipped" if detail.startswith("skipped") else "ok",
+                    round(time.monotonic() - started, 3),
+                    detail,
+                )
+            )
             self.say(f"  {detail}")
             record_update(self.lock.connection, record)
         record.status = SUCCEEDED
         record.to_revision = list(migrate.current(self.settings))
-        record.message = (f"{'reverted' if self.downgrade else 'deployed'} {len(record.applied)} revision(s); "
-                          f"{self.settings.database} is at {', '.join(record.to_revision) or 'base'}")
+        record.message = (
+            f"{'reverted' if self.downgrade else 'deployed'} {len(record.applied)} revision(s); "
+            f"{self.settings.database} is at {', '.join(record.to_revision) or 'base'}"
+        )
 
     # ---- steps: each returns a one-line detail or raises
 
@@ -232,12 +265,15 @@ class _DeployRun:
         problems = preflight_problems(self.settings, self.target, self.downgrade)
         if problems and not self.allow_irreversible:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise _StepError(f"{problems[0]}{more}: rewrite it, or deploy with --allow-irreversible to run it "
-                             "anyway (a rollback then names it as not undone)")
+            raise _StepError(
+                f"{problems[0]}{more}: rewrite it, or deploy with --allow-irreversible to run it "
+                "anyway (a rollback then names it as not undone)"
+            )
         for problem in problems:
             self.say(f"  ⚠️  irreversible, allowed: {problem}")
         return f"checks passed; {len(self.pending)} revision(s) to {'revert' if self.downgrade else 'apply'}" + (
-            f": {', '.join(self.pending)}" if self.pending else "")
+            f": {', '.join(self.pending)}" if self.pending else ""
+        )
 
     def step_backup(self) -> str:
         if not self.pending:
@@ -251,11 +287,13 @@ class _DeployRun:
         def before_each(step, direction: str) -> None:
             self.say(f"  {'→' if direction == 'upgrade' else '←'} {step.revision}  {(step.doc or '').strip()}")
 
-        capture = DeployCapture(self.lock.connection, self.record.id, self.allow_irreversible,
-                                lambda line: self.say(f"    {line}"))
+        capture = DeployCapture(
+            self.lock.connection, self.record.id, self.allow_irreversible, lambda line: self.say(f"    {line}")
+        )
         run = migrate.downgrade if self.downgrade else migrate.upgrade
-        applied = run(self.settings, self.target, on_step=before_each, lock=self.lock, deploy_id=self.record.id,
-                      capture=capture)
+        applied = run(
+            self.settings, self.target, on_step=before_each, lock=self.lock, deploy_id=self.record.id, capture=capture
+        )
         self.record.applied = applied
         if not applied:
             return "skipped: nothing to apply"
@@ -287,8 +325,11 @@ class _DeployRun:
         failure = f"{step} failed: {message}"
         if step not in ("upgrade", "downgrade", "verify"):
             record.status = FAILED
-            state = ("unchanged" if step in ("preflight", "backup") else
-                     f"at {', '.join(record.to_revision or []) or 'base'} (upgraded; restart failed)")
+            state = (
+                "unchanged"
+                if step in ("preflight", "backup")
+                else f"at {', '.join(record.to_revision or []) or 'base'} (upgraded; restart failed)"
+            )
             record.message = f"{failure}; the database is {state}"
             self.say(f"  {record.message}")
             return
@@ -314,28 +355,41 @@ def finish_rollback(settings: Settings, lock, record: DeployRecord, *, failure: 
         reachable = _reachable(settings)
         record.to_revision = list(migrate.current(settings)) if reachable else None
         if reachable:
-            record.message = (f"{failure}; rollback interrupted ({migrate.first_line(error)}): "
-                              f"{settings.database} is half put back; once the cause is fixed, finish it with "
-                              "`invoke db.recover`")
+            record.message = (
+                f"{failure}; rollback interrupted ({migrate.first_line(error)}): "
+                f"{settings.database} is half put back; once the cause is fixed, finish it with "
+                "`invoke db.recover`"
+            )
         else:
-            record.message = (f"{failure}; rollback impossible (the server cannot be reached): "
-                              f"{settings.database} may be half-changed; once the server answers, put it back "
-                              "with `invoke db.recover --undo`")
+            record.message = (
+                f"{failure}; rollback impossible (the server cannot be reached): "
+                f"{settings.database} may be half-changed; once the server answers, put it back "
+                "with `invoke db.recover --undo`"
+            )
         return
     record.to_revision = list(migrate.current(settings))
     before = ", ".join(record.from_revision) or "base"
-    kept = (f"; kept {outcome.kept_application_writes:,} row(s) the application changed meanwhile"
-            if outcome.kept_application_writes else "")
+    kept = (
+        f"; kept {outcome.kept_application_writes:,} row(s) the application changed meanwhile"
+        if outcome.kept_application_writes
+        else ""
+    )
     if outcome.complete:
         record.status = ROLLED_BACK
-        record.message = (f"{failure}; rolled back: {settings.database} is as before the deploy, "
-                          f"at {before}, with every write of the application kept{kept}")
+        record.message = (
+            f"{failure}; rolled back: {settings.database} is as before the deploy, "
+            f"at {before}, with every write of the application kept{kept}"
+        )
     else:
         record.status = ROLLBACK_INCOMPLETE
-        backup_hint = (f"; the deploy's backup {record.backup_file} can be restored by a person with "
-                       "`invoke db.restore`" if record.backup_file else "")
-        record.message = (f"{failure}; rollback incomplete, not as before: "
-                          f"{'; '.join(outcome.remaining)}{kept}{backup_hint}")
+        backup_hint = (
+            f"; the deploy's backup {record.backup_file} can be restored by a person with `invoke db.restore`"
+            if record.backup_file
+            else ""
+        )
+        record.message = (
+            f"{failure}; rollback incomplete, not as before: {'; '.join(outcome.remaining)}{kept}{backup_hint}"
+        )
 
 
 def _reachable(settings: Settings) -> bool:

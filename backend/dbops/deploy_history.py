@@ -65,12 +65,21 @@ def record_start(connection: Connection, record: DeployRecord) -> None:
 
     connection.execute(CreateIfMissing(DEPLOYS))
     connection.execute(
-        text(f"INSERT INTO {DEPLOYS.name} (id, started_at, os_user, host, environment, target, from_revision, "
-             "status, backup_file, steps) VALUES (:id, UTC_TIMESTAMP(6), :user, :host, :env, :target, :from_rev, "
-             ":status, :backup, '[]')"),
-        {"id": record.id, "user": record.os_user, "host": record.host, "env": record.environment,
-         "target": record.target, "from_rev": ",".join(record.from_revision) or "base", "status": record.status,
-         "backup": record.backup_file},
+        text(
+            f"INSERT INTO {DEPLOYS.name} (id, started_at, os_user, host, environment, target, from_revision, "
+            "status, backup_file, steps) VALUES (:id, UTC_TIMESTAMP(6), :user, :host, :env, :target, :from_rev, "
+            ":status, :backup, '[]')"
+        ),
+        {
+            "id": record.id,
+            "user": record.os_user,
+            "host": record.host,
+            "env": record.environment,
+            "target": record.target,
+            "from_rev": ",".join(record.from_revision) or "base",
+            "status": record.status,
+            "backup": record.backup_file,
+        },
     )
 
 
@@ -78,13 +87,20 @@ def record_update(connection: Connection, record: DeployRecord, final: bool = Fa
     from sqlalchemy import text
 
     connection.execute(
-        text(f"UPDATE {DEPLOYS.name} SET status = :status, to_revision = :to_rev, backup_file = :backup, "
-             "steps = :steps, message = :message"
-             + (", finished_at = UTC_TIMESTAMP(6)" if final else "") + " WHERE id = :id"),
-        {"status": record.status, "to_rev": None if record.to_revision is None else
-         (",".join(record.to_revision) or "base"), "backup": record.backup_file,
-         "steps": json.dumps([asdict(step) for step in record.steps]), "message": record.message[:4000],
-         "id": record.id},
+        text(
+            f"UPDATE {DEPLOYS.name} SET status = :status, to_revision = :to_rev, backup_file = :backup, "
+            "steps = :steps, message = :message"
+            + (", finished_at = UTC_TIMESTAMP(6)" if final else "")
+            + " WHERE id = :id"
+        ),
+        {
+            "status": record.status,
+            "to_rev": None if record.to_revision is None else (",".join(record.to_revision) or "base"),
+            "backup": record.backup_file,
+            "steps": json.dumps([asdict(step) for step in record.steps]),
+            "message": record.message[:4000],
+            "id": record.id,
+        },
     )
 
 
@@ -105,8 +121,9 @@ def _revisions(value: str | None) -> list[str] | None:
     return None if value is None else [] if value == "base" else value.split(",")
 
 
-def load_records(connection: Connection, statuses: tuple[str, ...] = (),
-                 finished_before_hours: float | None = None) -> list[DeployRecord]:
+def load_records(
+    connection: Connection, statuses: tuple[str, ...] = (), finished_before_hours: float | None = None
+) -> list[DeployRecord]:
     """Recorded deploys and restores, oldest first, filtered by status or finish time."""
     from sqlalchemy import bindparam, inspect, text
 
@@ -119,18 +136,33 @@ def load_records(connection: Connection, statuses: tuple[str, ...] = (),
     if finished_before_hours is not None:
         where.append("finished_at <= UTC_TIMESTAMP(6) - INTERVAL :seconds SECOND")
         params["seconds"] = int(finished_before_hours * 3600)
-    query = text(f"SELECT id, environment, target, os_user, host, started_at, from_revision, to_revision, status, "
-                 f"backup_file, steps, message, finished_at FROM {DEPLOYS.name}"
-                 + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY started_at")
+    query = text(
+        f"SELECT id, environment, target, os_user, host, started_at, from_revision, to_revision, status, "
+        f"backup_file, steps, message, finished_at FROM {DEPLOYS.name}"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY started_at"
+    )
     if statuses:
         query = query.bindparams(bindparam("statuses", expanding=True))
-    return [DeployRecord(
-        id=row.id, database="", environment=row.environment, target=row.target, os_user=row.os_user,
-        host=row.host, started_at=f"{row.started_at:%Y-%m-%d %H:%M:%S}", from_revision=_revisions(row.from_revision),
-        to_revision=_revisions(row.to_revision), status=row.status, backup_file=row.backup_file,
-        steps=[StepResult(**step) for step in json.loads(row.steps or "[]")], message=row.message or "",
-        finished_at=None if row.finished_at is None else f"{row.finished_at:%Y-%m-%d %H:%M:%S}",
-    ) for row in connection.execute(query, params)]
+    return [
+        DeployRecord(
+            id=row.id,
+            database="",
+            environment=row.environment,
+            target=row.target,
+            os_user=row.os_user,
+            host=row.host,
+            started_at=f"{row.started_at:%Y-%m-%d %H:%M:%S}",
+            from_revision=_revisions(row.from_revision),
+            to_revision=_revisions(row.to_revision),
+            status=row.status,
+            backup_file=row.backup_file,
+            steps=[StepResult(**step) for step in json.loads(row.steps or "[]")],
+            message=row.message or "",
+            finished_at=None if row.finished_at is None else f"{row.finished_at:%Y-%m-%d %H:%M:%S}",
+        )
+        for row in connection.execute(query, params)
+    ]
 
 
 def close_abandoned(lock: HeldLock, own_deploy: str) -> None:

@@ -56,8 +56,12 @@ class Comparison:
         return f"{self.left} vs {self.right}"
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "left": self.left, "right": self.right,
-                "differences": [asdict(difference) for difference in self.differences]}
+        return {
+            "name": self.name,
+            "left": self.left,
+            "right": self.right,
+            "differences": [asdict(difference) for difference in self.differences],
+        }
 
 
 @dataclass
@@ -76,9 +80,14 @@ class DriftReport:
         return next(c for c in self.comparisons if (c.left, c.right) == (left, right))
 
     def to_dict(self) -> dict:
-        return {"database": self.database, "head": self.head, "live_revision": list(self.live_revision),
-                "drifted": self.drifted, "notes": self.notes,
-                "comparisons": [comparison.to_dict() for comparison in self.comparisons]}
+        return {
+            "database": self.database,
+            "head": self.head,
+            "live_revision": list(self.live_revision),
+            "drifted": self.drifted,
+            "notes": self.notes,
+            "comparisons": [comparison.to_dict() for comparison in self.comparisons],
+        }
 
     def text_lines(self) -> list[str]:
         lines = []
@@ -93,8 +102,7 @@ class DriftReport:
     def to_markdown(self) -> str:
         """A table for a pull-request comment."""
         lines = [f"### Schema drift of `{self.database}`", ""]
-        lines.append(f"Migrations at head `{self.head}`; live database at "
-                     f"`{', '.join(self.live_revision) or 'base'}`.")
+        lines.append(f"Migrations at head `{self.head}`; live database at `{', '.join(self.live_revision) or 'base'}`.")
         lines.append("")
         for note in self.notes:
             lines.extend([f"> {_cell(note)}", ""])
@@ -105,8 +113,10 @@ class DriftReport:
         lines.append("| --- | --- | --- | --- |")
         for comparison in self.comparisons:
             for difference in comparison.differences:
-                lines.append(f"| {comparison.title} | `{_cell(difference.table)}` | {_cell(difference.item)} | "
-                             f"{_cell(difference.detail)} |")
+                lines.append(
+                    f"| {comparison.title} | `{_cell(difference.table)}` | {_cell(difference.item)} | "
+                    f"{_cell(difference.detail)} |"
+                )
         clean = [comparison.title for comparison in self.comparisons if not comparison.differences]
         if clean:
             lines.extend(["", f"No differences: {', '.join(clean)}."])
@@ -121,8 +131,13 @@ def _cell(text: str) -> str:
 
 
 _DISPLAY_WIDTH = re.compile(r"^(tinyint|smallint|mediumint|int|bigint)\(\d+\)")
-_SYNONYMS = {"bool": "tinyint", "boolean": "tinyint", "integer": "int", "numeric": "decimal",
-             "json": "longtext"}  # MariaDB stores JSON as LONGTEXT with a json_valid() check
+_SYNONYMS = {
+    "bool": "tinyint",
+    "boolean": "tinyint",
+    "integer": "int",
+    "numeric": "decimal",
+    "json": "longtext",
+}  # MariaDB stores JSON as LONGTEXT with a json_valid() check
 
 
 def normalize_type(type_text: str) -> str:
@@ -131,7 +146,7 @@ def normalize_type(type_text: str) -> str:
     text = re.sub(r"\s+(collate|character set|charset)\s+\S+", "", text)
     base = re.match(r"[a-z]+", text)
     if base and base.group(0) in _SYNONYMS:
-        text = _SYNONYMS[base.group(0)] + text[base.end():]
+        text = _SYNONYMS[base.group(0)] + text[base.end() :]
     return _DISPLAY_WIDTH.sub(r"\1", text)
 
 
@@ -183,24 +198,35 @@ def _describe(entry, left: str, right: str, metadata: MetaData) -> Difference | 
         return Difference(entry[1].name, "table", f"only in {left if kind == 'add_table' else right}")
     if kind in ("add_column", "remove_column"):
         column = entry[3]
-        return Difference(entry[2], f"column {column.name}",
-                          f"only in {left if kind == 'add_column' else right} ({_type_text(column.type)})")
+        return Difference(
+            entry[2],
+            f"column {column.name}",
+            f"only in {left if kind == 'add_column' else right} ({_type_text(column.type)})",
+        )
     if kind in ("add_index", "remove_index"):
         index = entry[1]
         if kind == "remove_index" and _implicit_fk_index(index, metadata):
             return None
         unique = "unique " if index.unique else ""
-        return Difference(index.table.name, f"{unique}index {index.name}",
-                          f"only in {left if kind == 'add_index' else right} ({_columns(index)})")
+        return Difference(
+            index.table.name,
+            f"{unique}index {index.name}",
+            f"only in {left if kind == 'add_index' else right} ({_columns(index)})",
+        )
     if kind in ("add_constraint", "remove_constraint"):
         constraint = entry[1]
-        return Difference(constraint.table.name, f"constraint {constraint.name}",
-                          f"only in {left if kind == 'add_constraint' else right} ({_columns(constraint)})")
+        return Difference(
+            constraint.table.name,
+            f"constraint {constraint.name}",
+            f"only in {left if kind == 'add_constraint' else right} ({_columns(constraint)})",
+        )
     if kind in ("add_fk", "remove_fk"):
         fk = entry[1]
-        return Difference(fk.parent.name, f"foreign key {fk.name}",
-                          f"only in {left if kind == 'add_fk' else right} ({', '.join(fk.column_keys)} -> "
-                          f"{fk.referred_table.name})")
+        return Difference(
+            fk.parent.name,
+            f"foreign key {fk.name}",
+            f"only in {left if kind == 'add_fk' else right} ({', '.join(fk.column_keys)} -> {fk.referred_table.name})",
+        )
     if kind.startswith("modify_"):
         _, _schema, table, column, _existing, database_value, model_value = entry
         what = kind.removeprefix("modify_")
@@ -221,8 +247,9 @@ def _describe(entry, left: str, right: str, metadata: MetaData) -> Difference | 
     return Difference(getattr(entry[1], "name", "?") if len(entry) > 1 else "?", kind, f"differs ({kind})")
 
 
-def models_against(connection: Connection, ignored: IgnoredTables, left: str = MODELS,
-                   right: str = LIVE) -> list[Difference]:
+def models_against(
+    connection: Connection, ignored: IgnoredTables, left: str = MODELS, right: str = LIVE
+) -> list[Difference]:
     """What autogenerate would change to bring the database to the models."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
@@ -245,8 +272,10 @@ def _index_text(index: dict) -> str:
 
 
 def _fk_text(fk: dict) -> str:
-    return (f"({', '.join(fk['columns'])}) -> {fk['references']}({', '.join(fk['referenced_columns'])}) "
-            f"on delete {fk['on_delete'].lower()}, on update {fk['on_update'].lower()}")
+    return (
+        f"({', '.join(fk['columns'])}) -> {fk['references']}({', '.join(fk['referenced_columns'])}) "
+        f"on delete {fk['on_delete'].lower()}, on update {fk['on_update'].lower()}"
+    )
 
 
 def _named(kind: str, table: str, left: str, right: str, a: dict, b: dict, show) -> list[Difference]:
@@ -267,16 +296,27 @@ _COLUMN_FIELDS = ("type", "nullable", "default", "extra", "collation")
 def _normalized_columns(columns: list) -> dict[str, dict]:
     result = {}
     for name, column_type, nullable, default, extra, collation in columns:
-        result[name] = {"type": normalize_type(column_type), "nullable": nullable,
-                        "default": normalize_default(default), "extra": extra, "collation": collation}
+        result[name] = {
+            "type": normalize_type(column_type),
+            "nullable": nullable,
+            "default": normalize_default(default),
+            "extra": extra,
+            "collation": collation,
+        }
     return result
 
 
 def _without_implicit_indexes(table: dict) -> dict[str, dict]:
     """Indexes, less those InnoDB made for a foreign key (named after it, on its columns)."""
-    return {name: index for name, index in table["indexes"].items()
-            if not (name in table["foreign_keys"] and index["columns"] == table["foreign_keys"][name]["columns"]
-                    and not index["unique"])}
+    return {
+        name: index
+        for name, index in table["indexes"].items()
+        if not (
+            name in table["foreign_keys"]
+            and index["columns"] == table["foreign_keys"][name]["columns"]
+            and not index["unique"]
+        )
+    }
 
 
 def compare_snapshots(a: Snapshot, b: Snapshot, left: str = MIGRATIONS, right: str = LIVE) -> list[Difference]:
@@ -300,16 +340,26 @@ def compare_snapshots(a: Snapshot, b: Snapshot, left: str = MIGRATIONS, right: s
             elif name not in columns_a:
                 found.append(Difference(table, f"column {name}", f"only in {right} ({columns_b[name]['type']})"))
             else:
-                changed = [f"{key} {columns_a[name][key]!s} in {left}, {columns_b[name][key]!s} in {right}"
-                           for key in _COLUMN_FIELDS if columns_a[name][key] != columns_b[name][key]]
+                changed = [
+                    f"{key} {columns_a[name][key]!s} in {left}, {columns_b[name][key]!s} in {right}"
+                    for key in _COLUMN_FIELDS
+                    if columns_a[name][key] != columns_b[name][key]
+                ]
                 if changed:
                     found.append(Difference(table, f"column {name}", "; ".join(changed)))
         common = [name for name in columns_a if name in columns_b]
         if common != [name for name in columns_b if name in columns_a]:
-            found.append(Difference(table, "column order", f"({', '.join(common)}) in {left}, "
-                                    f"({', '.join(n for n in columns_b if n in columns_a)}) in {right}"))
-        found += _named("index", table, left, right, _without_implicit_indexes(one), _without_implicit_indexes(two),
-                        _index_text)
+            found.append(
+                Difference(
+                    table,
+                    "column order",
+                    f"({', '.join(common)}) in {left}, "
+                    f"({', '.join(n for n in columns_b if n in columns_a)}) in {right}",
+                )
+            )
+        found += _named(
+            "index", table, left, right, _without_implicit_indexes(one), _without_implicit_indexes(two), _index_text
+        )
         found += _named("foreign key", table, left, right, one["foreign_keys"], two["foreign_keys"], _fk_text)
         found += _named("check", table, left, right, one["checks"], two["checks"], lambda clause: f"({clause})")
     return found
@@ -331,12 +381,19 @@ def drift(settings: Settings) -> DriftReport:
         scratch_snapshot = schema_snapshot(connection, scratch.database, ignored)
         models_vs_migrations = models_against(connection, ignored, MODELS, MIGRATIONS)
 
-    report = DriftReport(settings.database, head, live_revision, [
-        Comparison(MODELS, MIGRATIONS, models_vs_migrations),
-        Comparison(MODELS, LIVE, models_vs_live),
-        Comparison(MIGRATIONS, LIVE, compare_snapshots(scratch_snapshot, live_snapshot, MIGRATIONS, LIVE)),
-    ])
+    report = DriftReport(
+        settings.database,
+        head,
+        live_revision,
+        [
+            Comparison(MODELS, MIGRATIONS, models_vs_migrations),
+            Comparison(MODELS, LIVE, models_vs_live),
+            Comparison(MIGRATIONS, LIVE, compare_snapshots(scratch_snapshot, live_snapshot, MIGRATIONS, LIVE)),
+        ],
+    )
     if set(live_revision) != {head}:
-        report.notes.append(f"{settings.database} is at {', '.join(live_revision) or 'base'}, not at head {head}: "
-                            "the differences include revisions not applied yet (`invoke db.upgrade`)")
+        report.notes.append(
+            f"{settings.database} is at {', '.join(live_revision) or 'base'}, not at head {head}: "
+            "the differences include revisions not applied yet (`invoke db.upgrade`)"
+        )
     return report

@@ -28,8 +28,10 @@ def read_only_flags(connection: Connection) -> list[str]:
 
 
 def read_only_message(settings: Settings, flags: list[str]) -> str:
-    return (f"the server at {settings.address} is read-only ({', '.join(flags)}): it is most likely a replica; "
-            "point MYSQL_HOST at the primary")
+    return (
+        f"the server at {settings.address} is read-only ({', '.join(flags)}): it is most likely a replica; "
+        "point MYSQL_HOST at the primary"
+    )
 
 
 def refuse_read_only(connection: Connection, settings: Settings) -> None:
@@ -86,15 +88,18 @@ def confirm_deploy(settings: Settings, yes: bool = False, ask: Ask | None = None
     _name_typed_back(ask, f"⚠️  Deploy to {settings.environment} {settings.describe()}.", settings.database)
 
 
-def confirm_protected(settings: Settings, action: str, yes: bool = False, allow_production: bool = False,
-                      ask: Ask | None = None) -> None:
+def confirm_protected(
+    settings: Settings, action: str, yes: bool = False, allow_production: bool = False, ask: Ask | None = None
+) -> None:
     """On a protected environment: the database name typed back at a terminal, or --yes with
     --allow-production; elsewhere nothing is asked."""
     if not settings.is_protected or (yes and allow_production):
         return
     if ask is None or yes:
-        raise Refused(f"{action} of {settings.database!r} on the protected {settings.environment} environment needs "
-                      "confirmation: run it in a terminal, or pass --yes --allow-production")
+        raise Refused(
+            f"{action} of {settings.database!r} on the protected {settings.environment} environment needs "
+            "confirmation: run it in a terminal, or pass --yes --allow-production"
+        )
     _name_typed_back(ask, f"⚠️  {action} on {settings.environment} {settings.describe()}.", settings.database)
 
 
@@ -109,12 +114,22 @@ def confirm_settle(settings: Settings, yes: bool = False, ask: Ask | None = None
         raise Refused("not confirmed: nothing changed")
 
 
-def confirm_adopt(settings: Settings, revision: str, was: str, yes: bool = False, allow_production: bool = False,
-                  ask: Ask | None = None) -> None:
+def confirm_adopt(
+    settings: Settings,
+    revision: str,
+    was: str,
+    yes: bool = False,
+    allow_production: bool = False,
+    ask: Ask | None = None,
+) -> None:
     """Adopting changes no table but decides what every later upgrade runs: asked as drop and reset are."""
     if _allowed_without_asking(settings, "adopt", settings.database, yes, allow_production):
         return
     if ask is None:
         raise Refused(f"adopt of {settings.database!r} needs confirmation: run it in a terminal or pass --yes")
-    _name_typed_back(ask, f"⚠️  Record {revision} as the revision of {settings.database!r} on {settings.address} "
-                          f"(alembic_version: {was})?", settings.database)
+    _name_typed_back(
+        ask,
+        f"⚠️  Record {revision} as the revision of {settings.database!r} on {settings.address} "
+        f"(alembic_version: {was})?",
+        settings.database,
+    )

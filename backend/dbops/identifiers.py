@@ -38,10 +38,13 @@ def validate_identifier(name: object, kind: str = "database name") -> str:
     if name.startswith("-"):
         raise InvalidIdentifier(f"{kind} {shown} must not start with '-'")
     if name.startswith("#mysql50#"):
-        raise InvalidIdentifier(f"{kind} {shown} must not start with '#mysql50#' (the server's prefix for old file names)")
+        raise InvalidIdentifier(
+            f"{kind} {shown} must not start with '#mysql50#' (the server's prefix for old file names)"
+        )
     if sum(1 if char.isascii() and (char.isalnum() or char == "_") else 5 for char in name) > MAX_FILE_NAME_BYTES:
-        raise InvalidIdentifier(f"{kind} {shown} has too many characters other than A-Z, a-z, 0-9 and _: "
-                                f"the server could not name its file")
+        raise InvalidIdentifier(
+            f"{kind} {shown} has too many characters other than A-Z, a-z, 0-9 and _: the server could not name its file"
+        )
     return name
 
 

@@ -40,10 +40,20 @@ def start(connection: Connection, revision: str, direction: str, checksum: str, 
     from sqlalchemy import text
 
     result = connection.execute(
-        text(f"INSERT INTO {JOURNAL.name} (deploy_id, revision, direction, checksum, status, host, pid, os_user, "
-             "started_at) VALUES (:deploy, :rev, :dir, :sum, :status, :host, :pid, :user, UTC_TIMESTAMP(6))"),
-        {"deploy": deploy_id, "rev": revision, "dir": direction, "sum": checksum, "status": RUNNING,
-         "host": socket.gethostname(), "pid": os.getpid(), "user": getpass.getuser()},
+        text(
+            f"INSERT INTO {JOURNAL.name} (deploy_id, revision, direction, checksum, status, host, pid, os_user, "
+            "started_at) VALUES (:deploy, :rev, :dir, :sum, :status, :host, :pid, :user, UTC_TIMESTAMP(6))"
+        ),
+        {
+            "deploy": deploy_id,
+            "rev": revision,
+            "dir": direction,
+            "sum": checksum,
+            "status": RUNNING,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "user": getpass.getuser(),
+        },
     )
     return int(result.lastrowid)
 
@@ -52,8 +62,9 @@ def finish(connection: Connection, entry_id: int, status: str, error: str | None
     from sqlalchemy import text
 
     connection.execute(
-        text(f"UPDATE {JOURNAL.name} SET status = :status, finished_at = UTC_TIMESTAMP(6), error = :error "
-             "WHERE id = :id"),
+        text(
+            f"UPDATE {JOURNAL.name} SET status = :status, finished_at = UTC_TIMESTAMP(6), error = :error WHERE id = :id"
+        ),
         {"status": status, "error": (error or None) and error[:2000], "id": entry_id},
     )
 
@@ -63,10 +74,19 @@ def record_adopted(connection: Connection, revision: str, checksum: str) -> None
     from sqlalchemy import text
 
     connection.execute(
-        text(f"INSERT INTO {JOURNAL.name} (revision, direction, checksum, status, host, pid, os_user, started_at, "
-             "finished_at) VALUES (:rev, :dir, :sum, :status, :host, :pid, :user, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))"),
-        {"rev": revision, "dir": ADOPTED, "sum": checksum, "status": APPLIED, "host": socket.gethostname(),
-         "pid": os.getpid(), "user": getpass.getuser()},
+        text(
+            f"INSERT INTO {JOURNAL.name} (revision, direction, checksum, status, host, pid, os_user, started_at, "
+            "finished_at) VALUES (:rev, :dir, :sum, :status, :host, :pid, :user, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))"
+        ),
+        {
+            "rev": revision,
+            "dir": ADOPTED,
+            "sum": checksum,
+            "status": APPLIED,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "user": getpass.getuser(),
+        },
     )
 
 
@@ -96,8 +116,10 @@ def unfinished(connection: Connection) -> list[JournalEntry]:
     if JOURNAL.name not in inspect(connection).get_table_names():
         return []
     rows = connection.execute(
-        text(f"SELECT id, deploy_id, revision, direction, checksum, status, host, pid, started_at, finished_at, error "
-             f"FROM {JOURNAL.name} WHERE status IN (:running, :failed) ORDER BY id"),
+        text(
+            f"SELECT id, deploy_id, revision, direction, checksum, status, host, pid, started_at, finished_at, error "
+            f"FROM {JOURNAL.name} WHERE status IN (:running, :failed) ORDER BY id"
+        ),
         {"running": RUNNING, "failed": FAILED},
     )
     return [JournalEntry(*row) for row in rows]
@@ -110,8 +132,10 @@ def applied_checksums(connection: Connection) -> dict[str, str]:
     if JOURNAL.name not in inspect(connection).get_table_names():
         return {}
     rows = connection.execute(
-        text(f"SELECT revision, checksum FROM {JOURNAL.name} WHERE status = :applied "
-             "AND direction IN ('upgrade', :adopted) ORDER BY id"),
+        text(
+            f"SELECT revision, checksum FROM {JOURNAL.name} WHERE status = :applied "
+            "AND direction IN ('upgrade', :adopted) ORDER BY id"
+        ),
         {"applied": APPLIED, "adopted": ADOPTED},
     )
     return {revision: checksum for revision, checksum in rows}

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 # MySQL 5.7+ allows lock names of at most 64 characters.
 MAX_LOCK_NAME = 64
 
+
 class LockTimeout(DbOpsError):
     pass
 
@@ -71,8 +72,10 @@ def describe_holder(connection: Connection, name: str) -> str:
         return "nobody now"
     try:
         row = connection.execute(
-            text(f"SELECT host, pid, os_user, purpose, acquired_at FROM {LOCK.name} "
-                 "WHERE lock_name = :name AND connection_id = :owner"),
+            text(
+                f"SELECT host, pid, os_user, purpose, acquired_at FROM {LOCK.name} "
+                "WHERE lock_name = :name AND connection_id = :owner"
+            ),
             {"name": name, "owner": owner},
         ).first()
     except Exception:
@@ -108,16 +111,26 @@ def migration_lock(settings: Settings, purpose: str, timeout: int | None = None)
         try:
             connection.execute(CreateIfMissing(LOCK))
             connection.execute(
-                text(f"REPLACE INTO {LOCK.name} (lock_name, connection_id, host, pid, os_user, purpose, acquired_at) "
-                     "VALUES (:name, :cid, :host, :pid, :user, :purpose, UTC_TIMESTAMP(6))"),
-                {"name": name, "cid": connection_id, "host": socket.gethostname(), "pid": os.getpid(),
-                 "user": getpass.getuser(), "purpose": purpose[:255]},
+                text(
+                    f"REPLACE INTO {LOCK.name} (lock_name, connection_id, host, pid, os_user, purpose, acquired_at) "
+                    "VALUES (:name, :cid, :host, :pid, :user, :purpose, UTC_TIMESTAMP(6))"
+                ),
+                {
+                    "name": name,
+                    "cid": connection_id,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "user": getpass.getuser(),
+                    "purpose": purpose[:255],
+                },
             )
             yield HeldLock(name, connection, connection_id)
         finally:
             try:
-                connection.execute(text(f"DELETE FROM {LOCK.name} WHERE lock_name = :name AND connection_id = :cid"),
-                                   {"name": name, "cid": connection_id})
+                connection.execute(
+                    text(f"DELETE FROM {LOCK.name} WHERE lock_name = :name AND connection_id = :cid"),
+                    {"name": name, "cid": connection_id},
+                )
                 connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
             except Exception:
                 pass  # the connection is gone: the server released the lock with it

@@ -69,28 +69,47 @@ def _rows_for_initial_schema(connection: Connection) -> FixtureRows:
     from sqlalchemy import text
 
     statements = [
-        ("INSERT INTO users (id, username, email, password_hash, nickname, is_active) "
-         "VALUES (901, 'matrix_user', 'matrix@example.test', 'pbkdf2$1$abc', '小明 😊', 1)"),
-        ("INSERT INTO chat_sessions (id, user_id, title, status, message_count) "
-         f"VALUES ('{SESSION_ID}', 901, '今天的心情', 'active', 2)"),
-        ("INSERT INTO chat_messages (id, session_id, user_id, role, content, emotion, token_count) VALUES "
-         f"(9001, '{SESSION_ID}', 901, 'user', '我今天有点焦虑 😟', 'anxious', 12), "
-         f"(9002, '{SESSION_ID}', 901, 'assistant', '深呼吸，慢慢来。', NULL, 9)"),
-        ("INSERT INTO emotion_analysis (id, message_id, session_id, user_id, emotion, intensity, sentiment_score, "
-         f"keywords, suggestion) VALUES (9101, 9001, '{SESSION_ID}', 901, 'anxious', 0.750, -0.400, "
-         "'[\"焦虑\", \"work\"]', '试试 4-7-8 呼吸法')"),
-        ("INSERT INTO knowledge (id, category, title, content, tags, source, is_active) "
-         "VALUES (9201, 'coping', '4-7-8 呼吸法', '吸气 4 秒，屏息 7 秒，呼气 8 秒。', 'breathing,anxiety', 'matrix', 1)"),
-        ("INSERT INTO system_logs (id, level, module, message, user_id, details) "
-         "VALUES (9301, 'WARNING', 'matrix', 'fixture row', 901, '{\"attempt\": 1, \"ok\": true}')"),
-        ("INSERT INTO user_feedback (id, user_id, session_id, message_id, rating, feedback_type, comment) "
-         f"VALUES (9401, 901, '{SESSION_ID}', 9002, 5, 'helpful', '很有帮助 👍')"),
+        (
+            "INSERT INTO users (id, username, email, password_hash, nickname, is_active) "
+            "VALUES (901, 'matrix_user', 'matrix@example.test', 'pbkdf2$1$abc', '小明 😊', 1)"
+        ),
+        (
+            "INSERT INTO chat_sessions (id, user_id, title, status, message_count) "
+            f"VALUES ('{SESSION_ID}', 901, '今天的心情', 'active', 2)"
+        ),
+        (
+            "INSERT INTO chat_messages (id, session_id, user_id, role, content, emotion, token_count) VALUES "
+            f"(9001, '{SESSION_ID}', 901, 'user', '我今天有点焦虑 😟', 'anxious', 12), "
+            f"(9002, '{SESSION_ID}', 901, 'assistant', '深呼吸，慢慢来。', NULL, 9)"
+        ),
+        (
+            "INSERT INTO emotion_analysis (id, message_id, session_id, user_id, emotion, intensity, sentiment_score, "
+            f"keywords, suggestion) VALUES (9101, 9001, '{SESSION_ID}', 901, 'anxious', 0.750, -0.400, "
+            "'[\"焦虑\", \"work\"]', '试试 4-7-8 呼吸法')"
+        ),
+        (
+            "INSERT INTO knowledge (id, category, title, content, tags, source, is_active) "
+            "VALUES (9201, 'coping', '4-7-8 呼吸法', '吸气 4 秒，屏息 7 秒，呼气 8 秒。', 'breathing,anxiety', 'matrix', 1)"
+        ),
+        (
+            "INSERT INTO system_logs (id, level, module, message, user_id, details) "
+            "VALUES (9301, 'WARNING', 'matrix', 'fixture row', 901, '{\"attempt\": 1, \"ok\": true}')"
+        ),
+        (
+            "INSERT INTO user_feedback (id, user_id, session_id, message_id, rating, feedback_type, comment) "
+            f"VALUES (9401, 901, '{SESSION_ID}', 9002, 5, 'helpful', '很有帮助 👍')"
+        ),
     ]
     for statement in statements:
         connection.execute(text(statement))
     return {
-        "users": [901], "chat_sessions": [SESSION_ID], "chat_messages": [9001, 9002], "emotion_analysis": [9101],
-        "knowledge": [9201], "system_logs": [9301], "user_feedback": [9401],
+        "users": [901],
+        "chat_sessions": [SESSION_ID],
+        "chat_messages": [9001, 9002],
+        "emotion_analysis": [9101],
+        "knowledge": [9201],
+        "system_logs": [9301],
+        "user_feedback": [9401],
     }
 
 
@@ -187,8 +206,11 @@ def describe_difference(expected: dict, actual: dict, limit: int = 6) -> str:
                 new = {column[0]: column for column in after.get(key, [])}
                 parts += [f"{table}.{name} is extra" for name in new.keys() - old.keys()]
                 parts += [f"{table}.{name} is missing" for name in old.keys() - new.keys()]
-                parts += [f"{table}.{name} differs ({old[name][1:]} vs {new[name][1:]})"
-                          for name in old.keys() & new.keys() if old[name] != new[name]]
+                parts += [
+                    f"{table}.{name} differs ({old[name][1:]} vs {new[name][1:]})"
+                    for name in old.keys() & new.keys()
+                    if old[name] != new[name]
+                ]
                 if old.keys() == new.keys() and list(old) != list(new):
                     parts.append(f"{table} column order differs")
             elif isinstance(before.get(key), dict) and isinstance(after.get(key), dict):
@@ -196,8 +218,11 @@ def describe_difference(expected: dict, actual: dict, limit: int = 6) -> str:
                 noun = {"indexes": "index", "foreign_keys": "foreign key", "checks": "check"}.get(key, key)
                 parts += [f"{table} {noun} {name} is extra" for name in sorted(new.keys() - old.keys())]
                 parts += [f"{table} {noun} {name} is missing" for name in sorted(old.keys() - new.keys())]
-                parts += [f"{table} {noun} {name} differs ({_how(old[name], new[name])})"
-                          for name in sorted(old.keys() & new.keys()) if old[name] != new[name]]
+                parts += [
+                    f"{table} {noun} {name} differs ({_how(old[name], new[name])})"
+                    for name in sorted(old.keys() & new.keys())
+                    if old[name] != new[name]
+                ]
             else:
                 parts.append(f"{table} {key} differs ({before.get(key)} vs {after.get(key)})")
     if len(parts) > limit:
@@ -208,8 +233,11 @@ def describe_difference(expected: dict, actual: dict, limit: int = 6) -> str:
 def _how(old: object, new: object) -> str:
     """'key: a vs b' for the keys of two dicts that differ, else 'a vs b'."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return ", ".join(f"{key}: {old.get(key)} vs {new.get(key)}" for key in sorted(old.keys() | new.keys())
-                         if old.get(key) != new.get(key))
+        return ", ".join(
+            f"{key}: {old.get(key)} vs {new.get(key)}"
+            for key in sorted(old.keys() | new.keys())
+            if old.get(key) != new.get(key)
+        )
     return f"{old} vs {new}"
 
 
@@ -241,8 +269,10 @@ def _table_columns(connection: Connection, database: str, table: str) -> tuple[l
     from sqlalchemy import text
 
     rows = connection.execute(
-        text("SELECT COLUMN_NAME, COLUMN_DEFAULT, EXTRA, COLUMN_KEY FROM information_schema.COLUMNS "
-             "WHERE TABLE_SCHEMA = :db AND TABLE_NAME = :table ORDER BY ORDINAL_POSITION"),
+        text(
+            "SELECT COLUMN_NAME, COLUMN_DEFAULT, EXTRA, COLUMN_KEY FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = :db AND TABLE_NAME = :table ORDER BY ORDINAL_POSITION"
+        ),
         {"db": database, "table": table},
     ).all()
     stable, key = [], []
@@ -278,9 +308,7 @@ def data_state(settings: Settings, tables: list[str]) -> dict[str, dict]:
             order = ", ".join(quote_identifier(column) for column in key or columns)
             digest = hashlib.sha256()
             count = 0
-            for row in connection.execute(
-                text(f"SELECT {quoted} FROM {quote_identifier(table)} ORDER BY {order}")
-            ):
+            for row in connection.execute(text(f"SELECT {quoted} FROM {quote_identifier(table)} ORDER BY {order}")):
                 digest.update(json.dumps([_plain(value) for value in row], ensure_ascii=False).encode())
                 count += 1
             state[table] = {"rows": count, "checksum": digest.hexdigest()[:16]}
@@ -377,8 +405,10 @@ def _way_up(run: _Run, fixtures: Mapping[str, Fixture], compare: bool) -> list[s
         snapshot = _snapshot(run.settings)
         if compare:
             if snapshot != run.up_snapshots[revision.revision]:
-                problems.append(f"upgrade to {revision.revision} after the round trip gives another schema: "
-                                f"{describe_difference(run.up_snapshots[revision.revision], snapshot)}")
+                problems.append(
+                    f"upgrade to {revision.revision} after the round trip gives another schema: "
+                    f"{describe_difference(run.up_snapshots[revision.revision], snapshot)}"
+                )
         else:
             run.up_snapshots[revision.revision] = snapshot
         fixture = fixtures.get(revision.revision)
@@ -412,8 +442,10 @@ def _round_trip(run: _Run, fixtures: Mapping[str, Fixture]) -> str:
             raise CheckFailed("; ".join(problems)) from None
         snapshot = _snapshot(run.settings)
         if snapshot != run.up_snapshots[parent]:
-            problems.append(f"downgrade of {revision.revision} does not restore the schema of {parent}: "
-                            f"{describe_difference(run.up_snapshots[parent], snapshot)}")
+            problems.append(
+                f"downgrade of {revision.revision} does not restore the schema of {parent}: "
+                f"{describe_difference(run.up_snapshots[parent], snapshot)}"
+            )
     if problems:
         # The second way up would stumble over what the downgrades left behind.
         raise CheckFailed("; ".join(problems))
@@ -464,8 +496,10 @@ def _data(run: _Run) -> str:
     rows = sum(len(keys) for tables in run.inserted.values() for keys in tables.values())
     without = [revision.revision for revision in run.revisions if revision.revision not in run.inserted]
     note = f"; no fixture for {', '.join(without)}" if without else ""
-    return (f"{rows} fixture row(s) of {len(run.inserted)} revision(s) at head; "
-            f"{len(second)} table(s) with equal counts and checksums after the round trip{note}")
+    return (
+        f"{rows} fixture row(s) of {len(run.inserted)} revision(s) at head; "
+        f"{len(second)} table(s) with equal counts and checksums after the round trip{note}"
+    )
 
 
 def _offline_sql(run: _Run) -> str:
@@ -480,8 +514,9 @@ def _offline_sql(run: _Run) -> str:
             try:
                 sql = offline_sql(run.settings, start, end, downgrade=downgrade)
             except Exception as exc:
-                raise CheckFailed(f"offline SQL of {revision.revision} ({direction}) failed: {_error_text(exc)}") \
-                    from None
+                raise CheckFailed(
+                    f"offline SQL of {revision.revision} ({direction}) failed: {_error_text(exc)}"
+                ) from None
             if revision.revision not in sql:
                 raise CheckFailed(f"offline SQL of {revision.revision} ({direction}) does not record the revision")
     return f"{len(revisions)} revision(s) rendered up and down"
@@ -504,8 +539,9 @@ def _timed(name: str, body: Callable[[], str]) -> CheckResult:
     return CheckResult(name, status, round(time.monotonic() - started, 2), _one_line(detail))
 
 
-def run_checks(handle: ServerHandle, versions_dir: Path | None = None,
-               fixtures: Mapping[str, Fixture] | None = None) -> tuple[list[CheckResult], dict | None]:
+def run_checks(
+    handle: ServerHandle, versions_dir: Path | None = None, fixtures: Mapping[str, Fixture] | None = None
+) -> tuple[list[CheckResult], dict | None]:
     """The checks after `server` on a running server; returns (checks, head snapshot)."""
     from .admin import create_database, drop_database
 
@@ -564,8 +600,9 @@ def run_target(
         done = {check.name for check in result.checks}
         if "server" not in done:
             result.checks.append(CheckResult("server", FAILED, 0.0, result.reason))
-        result.checks += [CheckResult(name, FAILED, 0.0, result.reason) for name in CHECKS if name not in done
-                          and name != "server"]
+        result.checks += [
+            CheckResult(name, FAILED, 0.0, result.reason) for name in CHECKS if name not in done and name != "server"
+        ]
     result.seconds = round(time.monotonic() - started, 2)
     result.finished_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result.status = _overall(result)
@@ -618,8 +655,16 @@ def apply_required(results: list[TargetResult], required: frozenset[str]) -> lis
         out.append(result)
     have = {result.target for result in results}
     for target in sorted(required - have, key=list(TARGETS).index):
-        out.append(TargetResult(target, TARGETS[target].label, True, FAILED, "required, but no result was found",
-                                checks=[CheckResult(name, SKIPPED, 0.0, "not run") for name in CHECKS]))
+        out.append(
+            TargetResult(
+                target,
+                TARGETS[target].label,
+                True,
+                FAILED,
+                "required, but no result was found",
+                checks=[CheckResult(name, SKIPPED, 0.0, "not run") for name in CHECKS],
+            )
+        )
     return out
 
 
@@ -642,8 +687,16 @@ def _rows(results: list[TargetResult]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for result in results:
         server = f"{result.flavour} {result.version} ({result.provider})" if result.provider else "-"
-        rows.append([result.target, server, _build_cell(result), *(_cell(result.check(name)) for name in CHECKS),
-                     f"{result.seconds:.1f}s", result.status.upper() if result.status == FAILED else result.status])
+        rows.append(
+            [
+                result.target,
+                server,
+                _build_cell(result),
+                *(_cell(result.check(name)) for name in CHECKS),
+                f"{result.seconds:.1f}s",
+                result.status.upper() if result.status == FAILED else result.status,
+            ]
+        )
     return header, rows
 
 
@@ -670,13 +723,17 @@ def schema_differences(results: list[TargetResult]) -> list[str]:
     for result in with_schema:
         reference = firsts.setdefault(result.flavour, result)
         if result is not reference and result.head_snapshot != reference.head_snapshot:
-            notes.append(f"{result.target} head schema differs from {reference.target}: "
-                         f"{describe_difference(reference.head_snapshot, result.head_snapshot, limit=8)}")
+            notes.append(
+                f"{result.target} head schema differs from {reference.target}: "
+                f"{describe_difference(reference.head_snapshot, result.head_snapshot, limit=8)}"
+            )
     if len(firsts) == 2:
         mariadb, mysql = firsts.get("mariadb"), firsts.get("mysql")
         if mariadb and mysql and mariadb.head_snapshot != mysql.head_snapshot:
-            notes.append(f"{mysql.target} head schema differs from {mariadb.target}: "
-                         f"{describe_difference(mariadb.head_snapshot, mysql.head_snapshot, limit=20)}")
+            notes.append(
+                f"{mysql.target} head schema differs from {mariadb.target}: "
+                f"{describe_difference(mariadb.head_snapshot, mysql.head_snapshot, limit=20)}"
+            )
     return notes
 
 
@@ -698,8 +755,10 @@ def verdict(results: list[TargetResult]) -> list[str]:
     count = counts(results)
     failed_any = count["failed"] or count["not_served"]
     mark = "❌" if failed_any else "⚠️ " if count["skipped"] else "✅"
-    line = (f"{mark} server matrix: {count['ran']} of {count['targets']} target(s) ran: {count['passed']} passed, "
-            f"{count['failed']} failed")
+    line = (
+        f"{mark} server matrix: {count['ran']} of {count['targets']} target(s) ran: {count['passed']} passed, "
+        f"{count['failed']} failed"
+    )
     if count["not_served"]:
         line += f"; {len(count['not_served'])} REQUIRED but not served: {', '.join(count['not_served'])}"
     if count["skipped"]:
@@ -715,8 +774,10 @@ def verdict(results: list[TargetResult]) -> list[str]:
 def render_text(results: list[TargetResult]) -> str:
     header, rows = _rows(results)
     widths = [max(len(row[index]) for row in [header, *rows]) for index in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in [header, *rows]]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     notes = _notes(results)
     return "\n".join(lines + ([""] + notes if notes else []) + [""] + verdict(results))
@@ -732,8 +793,9 @@ def render_markdown(results: list[TargetResult]) -> str:
     first, *skipped = verdict(results)
     lines += ["", f"**{first.strip()}**"]
     if skipped:
-        lines += [""] + [f"- {line.strip()}" if not line.startswith(" " * 8) else f"  - {line.strip()}"
-                         for line in skipped]
+        lines += [""] + [
+            f"- {line.strip()}" if not line.startswith(" " * 8) else f"  - {line.strip()}" for line in skipped
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -741,9 +803,13 @@ def write_summary(results: list[TargetResult], output: Path) -> tuple[Path, Path
     output.mkdir(parents=True, exist_ok=True)
     data = [{key: value for key, value in result.to_dict().items() if key != "head_snapshot"} for result in results]
     json_path, markdown_path = output / f"{SUMMARY_NAME}.json", output / f"{SUMMARY_NAME}.md"
-    json_path.write_text(json.dumps({"targets": data, "counts": counts(results),
-                                     "schema_differences": schema_differences(results)},
-                                    indent=2, ensure_ascii=False))
+    json_path.write_text(
+        json.dumps(
+            {"targets": data, "counts": counts(results), "schema_differences": schema_differences(results)},
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
     markdown_path.write_text(render_markdown(results))
     return json_path, markdown_path
 
@@ -770,13 +836,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backend.dbops.matrix", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the matrix on servers of several versions")
-    run.add_argument("targets", nargs="*", default=["all"],
-                     help="target ids, flavours (mariadb, mysql) or all (the default)")
+    run.add_argument(
+        "targets", nargs="*", default=["all"], help="target ids, flavours (mariadb, mysql) or all (the default)"
+    )
     run.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="folder for the JSON and Markdown results")
     run.add_argument("--versions-dir", type=Path, help="revision folder (default alembic/versions)")
-    run.add_argument("--required", default=os.environ.get("MATRIX_REQUIRED", ""),
-                     help="targets that must run: ids, flavours or all, separated by commas (default "
-                          "$MATRIX_REQUIRED)")
+    run.add_argument(
+        "--required",
+        default=os.environ.get("MATRIX_REQUIRED", ""),
+        help="targets that must run: ids, flavours or all, separated by commas (default $MATRIX_REQUIRED)",
+    )
     run.add_argument("--bench", action="store_true", help="also print and write wall time and start times")
     summary = commands.add_parser("summary", help="combine the per-target results in --output")
     summary.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
@@ -855,8 +924,10 @@ def _progress_line(result: TargetResult) -> str:
         return f"❌ required, but {why}" if result.status == FAILED else f"⚠️  skipped: {why}"
     built = f"; root built in {result.provision_seconds:.0f} s" if result.provision_seconds else ""
     mark = {PASSED: "✅", FAILED: "❌"}.get(result.status, "⚠️ ")
-    return (f"{mark} {result.status} in {result.seconds:.1f} s ({result.flavour} {result.version}, "
-            f"{result.provider}{built})")
+    return (
+        f"{mark} {result.status} in {result.seconds:.1f} s ({result.flavour} {result.version}, "
+        f"{result.provider}{built})"
+    )
 
 
 def bench_figures(results: list[TargetResult], wall: float) -> dict:
@@ -881,8 +952,10 @@ def render_bench(results: list[TargetResult], wall: float) -> str:
     lines = [f"matrix wall time: {wall:.1f} s for {len(results)} target(s)"]
     for result in results:
         built = f", root built in {result.provision_seconds:.0f} s" if result.provision_seconds else ""
-        lines.append(f"  {result.target:14} start {result.startup_seconds:5.2f} s  total {result.seconds:6.1f} s  "
-                     f"({result.provider or result.status}{built})")
+        lines.append(
+            f"  {result.target:14} start {result.startup_seconds:5.2f} s  total {result.seconds:6.1f} s  "
+            f"({result.provider or result.status}{built})"
+        )
     return "\n".join(lines)
 
 

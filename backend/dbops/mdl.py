@@ -67,10 +67,19 @@ def ddl_tables(sql: str) -> list[str]:
     words = statement.words(4)
     names: list[str] = []
     skip = 1 if words[0] == "LOCK TABLES" else 2
-    if words[0] == "LOCK TABLES" or words[:2] in (("ALTER", "TABLE"), ("DROP", "TABLE"), ("RENAME", "TABLE"),
-                                                 ("TRUNCATE", "TABLE")):
-        names = [token.text for token in tokens[skip:] if token.is_name and token.depth == 0 and token.word not in
-                 ("IF", "EXISTS", "TO", "WRITE", "READ", "LOCAL", "AS", "LOW_PRIORITY")]
+    if words[0] == "LOCK TABLES" or words[:2] in (
+        ("ALTER", "TABLE"),
+        ("DROP", "TABLE"),
+        ("RENAME", "TABLE"),
+        ("TRUNCATE", "TABLE"),
+    ):
+        names = [
+            token.text
+            for token in tokens[skip:]
+            if token.is_name
+            and token.depth == 0
+            and token.word not in ("IF", "EXISTS", "TO", "WRITE", "READ", "LOCAL", "AS", "LOW_PRIORITY")
+        ]
         if words[0] == "ALTER":
             names = names[:1]
     elif "INDEX" in words or "TRIGGER" in words:  # CREATE/DROP INDEX ... ON t, CREATE TRIGGER ... ON t
@@ -112,7 +121,8 @@ def describe(cursor, ids: set[int]) -> str:
         return ", ".join(f"session {pid}" for pid in sorted(ids))
     return "; ".join(
         f"session {pid} of {user} ({command} for {seconds} s{', open transaction' if started else ''}"
-        f"{': ' + info if info else ''})" for pid, user, seconds, command, info, started in rows
+        f"{': ' + info if info else ''})"
+        for pid, user, seconds, command, info, started in rows
     ) or ", ".join(f"session {pid}" for pid in sorted(ids))
 
 
@@ -135,7 +145,9 @@ def run_ddl(cursor, execute: Callable[[], object], sql: str, database: str, retr
         # Without a known table (CREATE TABLE, DROP TRIGGER) there is nobody to wait for.
         while tables and (found := holders(cursor, database, tables)) and time.monotonic() < deadline:
             if not waited:
-                logger.warning("waiting for %s to finish before: %s", describe(cursor, found), " ".join(sql.split())[:80])
+                logger.warning(
+                    "waiting for %s to finish before: %s", describe(cursor, found), " ".join(sql.split())[:80]
+                )
             waited = True
             time.sleep(POLL_SECONDS)
         try:
@@ -149,4 +161,4 @@ def run_ddl(cursor, execute: Callable[[], object], sql: str, database: str, retr
                     f"DDL waited for a metadata lock {retries + 1} times ({LOCK_WAIT_SECONDS} s each); held by: "
                     f"{describe(cursor, holders(cursor, database, tables) if tables else set())}",
                 ) from exc
-            time.sleep(min(0.25 * 2 ** attempt, 5.0))
+            time.sleep(min(0.25 * 2**attempt, 5.0))

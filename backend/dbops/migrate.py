@@ -52,9 +52,7 @@ def alembic_config(settings: Settings, connection: Connection | None = None) -> 
     from alembic.config import Config
 
     # quiet: Alembic would print its own "Generating ..." lines; the tasks report instead.
-    config = Config(
-        str(ALEMBIC_INI), stdout=io.StringIO(), output_buffer=io.StringIO(), cmd_opts=Namespace(quiet=True)
-    )
+    config = Config(str(ALEMBIC_INI), stdout=io.StringIO(), output_buffer=io.StringIO(), cmd_opts=Namespace(quiet=True))
     # ConfigParser interpolates '%': escape it in paths.
     config.set_main_option("script_location", str(SCRIPT_LOCATION).replace("%", "%%"))
     config.set_main_option("version_locations", str(settings.versions_dir).replace("%", "%%"))
@@ -92,8 +90,10 @@ def _explain(exc: BaseException) -> str:
     if "Target database is not up to date" in message:
         return "the database is not at head: run `invoke db.upgrade` first"
     if message.startswith("Ambiguous"):
-        return "a relative step (REV-N, +N) cannot say which branch of a merge to take: name the revision, " \
-               "see `invoke db.history`"
+        return (
+            "a relative step (REV-N, +N) cannot say which branch of a merge to take: name the revision, "
+            "see `invoke db.history`"
+        )
     if "Relative revision" in message and "didn't produce" in message:
         return "not that many revisions to move: see `invoke db.history`"
     if match := re.search(r"No such revision or branch '([^']*)'", message):
@@ -266,8 +266,9 @@ def heads_of(script: ScriptDirectory, applied: Iterable[str]) -> tuple[str, ...]
     return tuple(sorted(applied - below))
 
 
-def states_around(script: ScriptDirectory, revision: str, direction: str,
-                  current_revisions: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def states_around(
+    script: ScriptDirectory, revision: str, direction: str, current_revisions: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """alembic_version before and after one step of revision, from what it holds now (before or after it)."""
     applied = applied_revisions(script, current_revisions)
     without, with_it = heads_of(script, applied - {revision}), heads_of(script, applied | {revision})
@@ -298,19 +299,26 @@ def pending(script: ScriptDirectory, current_revisions: Sequence[str], target: s
             raise _off_the_path(script, current_revisions, target, "upgrade") from None
 
 
-def _off_the_path(script: ScriptDirectory, current_revisions: Sequence[str], target: str,
-                  direction: str) -> RevisionError:
+def _off_the_path(
+    script: ScriptDirectory, current_revisions: Sequence[str], target: str, direction: str
+) -> RevisionError:
     """Why moving in direction from current_revisions cannot reach target (Alembic says "not an ancestor")."""
     found = script.get_revision(target).revision
     now = ", ".join(current_revisions)
     if direction == "upgrade" and found in applied_revisions(script, current_revisions):
-        return RevisionError(f"cannot upgrade from {now} to {found}: it is behind, and an upgrade only moves "
-                             f"forward; go back with `invoke db.downgrade -r {found}`")
+        return RevisionError(
+            f"cannot upgrade from {now} to {found}: it is behind, and an upgrade only moves "
+            f"forward; go back with `invoke db.downgrade -r {found}`"
+        )
     if direction == "downgrade" and set(current_revisions) <= applied_revisions(script, (found,)):
-        return RevisionError(f"cannot downgrade from {now} to {found}: it is ahead, and a downgrade only moves "
-                             f"back; go forward with `invoke db.upgrade -r {found}`")
-    return RevisionError(f"cannot {direction} from {now} to {found}: it is on another branch; downgrade to the "
-                         "revision both come from, then upgrade (see `invoke db.history`)")
+        return RevisionError(
+            f"cannot downgrade from {now} to {found}: it is ahead, and a downgrade only moves "
+            f"back; go forward with `invoke db.upgrade -r {found}`"
+        )
+    return RevisionError(
+        f"cannot {direction} from {now} to {found}: it is on another branch; downgrade to the "
+        "revision both come from, then upgrade (see `invoke db.history`)"
+    )
 
 
 class MigrationFailed(RevisionError):
@@ -323,8 +331,10 @@ class MigrationFailed(RevisionError):
 
 
 StepHook = Callable[["Script", str], None]
-SETTLE_HINT = ("settle it with `invoke db.recover --undo` (or `--finish`), or repair it by hand and record the "
-               "state with `invoke db.stamp`")
+SETTLE_HINT = (
+    "settle it with `invoke db.recover --undo` (or `--finish`), or repair it by hand and record the "
+    "state with `invoke db.stamp`"
+)
 
 
 def _run_steps(
@@ -363,8 +373,11 @@ def _run_steps(
                 entries: list[int] = []
 
                 def begin(step: Script = step, entries: list[int] = entries) -> None:
-                    entries.append(journal.start(held.connection, step.revision, direction,
-                                                 journal.file_checksum(step.path), deploy_id))
+                    entries.append(
+                        journal.start(
+                            held.connection, step.revision, direction, journal.file_checksum(step.path), deploy_id
+                        )
+                    )
 
                 try:
                     run_step(config, script, step, direction, begin)
@@ -377,8 +390,9 @@ def _run_steps(
                     explained = translate_error(exc, settings) if not isinstance(exc, DbOpsError) else exc
                     if not entries:
                         before = f" ({len(done)} revision(s) before it done)" if done else ""
-                        raise RevisionError(f"{direction} of {step.revision} did not start{before}: {explained}") \
-                            from exc
+                        raise RevisionError(
+                            f"{direction} of {step.revision} did not start{before}: {explained}"
+                        ) from exc
                     # A deploy rolls back; a plain run leaves the revision half-applied.
                     settle = "" if deploy_id else f"; {step.revision} is now half-applied: {SETTLE_HINT}"
                     raise MigrationFailed(
@@ -389,8 +403,7 @@ def _run_steps(
     return done
 
 
-def run_step(config: Config, script: ScriptDirectory, step: Script, direction: str,
-             begin: Callable[[], None]) -> None:
+def run_step(config: Config, script: ScriptDirectory, step: Script, direction: str, begin: Callable[[], None]) -> None:
     """Run exactly one revision's upgrade() or downgrade() through env.py, on config's connection.
 
     alembic_version moves as Alembic's own upgrade or downgrade moves it, across branch and merge
@@ -403,8 +416,11 @@ def run_step(config: Config, script: ScriptDirectory, step: Script, direction: s
 
     def one_step(heads: tuple[str, ...], context) -> Iterator[MigrationStep]:
         applied = applied_revisions(script, heads)
-        starts_here = (step.revision not in applied and set(_parent_ids(script, step)) <= applied) if upgrading \
+        starts_here = (
+            (step.revision not in applied and set(_parent_ids(script, step)) <= applied)
+            if upgrading
             else step.revision in heads
+        )
         if not starts_here:
             raise RevisionError(
                 f"the database is at {', '.join(heads) or 'base'}, not where the {direction} of {step.revision} "
@@ -443,8 +459,14 @@ def upgrade(
     """Apply pending revisions up to target one at a time; return those applied."""
     validate_revision_argument(target)
     return _run_steps(
-        settings, lock, f"upgrade to {target}", lambda script, now: pending(script, now, target),
-        "upgrade", on_step, deploy_id, capture,
+        settings,
+        lock,
+        f"upgrade to {target}",
+        lambda script, now: pending(script, now, target),
+        "upgrade",
+        on_step,
+        deploy_id,
+        capture,
     )
 
 
@@ -485,8 +507,14 @@ def downgrade(
     """Revert revisions down to target (default: one step); return those reverted, newest first."""
     validate_revision_argument(target)
     return _run_steps(
-        settings, lock, f"downgrade to {target}", lambda script, now: downgrade_steps(script, now, target),
-        "downgrade", on_step, deploy_id, capture,
+        settings,
+        lock,
+        f"downgrade to {target}",
+        lambda script, now: downgrade_steps(script, now, target),
+        "downgrade",
+        on_step,
+        deploy_id,
+        capture,
     )
 
 
@@ -530,16 +558,21 @@ def _revision_list(script: ScriptDirectory, value: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def render_sql(config: Config, script: ScriptDirectory, steps: Sequence[Script], direction: str,
-               start: Sequence[str]) -> str:
+def render_sql(
+    config: Config, script: ScriptDirectory, steps: Sequence[Script], direction: str, start: Sequence[str]
+) -> str:
     """The SQL of exactly these steps from alembic_version holding start, rendered without a database."""
     from alembic.runtime.environment import EnvironmentContext
     from alembic.runtime.migration import MigrationStep
 
     make = MigrationStep.upgrade_from_script if direction == "upgrade" else MigrationStep.downgrade_from_script
-    with EnvironmentContext(config, script, fn=lambda heads, context: [make(script.revision_map, step)
-                                                                       for step in steps],
-                            as_sql=True, starting_rev=tuple(start) or None):
+    with EnvironmentContext(
+        config,
+        script,
+        fn=lambda heads, context: [make(script.revision_map, step) for step in steps],
+        as_sql=True,
+        starting_rev=tuple(start) or None,
+    ):
         script.run_env()
     return config.output_buffer.getvalue()
 
@@ -620,8 +653,9 @@ def revision(settings: Settings, message: str, autogenerate: bool = True) -> Pat
             created = command.revision(config, message=message)
         return Path(created.path)
     with ExitStack() as stack:
-        target = stack.enter_context(scratch_database(settings)) if settings.autogenerate_against == "scratch" \
-            else settings
+        target = (
+            stack.enter_context(scratch_database(settings)) if settings.autogenerate_against == "scratch" else settings
+        )
         config, connection = stack.enter_context(migration_connection(target))
         config.attributes["autogenerate"] = True
         created = command.revision(config, message=message, autogenerate=True)
@@ -655,6 +689,10 @@ def autogenerate_diff(settings: Settings) -> list:
     with connect(settings) as connection:
         context = MigrationContext.configure(
             connection,
-            opts={"compare_type": True, "compare_server_default": True, "include_name": ignored_tables(settings).include_name},
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "include_name": ignored_tables(settings).include_name,
+            },
         )
         return compare_metadata(context, Base.metadata)

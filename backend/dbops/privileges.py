@@ -58,7 +58,7 @@ def parse_grant(line: str) -> Grant | None:
     to = statement.find("FROM" if revoke else "TO", on or 0)
     if on is None or to is None:
         return None  # GRANT role TO user
-    target = tokens[on + 1:to]
+    target = tokens[on + 1 : to]
     if len(target) != 3 or target[1].kind != "DOT" or target[2].kind != "STAR":
         return None  # a table, a routine, a proxy
     if target[0].kind == "STAR":
@@ -72,7 +72,7 @@ def parse_grant(line: str) -> Grant | None:
         for start, stop in statement.split(1, on)
     )
     grantee = []
-    for token in tokens[to + 1:]:
+    for token in tokens[to + 1 :]:
         if token.word in _AFTER_GRANTEE:
             break
         grantee.append(token.text)
@@ -158,12 +158,21 @@ def read_account(connection: Connection) -> Account:
     from sqlalchemy.exc import DBAPIError
 
     lines = [row[0] for row in connection.execute(text("SHOW GRANTS"))]
-    variables = {name.lower(): str(value).upper() for name, value in connection.execute(text(
-        "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('partial_revokes', 'lower_case_table_names', 'log_bin', "
-        "'log_bin_trust_function_creators')"))}
+    variables = {
+        name.lower(): str(value).upper()
+        for name, value in connection.execute(
+            text(
+                "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('partial_revokes', 'lower_case_table_names', 'log_bin', "
+                "'log_bin_trust_function_creators')"
+            )
+        )
+    }
     try:
-        roles = [row[0] for row in connection.execute(text("SELECT ROLE_NAME FROM information_schema.ENABLED_ROLES"))
-                 if row[0] is not None]
+        roles = [
+            row[0]
+            for row in connection.execute(text("SELECT ROLE_NAME FROM information_schema.ENABLED_ROLES"))
+            if row[0] is not None
+        ]
     except DBAPIError:
         roles = []  # MySQL before 8.0.19: no such table (and SHOW GRANTS has folded the roles in already)
     return Account(

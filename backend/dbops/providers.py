@@ -107,16 +107,32 @@ class Target:
 TARGETS: dict[str, Target] = {
     target.id: target
     for target in (
-        Target("mysql-9.7", "mysql", "9.7", DebianRecipe("sid", ("mysql-server-core",), "/usr/sbin/mysqld"),
-               "mysql:9.7"),
+        Target(
+            "mysql-9.7", "mysql", "9.7", DebianRecipe("sid", ("mysql-server-core",), "/usr/sbin/mysqld"), "mysql:9.7"
+        ),
         Target("mysql-8.4", "mysql", "8.4", docker_image="mysql:8.4"),
         Target("mysql-8.0", "mysql", "8.0", docker_image="mysql:8.0"),
-        Target("mariadb-11.8", "mariadb", "11.8",
-               DebianRecipe("trixie", ("mariadb-server",), "/usr/sbin/mariadbd"), "mariadb:11.8"),
-        Target("mariadb-10.11", "mariadb", "10.11",
-               DebianRecipe("bookworm", ("mariadb-server",), "/usr/sbin/mariadbd"), "mariadb:10.11"),
-        Target("mariadb-10.5", "mariadb", "10.5",
-               DebianRecipe("bullseye", ("mariadb-server-core-10.5",), "/usr/sbin/mariadbd"), "mariadb:10.5"),
+        Target(
+            "mariadb-11.8",
+            "mariadb",
+            "11.8",
+            DebianRecipe("trixie", ("mariadb-server",), "/usr/sbin/mariadbd"),
+            "mariadb:11.8",
+        ),
+        Target(
+            "mariadb-10.11",
+            "mariadb",
+            "10.11",
+            DebianRecipe("bookworm", ("mariadb-server",), "/usr/sbin/mariadbd"),
+            "mariadb:10.11",
+        ),
+        Target(
+            "mariadb-10.5",
+            "mariadb",
+            "10.5",
+            DebianRecipe("bullseye", ("mariadb-server-core-10.5",), "/usr/sbin/mariadbd"),
+            "mariadb:10.5",
+        ),
         Target("mysql-5.7", "mysql", "5.7", docker_image="mysql:5.7"),
     )
 }
@@ -204,13 +220,21 @@ class ServerHandle:
 
         from ..config import Settings
 
-        return replace(Settings(), host=self.host, port=self.port, user=self.user, password=self.password,
-                       database=database, **changes)
+        return replace(
+            Settings(),
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=database,
+            **changes,
+        )
 
     def describe(self) -> str:
         name = "MariaDB" if self.flavour == "mariadb" else "MySQL"
-        return (f"{name} {self.version} on {self.host}:{self.port} ({self.provider}, "
-                f"ready in {self.startup_seconds:.1f} s)")
+        return (
+            f"{name} {self.version} on {self.host}:{self.port} ({self.provider}, ready in {self.startup_seconds:.1f} s)"
+        )
 
 
 Provider = Callable[[Target, Path | None, Mapping[str, str], Say], AbstractContextManager[ServerHandle]]
@@ -253,8 +277,9 @@ def _server_version(host: str, port: int, user: str, password: str) -> tuple[str
 
 
 @contextmanager
-def _url_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str],
-                  say: Say) -> Iterator[ServerHandle]:
+def _url_provider(
+    target: Target, work_dir: Path | None, environ: Mapping[str, str], say: Say
+) -> Iterator[ServerHandle]:
     url = environ.get(target.url_variable, "").strip()
     if not url:
         raise ProviderSkipped(f"{target.url_variable} is not set")
@@ -263,8 +288,7 @@ def _url_provider(target: Target, work_dir: Path | None, environ: Mapping[str, s
     flavour, version = _server_version(host, port, user, password)
     if not target.matches(flavour, version):
         raise ProviderSkipped(f"{target.url_variable} points at {flavour} {version}, not {target.label}")
-    yield ServerHandle(target.id, host, port, user, password, flavour, version, "url",
-                       time.monotonic() - started)
+    yield ServerHandle(target.id, host, port, user, password, flavour, version, "url", time.monotonic() - started)
 
 
 # ---------------------------------------------------------------- local binaries
@@ -323,8 +347,9 @@ def _kill(pid: int) -> None:
 
 
 @contextmanager
-def _throwaway(target: Target, provider: str, folder: Path, binary: str, chroot: str = "",
-               provision_seconds: float = 0.0) -> Iterator[ServerHandle]:
+def _throwaway(
+    target: Target, provider: str, folder: Path, binary: str, chroot: str = "", provision_seconds: float = 0.0
+) -> Iterator[ServerHandle]:
     """A server in folder on a free port, with a password user; stopped and removed afterwards."""
     started = time.monotonic()
     instance = None
@@ -333,16 +358,28 @@ def _throwaway(target: Target, provider: str, folder: Path, binary: str, chroot:
         if not target.matches(instance.flavour, instance.version):
             raise ProviderSkipped(f"{binary} reports {instance.flavour} {instance.version}, not {target.label}")
         password = create_user(instance, MATRIX_USER)
-        yield ServerHandle(target.id, instance.host, instance.port, MATRIX_USER, password, instance.flavour,
-                           instance.version, provider, time.monotonic() - started, provision_seconds, instance)
+        yield ServerHandle(
+            target.id,
+            instance.host,
+            instance.port,
+            MATRIX_USER,
+            password,
+            instance.flavour,
+            instance.version,
+            provider,
+            time.monotonic() - started,
+            provision_seconds,
+            instance,
+        )
     finally:
         _stop_quietly(instance, folder, chroot)
         shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
-def _local_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str],
-                    say: Say) -> Iterator[ServerHandle]:
+def _local_provider(
+    target: Target, work_dir: Path | None, environ: Mapping[str, str], say: Say
+) -> Iterator[ServerHandle]:
     binary = find_local_binary(target)
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
@@ -450,8 +487,9 @@ class _BuildProgress:
         self.say(f"{self.prefix}: {name}, {self.elapsed()} elapsed" + (f": {last}" if last else ""))
 
 
-def _run_logged(command: list[str], log, step: str, timeout: float, progress: _BuildProgress,
-                env: dict | None = None) -> None:
+def _run_logged(
+    command: list[str], log, step: str, timeout: float, progress: _BuildProgress, env: dict | None = None
+) -> None:
     progress.step(step)
     log.write(f"$ {' '.join(command)}\n".encode())
     log.flush()
@@ -534,15 +572,18 @@ def _provision_locked(target: Target, environ: Mapping[str, str] | None, say: Sa
         folder.mkdir(parents=True)
         log_path = folder / "provision.log"
         started = time.monotonic()
-        say(f"{target.id} root: building Debian {target.debian.suite} with {' '.join(target.debian.packages)} "
-            f"(once, in {folder}; log {log_path.name} there)")
+        say(
+            f"{target.id} root: building Debian {target.debian.suite} with {' '.join(target.debian.packages)} "
+            f"(once, in {folder}; log {log_path.name} there)"
+        )
         try:
             with open(log_path, "wb") as log:
                 _build_root(target, debootstrap, root, log, _BuildProgress(target, log_path, say))
             flavour, version = server_flavour(target.debian.binary, root)
         except (ProvisionError, SandboxError) as exc:
-            raise ProvisionError(f"building the {target.debian.suite} root failed: {exc}: {_log_tail(log_path)}") \
-                from None
+            raise ProvisionError(
+                f"building the {target.debian.suite} root failed: {exc}: {_log_tail(log_path)}"
+            ) from None
         finally:
             for pid in processes_in_root(root):
                 _kill(pid)  # e.g. a service a package script started despite policy-rc.d
@@ -560,8 +601,7 @@ def _provision_locked(target: Target, environ: Mapping[str, str] | None, say: Sa
         temporary = folder / (PROVISION_MARKER + ".tmp")
         temporary.write_text(json.dumps(marker, indent=2))
         os.replace(temporary, folder / PROVISION_MARKER)
-        say(f"{target.id} root: built in {_minutes(marker['seconds'])} ({marker['size_mb']} MB), "
-            f"{flavour} {version}")
+        say(f"{target.id} root: built in {_minutes(marker['seconds'])} ({marker['size_mb']} MB), {flavour} {version}")
         return {**marker, "reused": False}
 
 
@@ -580,7 +620,11 @@ def _build_root(target: Target, debootstrap: str, root: Path, log, progress: _Bu
     _run_logged(in_root(update, root), log, "apt-get update", 600, progress, env)
     _run_logged(
         in_root(["apt-get", "install", "-y", "-q", "--no-install-recommends", *recipe.packages], root),
-        log, f"apt-get install {' '.join(recipe.packages)}", 900, progress, env,
+        log,
+        f"apt-get install {' '.join(recipe.packages)}",
+        900,
+        progress,
+        env,
     )
     _run_logged(in_root(["apt-get", "clean"], root), log, "apt-get clean", 120, progress, env)
     (root / "tmp").mkdir(exist_ok=True)
@@ -609,8 +653,9 @@ def _chroot_ready(target: Target, environ: Mapping[str, str], say: Say) -> tuple
 
 
 @contextmanager
-def _chroot_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str],
-                     say: Say) -> Iterator[ServerHandle]:
+def _chroot_provider(
+    target: Target, work_dir: Path | None, environ: Mapping[str, str], say: Say
+) -> Iterator[ServerHandle]:
     root, provision_seconds = _chroot_ready(target, environ, say)
     # The data folder lives inside the root, where the server can see it.
     folder = Path(tempfile.mkdtemp(prefix="matrix-", dir=root / "tmp"))
@@ -631,8 +676,12 @@ def docker_engine_problem(environ: Mapping[str, str]) -> str | None:
         if docker is None:
             return f"DOCKER_HOST is {host} but there is no docker client to ask it"
         try:
-            result = subprocess.run([docker, "version", "--format", "{{.Server.Version}}"], capture_output=True,
-                                    timeout=DOCKER_TIMEOUT, env=dict(environ))
+            result = subprocess.run(
+                [docker, "version", "--format", "{{.Server.Version}}"],
+                capture_output=True,
+                timeout=DOCKER_TIMEOUT,
+                env=dict(environ),
+            )
         except (OSError, subprocess.SubprocessError):
             return f"no Docker engine answers at {host}"
         return None if result.returncode == 0 else f"no Docker engine answers at {host}"
@@ -651,8 +700,9 @@ def docker_engine_problem(environ: Mapping[str, str]) -> str | None:
 
 
 @contextmanager
-def _docker_provider(target: Target, work_dir: Path | None, environ: Mapping[str, str],
-                     say: Say) -> Iterator[ServerHandle]:
+def _docker_provider(
+    target: Target, work_dir: Path | None, environ: Mapping[str, str], say: Say
+) -> Iterator[ServerHandle]:
     if not target.docker_image:
         raise ProviderSkipped(f"no Docker image for {target.label}")
     problem = docker_engine_problem(environ)
@@ -672,14 +722,14 @@ def _docker_provider(target: Target, work_dir: Path | None, environ: Mapping[str
         try:
             container.start()
         except Exception as exc:
-            raise ProviderSkipped(f"{target.docker_image} did not start: {' '.join(str(exc).split())[:200]}") \
-                from None
+            raise ProviderSkipped(f"{target.docker_image} did not start: {' '.join(str(exc).split())[:200]}") from None
         host, port = container.get_container_host_ip(), int(container.get_exposed_port(3306))
         flavour, version = _server_version(host, port, "root", password)
         if not target.matches(flavour, version):
             raise ProviderSkipped(f"{target.docker_image} runs {flavour} {version}, not {target.label}")
-        yield ServerHandle(target.id, host, port, "root", password, flavour, version, "docker",
-                           time.monotonic() - started)
+        yield ServerHandle(
+            target.id, host, port, "root", password, flavour, version, "docker", time.monotonic() - started
+        )
     finally:
         try:
             container.stop()
@@ -751,8 +801,14 @@ def describe_providers(target_id: str, environ: Mapping[str, str] | None = None)
     else:
         marker = provisioned(target, env)
         where = chroot_root(target, env)
-        verdicts.append(("chroot", f"{target.debian.suite} root ready at {where} ({marker['version']})" if marker
-                         else f"{target.debian.suite} root not built yet ({where})"))
+        verdicts.append(
+            (
+                "chroot",
+                f"{target.debian.suite} root ready at {where} ({marker['version']})"
+                if marker
+                else f"{target.debian.suite} root not built yet ({where})",
+            )
+        )
     if target.docker_image:
         verdicts.append(("docker", docker_engine_problem(env) or f"Docker engine answers: {target.docker_image}"))
     else:
@@ -764,7 +820,10 @@ def describe_providers(target_id: str, environ: Mapping[str, str] | None = None)
 
 
 def start_server(
-    target_id: str, folder: Path, port: int | None = None, environ: Mapping[str, str] | None = None,
+    target_id: str,
+    folder: Path,
+    port: int | None = None,
+    environ: Mapping[str, str] | None = None,
     say: Say = _silent,
 ) -> tuple[ServerInstance, str]:
     """Start target_id's server to outlive this process (the sandbox); return (instance, provider).
@@ -782,8 +841,9 @@ def start_server(
         reasons.append(("local", str(exc)))
     try:
         root, _ = _chroot_ready(target, env, say)
-        return start_instance(persistent_folder(root, folder), port=port, binary=target.debian.binary,
-                              chroot=root), "chroot"
+        return start_instance(
+            persistent_folder(root, folder), port=port, binary=target.debian.binary, chroot=root
+        ), "chroot"
     except DbOpsError as exc:
         reasons.append(("chroot", str(exc)))
     reasons.append(("url/docker", "a server outside this machine's processes cannot be a sandbox"))

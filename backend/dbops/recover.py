@@ -44,8 +44,9 @@ class Recovered:
     remaining: list[str] = field(default_factory=list)
 
 
-def recover(settings: Settings, mode: str | None = None, lock: HeldLock | None = None,
-            say: Say = lambda line: None) -> Recovered:
+def recover(
+    settings: Settings, mode: str | None = None, lock: HeldLock | None = None, say: Say = lambda line: None
+) -> Recovered:
     """mode None finishes an interrupted rollback or restore; 'undo' and 'finish' as the module says."""
     if mode not in (None, "undo", "finish"):
         raise RevisionError("choose --undo or --finish")
@@ -53,8 +54,11 @@ def recover(settings: Settings, mode: str | None = None, lock: HeldLock | None =
         held = lock or stack.enter_context(migration_lock(settings, f"recover ({mode or 'resume'})"))
         journal.ensure_journal(held.connection)
         records = load_records(held.connection, (RUNNING, ROLLING_BACK))
-        with_log = {entry.deploy_id for entry in log.entries(Session.of(held.connection))
-                    if entry.status not in (log.SETTLED, log.UNDONE)}
+        with_log = {
+            entry.deploy_id
+            for entry in log.entries(Session.of(held.connection))
+            if entry.status not in (log.SETTLED, log.UNDONE)
+        }
         restore = next((record for record in records if record.target == RESTORE_TARGET), None)
         if restore is not None:
             what = resume(settings, held, restore, undo=mode == "undo", say=say)
@@ -62,24 +66,30 @@ def recover(settings: Settings, mode: str | None = None, lock: HeldLock | None =
         rolling = next((record for record in records if record.status == ROLLING_BACK), None)
         if rolling is not None:
             if mode == "finish":
-                raise RevisionError(f"the rollback of deploy {rolling.id[:8]} was interrupted: it can only be "
-                                    "finished back to the state before that deploy (`invoke db.recover`)")
+                raise RevisionError(
+                    f"the rollback of deploy {rolling.id[:8]} was interrupted: it can only be "
+                    "finished back to the state before that deploy (`invoke db.recover`)"
+                )
             return _undo_deploy(settings, held, rolling, what="its interrupted rollback finished", say=say)
         left = journal.unfinished(held.connection)
         interrupted = next((record for record in reversed(records) if record.id in with_log), None)
         if mode == "undo" and interrupted is not None:
             return _undo_deploy(settings, held, interrupted, what="undone", say=say)
         if not left:
-            raise RevisionError("nothing to recover: no interrupted rollback, restore or deploy, and no "
-                                "half-applied revision in the journal")
+            raise RevisionError(
+                "nothing to recover: no interrupted rollback, restore or deploy, and no "
+                "half-applied revision in the journal"
+            )
         if mode is None:
             raise RevisionError(f"{left[-1].describe()}: choose --undo or --finish")
         recovered = _converge_half_applied(settings, held, left, mode)
         for record in records:
             if record.id == left[-1].deploy_id:
                 record.status = FAILED
-                record.message = f"interrupted; its half-applied revision {left[-1].revision} " \
-                                 f"{'undone' if mode == 'undo' else 'finished'} by db.recover"
+                record.message = (
+                    f"interrupted; its half-applied revision {left[-1].revision} "
+                    f"{'undone' if mode == 'undo' else 'finished'} by db.recover"
+                )
                 record_update(held.connection, record, final=True)
         return recovered
 
@@ -92,8 +102,7 @@ def _undo_deploy(settings: Settings, held: HeldLock, record, *, what: str, say: 
     if record.status == ROLLING_BACK:
         raise RevisionError(record.message)
     remaining = [] if record.status != "rollback incomplete" else [record.message]
-    return Recovered(f"deploy {record.id[:8]} {what}: {record.message}", migrate.current(settings),
-                     remaining=remaining)
+    return Recovered(f"deploy {record.id[:8]} {what}: {record.message}", migrate.current(settings), remaining=remaining)
 
 
 def _converge_half_applied(settings: Settings, held: HeldLock, left: list, mode: str) -> Recovered:
@@ -113,8 +122,9 @@ def _converge_half_applied(settings: Settings, held: HeldLock, left: list, mode:
         except (ScratchUnavailable, Refused):
             raise  # no scratch database to build it in: the migrations are not at fault
         except DbOpsError as exc:
-            raise RevisionError(f"cannot {mode}: the migrations fail to build revision {shown} in a scratch "
-                                f"database too ({exc})") from exc
+            raise RevisionError(
+                f"cannot {mode}: the migrations fail to build revision {shown} in a scratch database too ({exc})"
+            ) from exc
         reference = reflect_schema(scratch)
         converged = converge(settings, reference)
         align_column_order(settings, scratch, sorted(reference.tables))
@@ -124,8 +134,17 @@ def _converge_half_applied(settings: Settings, held: HeldLock, left: list, mode:
         live = schema_snapshot(connection, settings.database, exclude=ignored_tables(settings))
     # The journal first: stamp would otherwise mark the entry merely 'resolved'.
     for stale in left:
-        journal.finish(held.connection, stale.id, journal.UNDONE if mode == "undo" else journal.APPLIED,
-                       f"recovered ({mode}): {entry.error or 'process died'}")
+        journal.finish(
+            held.connection,
+            stale.id,
+            journal.UNDONE if mode == "undo" else journal.APPLIED,
+            f"recovered ({mode}): {entry.error or 'process died'}",
+        )
     now = migrate.stamp(settings, target, lock=held)
-    return Recovered(f"{entry.describe()}: {'undone' if mode == 'undo' else 'finished'}", now,
-                     converged.operations, sorted(converged.data_lost), differing_tables(wanted, live))
+    return Recovered(
+        f"{entry.describe()}: {'undone' if mode == 'undo' else 'finished'}",
+        now,
+        converged.operations,
+        sorted(converged.data_lost),
+        differing_tables(wanted, live),
+    )

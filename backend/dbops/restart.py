@@ -58,8 +58,9 @@ def _first_line(text: str, settings: Settings) -> str:
     return line.replace(settings.password, "***") if settings.password else line
 
 
-def run_command(settings: Settings, command: str, name: str, env: dict[str, str] | None = None,
-                pass_fds: tuple[int, ...] = ()) -> float:
+def run_command(
+    settings: Settings, command: str, name: str, env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
+) -> float:
     """Run the command line held by the setting `name`; return its duration, RestartError unless it exits 0.
 
     env defaults to child_environment(); pass_fds are descriptors it inherits.
@@ -73,8 +74,15 @@ def run_command(settings: Settings, command: str, name: str, env: dict[str, str]
     started = time.monotonic()
     try:
         completed = subprocess.run(
-            args, cwd=PROJECT_ROOT, env=child_environment() if env is None else env, pass_fds=pass_fds,
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=COMMAND_TIMEOUT,
+            args,
+            cwd=PROJECT_ROOT,
+            env=child_environment() if env is None else env,
+            pass_fds=pass_fds,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=COMMAND_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
         raise RestartError(f"{name} {args[0]} did not finish within {COMMAND_TIMEOUT:.0f} s") from None
@@ -110,8 +118,7 @@ def _probe(opener: urllib.request.OpenerDirector, url: str, timeout: float) -> t
     return (_json_object(raw), "") if status == 200 else (None, f"HTTP {status}")
 
 
-def health_check(settings: Settings, expected_revision: str | None = None,
-                 start_id: str | None = None) -> HealthResult:
+def health_check(settings: Settings, expected_revision: str | None = None, start_id: str | None = None) -> HealthResult:
     """HEALTH_COMMAND exits 0, or the health URL answers 200 (with expected_revision and start_id, when given).
 
     The URL is retried up to HEALTH_RETRIES times with a growing delay, since the service
@@ -133,8 +140,10 @@ def health_check(settings: Settings, expected_revision: str | None = None,
         body, why = _probe(opener, url, settings.health_timeout)
         if body is not None:
             if start_id is not None and body.get("start_id") != start_id:
-                why = (f"answered by another process (pid {body.get('pid', 'unknown')}), "
-                       "not the one RESTART_COMMAND started")
+                why = (
+                    f"answered by another process (pid {body.get('pid', 'unknown')}), "
+                    "not the one RESTART_COMMAND started"
+                )
             elif expected_revision is None or body.get("revision") == expected_revision:
                 return HealthResult(url, attempt, time.monotonic() - started, body)
             else:

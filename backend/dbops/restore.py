@@ -58,8 +58,10 @@ class RestoreResult:
 
 def _application_objects(session: Session) -> tuple[list[str], list[str]]:
     """(base tables, views) of the database, the tool's own tables left out."""
-    rows = session.rows("SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                        "ORDER BY TABLE_NAME")
+    rows = session.rows(
+        "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+        "ORDER BY TABLE_NAME"
+    )
     tables = [name for name, kind in rows if kind == "BASE TABLE" and name not in TOOL_TABLES]
     views = [name for name, kind in rows if kind == "VIEW"]
     return tables, views
@@ -71,8 +73,13 @@ def _tool_session(connection) -> Session:
     return session
 
 
-def restore(settings: Settings, path: str | Path, into: str | None = None, replace: bool = False,
-            confirm: Callable[[Manifest], None] | None = None) -> RestoreResult:
+def restore(
+    settings: Settings,
+    path: str | Path,
+    into: str | None = None,
+    replace: bool = False,
+    confirm: Callable[[Manifest], None] | None = None,
+) -> RestoreResult:
     """Verify a backup, then replace the target's tables with it, keeping the replaced ones aside.
 
     The target is into, or the configured database (which must be the backup's). Into an
@@ -92,8 +99,10 @@ def restore(settings: Settings, path: str | Path, into: str | None = None, repla
         with connect(target_settings) as connection:
             tables, views = _application_objects(Session.of(connection))
         if tables or views:
-            raise Refused(f"database {target!r} exists and holds {len(tables)} table(s): pass --replace to "
-                          "replace them (they are kept aside until `invoke db.settle`)")
+            raise Refused(
+                f"database {target!r} exists and holds {len(tables)} table(s): pass --replace to "
+                "replace them (they are kept aside until `invoke db.settle`)"
+            )
     if confirm is not None:
         confirm(manifest)
     clock = time.monotonic()
@@ -102,10 +111,17 @@ def restore(settings: Settings, path: str | Path, into: str | None = None, repla
         unfinished = load_records(lock.connection, (RUNNING, ROLLING_BACK))
         if any(record.status == ROLLING_BACK or record.target == RESTORE_TARGET for record in unfinished):
             raise Refused(f"{target} has an unfinished rollback or restore: finish it with `invoke db.recover` first")
-        record = DeployRecord(id=str(uuid.uuid4()), database=target, environment=settings.environment,
-                              target=RESTORE_TARGET, os_user=getpass.getuser(), host=socket.gethostname(),
-                              started_at="", backup_file=str(path),
-                              from_revision=list(migrate.current(target_settings)))
+        record = DeployRecord(
+            id=str(uuid.uuid4()),
+            database=target,
+            environment=settings.environment,
+            target=RESTORE_TARGET,
+            os_user=getpass.getuser(),
+            host=socket.gethostname(),
+            started_at="",
+            backup_file=str(path),
+            from_revision=list(migrate.current(target_settings)),
+        )
         record_start(lock.connection, record)
         kept = _set_aside(target_settings, lock, record.id)
         counts, differing = _reload(target_settings, lock, record, manifest)
@@ -120,12 +136,23 @@ def _set_aside(settings: Settings, lock: HeldLock, restore_id: str) -> list[str]
         session = _tool_session(connection)
         tables, views = _application_objects(session)
         for view in views:
-            log.add(control, restore_id, None, log.OBJECT,
-                    detail={"type": "VIEW", "name": view, "before": object_definition(session, "VIEW", view)})
+            log.add(
+                control,
+                restore_id,
+                None,
+                log.OBJECT,
+                detail={"type": "VIEW", "name": view, "before": object_definition(session, "VIEW", view)},
+            )
         entries = []
         for table in tables:
-            entry = log.add(control, restore_id, None, log.REPLACED_TABLE, table, detail={
-                "before": show_create(session, table), "triggers": holding.table_triggers(session, table)})
+            entry = log.add(
+                control,
+                restore_id,
+                None,
+                log.REPLACED_TABLE,
+                table,
+                detail={"before": show_create(session, table), "triggers": holding.table_triggers(session, table)},
+            )
             entry.hold = holding.hold_name(restore_id, entry.id, table)
             log.save(control, entry)
             entries.append(entry)
@@ -139,8 +166,13 @@ def _complete_set_aside(session: Session, control: Session, restore_id: str) -> 
     for entry in pending:
         if entry.kind == log.OBJECT:
             session.run(f"DROP VIEW IF EXISTS {q(entry.detail['name'])}")
-    moving = [entry for entry in pending if entry.kind == log.REPLACED_TABLE
-              and holding.table_exists(session, entry.table) and not holding.table_exists(session, entry.hold)]
+    moving = [
+        entry
+        for entry in pending
+        if entry.kind == log.REPLACED_TABLE
+        and holding.table_exists(session, entry.table)
+        and not holding.table_exists(session, entry.hold)
+    ]
     if moving:
         session.run("RENAME TABLE " + ", ".join(f"{q(entry.table)} TO {q(entry.hold)}" for entry in moving))
     for entry in pending:
@@ -166,8 +198,11 @@ def _reload(settings: Settings, lock: HeldLock, record: DeployRecord, manifest: 
     load_dump(settings, Path(record.backup_file), manifest.compression)
     with connect(settings) as connection:
         counts = row_counts(connection, set(manifest.tables))
-    differing = [f"{name} has {count}, the manifest {manifest.tables[name]}"
-                 for name, count in counts.items() if count != manifest.tables.get(name, count)]
+    differing = [
+        f"{name} has {count}, the manifest {manifest.tables[name]}"
+        for name, count in counts.items()
+        if count != manifest.tables.get(name, count)
+    ]
     record.status, record.to_revision = SUCCEEDED, list(migrate.current(settings))
     record.message = f"restored {Path(record.backup_file).name}; replaced tables kept until `invoke db.settle`"
     record_update(lock.connection, record, final=True)
@@ -182,8 +217,9 @@ def resume(settings: Settings, lock: HeldLock, record: DeployRecord, *, undo: bo
         try:
             manifest = verify_backup(path)
         except BackupError as exc:
-            raise BackupError(f"cannot finish the restore: {exc}; `invoke db.recover --undo` puts the replaced "
-                              "tables back instead") from None
+            raise BackupError(
+                f"cannot finish the restore: {exc}; `invoke db.recover --undo` puts the replaced tables back instead"
+            ) from None
         with connect(settings, guard_ddl=True) as connection:
             _complete_set_aside(_tool_session(connection), control, record.id)
         _reload(settings, lock, record, manifest)
@@ -191,14 +227,19 @@ def resume(settings: Settings, lock: HeldLock, record: DeployRecord, *, undo: bo
     with connect(settings, guard_ddl=True) as connection:
         session = _tool_session(connection)
         # Tables and views the kill left in place before they were set aside are the originals.
-        originals = {entry.table if entry.kind == log.REPLACED_TABLE else entry.detail["name"]
-                     for entry in log.entries(control, record.id, (log.PREPARED,))
-                     if entry.kind == log.OBJECT or not holding.table_exists(session, entry.hold)}
+        originals = {
+            entry.table if entry.kind == log.REPLACED_TABLE else entry.detail["name"]
+            for entry in log.entries(control, record.id, (log.PREPARED,))
+            if entry.kind == log.OBJECT or not holding.table_exists(session, entry.hold)
+        }
         _drop_loaded(session, keep=originals)
         outcome = revert.revert(control, session, record.id, say)
     record.status = ROLLED_BACK if outcome.complete else ROLLBACK_INCOMPLETE
     record.to_revision = list(migrate.current(settings))
-    record.message = "restore undone: the replaced tables are back" if outcome.complete else \
-        f"restore undone in part; not as before: {'; '.join(outcome.remaining)}"
+    record.message = (
+        "restore undone: the replaced tables are back"
+        if outcome.complete
+        else f"restore undone in part; not as before: {'; '.join(outcome.remaining)}"
+    )
     record_update(lock.connection, record, final=True)
     return record.message

@@ -25,16 +25,19 @@ if TYPE_CHECKING:
 Say = Callable[[str], None]
 
 
-def rollback(settings: Settings, lock: HeldLock, *, deploy_id: str, from_revisions: tuple[str, ...],
-             say: Say) -> revert.RevertOutcome:
+def rollback(
+    settings: Settings, lock: HeldLock, *, deploy_id: str, from_revisions: tuple[str, ...], say: Say
+) -> revert.RevertOutcome:
     """Undo what deploy_id changed; alembic_version back to from_revisions. The caller holds the lock
     and has recorded the deploy as rolling back."""
     control = Session.of(lock.connection)
     with connect(settings, guard_ddl=True) as connection:
         session = Session.autocommitting(connection)
         outcome = revert.revert(control, session, deploy_id, say)
-        if not session.value("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                             "AND TABLE_NAME = 'alembic_version'"):
+        if not session.value(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_NAME = 'alembic_version'"
+        ):
             session.run("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
         session.run("DELETE FROM alembic_version")
         for revision in from_revisions:

@@ -66,13 +66,17 @@ def status(sandbox_dir: Path) -> SandboxStatus:
         return SandboxStatus(running=False, instance=None)
     instance = ServerInstance.from_dict(state["instance"])
     return SandboxStatus(
-        running=instance.is_running(), instance=instance, database=state.get("database", ""),
-        user=state.get("user", ""), server=state.get("server", ""),
+        running=instance.is_running(),
+        instance=instance,
+        database=state.get("database", ""),
+        user=state.get("user", ""),
+        server=state.get("server", ""),
     )
 
 
-def _start(sandbox_dir: Path, port: int | None, binary: str | None, server: str,
-           say: Callable[[str], None]) -> ServerInstance:
+def _start(
+    sandbox_dir: Path, port: int | None, binary: str | None, server: str, say: Callable[[str], None]
+) -> ServerInstance:
     if server:
         from .providers import start_server
 
@@ -80,8 +84,12 @@ def _start(sandbox_dir: Path, port: int | None, binary: str | None, server: str,
     return start_instance(sandbox_dir, port=port, binary=binary)
 
 
-def up(sandbox_dir: Path, binary: str | None = None, server: str | None = None,
-       say: Callable[[str], None] = lambda line: None) -> tuple[SandboxStatus, bool]:
+def up(
+    sandbox_dir: Path,
+    binary: str | None = None,
+    server: str | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> tuple[SandboxStatus, bool]:
     """Start the sandbox (or keep the running one); return (status, started_now).
 
     server: a matrix target id (e.g. mariadb-11.8) instead of the local binary; the first

@@ -64,17 +64,31 @@ def unusable(connection: Connection, settings: Settings) -> str | None:
     if reason:
         return reason
     name = settings.scratch_database
-    if connection.execute(text("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :name"),
-                          {"name": name}).first() is None:
-        return (f"SCRATCH_DATABASE {name!r} does not exist on {settings.address}: create it and grant "
-                f"{settings.user} the privileges `invoke db.check` names on it")
-    held = connection.execute(
-        text("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :name AND TABLE_NAME IN :tables "
-             "ORDER BY TABLE_NAME").bindparams(bindparam("tables", expanding=True)),
-        {"name": name, "tables": list(HISTORY_TABLES)},
-    ).scalars().all()
+    if (
+        connection.execute(
+            text("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :name"), {"name": name}
+        ).first()
+        is None
+    ):
+        return (
+            f"SCRATCH_DATABASE {name!r} does not exist on {settings.address}: create it and grant "
+            f"{settings.user} the privileges `invoke db.check` names on it"
+        )
+    held = (
+        connection.execute(
+            text(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :name AND TABLE_NAME IN :tables "
+                "ORDER BY TABLE_NAME"
+            ).bindparams(bindparam("tables", expanding=True)),
+            {"name": name, "tables": list(HISTORY_TABLES)},
+        )
+        .scalars()
+        .all()
+    )
     if held:
-        return f"SCRATCH_DATABASE {name!r} holds {', '.join(held)}: it is a database the tool manages, not a scratch one"
+        return (
+            f"SCRATCH_DATABASE {name!r} holds {', '.join(held)}: it is a database the tool manages, not a scratch one"
+        )
     return None
 
 
@@ -94,7 +108,8 @@ def _empty(scratch: Settings) -> None:
             {"name": scratch.database},
         ).all()
         events = connection.execute(
-            text("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = :name"), {"name": scratch.database}
+            text("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = :name"),
+            {"name": scratch.database},
         ).all()
         for kind, name in routines:
             connection.exec_driver_sql(f"DROP {kind} IF EXISTS {quote_identifier(name, 'routine name')}")
@@ -130,8 +145,9 @@ def _configured(settings: Settings) -> Iterator[Settings]:
     scratch = replace(settings, database=name)
     with _holding_lock(settings, name, settings.lock_timeout) as control:
         if control is None:
-            raise ScratchUnavailable(f"SCRATCH_DATABASE {name!r} is in use by another run; gave up after "
-                                     f"{settings.lock_timeout} s")
+            raise ScratchUnavailable(
+                f"SCRATCH_DATABASE {name!r} is in use by another run; gave up after {settings.lock_timeout} s"
+            )
         reason = unusable(control, settings)
         if reason:
             raise Refused(reason)
@@ -149,11 +165,19 @@ def _drop_abandoned(control: Connection, settings: Settings) -> None:
     from sqlalchemy.exc import DBAPIError
 
     generated = re.compile(re.escape(settings.database[:40]) + f"_({'|'.join(PURPOSES)})_[0-9a-f]{{8}}")
-    names = control.execute(text("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :p"),
-                            {"p": like_escape(settings.database[:40] + "_") + "%"}).scalars().all()
+    names = (
+        control.execute(
+            text("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :p"),
+            {"p": like_escape(settings.database[:40] + "_") + "%"},
+        )
+        .scalars()
+        .all()
+    )
     for name in names:
-        if generated.fullmatch(name) and control.execute(text("SELECT IS_FREE_LOCK(:n)"),
-                                                         {"n": _lock_name(name)}).scalar() == 1:
+        if (
+            generated.fullmatch(name)
+            and control.execute(text("SELECT IS_FREE_LOCK(:n)"), {"n": _lock_name(name)}).scalar() == 1
+        ):
             with suppress(DBAPIError):  # gone meanwhile, or not ours to drop
                 control.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote_identifier(name)}")
 
@@ -184,5 +208,5 @@ def scratch_schema(settings: Settings, purpose: str) -> Iterator[Settings]:
     purpose names a created database (autogen, rehearsal); SCRATCH_DATABASE, when set, is used instead.
     """
     require_configured(settings)
-    with (_configured(settings) if settings.scratch_database else _created(settings, purpose)) as scratch:
+    with _configured(settings) if settings.scratch_database else _created(settings, purpose) as scratch:
         yield scratch

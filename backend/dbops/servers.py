@@ -58,7 +58,10 @@ def server_flavour(binary: str, chroot: str | Path | None = None) -> tuple[str, 
     """("mariadb" | "mysql", version) as the binary reports it."""
     try:
         output = subprocess.run(
-            in_root([binary, "--version"], chroot), capture_output=True, text=True, timeout=30,
+            in_root([binary, "--version"], chroot),
+            capture_output=True,
+            text=True,
+            timeout=30,
             env=CHROOT_ENV if chroot else None,
         ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
@@ -202,7 +205,10 @@ def _initialise(instance: ServerInstance) -> None:
         ]
     with open(instance.base_dir / "install.log", "wb") as log:
         result = subprocess.run(
-            in_root(command, instance.chroot), stdout=log, stderr=subprocess.STDOUT, timeout=300,
+            in_root(command, instance.chroot),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=300,
             env=CHROOT_ENV if instance.chroot else None,
         )
     if result.returncode != 0:
@@ -253,7 +259,10 @@ def _wait_until_ready(instance: ServerInstance, process: subprocess.Popen, timeo
 
 
 def start_instance(
-    base_dir: Path, port: int | None = None, binary: str | None = None, chroot: str | Path | None = None,
+    base_dir: Path,
+    port: int | None = None,
+    binary: str | None = None,
+    chroot: str | Path | None = None,
     extra_args: tuple[str, ...] = (),
 ) -> ServerInstance:
     """Initialise base_dir/data when empty and start a server; return once it answers.
@@ -270,8 +279,9 @@ def start_instance(
     if chroot and not base_dir.is_relative_to(chroot):
         raise SandboxError(f"{base_dir} is not inside the chroot {chroot}")
     base_dir.mkdir(parents=True, exist_ok=True)
-    instance = ServerInstance(base_dir=base_dir, binary=binary, flavour=flavour, version=version,
-                              port=port or free_port(), chroot=chroot)
+    instance = ServerInstance(
+        base_dir=base_dir, binary=binary, flavour=flavour, version=version, port=port or free_port(), chroot=chroot
+    )
     if len(str(instance.socket_path)) > 100:
         raise SandboxError(f"folder path too long for a Unix socket: {base_dir}")
     if not (instance.data_dir / "mysql").is_dir():
@@ -280,7 +290,11 @@ def start_instance(
         # A session of its own: the server outlives the command that started it
         # and a Ctrl-C in that terminal does not reach it.
         process = subprocess.Popen(
-            _server_command(instance, extra_args), stdin=stdin, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            _server_command(instance, extra_args),
+            stdin=stdin,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env=CHROOT_ENV if chroot else None,
         )
     instance.pid = process.pid

@@ -59,8 +59,14 @@ def schema_snapshot(connection: Connection, database: str, exclude: Container[st
         database,
     ):
         if name not in exclude:
-            tables[name] = {"engine": engine, "collation": collation, "columns": [], "indexes": {},
-                            "foreign_keys": {}, "checks": {}}
+            tables[name] = {
+                "engine": engine,
+                "collation": collation,
+                "columns": [],
+                "indexes": {},
+                "foreign_keys": {},
+                "checks": {},
+            }
 
     for table, column, column_type, nullable, default, extra, collation in _rows(
         connection,
@@ -70,8 +76,14 @@ def schema_snapshot(connection: Connection, database: str, exclude: Container[st
     ):
         if table in tables:
             tables[table]["columns"].append(
-                [column, _normalize_type(column_type), nullable == "YES", _normalize_default(default, extra),
-                 _normalize_extra(extra), collation]
+                [
+                    column,
+                    _normalize_type(column_type),
+                    nullable == "YES",
+                    _normalize_default(default, extra),
+                    _normalize_extra(extra),
+                    collation,
+                ]
             )
 
     for table, index, non_unique, column, sub_part in _rows(
@@ -96,8 +108,14 @@ def schema_snapshot(connection: Connection, database: str, exclude: Container[st
     ):
         if table in tables:
             entry = tables[table]["foreign_keys"].setdefault(
-                name, {"columns": [], "references": ref_table, "referenced_columns": [],
-                       "on_update": _normalize_rule(update_rule), "on_delete": _normalize_rule(delete_rule)}
+                name,
+                {
+                    "columns": [],
+                    "references": ref_table,
+                    "referenced_columns": [],
+                    "on_update": _normalize_rule(update_rule),
+                    "on_delete": _normalize_rule(delete_rule),
+                },
             )
             entry["columns"].append(column)
             entry["referenced_columns"].append(ref_column)

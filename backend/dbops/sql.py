@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass
 
 # Token kinds whose text is a value or a name, never a keyword.
-_LITERAL_KINDS = frozenset({"STRING", "IDENTIFIER", "NUMBER", "NATIONAL_STRING", "HEX_STRING", "BIT_STRING",
-                            "BYTE_STRING", "RAW_STRING"})
+_LITERAL_KINDS = frozenset(
+    {"STRING", "IDENTIFIER", "NUMBER", "NATIONAL_STRING", "HEX_STRING", "BIT_STRING", "BYTE_STRING", "RAW_STRING"}
+)
 # Compound statements (trigger and routine bodies) hold ';' between BEGIN and END.
 _BODY_OWNERS = frozenset({"TRIGGER", "PROCEDURE", "FUNCTION", "EVENT"})
 _END_NOT_BODY = frozenset({"IF", "LOOP", "CASE", "WHILE", "REPEAT"})
@@ -150,7 +151,7 @@ def split_statements(sql: str) -> list[str]:
             if following not in _END_NOT_BODY:
                 body_depth -= 1
         elif token.kind == "SEMICOLON" and body_depth == 0:
-            statements.append(sql[begin:token.start].strip())
+            statements.append(sql[begin : token.start].strip())
             begin = None
     if begin is not None and sql[begin:].strip():
         statements.append(sql[begin:].strip())

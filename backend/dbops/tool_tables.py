@@ -25,7 +25,8 @@ _MICROSECONDS = mysql.DATETIME(fsp=6)
 
 # Who holds the migration lock (lock.py).
 LOCK = Table(
-    "alembic_lock", metadata,
+    "alembic_lock",
+    metadata,
     Column("lock_name", String(64), primary_key=True),
     Column("connection_id", mysql.BIGINT(unsigned=True), nullable=False),
     Column("host", String(255), nullable=False),
@@ -38,7 +39,8 @@ LOCK = Table(
 
 # The start and end of every revision step (journal.py).
 JOURNAL = Table(
-    "alembic_journal", metadata,
+    "alembic_journal",
+    metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("deploy_id", String(36), nullable=True),
     Column("revision", String(64), nullable=False),
@@ -58,7 +60,8 @@ JOURNAL = Table(
 
 # Every deploy, restore and adoption (deploy_history.py).
 DEPLOYS = Table(
-    "alembic_deploys", metadata,
+    "alembic_deploys",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("started_at", _MICROSECONDS, nullable=False),
     Column("finished_at", _MICROSECONDS, nullable=True),
@@ -78,7 +81,8 @@ DEPLOYS = Table(
 
 # What each statement of a deploy changed and where its before-image is (undo/log.py).
 UNDO = Table(
-    "alembic_undo", metadata,
+    "alembic_undo",
+    metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("deploy_id", String(36), nullable=False),
     Column("revision", String(64), nullable=True),
@@ -144,10 +148,11 @@ class CreateIfMissing(ExecutableDDLElement):
 @compiles(CreateIfMissing, "mysql")
 def _create_if_missing(element: CreateIfMissing, compiler, **kw) -> str:
     quote = compiler.preparer.quote
-    columns, closing, options = compiler.process(CreateTable(element.table, if_not_exists=True), **kw) \
-        .rpartition("\n)")
-    keys = "".join(f",\n\tKEY {quote(index.name)} ({', '.join(quote(column.name) for column in index.columns)})"
-                   for index in sorted(element.table.indexes, key=lambda index: index.name))
+    columns, closing, options = compiler.process(CreateTable(element.table, if_not_exists=True), **kw).rpartition("\n)")
+    keys = "".join(
+        f",\n\tKEY {quote(index.name)} ({', '.join(quote(column.name) for column in index.columns)})"
+        for index in sorted(element.table.indexes, key=lambda index: index.name)
+    )
     return columns + keys + closing + options
 
 

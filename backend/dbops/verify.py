@@ -25,8 +25,11 @@ def verify(settings: Settings, target: str = "head", expected: tuple[str, ...] |
         current = migrate.current_heads(connection)
         at_target = set(current) == set(expected)
         shown = ", ".join(current) or "base"
-        report.add("revision", at_target, f"at {shown}" if at_target else
-                   f"at {shown}, expected {', '.join(expected) or 'base'}")
+        report.add(
+            "revision",
+            at_target,
+            f"at {shown}" if at_target else f"at {shown}, expected {', '.join(expected) or 'base'}",
+        )
 
         connection.rollback()  # reading the revision began a transaction
         for statement in settings.smoke_sql:
@@ -42,6 +45,11 @@ def verify(settings: Settings, target: str = "head", expected: tuple[str, ...] |
 
     if settings.verify_models and at_target and expected and set(expected) == set(script.get_heads()):
         differences = migrate.autogenerate_diff(settings)
-        report.add("models", not differences, f"{len(differences)} difference(s) between backend/database.py "
-                   "and the schema" if differences else "the schema matches backend/database.py")
+        report.add(
+            "models",
+            not differences,
+            f"{len(differences)} difference(s) between backend/database.py and the schema"
+            if differences
+            else "the schema matches backend/database.py",
+        )
     return report

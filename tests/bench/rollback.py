@@ -49,15 +49,22 @@ class Writer(threading.Thread):
         self.settings, self.latencies, self.stopping = settings, [], threading.Event()
 
     def run(self) -> None:
-        connection = pymysql.connect(host=self.settings.host, port=self.settings.port, user=self.settings.user,
-                                     password=self.settings.password, database=self.settings.database,
-                                     autocommit=True)
+        connection = pymysql.connect(
+            host=self.settings.host,
+            port=self.settings.port,
+            user=self.settings.user,
+            password=self.settings.password,
+            database=self.settings.database,
+            autocommit=True,
+        )
         with connection.cursor() as cursor:
             while not self.stopping.is_set():
                 started = time.monotonic()
                 try:
-                    cursor.execute("INSERT INTO chat_messages (session_id, user_id, role, content) "
-                                   "VALUES ('s1', 1, 'user', 'bench writer')")
+                    cursor.execute(
+                        "INSERT INTO chat_messages (session_id, user_id, role, content) "
+                        "VALUES ('s1', 1, 'user', 'bench writer')"
+                    )
                 except pymysql.err.MySQLError:
                     continue
                 self.latencies.append(time.monotonic() - started)
@@ -67,16 +74,30 @@ class Writer(threading.Thread):
         self.stopping.set()
         self.join()
         ordered = sorted(self.latencies)
-        return {"inserts": len(ordered), "p50_ms": 1000 * statistics.median(ordered),
-                "p99_ms": 1000 * ordered[int(len(ordered) * 0.99) - 1], "max_ms": 1000 * ordered[-1]}
+        return {
+            "inserts": len(ordered),
+            "p50_ms": 1000 * statistics.median(ordered),
+            "p99_ms": 1000 * ordered[int(len(ordered) * 0.99) - 1],
+            "max_ms": 1000 * ordered[-1],
+        }
 
 
 def _environment(settings: Settings, versions: Path, work: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "MYSQL_HOST": settings.host, "MYSQL_PORT": str(settings.port), "MYSQL_USER": settings.user,
-            "MYSQL_PASSWORD": settings.password, "MYSQL_DATABASE": settings.database, "MIGRATIONS_DIR": str(versions),
-            "BACKUP_DIR": str(work / "backups"), "DEPLOY_STEPS": "preflight,upgrade,verify",
-            "DEPLOY_VERIFY_MODELS": "0", "HOLD_RETENTION_HOURS": "0", "DB_CONFIG_FILE": str(work / "empty.env"),
-            **extra}
+    return {
+        **os.environ,
+        "MYSQL_HOST": settings.host,
+        "MYSQL_PORT": str(settings.port),
+        "MYSQL_USER": settings.user,
+        "MYSQL_PASSWORD": settings.password,
+        "MYSQL_DATABASE": settings.database,
+        "MIGRATIONS_DIR": str(versions),
+        "BACKUP_DIR": str(work / "backups"),
+        "DEPLOY_STEPS": "preflight,upgrade,verify",
+        "DEPLOY_VERIFY_MODELS": "0",
+        "HOLD_RETENTION_HOURS": "0",
+        "DB_CONFIG_FILE": str(work / "empty.env"),
+        **extra,
+    }
 
 
 def _revision(work: Path, body: str, undo: str = "pass") -> None:
@@ -87,8 +108,14 @@ def _revision(work: Path, body: str, undo: str = "pass") -> None:
 def _deploy(env: dict[str, str], report: Path) -> tuple[int, dict, list[tuple[float, str]]]:
     """invoke db.deploy --report; (exit code, record, [(seconds since start, line)])."""
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "invoke", "db.deploy", "--report", str(report)],
-                               cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "db.deploy", "--report", str(report)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = [(time.monotonic() - started, line.rstrip()) for line in process.stdout]
     code = process.wait()
     return code, json.loads(report.read_text()), lines
@@ -107,8 +134,14 @@ def _alembic(settings: Settings, target: str) -> float:
 
 
 def _sql(settings: Settings, *statements: str) -> None:
-    connection = pymysql.connect(host=settings.host, port=settings.port, user=settings.user,
-                                 password=settings.password, database=settings.database, autocommit=True)
+    connection = pymysql.connect(
+        host=settings.host,
+        port=settings.port,
+        user=settings.user,
+        password=settings.password,
+        database=settings.database,
+        autocommit=True,
+    )
     with connection.cursor() as cursor:
         for statement in statements:
             cursor.execute(statement)
@@ -119,8 +152,14 @@ class Holder:
     """An application transaction that holds chat_messages (its metadata lock) for `seconds`."""
 
     def __init__(self, settings: Settings, seconds: float) -> None:
-        self.connection = pymysql.connect(host=settings.host, port=settings.port, user=settings.user,
-                                          password=settings.password, database=settings.database, autocommit=False)
+        self.connection = pymysql.connect(
+            host=settings.host,
+            port=settings.port,
+            user=settings.user,
+            password=settings.password,
+            database=settings.database,
+            autocommit=False,
+        )
         with self.connection.cursor() as cursor:
             cursor.execute("SELECT id FROM chat_messages LIMIT 1")
         self.timer = threading.Timer(seconds, self.connection.rollback)
@@ -132,8 +171,11 @@ class Holder:
 
 
 def latency(settings: Settings, versions: Path, work: Path, say) -> dict:
-    _revision(work, 'op.add_column("chat_messages", sa.Column("bench_flag", sa.Integer(), nullable=True))',
-              'op.drop_column("chat_messages", "bench_flag")')
+    _revision(
+        work,
+        'op.add_column("chat_messages", sa.Column("bench_flag", sa.Integer(), nullable=True))',
+        'op.drop_column("chat_messages", "bench_flag")',
+    )
     env = _environment(settings, versions, work)
     figures = {}
     for case in ("ours, no holder", "ours, 3 s holder", "raw alembic upgrade, 3 s holder"):
@@ -155,8 +197,11 @@ def latency(settings: Settings, versions: Path, work: Path, say) -> dict:
 
 
 def drop_column_rollback(settings: Settings, versions: Path, work: Path, say) -> dict:
-    _revision(work, 'op.drop_column("chat_messages", "emotion")',
-              'op.add_column("chat_messages", sa.Column("emotion", sa.String(32), nullable=True))')
+    _revision(
+        work,
+        'op.drop_column("chat_messages", "emotion")',
+        'op.add_column("chat_messages", sa.Column("emotion", sa.String(32), nullable=True))',
+    )
     env = _environment(settings, versions, work, DEPLOY_SMOKE_SQL="SELECT no_such_column FROM users")
     code, record, lines = _deploy(env, work / "drop.json")
     assert code == 1 and record["status"] == "rolled back", lines[-1]
@@ -169,16 +214,26 @@ def drop_column_rollback(settings: Settings, versions: Path, work: Path, say) ->
     dump = work / "chat_messages.sql.zst"
     with client_options(settings) as [options]:
         dump_client = [find_program("mariadb-dump", "mysqldump"), defaults_file(options)]
-        subprocess.run(f"{' '.join(dump_client)} --single-transaction --quick {settings.database} chat_messages "
-                       f"| zstd -q -1 -T2 > {dump}", shell=True, check=True, pass_fds=(options,))
+        subprocess.run(
+            f"{' '.join(dump_client)} --single-transaction --quick {settings.database} chat_messages "
+            f"| zstd -q -1 -T2 > {dump}",
+            shell=True,
+            check=True,
+            pass_fds=(options,),
+        )
     with client_options(settings) as [options]:
         client = [find_program("mariadb", "mysql"), defaults_file(options)]
         started = time.monotonic()
-        subprocess.run(f"zstd -q -dc {dump} | {' '.join(client)} {settings.database}", shell=True, check=True,
-                       pass_fds=(options,))
+        subprocess.run(
+            f"zstd -q -dc {dump} | {' '.join(client)} {settings.database}", shell=True, check=True, pass_fds=(options,)
+        )
         reload = time.monotonic() - started
-    figures = {"capture (upgrade step)": upgrade, "raw ALTER DROP COLUMN": raw_alter,
-               "rollback (column joined back)": rollback, "today's rollback: reload the table": reload}
+    figures = {
+        "capture (upgrade step)": upgrade,
+        "raw ALTER DROP COLUMN": raw_alter,
+        "rollback (column joined back)": rollback,
+        "today's rollback: reload the table": reload,
+    }
     say(f"  {figures}")
     return figures
 
@@ -196,8 +251,14 @@ def data_change(settings: Settings, versions: Path, work: Path, rows: int, binlo
     migrate.downgrade(settings, HEAD)
     _sql(settings, f"UPDATE chat_messages SET token_count = token_count - 1 WHERE id <= {changed}")
     # The binary log: the same UPDATE on a server writing a ROW binlog, then read back reversed.
-    connection = pymysql.connect(host=binlog.host, port=binlog.port, user=binlog.user, password=binlog.password,
-                                 database=binlog.database, autocommit=True)
+    connection = pymysql.connect(
+        host=binlog.host,
+        port=binlog.port,
+        user=binlog.user,
+        password=binlog.password,
+        database=binlog.database,
+        autocommit=True,
+    )
     with connection.cursor() as cursor:
         cursor.execute("FLUSH BINARY LOGS")
         cursor.execute("SHOW MASTER STATUS")
@@ -209,13 +270,21 @@ def data_change(settings: Settings, versions: Path, work: Path, rows: int, binlo
         folder = Path(cursor.fetchone()[0]).parent
     connection.close()
     started = time.monotonic()
-    reversed_sql = subprocess.run([find_program("mariadb-binlog", "mysqlbinlog"), "--flashback",
-                                   str(folder / log_file)], capture_output=True, check=True).stdout
+    reversed_sql = subprocess.run(
+        [find_program("mariadb-binlog", "mysqlbinlog"), "--flashback", str(folder / log_file)],
+        capture_output=True,
+        check=True,
+    ).stdout
     flashback = time.monotonic() - started
-    figures = {"rows changed": changed, "plain UPDATE (alembic upgrade)": plain,
-               "captured UPDATE (deploy's upgrade step)": captured, "rollback of it": rollback,
-               "UPDATE with a ROW binlog": binlog_update, "mariadb-binlog --flashback of it": flashback,
-               "flashback SQL MB": len(reversed_sql) / 1e6}
+    figures = {
+        "rows changed": changed,
+        "plain UPDATE (alembic upgrade)": plain,
+        "captured UPDATE (deploy's upgrade step)": captured,
+        "rollback of it": rollback,
+        "UPDATE with a ROW binlog": binlog_update,
+        "mariadb-binlog --flashback of it": flashback,
+        "flashback SQL MB": len(reversed_sql) / 1e6,
+    }
     say(f"  {figures}")
     return figures
 
@@ -231,23 +300,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plain_server = start_instance(work / "server", extra_args=("--innodb-buffer-pool-size=1G",))
         servers.append(plain_server)
-        binlog_server = start_instance(work / "binlog-server", extra_args=(
-            "--innodb-buffer-pool-size=512M", "--log-bin=bench-bin", "--binlog-format=ROW", "--server-id=1"))
+        binlog_server = start_instance(
+            work / "binlog-server",
+            extra_args=(
+                "--innodb-buffer-pool-size=512M",
+                "--log-bin=bench-bin",
+                "--binlog-format=ROW",
+                "--server-id=1",
+            ),
+        )
         servers.append(binlog_server)
         targets = []
         for instance, rows in ((plain_server, args.rows), (binlog_server, args.rows // 10)):
             password = create_user(instance, "bench", "b3nch-pass")
-            settings = Settings(host=instance.host, port=instance.port, user="bench", password=password,
-                                database="emotional_chat", versions_dir=versions)
+            settings = Settings(
+                host=instance.host,
+                port=instance.port,
+                user="bench",
+                password=password,
+                database="emotional_chat",
+                versions_dir=versions,
+            )
             admin.create_database(settings)
             migrate.upgrade(settings, HEAD)
             fill(settings, rows, say=lambda line: None)
             targets.append(settings)
         print(f"dataset: {args.rows:,} chat_messages rows ({args.rows // 10:,} on the binlog server)")
-        figures = {"writer latency": latency(targets[0], versions, work, print),
-                   "drop column": drop_column_rollback(targets[0], versions, work, print),
-                   "data change": data_change(targets[0], versions, work, args.rows,
-                                              targets[1], print)}
+        figures = {
+            "writer latency": latency(targets[0], versions, work, print),
+            "drop column": drop_column_rollback(targets[0], versions, work, print),
+            "data change": data_change(targets[0], versions, work, args.rows, targets[1], print),
+        }
         print(json.dumps(figures, indent=2))
     finally:
         for instance in servers:

@@ -134,8 +134,10 @@ def schema_names(server: ServerTarget) -> set[str]:
 
 def statements_running(server: ServerTarget, pattern: str, state: str = "") -> list[tuple]:
     """(id, state, info) of other connections whose statement matches the regular expression."""
-    rows = query(server, "SELECT ID, STATE, INFO FROM information_schema.PROCESSLIST "
-                         "WHERE ID <> CONNECTION_ID() AND INFO IS NOT NULL")
+    rows = query(
+        server,
+        "SELECT ID, STATE, INFO FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND INFO IS NOT NULL",
+    )
     return [row for row in rows if re.search(pattern, row[2], re.S) and state in (row[1] or "")]
 
 
@@ -145,13 +147,15 @@ def lock_holder(server: ServerTarget, database: str) -> int | None:
 
 def wait_lock_free(server: ServerTarget, database: str, timeout: float = 15.0) -> None:
     """A dead holder's connection is closed by the server; its lock must go with it."""
-    wait_until(lambda: lock_holder(server, database) is None, f"the migration lock on {database} to be free",
-               timeout)
+    wait_until(lambda: lock_holder(server, database) is None, f"the migration lock on {database} to be free", timeout)
 
 
 def unfinished_journal(server: ServerTarget, database: str) -> list[tuple]:
-    return query(server, "SELECT revision, direction, status FROM alembic_journal "
-                         "WHERE status IN ('running', 'failed') ORDER BY id", database=database)
+    return query(
+        server,
+        "SELECT revision, direction, status FROM alembic_journal WHERE status IN ('running', 'failed') ORDER BY id",
+        database=database,
+    )
 
 
 @contextmanager
@@ -190,12 +194,23 @@ def dump_parked(server: ServerTarget) -> bool:
 
 def applied_statements(server, database: str) -> tuple[bool, bool, bool]:
     """Which of the fault revision's three statements show in the schema."""
-    table = query(server, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                          "AND TABLE_NAME = 'mood_tags'", (database,))[0][0]
-    column = query(server, "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
-                           "AND TABLE_NAME = 'knowledge' AND COLUMN_NAME = 'summary'", (database,))[0][0]
-    index = query(server, "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
-                          "AND TABLE_NAME = 'knowledge' AND INDEX_NAME = 'ix_knowledge_summary'", (database,))[0][0]
+    table = query(
+        server,
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'mood_tags'",
+        (database,),
+    )[0][0]
+    column = query(
+        server,
+        "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+        "AND TABLE_NAME = 'knowledge' AND COLUMN_NAME = 'summary'",
+        (database,),
+    )[0][0]
+    index = query(
+        server,
+        "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
+        "AND TABLE_NAME = 'knowledge' AND INDEX_NAME = 'ix_knowledge_summary'",
+        (database,),
+    )[0][0]
     return bool(table), bool(column), bool(index)
 
 
@@ -230,39 +245,58 @@ def seed_fixed(server: ServerTarget, database: str) -> None:
             cursor.executemany(
                 "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s)",
-                [(1, "amy", "a@x", "h1", t, t), (2, "bo", None, "h2", t, t), (3, "cy", "c@x", "h3", t, t)])
+                [(1, "amy", "a@x", "h1", t, t), (2, "bo", None, "h2", t, t), (3, "cy", "c@x", "h3", t, t)],
+            )
             cursor.executemany(
                 "INSERT INTO chat_sessions (id, user_id, title, created_at, updated_at) VALUES (%s, %s, %s, %s, %s)",
-                [("s1", 1, "first", t, t), ("s2", 2, "sécond 😀", t, t)])
+                [("s1", 1, "first", t, t), ("s2", 2, "sécond 😀", t, t)],
+            )
             cursor.executemany(
                 "INSERT INTO chat_messages (id, session_id, user_id, role, content, emotion, created_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [(i, "s1" if i % 2 else "s2", 1 + i % 3, ["user", "assistant", "system"][i % 3],
-                  f"message {i}: it's (a),(b) \\ \"q\"\n; -- x", ["calm", "sad", None][i % 3], t)
-                 for i in range(1, 41)])
+                [
+                    (
+                        i,
+                        "s1" if i % 2 else "s2",
+                        1 + i % 3,
+                        ["user", "assistant", "system"][i % 3],
+                        f'message {i}: it\'s (a),(b) \\ "q"\n; -- x',
+                        ["calm", "sad", None][i % 3],
+                        t,
+                    )
+                    for i in range(1, 41)
+                ],
+            )
             cursor.executemany(
                 "INSERT INTO emotion_analysis (id, message_id, session_id, user_id, emotion, keywords, created_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [(1, 1, "s1", 2, "calm", '["tea"]', t), (2, 2, "s2", 3, "sad", None, t)])
+                [(1, 1, "s1", 2, "calm", '["tea"]', t), (2, 2, "s2", 3, "sad", None, t)],
+            )
             cursor.executemany(
                 "INSERT INTO knowledge (id, category, title, content, created_at, updated_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s)",
-                [(1, "sleep", "tips", "rest well", t, t), (2, "stress", "tips", "breathe", t, t)])
+                [(1, "sleep", "tips", "rest well", t, t), (2, "stress", "tips", "breathe", t, t)],
+            )
             cursor.executemany(
                 "INSERT INTO system_logs (id, module, message, user_id, created_at) VALUES (%s, %s, %s, %s, %s)",
-                [(1, "auth", "login", 1, t), (2, "chat", "reply", None, t)])
+                [(1, "auth", "login", 1, t), (2, "chat", "reply", None, t)],
+            )
             cursor.executemany(
                 "INSERT INTO user_feedback (id, user_id, session_id, rating, comment, created_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s)",
-                [(1, 1, "s1", 5, "great", t), (2, 2, None, 1, None, t)])
+                [(1, 1, "s1", 5, "great", t), (2, 2, None, 1, None, t)],
+            )
     finally:
         connection.close()
 
 
 def db_state(server: ServerTarget, database: str) -> dict:
     """What a deploy may change: the schema, every application table's CHECKSUM TABLE, alembic_version."""
-    return {"schema": raw_schema(server, database), "checksums": checksums(server, database),
-            "versions": version_rows(server, database)}
+    return {
+        "schema": raw_schema(server, database),
+        "checksums": checksums(server, database),
+        "versions": version_rows(server, database),
+    }
 
 
 @dataclass(frozen=True)
@@ -288,9 +322,14 @@ def prepare(server: ServerTarget, settings: Settings) -> None:
 @pytest.fixture(scope="session")
 def reference(mysql_server, tmp_path_factory) -> Reference:
     versions_env = versions_with(tmp_path_factory.mktemp("faults"), "faults")
-    settings = Settings(host=mysql_server.host, port=mysql_server.port, user=mysql_server.user,
-                        password=mysql_server.password, database=f"ref_{os.getpid()}_{time.time_ns() % 10**8}",
-                        versions_dir=Path(versions_env["MIGRATIONS_DIR"]))
+    settings = Settings(
+        host=mysql_server.host,
+        port=mysql_server.port,
+        user=mysql_server.user,
+        password=mysql_server.password,
+        database=f"ref_{os.getpid()}_{time.time_ns() % 10**8}",
+        versions_dir=Path(versions_env["MIGRATIONS_DIR"]),
+    )
     try:
         prepare(mysql_server, settings)
         before = db_state(mysql_server, settings.database)
@@ -337,16 +376,24 @@ class Spawned:
     def __init__(self, env: dict[str, str], *args: str, preexec_fn=None) -> None:
         self.args = args
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "invoke", *args], cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn,
+            [sys.executable, "-m", "invoke", *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=preexec_fn,
         )
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         self.orphans: list[int] = []
         self.started = time.monotonic()
         self.ended: float | None = None
-        self._readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
-                         for stream, lines in ((self.process.stdout, self.stdout), (self.process.stderr, self.stderr))]
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.process.stdout, self.stdout), (self.process.stderr, self.stderr))
+        ]
         for reader in self._readers:
             reader.start()
 
@@ -368,6 +415,7 @@ class Spawned:
 
     def wait_for(self, text: str, timeout: float = WAIT) -> None:
         """Until a line of stdout contains text; fails if the process ends first."""
+
         def seen() -> bool:
             if self.saw(text):
                 return True
@@ -375,6 +423,7 @@ class Spawned:
                 self.finish()
                 raise AssertionError(f"{' '.join(self.args)} ended before printing {text!r}:\n{self.output}")
             return False
+
         wait_until(seen, f"{text!r} from {' '.join(self.args)}", timeout)
 
     def finish(self, timeout: float = 180) -> int:
@@ -411,8 +460,15 @@ class Spawned:
 
 def clean_env(cli_env: dict[str, str], reference: Reference, tmp_path: Path, **extra: str) -> dict[str, str]:
     """The test database, the fault revisions, a private backup folder, and a restart that does nothing."""
-    return {**cli_env, **reference.versions_env, "BACKUP_DIR": str(tmp_path / "backups"), "RESTART_COMMAND": "true",
-            "HEALTH_COMMAND": "true", "DEPLOY_LOCK_TIMEOUT": "30", **extra}
+    return {
+        **cli_env,
+        **reference.versions_env,
+        "BACKUP_DIR": str(tmp_path / "backups"),
+        "RESTART_COMMAND": "true",
+        "HEALTH_COMMAND": "true",
+        "DEPLOY_LOCK_TIMEOUT": "30",
+        **extra,
+    }
 
 
 # ---------------------------------------------------------------- a server of their own
@@ -476,7 +532,13 @@ def server_env(target: ServerTarget, database: str, reference: Reference, tmp_pa
     config = tmp_path / "empty.env"
     config.write_text("")
     env = {key: value for key, value in os.environ.items() if key not in CLEARED_VARIABLES}
-    env.update(MYSQL_HOST=target.host, MYSQL_PORT=str(target.port), MYSQL_USER=target.user,
-               MYSQL_PASSWORD=target.password, MYSQL_DATABASE=database, DB_CONFIG_FILE=str(config),
-               SANDBOX_DIR=str(tmp_path / "sandbox"))
+    env.update(
+        MYSQL_HOST=target.host,
+        MYSQL_PORT=str(target.port),
+        MYSQL_USER=target.user,
+        MYSQL_PASSWORD=target.password,
+        MYSQL_DATABASE=database,
+        DB_CONFIG_FILE=str(config),
+        SANDBOX_DIR=str(tmp_path / "sandbox"),
+    )
     return clean_env(env, reference, tmp_path)

@@ -74,15 +74,21 @@ def manifest_names_this_database(path: Path, other: Path) -> str:
 
 
 def not_a_dump(path: Path, other: Path) -> str:
-    data = subprocess.run(["zstd", "-q", "-c"], input=b"DROP TABLE users;\n", capture_output=True,
-                          check=True).stdout
+    data = subprocess.run(["zstd", "-q", "-c"], input=b"DROP TABLE users;\n", capture_output=True, check=True).stdout
     path.write_bytes(data)
     _rewrite_manifest(path, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
     return "is incomplete"
 
 
-DAMAGE = [truncated, truncated_with_matching_manifest, corrupt, wrong_digest, wrong_database,
-          manifest_names_this_database, not_a_dump]
+DAMAGE = [
+    truncated,
+    truncated_with_matching_manifest,
+    corrupt,
+    wrong_digest,
+    wrong_database,
+    manifest_names_this_database,
+    not_a_dump,
+]
 
 
 @dataclass(frozen=True)
@@ -101,9 +107,15 @@ def pristine(mysql_server, reference, tmp_path_factory) -> Iterator[Pristine]:
     """
     folder = tmp_path_factory.mktemp("bad_files")
     name = f"bad_{uuid.uuid4().hex[:10]}"
-    seeded = Settings(host=mysql_server.host, port=mysql_server.port, user=mysql_server.user,
-                      password=mysql_server.password, database=name, backup_dir=folder / "backups",
-                      versions_dir=Path(reference.versions_env["MIGRATIONS_DIR"]))
+    seeded = Settings(
+        host=mysql_server.host,
+        port=mysql_server.port,
+        user=mysql_server.user,
+        password=mysql_server.password,
+        database=name,
+        backup_dir=folder / "backups",
+        versions_dir=Path(reference.versions_env["MIGRATIONS_DIR"]),
+    )
     other = replace(seeded, database=f"{name}_other", backup_dir=folder / "other")
     try:
         prepare(mysql_server, seeded)
@@ -136,8 +148,7 @@ def test_damaged_backup_is_refused_before_anything_changes(damage, pristine, mys
     schemas = schema_names(mysql_server)
     targets = [()] + ([] if damage is wrong_database else [("--into", f"{database}_into")])
     for into in targets:  # in place, and into another database (never created)
-        result = run_invoke({**pristine.env, "BACKUP_DIR": str(path.parent)}, "db.restore", str(path), *into,
-                            "--yes")
+        result = run_invoke({**pristine.env, "BACKUP_DIR": str(path.parent)}, "db.restore", str(path), *into, "--yes")
         line = assert_one_error_line(result)
         assert expected in line and path.name in line, line
         assert "verified" not in result.stdout  # refused before the confirmation, let alone the load

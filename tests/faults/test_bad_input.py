@@ -37,9 +37,14 @@ def target(mysql_server, reference, tmp_path_factory) -> Iterator[Target]:
     """A seeded database at HEAD with one revision pending; refused commands share it."""
     folder = tmp_path_factory.mktemp("bad_input")
     name = f"input_{uuid.uuid4().hex[:10]}"
-    settings = Settings(host=mysql_server.host, port=mysql_server.port, user=mysql_server.user,
-                        password=mysql_server.password, database=name,
-                        versions_dir=Path(reference.versions_env["MIGRATIONS_DIR"]))
+    settings = Settings(
+        host=mysql_server.host,
+        port=mysql_server.port,
+        user=mysql_server.user,
+        password=mysql_server.password,
+        database=name,
+        versions_dir=Path(reference.versions_env["MIGRATIONS_DIR"]),
+    )
     try:
         prepare(mysql_server, settings)
         yield Target(name, server_env(mysql_server, name, reference, folder))
@@ -49,12 +54,22 @@ def target(mysql_server, reference, tmp_path_factory) -> Iterator[Target]:
 
 def server_state(server, database: str) -> dict:
     schemas = schema_names(server)
-    history = {table: query(server, f"SELECT COUNT(*) FROM {table}", database=database)[0][0]
-               for table in ("alembic_journal", "alembic_lock")}
-    deploys = query(server, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                            "AND TABLE_NAME = 'alembic_deploys'", (database,))[0][0]
-    return {"schemas": schemas, "database": db_state(server, database), "history": history, "deploys": deploys,
-            "lock": lock_holder(server, database)}
+    history = {
+        table: query(server, f"SELECT COUNT(*) FROM {table}", database=database)[0][0]
+        for table in ("alembic_journal", "alembic_lock")
+    }
+    deploys = query(
+        server,
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'alembic_deploys'",
+        (database,),
+    )[0][0]
+    return {
+        "schemas": schemas,
+        "database": db_state(server, database),
+        "history": history,
+        "deploys": deploys,
+        "lock": lock_holder(server, database),
+    }
 
 
 MALFORMED = ["head; DROP TABLE users", "../../etc/passwd", "x y", "$(id)", "'", "`x`", "a" * 129, "%s", "héad"]
@@ -66,18 +81,24 @@ CASES = {
     "wrong-password-backup": ({"MYSQL_PASSWORD": WRONG_PASSWORD}, ["db.backup"], "access denied"),
     "empty-password": ({"MYSQL_PASSWORD": ""}, ["db.current"], "access denied"),
     "unreachable-port": ({"MYSQL_PORT": "{free_port}"}, ["db.deploy", "--to", F1], "cannot reach the MySQL server"),
-    "unknown-host": ({"MYSQL_HOST": "no-such-host.invalid", "MYSQL_CONNECT_TIMEOUT": "3"}, ["db.upgrade"],
-                     "cannot reach the MySQL server"),
-    "unknown-database-deploy": ({"MYSQL_DATABASE": "{database}_missing"}, ["db.deploy", "--to", F1],
-                                "does not exist"),
+    "unknown-host": (
+        {"MYSQL_HOST": "no-such-host.invalid", "MYSQL_CONNECT_TIMEOUT": "3"},
+        ["db.upgrade"],
+        "cannot reach the MySQL server",
+    ),
+    "unknown-database-deploy": ({"MYSQL_DATABASE": "{database}_missing"}, ["db.deploy", "--to", F1], "does not exist"),
     "unknown-database-backup": ({"MYSQL_DATABASE": "{database}_missing"}, ["db.backup"], "does not exist"),
-    "unknown-database-recover": ({"MYSQL_DATABASE": "{database}_missing"}, ["db.recover", "--undo"],
-                                 "does not exist"),
-    **{f"malformed-upgrade-{index}": ({}, ["db.upgrade", "-r", value], "malformed revision")
-       for index, value in enumerate(MALFORMED)},
+    "unknown-database-recover": ({"MYSQL_DATABASE": "{database}_missing"}, ["db.recover", "--undo"], "does not exist"),
+    **{
+        f"malformed-upgrade-{index}": ({}, ["db.upgrade", "-r", value], "malformed revision")
+        for index, value in enumerate(MALFORMED)
+    },
     "malformed-deploy-to": ({}, ["db.deploy", "--to", "head;--"], "malformed revision"),
-    "malformed-deploy-dry-run": ({"APP_ENV": "production"}, ["db.deploy", "--dry-run", "--to", "$(reboot)"],
-                                 "malformed revision"),
+    "malformed-deploy-dry-run": (
+        {"APP_ENV": "production"},
+        ["db.deploy", "--dry-run", "--to", "$(reboot)"],
+        "malformed revision",
+    ),
     "malformed-downgrade": ({}, ["db.downgrade", "-r", "base; DROP DATABASE x"], "malformed revision"),
     "malformed-stamp": ({}, ["db.stamp", "-r", "head\nbase"], "malformed revision"),
     "malformed-sql-range": ({}, ["db.sql", "--end", "head' --"], "malformed revision"),
@@ -95,8 +116,11 @@ CASES = {
     "negative-lock-timeout": ({"DEPLOY_LOCK_TIMEOUT": "-1"}, ["db.deploy", "--to", F1], "must not be negative"),
     "step-twice": ({"DEPLOY_STEPS": "upgrade,upgrade"}, ["db.deploy", "--to", F1], "listed twice"),
     "unknown-step": ({"DEPLOY_STEPS": "preflight,upgrade,pray"}, ["db.deploy", "--to", F1], "unknown deploy step"),
-    "production-skips-backup": ({"APP_ENV": "production", "DEPLOY_STEPS": "preflight,upgrade,verify"},
-                                ["db.deploy", "--yes", "--to", F1], "may not skip backup"),
+    "production-skips-backup": (
+        {"APP_ENV": "production", "DEPLOY_STEPS": "preflight,upgrade,verify"},
+        ["db.deploy", "--yes", "--to", F1],
+        "may not skip backup",
+    ),
     "missing-config-file": ({"DB_CONFIG_FILE": "/nonexistent/config.env"}, ["db.upgrade"], "does not exist"),
 }
 

@@ -111,12 +111,16 @@ def ahead(mysql_server, settings, cli_env, reference, tmp_path) -> dict:
     return env
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["db.upgrade", "-r", HEAD[:4]], f"cannot upgrade from {F1} to {HEAD}: it is behind"),
-    (["db.upgrade", "-r", SIBLING], f"cannot upgrade from {F1} to {SIBLING}: it is on another branch"),
-    (["db.downgrade", "-r", F2], f"cannot downgrade from {F1} to {F2}: it is ahead"),
-    (["db.deploy", "--to", HEAD], f"cannot upgrade from {F1} to {HEAD}: it is behind"),
-], ids=["upgrade-behind", "upgrade-sibling", "downgrade-ahead", "deploy-behind"])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["db.upgrade", "-r", HEAD[:4]], f"cannot upgrade from {F1} to {HEAD}: it is behind"),
+        (["db.upgrade", "-r", SIBLING], f"cannot upgrade from {F1} to {SIBLING}: it is on another branch"),
+        (["db.downgrade", "-r", F2], f"cannot downgrade from {F1} to {F2}: it is ahead"),
+        (["db.deploy", "--to", HEAD], f"cannot upgrade from {F1} to {HEAD}: it is behind"),
+    ],
+    ids=["upgrade-behind", "upgrade-sibling", "downgrade-ahead", "deploy-behind"],
+)
 def test_a_revision_off_the_path_says_which_way_it_lies(args, expected, ahead, mysql_server, database_name):
     if SIBLING in args:
         (Path(ahead["MIGRATIONS_DIR"]) / f"{SIBLING}_sibling.py").write_text(SIBLING_REVISION)
@@ -143,9 +147,14 @@ def test_the_first_failure_of_a_revision_says_it_is_half_applied(mysql_server, d
 def read_only_folder(folder: Path) -> Iterator[None]:
     """folder no file can be written in: a read-only tmpfs as root (who may write anywhere else), else mode 0555."""
     folder.mkdir()
-    mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m,mode=0755", "tmpfs", str(folder)], capture_output=True,
-    ).returncode == 0
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=1m,mode=0755", "tmpfs", str(folder)],
+            capture_output=True,
+        ).returncode
+        == 0
+    )
     if not mounted:
         folder.chmod(0o555)
     try:

@@ -28,9 +28,14 @@ ROWS, ROW_BYTES = 800, 3000
 def small_disk(folder: Path, size: int) -> Iterator[object]:
     """folder holding at most about size bytes; yields a preexec_fn for the command (None with a tmpfs)."""
     folder.mkdir()
-    mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)], capture_output=True,
-    ).returncode == 0
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
+            capture_output=True,
+        ).returncode
+        == 0
+    )
     try:
         if mounted:
             yield None
@@ -45,16 +50,20 @@ def small_disk(folder: Path, size: int) -> Iterator[object]:
 def incompressible(settings, mysql_server, reference):
     """The seeded database plus a table of random bytes; returns (bytes of them, what the backup estimates)."""
     prepare(mysql_server, fault_settings(settings, reference.versions_env))
-    query(mysql_server, "CREATE TABLE fault_blobs (id INT PRIMARY KEY, payload BLOB) ENGINE=InnoDB",
-          database=settings.database)
+    query(
+        mysql_server,
+        "CREATE TABLE fault_blobs (id INT PRIMARY KEY, payload BLOB) ENGINE=InnoDB",
+        database=settings.database,
+    )
     connection = mysql_server.connect(settings.database)
     with connection.cursor() as cursor:
-        cursor.executemany("INSERT INTO fault_blobs VALUES (%s, %s)",
-                           [(i, os.urandom(ROW_BYTES)) for i in range(ROWS)])
+        cursor.executemany("INSERT INTO fault_blobs VALUES (%s, %s)", [(i, os.urandom(ROW_BYTES)) for i in range(ROWS)])
         cursor.execute("ANALYZE TABLE fault_blobs")
         cursor.fetchall()
-        cursor.execute("SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES "
-                       "WHERE TABLE_SCHEMA = %s", (settings.database,))
+        cursor.execute(
+            "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+            (settings.database,),
+        )
         on_disk = int(cursor.fetchone()[0])
     connection.close()
     estimate = on_disk // 2  # backup.COMPRESSED_SHARE
@@ -90,8 +99,9 @@ def test_backup_into_a_full_disk(incompressible, settings, cli_env, mysql_server
     assert db_state(mysql_server, settings.database) == before
 
 
-def test_deploy_stops_when_its_backup_does_not_fit(incompressible, settings, cli_env, mysql_server, reference,
-                                                   tmp_path):
+def test_deploy_stops_when_its_backup_does_not_fit(
+    incompressible, settings, cli_env, mysql_server, reference, tmp_path
+):
     before = db_state(mysql_server, settings.database)
     result, line, env = _fails_for_lack_of_room(incompressible, cli_env, reference, tmp_path, "db.deploy", "--to", F1)
     assert "backup failed" in line and "unchanged" in line, line

@@ -23,14 +23,40 @@ from tests.faults.conftest import query, schema_names
 
 pytestmark = pytest.mark.faults("hostile names")
 
-HOSTILE = ["`", "``", "'", '"', ";--", "a`; DROP DATABASE mysql; --", "x' OR '1'='1", "\\", "%", "_", "名字",
-           "a" * 64, "a" * 65, "end ", " lead", "nul\x00byte", "-x", "we`ird.x; y/z", "€" * 64, "é" * 64,
-           "tab\tname", "new\nline", "$(id)", "mysql", "#mysql50#x", "😀"]
+HOSTILE = [
+    "`",
+    "``",
+    "'",
+    '"',
+    ";--",
+    "a`; DROP DATABASE mysql; --",
+    "x' OR '1'='1",
+    "\\",
+    "%",
+    "_",
+    "名字",
+    "a" * 64,
+    "a" * 65,
+    "end ",
+    " lead",
+    "nul\x00byte",
+    "-x",
+    "we`ird.x; y/z",
+    "€" * 64,
+    "é" * 64,
+    "tab\tname",
+    "new\nline",
+    "$(id)",
+    "mysql",
+    "#mysql50#x",
+    "😀",
+]
 NAMES = st.one_of(
     st.sampled_from(HOSTILE),
     st.text(min_size=0, max_size=70),
-    st.builds(lambda head, mark, tail: head + mark + tail, st.text(max_size=6), st.sampled_from(HOSTILE),
-              st.text(max_size=6)),
+    st.builds(
+        lambda head, mark, tail: head + mark + tail, st.text(max_size=6), st.sampled_from(HOSTILE), st.text(max_size=6)
+    ),
 )
 
 
@@ -60,14 +86,19 @@ def drop(server, name: str) -> None:
     query(server, f"DROP DATABASE IF EXISTS {quoted}")
 
 
-@hypothesis_settings(max_examples=20, deadline=None, derandomize=True,
-                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@hypothesis_settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(name=NAMES)
 @example(name="€" * 64)
 @example(name="nul\x00byte")
 @example(name="#mysql50#x")
-def test_a_name_is_quoted_end_to_end_or_refused_before_any_sql(name, cli_env, mysql_server, tmp_path_factory,
-                                                              fault_cases):
+def test_a_name_is_quoted_end_to_end_or_refused_before_any_sql(
+    name, cli_env, mysql_server, tmp_path_factory, fault_cases
+):
     existing = schema_names(mysql_server)
     # Never touch a schema that exists already (mysql, sys, another test's ...).
     assume(name.casefold() not in {schema.casefold() for schema in existing})
@@ -94,8 +125,12 @@ def test_a_name_is_quoted_end_to_end_or_refused_before_any_sql(name, cli_env, my
             assert created.returncode == 0, created.output
             assert schema_names(mysql_server) == existing | {name}
             assert version_rows(mysql_server, name) == [HEAD]
-            tables = {row[0] for row in query(mysql_server, "SELECT TABLE_NAME FROM information_schema.TABLES "
-                                                            "WHERE TABLE_SCHEMA = %s", (name,))}
+            tables = {
+                row[0]
+                for row in query(
+                    mysql_server, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (name,)
+                )
+            }
             assert set(APP_TABLES) <= tables
             [backup] = (folder / "backups").glob("*.sql.zst")
             assert json.loads(backup.with_name(backup.name + ".json").read_text())["database"] == name

@@ -103,13 +103,18 @@ def wait_in_phase(phase: str, deploy: Spawned, server, database: str, stack: Exi
         wait_until(lambda: statements_running(server, re.escape(verify_lock(database))), "verify's smoke SQL")
     elif phase == "restart":
         deploy.wait_for("▶ restart")
-        wait_until(lambda: any(cmdline(pid).startswith("sleep 30") for pid in descendants(deploy.pid)),
-                   "the restart command")
+        wait_until(
+            lambda: any(cmdline(pid).startswith("sleep 30") for pid in descendants(deploy.pid)), "the restart command"
+        )
 
 
 def applied_entries(server, database: str) -> int:
-    return query(server, "SELECT COUNT(*) FROM alembic_journal WHERE revision = %s AND direction = 'upgrade' "
-                         "AND status = 'applied'", (F1,), database)[0][0]
+    return query(
+        server,
+        "SELECT COUNT(*) FROM alembic_journal WHERE revision = %s AND direction = 'upgrade' AND status = 'applied'",
+        (F1,),
+        database,
+    )[0][0]
 
 
 @pytest.mark.parametrize("phase", list(PHASES))
@@ -118,8 +123,13 @@ def test_sigkill_in_each_phase_then_recover(phase, reference, settings, cli_env,
     prepare(mysql_server, fault_settings(settings, reference.versions_env))
     assert db_state(mysql_server, database) == reference.before
     env = clean_env(cli_env, reference, tmp_path)
-    killed_env = {**env, "RESTART_COMMAND": "sleep 30"} if phase == "restart" else \
-        {**env, "DEPLOY_SMOKE_SQL": f"SELECT GET_LOCK('{verify_lock(database)}', 60)"} if phase == "verify" else env
+    killed_env = (
+        {**env, "RESTART_COMMAND": "sleep 30"}
+        if phase == "restart"
+        else {**env, "DEPLOY_SMOKE_SQL": f"SELECT GET_LOCK('{verify_lock(database)}', 60)"}
+        if phase == "verify"
+        else env
+    )
 
     with ExitStack() as stack:
         park(stack, phase, mysql_server, database)

@@ -20,20 +20,20 @@ from tests.test_deploy import checksums, raw_schema
 
 pytestmark = pytest.mark.faults("live writes")
 
-NON_STRICT = 'op.execute("SET SESSION sql_mode = \'\'")  # values that do not fit are cut, not refused'
+NON_STRICT = "op.execute(\"SET SESSION sql_mode = ''\")  # values that do not fit are cut, not refused"
 KINDS = {
     "drop-table": 'op.drop_table("system_logs")',
     "drop-column": 'op.drop_column("chat_messages", "emotion")',
     "narrow-column": f'{NON_STRICT}\nop.alter_column("chat_messages", "content", existing_type=sa.Text(), '
-                     'type_=sa.String(12))',
+    "type_=sa.String(12))",
     "convert-charset": f'{NON_STRICT}\nop.execute("ALTER TABLE knowledge CONVERT TO CHARACTER SET latin1")',
-    "update": 'op.execute("UPDATE chat_messages SET content = CONCAT(content, \' [m]\') WHERE id <= 20")\n'
-              'op.execute("UPDATE knowledge SET tags = \'backfilled\'")',
+    "update": "op.execute(\"UPDATE chat_messages SET content = CONCAT(content, ' [m]') WHERE id <= 20\")\n"
+    "op.execute(\"UPDATE knowledge SET tags = 'backfilled'\")",
     "delete": 'op.execute("DELETE FROM system_logs WHERE id <= 2")',
-    "insert": 'op.execute("INSERT INTO knowledge (category, title, content) VALUES (\'new\', \'n1\', \'x\'), '
-              '(\'new\', \'n2\', \'y\')")',
+    "insert": "op.execute(\"INSERT INTO knowledge (category, title, content) VALUES ('new', 'n1', 'x'), "
+    "('new', 'n2', 'y')\")",
     "bulk-insert": 'op.bulk_insert(sa.table("system_logs", sa.column("module", sa.String), '
-                   'sa.column("message", sa.Text)), [{"module": "seed", "message": f"m{i}"} for i in range(30)])',
+    'sa.column("message", sa.Text)), [{"module": "seed", "message": f"m{i}"} for i in range(30)])',
 }
 # Where the deploy fails after the statement.
 FAILURES = ("same-revision", "later-revision", "verify")
@@ -49,8 +49,15 @@ def deploy_env(cli_env, tmp_path, kind: str, failure: str) -> tuple[dict[str, st
         versions, target = write_revisions(tmp_path, body, f"{PAUSE}\n{FAIL}"), SECOND
     else:
         versions, target = write_revisions(tmp_path, body), FIRST
-    env = {**cli_env, **versions, "BACKUP_DIR": str(tmp_path / "backups"), "RESTART_COMMAND": "true",
-           "HEALTH_COMMAND": "true", "DEPLOY_STEPS": "preflight,backup,upgrade,verify", "DEPLOY_VERIFY_MODELS": "0"}
+    env = {
+        **cli_env,
+        **versions,
+        "BACKUP_DIR": str(tmp_path / "backups"),
+        "RESTART_COMMAND": "true",
+        "HEALTH_COMMAND": "true",
+        "DEPLOY_STEPS": "preflight,backup,upgrade,verify",
+        "DEPLOY_VERIFY_MODELS": "0",
+    }
     if failure == "verify":
         env["DEPLOY_SMOKE_SQL"] = "SELECT no_such_column FROM users"
     return env, target
@@ -58,14 +65,16 @@ def deploy_env(cli_env, tmp_path, kind: str, failure: str) -> tuple[dict[str, st
 
 @pytest.mark.parametrize("failure", FAILURES)
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_a_failed_deploy_keeps_every_write_of_the_application(kind, failure, settings, cli_env, mysql_server,
-                                                              tmp_path):
+def test_a_failed_deploy_keeps_every_write_of_the_application(kind, failure, settings, cli_env, mysql_server, tmp_path):
     database = settings.database
     prepare(mysql_server, settings)
     query(mysql_server, "UPDATE knowledge SET tags = %s WHERE id = 1", (WIDE_TAGS,), database)
     env, target = deploy_env(cli_env, tmp_path, kind, failure)
-    schema, sums, before = raw_schema(mysql_server, database), checksums(mysql_server, database), \
-        all_rows(mysql_server, database)
+    schema, sums, before = (
+        raw_schema(mysql_server, database),
+        checksums(mysql_server, database),
+        all_rows(mysql_server, database),
+    )
 
     writer = Writer(cli_env, tmp_path)
     try:
@@ -95,9 +104,13 @@ def test_an_application_deleting_rows_does_not_make_a_deploy_fail(settings, cli_
     """Rows the application deletes during a harmless deploy are not 'lost rows'."""
     database = settings.database
     prepare(mysql_server, settings)
-    env = {**cli_env, **write_revisions(tmp_path, f'op.add_column("users", sa.Column("mood", sa.String(20)))\n{PAUSE}'),
-           "BACKUP_DIR": str(tmp_path / "backups"), "DEPLOY_STEPS": "preflight,backup,upgrade,verify",
-           "DEPLOY_VERIFY_MODELS": "0"}
+    env = {
+        **cli_env,
+        **write_revisions(tmp_path, f'op.add_column("users", sa.Column("mood", sa.String(20)))\n{PAUSE}'),
+        "BACKUP_DIR": str(tmp_path / "backups"),
+        "DEPLOY_STEPS": "preflight,backup,upgrade,verify",
+        "DEPLOY_VERIFY_MODELS": "0",
+    }
     writer = Writer(cli_env, tmp_path)
     try:
         writer.wait_for_writes(30, "before the deploy")
@@ -119,24 +132,32 @@ def test_values_the_application_changed_after_the_deploy_are_kept(settings, cli_
     holds; the rollback puts back every value but those, and says how many it kept."""
     database = settings.database
     prepare(mysql_server, settings)
-    first = "\n".join([
-        'op.execute("UPDATE chat_messages SET content = CONCAT(content, \' [m]\') WHERE id <= 20")',
-        NON_STRICT,
-        'op.alter_column("chat_messages", "emotion", existing_type=sa.String(32), type_=sa.String(3))',
-        'op.execute("INSERT INTO knowledge (category, title, content) VALUES (\'new\', \'n1\', \'x\')")',
-        'op.execute("DELETE FROM system_logs WHERE id = 1")',
-    ])
-    second = f'op.execute("SELECT GET_LOCK(\'{GATE}\', 120)")\n{FAIL}'
-    env = {**cli_env, **write_revisions(tmp_path, first, second), "DEPLOY_STEPS": "preflight,upgrade,verify",
-           "DEPLOY_VERIFY_MODELS": "0"}
+    first = "\n".join(
+        [
+            "op.execute(\"UPDATE chat_messages SET content = CONCAT(content, ' [m]') WHERE id <= 20\")",
+            NON_STRICT,
+            'op.alter_column("chat_messages", "emotion", existing_type=sa.String(32), type_=sa.String(3))',
+            "op.execute(\"INSERT INTO knowledge (category, title, content) VALUES ('new', 'n1', 'x')\")",
+            'op.execute("DELETE FROM system_logs WHERE id = 1")',
+        ]
+    )
+    second = f"op.execute(\"SELECT GET_LOCK('{GATE}', 120)\")\n{FAIL}"
+    env = {
+        **cli_env,
+        **write_revisions(tmp_path, first, second),
+        "DEPLOY_STEPS": "preflight,upgrade,verify",
+        "DEPLOY_VERIFY_MODELS": "0",
+    }
     before = all_rows(mysql_server, database)
     with held_connection(mysql_server, None, f"SELECT GET_LOCK('{GATE}', 0)") as gate:
         deploy = Spawned(env, "db.deploy", "--to", SECOND)
         wait_until(lambda: statements_running(mysql_server, f"GET_LOCK\\('{GATE}'"), "the deploy at the gate")
-        for statement in ("UPDATE chat_messages SET content = 'app5' WHERE id = 5",
-                          "UPDATE chat_messages SET emotion = 'zz' WHERE id = 2",
-                          "UPDATE knowledge SET content = 'appk' WHERE title = 'n1'",
-                          "INSERT INTO system_logs (id, module, message) VALUES (1, 'app', 'reused id')"):
+        for statement in (
+            "UPDATE chat_messages SET content = 'app5' WHERE id = 5",
+            "UPDATE chat_messages SET emotion = 'zz' WHERE id = 2",
+            "UPDATE knowledge SET content = 'appk' WHERE title = 'n1'",
+            "INSERT INTO system_logs (id, module, message) VALUES (1, 'app', 'reused id')",
+        ):
             query(mysql_server, statement, database=database)
         with gate.cursor() as cursor:
             cursor.execute(f"SELECT RELEASE_LOCK('{GATE}')")
@@ -152,21 +173,25 @@ def test_values_the_application_changed_after_the_deploy_are_kept(settings, cli_
             assert messages[key] == row, key  # content and emotion back in full
     assert [row["content"] for row in after["knowledge"].values() if row["title"] == "n1"] == ["appk"]
     assert after["system_logs"][1]["message"] == "reused id"
-    assert {key: row for key, row in after["system_logs"].items() if key != 1} == \
-        {key: row for key, row in before["system_logs"].items() if key != 1}
+    assert {key: row for key, row in after["system_logs"].items() if key != 1} == {
+        key: row for key, row in before["system_logs"].items() if key != 1
+    }
 
 
-def test_a_failed_production_downgrade_keeps_every_write_of_the_application(settings, cli_env, mysql_server,
-                                                                            tmp_path):
+def test_a_failed_production_downgrade_keeps_every_write_of_the_application(settings, cli_env, mysql_server, tmp_path):
     """On production a downgrade runs as a deploy: its destructive downgrade() is undone, the writes kept."""
     database = settings.database
     prepare(mysql_server, settings)
-    versions = write_revisions(tmp_path, 'op.execute("SELECT 1")',
-                               first_downgrade=f'{KINDS["drop-column"]}\n{PAUSE}\n{FAIL}')
+    versions = write_revisions(
+        tmp_path, 'op.execute("SELECT 1")', first_downgrade=f"{KINDS['drop-column']}\n{PAUSE}\n{FAIL}"
+    )
     env = {**cli_env, **versions, "BACKUP_DIR": str(tmp_path / "backups"), "DEPLOY_VERIFY_MODELS": "0"}
     assert run_invoke(env, "db.upgrade", "-r", FIRST).returncode == 0
-    schema, sums, before = raw_schema(mysql_server, database), checksums(mysql_server, database), \
-        all_rows(mysql_server, database)
+    schema, sums, before = (
+        raw_schema(mysql_server, database),
+        checksums(mysql_server, database),
+        all_rows(mysql_server, database),
+    )
 
     writer = Writer(cli_env, tmp_path)
     try:

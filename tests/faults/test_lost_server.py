@@ -42,8 +42,14 @@ def lost_database(lost_server, reference, tmp_path):
     """A seeded database at HEAD on the killable server, and the environment to deploy it."""
     target = lost_server.target
     name = f"lost_{uuid.uuid4().hex[:10]}"
-    settings = Settings(host=target.host, port=target.port, user=target.user, password=target.password,
-                        database=name, versions_dir=Path(reference.versions_env["MIGRATIONS_DIR"]))
+    settings = Settings(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        database=name,
+        versions_dir=Path(reference.versions_env["MIGRATIONS_DIR"]),
+    )
     prepare(target, settings)
     assert db_state(target, name) == reference.before
     yield name, server_env(target, name, reference, tmp_path)

@@ -77,9 +77,15 @@ def protected(mysql_server, reference, tmp_path_factory):
     """A seeded database at HEAD, a good backup of it, and the environment to reach it."""
     folder = tmp_path_factory.mktemp("protected")
     name = f"prod_{uuid.uuid4().hex[:10]}"
-    settings = Settings(host=mysql_server.host, port=mysql_server.port, user=mysql_server.user,
-                        password=mysql_server.password, database=name, backup_dir=folder / "backups",
-                        versions_dir=Path(reference.versions_env["MIGRATIONS_DIR"]))
+    settings = Settings(
+        host=mysql_server.host,
+        port=mysql_server.port,
+        user=mysql_server.user,
+        password=mysql_server.password,
+        database=name,
+        backup_dir=folder / "backups",
+        versions_dir=Path(reference.versions_env["MIGRATIONS_DIR"]),
+    )
     try:
         prepare(mysql_server, settings)
         path = backup(settings).path
@@ -97,9 +103,13 @@ REFUSED_ON_PRODUCTION = [
 ]
 
 
-@pytest.mark.parametrize("command, flags, typed", REFUSED_ON_PRODUCTION,
-                         ids=[f"{c[3:]}{''.join(f) or '-no-flags'}-{'terminal' if t else 'no-terminal'}"
-                              for c, f, t in REFUSED_ON_PRODUCTION])
+@pytest.mark.parametrize(
+    "command, flags, typed",
+    REFUSED_ON_PRODUCTION,
+    ids=[
+        f"{c[3:]}{''.join(f) or '-no-flags'}-{'terminal' if t else 'no-terminal'}" for c, f, t in REFUSED_ON_PRODUCTION
+    ],
+)
 def test_production_refuses_without_both_flags(command, flags, typed, protected, mysql_server):
     name, backup_path, env = protected
     env = {**env, "APP_ENV": "production"}
@@ -149,8 +159,11 @@ def test_deploy_to_production_asks_or_takes_yes(protected, mysql_server):
         assert step in downgraded.stdout, downgraded.output
     assert "▶ restart" not in downgraded.stdout
     assert server_state(mysql_server, name) == before
-    [record] = query(mysql_server, "SELECT target, status, backup_file FROM alembic_deploys ORDER BY started_at DESC "
-                     "LIMIT 1", database=name)
+    [record] = query(
+        mysql_server,
+        "SELECT target, status, backup_file FROM alembic_deploys ORDER BY started_at DESC LIMIT 1",
+        database=name,
+    )
     assert record[:2] == ("down:-1", "succeeded") and Path(record[2]).is_file(), record
 
 
@@ -188,8 +201,13 @@ def test_a_dropped_production_database_needed_both_flags(protected, mysql_server
     """Last: the drop itself, on a copy, so the module's database stays for the other tests."""
     name, backup_path, env = protected
     copy = f"{name}_copy"
-    settings = Settings(host=mysql_server.host, port=mysql_server.port, user=mysql_server.user,
-                        password=mysql_server.password, database=name)
+    settings = Settings(
+        host=mysql_server.host,
+        port=mysql_server.port,
+        user=mysql_server.user,
+        password=mysql_server.password,
+        database=name,
+    )
     assert run_invoke(env, "db.restore", str(backup_path), "--into", copy, "--yes").returncode == 0
     production = {**env, "MYSQL_DATABASE": copy, "APP_ENV": "production"}
     try:

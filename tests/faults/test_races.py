@@ -22,8 +22,13 @@ LOCK_TIMEOUT = 1
 
 @pytest.mark.parametrize("count", [2, 5])
 def test_concurrent_deploys_one_proceeds(count, cli_env, mysql_server, database_name, tmp_path):
-    env = {**cli_env, **versions_with(tmp_path, "slow"), **NO_BACKUP, "DEPLOY_LOCK_TIMEOUT": str(LOCK_TIMEOUT),
-           "DEPLOY_STEPS": "preflight,upgrade,verify"}
+    env = {
+        **cli_env,
+        **versions_with(tmp_path, "slow"),
+        **NO_BACKUP,
+        "DEPLOY_LOCK_TIMEOUT": str(LOCK_TIMEOUT),
+        "DEPLOY_STEPS": "preflight,upgrade,verify",
+    }
     assert run_invoke(env, "db.create", "db.upgrade", "-r", "e9e7d98878ca").returncode == 0
     assert version_rows(mysql_server, database_name) == ["e9e7d98878ca"]
 
@@ -31,9 +36,11 @@ def test_concurrent_deploys_one_proceeds(count, cli_env, mysql_server, database_
     # given up, so that all of them meet a held lock however slowly the machine starts them.
     with held_connection(mysql_server, database_name, "LOCK TABLES alembic_version WRITE"):
         deploys = [Spawned(env, "db.deploy") for _ in range(count)]
-        wait_until(lambda: statements_running(mysql_server, "alembic_version", "metadata lock"),
-                   "one deploy to hold the lock")
+        wait_until(
+            lambda: statements_running(mysql_server, "alembic_version", "metadata lock"), "one deploy to hold the lock"
+        )
         holder = lock_holder(mysql_server, database_name)
+
         def gave_up():
             ended = [deploy for deploy in deploys if deploy.process.poll() is not None]
             return ended if len(ended) == count - 1 else None
@@ -55,8 +62,12 @@ def test_concurrent_deploys_one_proceeds(count, cli_env, mysql_server, database_
         assert "▶" not in result.stdout  # not one step ran
 
     assert version_rows(mysql_server, database_name) == [SLOW]
-    journal = query(mysql_server, "SELECT revision, status FROM alembic_journal WHERE direction = 'upgrade' "
-                                  "AND revision = %s", (SLOW,), database_name)
+    journal = query(
+        mysql_server,
+        "SELECT revision, status FROM alembic_journal WHERE direction = 'upgrade' AND revision = %s",
+        (SLOW,),
+        database_name,
+    )
     assert journal == [(SLOW, "applied")]  # applied once
     deploys_recorded = query(mysql_server, "SELECT status FROM alembic_deploys", database=database_name)
     assert deploys_recorded == [("succeeded",)]

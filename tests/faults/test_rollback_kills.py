@@ -37,38 +37,50 @@ pytestmark = pytest.mark.faults("rollback and restore kills")
 
 GATE = "rollback-kill-gate"
 EXTRA_MESSAGES = 100_000
-FIRST_BODY = "\n".join([
-    'op.execute("UPDATE knowledge SET tags = \'backfilled\'")',
-    'op.drop_column("chat_messages", "emotion")',
-    'op.drop_table("system_logs")',
-])
-SECOND_BODY = f'op.execute("SELECT GET_LOCK(\'{GATE}\', 120)")\n{FAIL}'
+FIRST_BODY = "\n".join(
+    [
+        "op.execute(\"UPDATE knowledge SET tags = 'backfilled'\")",
+        'op.drop_column("chat_messages", "emotion")',
+        'op.drop_table("system_logs")',
+    ]
+)
+SECOND_BODY = f"op.execute(\"SELECT GET_LOCK('{GATE}', 120)\")\n{FAIL}"
 
 
 def grow_messages(server, database: str) -> None:
     """chat_messages doubled until it has over EXTRA_MESSAGES rows, so that joining a column back takes a while."""
     while query(server, "SELECT COUNT(*) FROM chat_messages", database=database)[0][0] < EXTRA_MESSAGES:
-        query(server, "INSERT INTO chat_messages (session_id, user_id, role, content, emotion) "
-                      "SELECT session_id, user_id, role, CONCAT('bulk ', id), emotion FROM chat_messages",
-              database=database)
+        query(
+            server,
+            "INSERT INTO chat_messages (session_id, user_id, role, content, emotion) "
+            "SELECT session_id, user_id, role, CONCAT('bulk ', id), emotion FROM chat_messages",
+            database=database,
+        )
 
 
 def hold_name(server, database: str, table: str) -> str:
-    rows = query(server, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                         "AND TABLE_NAME LIKE %s", (database, f"alembic\\_hold\\_%\\_{table}"))
+    rows = query(
+        server,
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME LIKE %s",
+        (database, f"alembic\\_hold\\_%\\_{table}"),
+    )
     assert len(rows) == 1, rows
     return rows[0][0]
 
 
 # Where the rollback is parked: (what the test holds, once the deploy waits at the gate; the statement to see)
 PARKS = {
-    "rename-table-back": (lambda server, db: f"LOCK TABLES `{hold_name(server, db, 'system_logs')}` READ",
-                          r"^RENAME TABLE `alembic_hold_"),
+    "rename-table-back": (
+        lambda server, db: f"LOCK TABLES `{hold_name(server, db, 'system_logs')}` READ",
+        r"^RENAME TABLE `alembic_hold_",
+    ),
     "re-add-column": (lambda server, db: "LOCK TABLES chat_messages READ", r"^LOCK TABLES `chat_messages` WRITE"),
     "join-values-back": (None, r"^UPDATE `chat_messages` t JOIN `alembic_hold_"),
     # Which statement of the rows' undo meets the row lock first depends on the server's plan.
-    "rows-back": (lambda server, db: "SELECT id FROM knowledge WHERE id = 1 FOR UPDATE",
-                  r"^(UPDATE|DELETE t FROM) `knowledge` t JOIN"),
+    "rows-back": (
+        lambda server, db: "SELECT id FROM knowledge WHERE id = 1 FOR UPDATE",
+        r"^(UPDATE|DELETE t FROM) `knowledge` t JOIN",
+    ),
 }
 
 
@@ -77,8 +89,13 @@ def test_sigkill_during_a_rollback_then_recover(park, settings, cli_env, mysql_s
     database = settings.database
     prepare(mysql_server, settings)
     grow_messages(mysql_server, database)
-    env = {**cli_env, **write_revisions(tmp_path, FIRST_BODY, SECOND_BODY), "DEPLOY_STEPS": "preflight,upgrade,verify",
-           "DEPLOY_VERIFY_MODELS": "0", "DDL_WAIT_SECONDS": "0"}
+    env = {
+        **cli_env,
+        **write_revisions(tmp_path, FIRST_BODY, SECOND_BODY),
+        "DEPLOY_STEPS": "preflight,upgrade,verify",
+        "DEPLOY_VERIFY_MODELS": "0",
+        "DDL_WAIT_SECONDS": "0",
+    }
     schema, before = raw_schema(mysql_server, database), all_rows(mysql_server, database)
     hold, pattern = PARKS[park]
     writer = Writer(cli_env, tmp_path)

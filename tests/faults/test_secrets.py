@@ -117,9 +117,14 @@ def secret_database(mysql_server, reference, tmp_path):
     """A seeded database at HEAD with the fault revisions pending (F1 then the next one)."""
     versions_env = versions_with(tmp_path, "faults")
     name = f"secret_{uuid.uuid4().hex[:10]}"
-    settings = Settings(host=mysql_server.host, port=mysql_server.port, user=mysql_server.user,
-                        password=mysql_server.password, database=name,
-                        versions_dir=Path(versions_env["MIGRATIONS_DIR"]))
+    settings = Settings(
+        host=mysql_server.host,
+        port=mysql_server.port,
+        user=mysql_server.user,
+        password=mysql_server.password,
+        database=name,
+        versions_dir=Path(versions_env["MIGRATIONS_DIR"]),
+    )
     prepare(mysql_server, settings)
     yield name, versions_env
     admin.drop_database(settings)
@@ -135,9 +140,13 @@ def test_the_password_shows_nowhere(secret_database, mysql_server, cli_env, refe
     # The restart waits for a file lock the test holds until the watcher has seen it.
     gate = tmp_path / "restart.gate"
     gate.touch()
-    env = {**clean_env({**cli_env, "MYSQL_DATABASE": name}, reference, tmp_path), **versions_env,
-           # The caller's MYSQL_PWD must not reach any child.
-           "RESTART_COMMAND": f"flock {gate} true", "MYSQL_PWD": password}
+    env = {
+        **clean_env({**cli_env, "MYSQL_DATABASE": name}, reference, tmp_path),
+        **versions_env,
+        # The caller's MYSQL_PWD must not reach any child.
+        "RESTART_COMMAND": f"flock {gate} true",
+        "MYSQL_PWD": password,
+    }
     before_temporary = set(Path(tempfile.gettempdir()).glob("dbops-*"))
     runs: list[tuple[str, Spawned, Watcher]] = []
 
@@ -149,21 +158,31 @@ def test_the_password_shows_nowhere(secret_database, mysql_server, cli_env, refe
                 wait_until(lambda: dump_parked(mysql_server), "the dump to reach the parked sequence")
                 wait_until(lambda: watcher.option_files, "the watcher to see the dump client")
             query(mysql_server, f"DROP SEQUENCE IF EXISTS {PARK_SEQUENCE}", database=name)
-            wait_until(lambda: "flock" in watcher.programs or spawned.process.poll() is not None,
-                       "the watcher to see the restart command")
+            wait_until(
+                lambda: "flock" in watcher.programs or spawned.process.poll() is not None,
+                "the watcher to see the restart command",
+            )
 
     def hold_restore(spawned: Spawned, watcher: Watcher) -> None:
         # alembic_version is the tool's: the restore leaves it in place, and its client waits
         # to replace it (the test's READ lock lets the tool read it meanwhile).
         with held_connection(mysql_server, name, "LOCK TABLES alembic_version READ"):
-            wait_until(lambda: statements_running(mysql_server, "alembic_version", "metadata lock")
-                       or spawned.process.poll() is not None, "the restore's client to reach alembic_version")
-            wait_until(lambda: {"mariadb", "mysql"} & watcher.programs or spawned.process.poll() is not None,
-                       "the watcher to see the restore's client")
+            wait_until(
+                lambda: (
+                    statements_running(mysql_server, "alembic_version", "metadata lock")
+                    or spawned.process.poll() is not None
+                ),
+                "the restore's client to reach alembic_version",
+            )
+            wait_until(
+                lambda: {"mariadb", "mysql"} & watcher.programs or spawned.process.poll() is not None,
+                "the watcher to see the restore's client",
+            )
 
     with fault_cases.case():
-        deploy, watcher = watched(env, secrets, "db.deploy", "--to", F1, "--report", str(reports / "deploy.json"),
-                                  hold=hold_dump_and_restart)
+        deploy, watcher = watched(
+            env, secrets, "db.deploy", "--to", F1, "--report", str(reports / "deploy.json"), hold=hold_dump_and_restart
+        )
         assert deploy.process.returncode == 0, deploy.output
         assert {"mariadb-dump", "mysqldump"} & watcher.programs and "flock" in watcher.programs, watcher.programs
         runs.append(("deploy", deploy, watcher))
@@ -184,8 +203,10 @@ def test_the_password_shows_nowhere(secret_database, mysql_server, cli_env, refe
         failing, watcher = watched(failing_env, secrets, "db.deploy", "--report", str(reports / "failed.json"))
         assert failing.process.returncode == 1 and "rolled back" in failing.output, failing.output
         runs.append(("failed deploy", failing, watcher))
-    for label, extra, args in (("unreachable server", {"MYSQL_PORT": "1"}, ["db.check"]),
-                               ("failed upgrade", {}, ["db.upgrade"])):
+    for label, extra, args in (
+        ("unreachable server", {"MYSQL_PORT": "1"}, ["db.check"]),
+        ("failed upgrade", {}, ["db.upgrade"]),
+    ):
         with fault_cases.case():
             spawned, watcher = watched({**failing_env, **extra, "DB_DEBUG": "1"}, secrets, *args)
             assert spawned.process.returncode != 0 and "Traceback" in spawned.output, spawned.output
@@ -218,7 +239,6 @@ def test_the_password_shows_nowhere(secret_database, mysql_server, cli_env, refe
         assert set(Path(tempfile.gettempdir()).glob("dbops-*")) == before_temporary
 
 
-
 def _holding(folder: Path, password: str) -> list[str]:
     """Files below folder holding the password, as it is or as an option file writes it."""
     secrets = [password.encode(), _option_value(password).encode()]
@@ -239,8 +259,11 @@ def test_sigkill_leaves_no_password_on_disk(command, secret_database, mysql_serv
     name, versions_env = secret_database
     temporary = tmp_path / "tmp"
     temporary.mkdir()
-    env = {**clean_env({**cli_env, "MYSQL_DATABASE": name}, reference, tmp_path), **versions_env,
-           "TMPDIR": str(temporary)}
+    env = {
+        **clean_env({**cli_env, "MYSQL_DATABASE": name}, reference, tmp_path),
+        **versions_env,
+        "TMPDIR": str(temporary),
+    }
     with ExitStack() as stack:
         if command == "backup":
             park_dump(stack, mysql_server, name)
@@ -254,8 +277,10 @@ def test_sigkill_leaves_no_password_on_disk(command, secret_database, mysql_serv
             # until then: a read lock on it holds the load client there.
             stack.enter_context(held_connection(mysql_server, name, "LOCK TABLES alembic_version READ"))
             spawned = Spawned(env, "db.restore", str(backup_file), "--yes")
-            wait_until(lambda: statements_running(mysql_server, "DROP TABLE IF EXISTS `alembic_version`",
-                                                  "metadata lock"), "the load client to wait for alembic_version")
+            wait_until(
+                lambda: statements_running(mysql_server, "DROP TABLE IF EXISTS `alembic_version`", "metadata lock"),
+                "the load client to wait for alembic_version",
+            )
         command_lines = {pid: cmdline(pid) for pid in descendants(spawned.pid)}
         spawned.sigkill()
         assert spawned.reap_orphans() == []  # the clients die with the tool

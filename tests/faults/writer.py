@@ -25,8 +25,12 @@ SEEDED_KNOWLEDGE = (2,)  # knowledge 1 keeps what a deploy could destroy
 
 def main(log_path: str, stop_path: str) -> None:
     connection = pymysql.connect(
-        host=os.environ["MYSQL_HOST"], port=int(os.environ["MYSQL_PORT"]), user=os.environ["MYSQL_USER"],
-        password=os.environ["MYSQL_PASSWORD"], database=os.environ["MYSQL_DATABASE"], autocommit=True,
+        host=os.environ["MYSQL_HOST"],
+        port=int(os.environ["MYSQL_PORT"]),
+        user=os.environ["MYSQL_USER"],
+        password=os.environ["MYSQL_PASSWORD"],
+        database=os.environ["MYSQL_DATABASE"],
+        autocommit=True,
         charset="utf8mb4",
     )
     chooser = random.Random(int(os.environ.get("WRITER_SEED", "7")))
@@ -34,6 +38,7 @@ def main(log_path: str, stop_path: str) -> None:
     own_logs: list[int] = []
     stop = Path(stop_path)
     with open(log_path, "a", buffering=1) as log, connection.cursor() as cursor:
+
         def committed(**entry) -> None:
             log.write(json.dumps(entry) + "\n")
 
@@ -42,15 +47,27 @@ def main(log_path: str, stop_path: str) -> None:
             number += 1
             text = f"w{number}"
             operations = [
-                ("insert-message", "INSERT INTO chat_messages (session_id, user_id, role, content) "
-                                   "VALUES ('s1', 1, 'user', %s)", (text,)),
-                ("update-message", "UPDATE chat_messages SET content = %s WHERE id = %s",
-                 (f"u{number}", chooser.choice([*SEEDED_MESSAGES, *own_messages[-20:]]))),
+                (
+                    "insert-message",
+                    "INSERT INTO chat_messages (session_id, user_id, role, content) VALUES ('s1', 1, 'user', %s)",
+                    (text,),
+                ),
+                (
+                    "update-message",
+                    "UPDATE chat_messages SET content = %s WHERE id = %s",
+                    (f"u{number}", chooser.choice([*SEEDED_MESSAGES, *own_messages[-20:]])),
+                ),
                 ("insert-log", "INSERT INTO system_logs (module, message) VALUES ('writer', %s)", (text,)),
-                ("delete-log", "DELETE FROM system_logs WHERE id = %s",
-                 (own_logs.pop(0) if len(own_logs) > 3 else None,)),
-                ("update-knowledge", "UPDATE knowledge SET content = %s WHERE id = %s",
-                 (f"k{number}", chooser.choice(SEEDED_KNOWLEDGE))),
+                (
+                    "delete-log",
+                    "DELETE FROM system_logs WHERE id = %s",
+                    (own_logs.pop(0) if len(own_logs) > 3 else None,),
+                ),
+                (
+                    "update-knowledge",
+                    "UPDATE knowledge SET content = %s WHERE id = %s",
+                    (f"k{number}", chooser.choice(SEEDED_KNOWLEDGE)),
+                ),
             ]
             for kind, sql, args in operations:
                 if args[-1] is None:
@@ -66,8 +83,13 @@ def main(log_path: str, stop_path: str) -> None:
                     (own_messages if kind == "insert-message" else own_logs).append(row_id)
                     committed(kind=kind, id=row_id, value=text, ms=milliseconds, at=time.time())
                 elif changed:
-                    committed(kind=kind, id=args[-1], value=args[0] if kind != "delete-log" else None,
-                              ms=milliseconds, at=time.time())
+                    committed(
+                        kind=kind,
+                        id=args[-1],
+                        value=args[0] if kind != "delete-log" else None,
+                        ms=milliseconds,
+                        at=time.time(),
+                    )
     connection.close()
 
 

@@ -82,8 +82,15 @@ def _parents(script: Script) -> tuple[str, ...]:
     return (down,) if isinstance(down, str) else tuple(down)
 
 
-def _select(settings: Settings, script: ScriptDirectory, ordered: list[Script], revision: str | None,
-            all_revisions: bool, live_ok: bool, report: LintReport) -> list[Script]:
+def _select(
+    settings: Settings,
+    script: ScriptDirectory,
+    ordered: list[Script],
+    revision: str | None,
+    all_revisions: bool,
+    live_ok: bool,
+    report: LintReport,
+) -> list[Script]:
     if revision:
         migrate.validate_revision_argument(revision)
         with migrate.alembic_errors():
@@ -99,8 +106,10 @@ def _select(settings: Settings, script: ScriptDirectory, ordered: list[Script], 
     except DbOpsError as exc:
         report.notes.append(f"linting every revision: pending ones unknown ({exc})")
         return ordered
-    report.notes.append(f"{len(pending)} revision(s) pending against {settings.database} "
-                        f"(at {', '.join(current) or 'base'}); --all lints every revision")
+    report.notes.append(
+        f"{len(pending)} revision(s) pending against {settings.database} "
+        f"(at {', '.join(current) or 'base'}); --all lints every revision"
+    )
     return [rev for rev in ordered if rev.revision in pending]
 
 
@@ -110,12 +119,14 @@ def _scratch_snapshots(settings: Settings) -> Iterator:
     from alembic import command
 
     with migrate.scratch_database(settings, "base") as scratch:
+
         def before(rev: Script) -> dict:
             with migrate.migration_connection(scratch) as (config, connection):
                 for parent in _parents(rev):
                     command.upgrade(config, parent)
                 connection.commit()
                 return schema_from_snapshot(schema_snapshot(connection, scratch.database, TOOL_TABLES))
+
         yield before
 
 
@@ -200,8 +211,10 @@ def lint(
                     sources_used.append("scratch database")
                 except Exception as exc:
                     # e.g. an earlier revision fails on the server: go on without the scratch database
-                    report.notes.append(f"scratch database stopped before {rev.revision} "
-                                        f"({migrate.first_line(exc)}): schema replayed from the revisions")
+                    report.notes.append(
+                        f"scratch database stopped before {rev.revision} "
+                        f"({migrate.first_line(exc)}): schema replayed from the revisions"
+                    )
                     before = None
             if schema is None:
                 if replayed is None:
@@ -212,11 +225,17 @@ def lint(
             check_revision(check)
             if source.upgrade_error:
                 message, line = source.upgrade_error
-                check.findings.append(finding_in(
-                    source, "unreadable-revision", WARNING, line or 1,
-                    f"upgrade() raised while its operations were read: {message}; the rules saw only the "
-                    "operations before it",
-                    "keep upgrade() to op.* calls (op.get_bind() queries do not run offline)"))
+                check.findings.append(
+                    finding_in(
+                        source,
+                        "unreadable-revision",
+                        WARNING,
+                        line or 1,
+                        f"upgrade() raised while its operations were read: {message}; the rules saw only the "
+                        "operations before it",
+                        "keep upgrade() to op.* calls (op.get_bind() queries do not run offline)",
+                    )
+                )
             check_downgrade(source, check.findings)
             unsized.extend(check.unsized)
             report.findings.extend(source.bad_ignores)
@@ -225,25 +244,34 @@ def lint(
         heads = script.get_heads()
         if len(heads) > 1:
             head_sources = [sources.get(head) or _load(by_id[head]) for head in sorted(heads)]
-            finding = finding_in(head_sources[0], "multiple-heads", ERROR, _assignment_line(head_sources[0]),
-                               f"{len(heads)} heads: {', '.join(sorted(heads))}",
-                               "join them with `invoke db.merge`")
-            reasons = [s.file_ignores.get("multiple-heads") for s in head_sources if s.file_ignores.get("multiple-heads")]
+            finding = finding_in(
+                head_sources[0],
+                "multiple-heads",
+                ERROR,
+                _assignment_line(head_sources[0]),
+                f"{len(heads)} heads: {', '.join(sorted(heads))}",
+                "join them with `invoke db.merge`",
+            )
+            reasons = [
+                s.file_ignores.get("multiple-heads") for s in head_sources if s.file_ignores.get("multiple-heads")
+            ]
             if reasons:
                 report.silenced.append((finding, reasons[0]))
             else:
                 report.findings.append(finding)
         report.schema_source = ", then ".join(dict.fromkeys(sources_used)) or report.schema_source
         if unsized:
-            report.notes.append(f"large-table-copy not checked (no database reachable for table sizes): "
-                                f"{', '.join(unsized)}")
+            report.notes.append(
+                f"large-table-copy not checked (no database reachable for table sizes): {', '.join(unsized)}"
+            )
     return report
 
 
 def _assignment_line(source: Source) -> int:
     for node in source.tree.body if source.tree else []:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
-            else []
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
         if any(isinstance(target, ast.Name) and target.id == "down_revision" for target in targets):
             return node.lineno
     return 1

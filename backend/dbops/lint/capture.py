@@ -48,8 +48,20 @@ class Source:
 
 
 # Operations methods that are helpers, not schema operations.
-_NOT_OPERATIONS = frozenset({"f", "inline_literal", "get_bind", "get_context", "implementation_for",
-                             "register_operation", "batch_alter_table", "invoke", "context", "run_async"})
+_NOT_OPERATIONS = frozenset(
+    {
+        "f",
+        "inline_literal",
+        "get_bind",
+        "get_context",
+        "implementation_for",
+        "register_operation",
+        "batch_alter_table",
+        "invoke",
+        "context",
+        "run_async",
+    }
+)
 
 
 def call_spans(tree: ast.Module | None) -> list[tuple[int, int]]:
@@ -106,6 +118,7 @@ def capture(source: Source, function: str) -> tuple[list[Captured], tuple[str, i
                 return real_invoke(operation)  # renders SQL into the buffer; create_table returns its Table
             except Exception:
                 return None
+
         return invoke
 
     real_batch = operations.batch_alter_table
@@ -136,5 +149,6 @@ def capture(source: Source, function: str) -> tuple[list[Captured], tuple[str, i
 
 
 def finding_in(source: Source, rule: str, severity: str, line: int, message: str, fix: str) -> Finding:
-    return Finding(rule, severity, source.script.revision, source.display, line,
-                   " ".join(message.split()), " ".join(fix.split()))
+    return Finding(
+        rule, severity, source.script.revision, source.display, line, " ".join(message.split()), " ".join(fix.split())
+    )

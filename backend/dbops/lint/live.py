@@ -27,14 +27,19 @@ class Live:
                 pass
         self.sizes = {
             name: (int(rows or 0), int(size or 0))
-            for name, rows, size in connection.execute(text(
-                "SELECT TABLE_NAME, TABLE_ROWS, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
-                "WHERE TABLE_SCHEMA = :db AND TABLE_TYPE = 'BASE TABLE'"), {"db": database})
+            for name, rows, size in connection.execute(
+                text(
+                    "SELECT TABLE_NAME, TABLE_ROWS, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA = :db AND TABLE_TYPE = 'BASE TABLE'"
+                ),
+                {"db": database},
+            )
         }
         self.columns: dict[str, set[str]] = {}
-        for table, column in connection.execute(text(
-                "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :db"),
-                {"db": database}):
+        for table, column in connection.execute(
+            text("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :db"),
+            {"db": database},
+        ):
             self.columns.setdefault(table, set()).add(column.lower())
 
     def has_columns(self, table: str, columns: list[str]) -> bool:
@@ -47,9 +52,12 @@ class Live:
         quoted = ", ".join(quote_identifier(column, "column name") for column in columns)
         # NULLs never collide in a unique index.
         not_null = " AND ".join(f"{quote_identifier(column, 'column name')} IS NOT NULL" for column in columns)
-        row = self.connection.execute(text(
-            f"SELECT {quoted}, COUNT(*) FROM {quote_identifier(table, 'table name')} WHERE {not_null} "
-            f"GROUP BY {quoted} HAVING COUNT(*) > 1 LIMIT 1")).first()
+        row = self.connection.execute(
+            text(
+                f"SELECT {quoted}, COUNT(*) FROM {quote_identifier(table, 'table name')} WHERE {not_null} "
+                f"GROUP BY {quoted} HAVING COUNT(*) > 1 LIMIT 1"
+            )
+        ).first()
         return (tuple(row[:-1]), int(row[-1])) if row else None
 
     def old_instant_add(self) -> bool:

@@ -63,17 +63,25 @@ def _skip(statement: Statement, index: int, *words: str) -> int:
 def _closing(statement: Statement, index: int) -> int:
     """Index of the parenthesis closing the one at index (the end when unbalanced)."""
     depth = statement.tokens[index].depth
-    return next((position for position in range(index + 1, len(statement.tokens))
-                 if statement.tokens[position].kind == "R_PAREN" and statement.tokens[position].depth == depth),
-                len(statement.tokens))
+    return next(
+        (
+            position
+            for position in range(index + 1, len(statement.tokens))
+            if statement.tokens[position].kind == "R_PAREN" and statement.tokens[position].depth == depth
+        ),
+        len(statement.tokens),
+    )
 
 
 def _columns(statement: Statement, index: int) -> list[str]:
     """The column names of the parenthesized list at index (prefix lengths left out)."""
     if index >= len(statement.tokens) or statement.tokens[index].kind != "L_PAREN":
         return []
-    return [name for begin, _ in statement.split(index + 1, _closing(statement, index))
-            if (name := _name_at(statement, begin)[0])]
+    return [
+        name
+        for begin, _ in statement.split(index + 1, _closing(statement, index))
+        if (name := _name_at(statement, begin)[0])
+    ]
 
 
 def _raw_operations(statement: Statement) -> list:
@@ -83,8 +91,7 @@ def _raw_operations(statement: Statement) -> list:
     first, second = _word_at(statement, 0), _word_at(statement, 1)
     if first == "DROP" and second == "TABLE":
         index = _skip(statement, 2, "IF", "EXISTS")
-        return [ops.DropTableOp(name) for begin, _ in statement.split(index)
-                if (name := _name_at(statement, begin)[0])]
+        return [ops.DropTableOp(name) for begin, _ in statement.split(index) if (name := _name_at(statement, begin)[0])]
     if first == "DROP" and second == "INDEX":
         index, after = _name_at(statement, _skip(statement, 2, "IF", "EXISTS"))
         table = _name_at(statement, after + 1)[0] if _word_at(statement, after) == "ON" else None
@@ -115,8 +122,11 @@ def _raw_operations(statement: Statement) -> list:
         index = _skip(statement, index, "NOWAIT")
         if _word_at(statement, index) == "WAIT":
             index += 2
-        return [operation for begin, end in statement.split(index)
-                for operation in _alter_clause(statement, table, begin, end)]
+        return [
+            operation
+            for begin, end in statement.split(index)
+            for operation in _alter_clause(statement, table, begin, end)
+        ]
     return []
 
 
@@ -157,16 +167,32 @@ def _alter_clause(statement: Statement, table: str, begin: int, end: int) -> lis
             found.insert(0, ops.AlterColumnOp(table, old, modify_name=new))
         return found
     option = _skip(statement, begin, "DEFAULT")
-    if first == "CONVERT" or _word_at(statement, option) == "CHARSET" or \
-            (_word_at(statement, option), _word_at(statement, option + 1)) == ("CHARACTER", "SET"):
+    if (
+        first == "CONVERT"
+        or _word_at(statement, option) == "CHARSET"
+        or (_word_at(statement, option), _word_at(statement, option + 1)) == ("CHARACTER", "SET")
+    ):
         return [RawCopy(table, "a character set change")]
     if first == "ADD":
         return _add_clause(statement, table, begin, end)
     return []
 
 
-_NOT_COLUMNS = frozenset({"INDEX", "KEY", "CONSTRAINT", "PRIMARY KEY", "FOREIGN KEY", "FULLTEXT", "SPATIAL", "CHECK",
-                          "PARTITION", "PERIOD", "SYSTEM"})
+_NOT_COLUMNS = frozenset(
+    {
+        "INDEX",
+        "KEY",
+        "CONSTRAINT",
+        "PRIMARY KEY",
+        "FOREIGN KEY",
+        "FULLTEXT",
+        "SPATIAL",
+        "CHECK",
+        "PARTITION",
+        "PERIOD",
+        "SYSTEM",
+    }
+)
 
 
 def _add_clause(statement: Statement, table: str, begin: int, end: int) -> list:
@@ -204,8 +230,13 @@ def _add_clause(statement: Statement, table: str, begin: int, end: int) -> list:
         if value < end:
             stop = _closing(statement, value) + 1 if tokens[value].kind == "L_PAREN" else value + 1
             default = sa.text(statement.text(value, min(stop, end)))
-    column = sa.Column(name, sa.types.NullType(), nullable=not not_null, server_default=default,
-                       autoincrement="AUTO_INCREMENT" in words)
+    column = sa.Column(
+        name,
+        sa.types.NullType(),
+        nullable=not not_null,
+        server_default=default,
+        autoincrement="AUTO_INCREMENT" in words,
+    )
     found: list = [ops.AddColumnOp(table, column)]
     if words[-1] == "FIRST" or (len(words) > 1 and words[-2] == "AFTER"):
         found.append(RawCopy(table, f"ADD COLUMN {name} with AFTER/FIRST", old_servers_only=True))

@@ -43,8 +43,10 @@ class Finding:
         return asdict(self)
 
     def text(self) -> str:
-        return (f"{MARKS[self.severity]} {self.revision} {self.file}:{self.line} {self.rule}: "
-                f"{self.message} — fix: {self.fix}")
+        return (
+            f"{MARKS[self.severity]} {self.revision} {self.file}:{self.line} {self.rule}: "
+            f"{self.message} — fix: {self.fix}"
+        )
 
 
 @dataclass

@@ -31,8 +31,11 @@ def default_string(default) -> str | None:
 
 
 def _column_shape(column) -> dict:
-    return {"type": type_string(column.type), "nullable": bool(column.nullable),
-            "default": default_string(column.server_default)}
+    return {
+        "type": type_string(column.type),
+        "nullable": bool(column.nullable),
+        "default": default_string(column.server_default),
+    }
 
 
 def _new_table() -> dict:
@@ -79,8 +82,13 @@ def _table_from_op(operation) -> dict:
         _add_index(shape, str(index.name), [column.name for column in index.columns], bool(index.unique))
     for fk in table.foreign_key_constraints:
         referred = [element.target_fullname.split(".") for element in fk.elements]
-        _add_fk(shape, str(fk.name or fk.column_keys[0]), list(fk.column_keys), referred[0][-2],
-                [parts[-1] for parts in referred])
+        _add_fk(
+            shape,
+            str(fk.name or fk.column_keys[0]),
+            list(fk.column_keys),
+            referred[0][-2],
+            [parts[-1] for parts in referred],
+        )
     return shape
 
 
@@ -91,11 +99,16 @@ def schema_from_snapshot(snapshot: dict) -> dict:
         for column, column_type, nullable, default, _extra, _collation in table["columns"]:
             shape["columns"][column] = {"type": column_type, "nullable": nullable, "default": default}
         for index, entry in table["indexes"].items():
-            shape["indexes"][index] = {"columns": [re.sub(r"\(\d+\)$", "", c) for c in entry["columns"]],
-                                       "unique": entry["unique"]}
+            shape["indexes"][index] = {
+                "columns": [re.sub(r"\(\d+\)$", "", c) for c in entry["columns"]],
+                "unique": entry["unique"],
+            }
         for fk, entry in table["foreign_keys"].items():
-            shape["foreign_keys"][fk] = {"columns": entry["columns"], "references": entry["references"],
-                                         "referenced_columns": entry["referenced_columns"]}
+            shape["foreign_keys"][fk] = {
+                "columns": entry["columns"],
+                "references": entry["references"],
+                "referenced_columns": entry["referenced_columns"],
+            }
             if fk in shape["indexes"] and shape["indexes"][fk]["columns"] == entry["columns"]:
                 shape["indexes"][fk]["implicit"] = True
         schema[name] = shape
@@ -147,8 +160,9 @@ def apply_operation(schema: dict, operation) -> None:
         if operation.modify_name:
             table["columns"][operation.modify_name] = table["columns"].pop(operation.column_name)
             for entry in [*table["indexes"].values(), *table["foreign_keys"].values()]:
-                entry["columns"] = [operation.modify_name if c == operation.column_name else c
-                                    for c in entry["columns"]]
+                entry["columns"] = [
+                    operation.modify_name if c == operation.column_name else c for c in entry["columns"]
+                ]
     elif isinstance(operation, ops.CreateIndexOp):
         _add_index(table, str(operation.index_name), index_columns(operation.columns), bool(operation.unique))
     elif isinstance(operation, ops.DropIndexOp):
@@ -159,8 +173,13 @@ def apply_operation(schema: dict, operation) -> None:
     elif isinstance(operation, ops.CreatePrimaryKeyOp):
         table["indexes"]["PRIMARY"] = {"columns": index_columns(operation.columns), "unique": True}
     elif isinstance(operation, ops.CreateForeignKeyOp):
-        _add_fk(table, str(operation.constraint_name or operation.local_cols[0]), list(operation.local_cols),
-                operation.referent_table, list(operation.remote_cols))
+        _add_fk(
+            table,
+            str(operation.constraint_name or operation.local_cols[0]),
+            list(operation.local_cols),
+            operation.referent_table,
+            list(operation.remote_cols),
+        )
     elif isinstance(operation, ops.DropConstraintOp):
         name = str(operation.constraint_name)
         if operation.constraint_type == "primary":

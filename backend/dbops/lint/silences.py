@@ -35,15 +35,27 @@ def read_ignores(source: Source, text: str) -> None:
         own_line = not lines[line - 1][: token.start[1]].strip()
         for rule in rules:
             if rule not in RULES:
-                source.bad_ignores.append(finding_in(
-                    source, "ignore-unknown-rule", WARNING, line,
-                    f"`# lint: ignore[{rule}]` names no rule of db.lint",
-                    f"use one of: {', '.join(RULES)}"))
+                source.bad_ignores.append(
+                    finding_in(
+                        source,
+                        "ignore-unknown-rule",
+                        WARNING,
+                        line,
+                        f"`# lint: ignore[{rule}]` names no rule of db.lint",
+                        f"use one of: {', '.join(RULES)}",
+                    )
+                )
             elif not reason:
-                source.bad_ignores.append(finding_in(
-                    source, "ignore-without-reason", WARNING, line,
-                    f"`# lint: ignore[{rule}]` gives no reason, so it silences nothing",
-                    f"say why it is safe after the bracket: # lint: ignore[{rule}] <reason>"))
+                source.bad_ignores.append(
+                    finding_in(
+                        source,
+                        "ignore-without-reason",
+                        WARNING,
+                        line,
+                        f"`# lint: ignore[{rule}]` gives no reason, so it silences nothing",
+                        f"say why it is safe after the bracket: # lint: ignore[{rule}] <reason>",
+                    )
+                )
             elif own_line:
                 source.file_ignores[rule] = reason
             else:

@@ -5,19 +5,39 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_INT_RANK = {"tinyint": 1, "bool": 1, "boolean": 1, "smallint": 2, "mediumint": 3, "int": 4, "integer": 4,
-             "bigint": 5}
-_TEXT_BYTES = {"tinytext": 255, "text": 65_535, "mediumtext": 16_777_215, "longtext": 4_294_967_295,
-               "json": 4_294_967_295, "tinyblob": 255, "blob": 65_535, "mediumblob": 16_777_215,
-               "longblob": 4_294_967_295}
+_INT_RANK = {"tinyint": 1, "bool": 1, "boolean": 1, "smallint": 2, "mediumint": 3, "int": 4, "integer": 4, "bigint": 5}
+_TEXT_BYTES = {
+    "tinytext": 255,
+    "text": 65_535,
+    "mediumtext": 16_777_215,
+    "longtext": 4_294_967_295,
+    "json": 4_294_967_295,
+    "tinyblob": 255,
+    "blob": 65_535,
+    "mediumblob": 16_777_215,
+    "longblob": 4_294_967_295,
+}
 _FAMILIES = {
     **{name: "integer" for name in _INT_RANK},
-    "char": "string", "varchar": "string", "binary": "string", "varbinary": "string",
+    "char": "string",
+    "varchar": "string",
+    "binary": "string",
+    "varbinary": "string",
     **{name: "text" for name in _TEXT_BYTES},
-    "decimal": "decimal", "numeric": "decimal", "dec": "decimal", "fixed": "decimal",
-    "float": "float", "double": "float", "real": "float",
-    "date": "temporal", "datetime": "temporal", "timestamp": "temporal", "time": "temporal", "year": "temporal",
-    "enum": "enum", "set": "enum",
+    "decimal": "decimal",
+    "numeric": "decimal",
+    "dec": "decimal",
+    "fixed": "decimal",
+    "float": "float",
+    "double": "float",
+    "real": "float",
+    "date": "temporal",
+    "datetime": "temporal",
+    "timestamp": "temporal",
+    "time": "temporal",
+    "year": "temporal",
+    "enum": "enum",
+    "set": "enum",
 }
 
 

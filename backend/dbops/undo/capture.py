@@ -64,10 +64,14 @@ class _Pending:
 
 def _children(session: Session, table: str, rule_column: str) -> list[str]:
     """Tables whose foreign keys change rows of theirs when a row of table is deleted or updated."""
-    return [f"{child}.{name}" for child, name in session.rows(
-        f"SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
-        f"WHERE CONSTRAINT_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = {session.literal(table)} "
-        f"AND {rule_column} IN ('CASCADE', 'SET NULL', 'SET DEFAULT')")]
+    return [
+        f"{child}.{name}"
+        for child, name in session.rows(
+            f"SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+            f"WHERE CONSTRAINT_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = {session.literal(table)} "
+            f"AND {rule_column} IN ('CASCADE', 'SET NULL', 'SET DEFAULT')"
+        )
+    ]
 
 
 def refusal(session: Session, action: statements.Action, created: set[str]) -> str:
@@ -77,22 +81,33 @@ def refusal(session: Session, action: statements.Action, created: set[str]) -> s
     if action.kind == statements.ROWS and action.table not in created and holding.table_exists(session, action.table):
         key = holding.table_key(session, action.table)
         if key is None:
-            return (f"{action.table} has no primary key or unique key of NOT NULL columns, so its rows cannot be "
-                    "told apart to be put back; give it one in an earlier revision")
+            return (
+                f"{action.table} has no primary key or unique key of NOT NULL columns, so its rows cannot be "
+                "told apart to be put back; give it one in an earlier revision"
+            )
         if action.dml == "update" and set(action.assigned) & set(key):
             return f"it changes the key ({', '.join(key)}) of {action.table}'s rows, by which they are put back"
         rule = {"delete": "DELETE_RULE", "update": "UPDATE_RULE"}.get(action.dml)
         if rule and (children := _children(session, action.table, rule)):
-            return (f"the {action.dml} cascades through foreign keys ({', '.join(children)}) into rows it does "
-                    "not name: change those tables first with statements of their own")
+            return (
+                f"the {action.dml} cascades through foreign keys ({', '.join(children)}) into rows it does "
+                "not name: change those tables first with statements of their own"
+            )
     if action.kind == statements.ALTER and action.table not in created and holding.table_exists(session, action.table):
         changes = action.alter
         if changes.dropped or changes.modified or changes.retyped_renames or changes.converts_charset:
             key = holding.table_key(session, action.table)
-            touched = {*changes.dropped, *changes.modified, *changes.retyped_renames, *(old for old, _ in changes.renamed)}
+            touched = {
+                *changes.dropped,
+                *changes.modified,
+                *changes.retyped_renames,
+                *(old for old, _ in changes.renamed),
+            }
             if key is None and (changes.dropped or changes.retyped_renames):
-                return (f"{action.table} has no primary key or unique key of NOT NULL columns to keep the dropped "
-                        "column's values by; give it one in an earlier revision")
+                return (
+                    f"{action.table} has no primary key or unique key of NOT NULL columns to keep the dropped "
+                    "column's values by; give it one in an earlier revision"
+                )
             if key is not None and touched & set(key):
                 return f"it drops or changes a column of {action.table}'s key ({', '.join(key)})"
     return ""
@@ -134,8 +149,9 @@ def preflight_problems(settings, target: str = "head", downgrade: bool = False) 
 class DeployCapture:
     """Attach to the migration connection for the upgrade of one deploy."""
 
-    def __init__(self, control: Connection, deploy_id: str, allow_irreversible: bool = False,
-                 say: Say | None = None) -> None:
+    def __init__(
+        self, control: Connection, deploy_id: str, allow_irreversible: bool = False, say: Say | None = None
+    ) -> None:
         self.control = Session.of(control)
         self.deploy_id = deploy_id
         self.allow_irreversible = allow_irreversible
@@ -177,9 +193,16 @@ class DeployCapture:
                 raise IrreversibleStatement(
                     f"{self.revision or 'a revision'}: `{_head(statement)}` cannot be undone: {reason}. "
                     "It did not run; rewrite it, or deploy with --allow-irreversible to run it anyway "
-                    "(a rollback then names it as not undone)")
-            entry = log.add(self.control, self.deploy_id, self.revision, log.IRREVERSIBLE, action.table,
-                            detail={"sql": _head(statement), "reason": reason})
+                    "(a rollback then names it as not undone)"
+                )
+            entry = log.add(
+                self.control,
+                self.deploy_id,
+                self.revision,
+                log.IRREVERSIBLE,
+                action.table,
+                detail={"sql": _head(statement), "reason": reason},
+            )
             self.pending = _Pending(entry)
             return statement, parameters
         handler = getattr(self, f"_before_{action.kind.replace('-', '_')}")
@@ -227,8 +250,13 @@ class DeployCapture:
         return None
 
     def _before_rename_table(self, action, cursor, statement, parameters, executemany):
-        self.pending.entry = log.add(self.control, self.deploy_id, self.revision, log.RENAME_TABLE,
-                                     detail={"renames": [list(pair) for pair in action.renames]})
+        self.pending.entry = log.add(
+            self.control,
+            self.deploy_id,
+            self.revision,
+            log.RENAME_TABLE,
+            detail={"renames": [list(pair) for pair in action.renames]},
+        )
         for old, new in action.renames:
             if old in self.created:
                 self.created.discard(old)
@@ -242,12 +270,14 @@ class DeployCapture:
         if self.migration.value("SELECT @@SESSION.foreign_key_checks"):
             dropped = set(action.tables)
             for child, name, parent in self.migration.rows(
-                    "SELECT TABLE_NAME, CONSTRAINT_NAME, REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
-                    "WHERE CONSTRAINT_SCHEMA = DATABASE()"):
+                "SELECT TABLE_NAME, CONSTRAINT_NAME, REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+                "WHERE CONSTRAINT_SCHEMA = DATABASE()"
+            ):
                 if parent in dropped and child not in dropped:
                     raise IrreversibleStatement(
                         f"{self.revision}: `{_head(statement)}`: cannot drop table {parent!r}: foreign key {name} "
-                        f"of {child!r} references it (drop the foreign key first)")
+                        f"of {child!r} references it (drop the foreign key first)"
+                    )
         self.migration.commit()
         renames = []
         for name in present:
@@ -256,8 +286,14 @@ class DeployCapture:
                 self.migration.run(f"DROP TABLE {q(name)}")  # created by this deploy: nothing to keep
                 continue
             triggers = holding.table_triggers(self.migration, name)
-            entry = log.add(self.control, self.deploy_id, self.revision, log.DROP_TABLE, name,
-                            detail={"before": show_create(self.migration, name), "triggers": triggers})
+            entry = log.add(
+                self.control,
+                self.deploy_id,
+                self.revision,
+                log.DROP_TABLE,
+                name,
+                detail={"before": show_create(self.migration, name), "triggers": triggers},
+            )
             entry.hold = holding.hold_name(self.deploy_id, entry.id, name)
             log.save(self.control, entry)
             renames.append((name, entry))
@@ -285,12 +321,25 @@ class DeployCapture:
         if before is None:
             return None
         self.migration.commit()
-        entry = log.add(self.control, self.deploy_id, self.revision, log.ALTER, table, detail={
-            "before": before, "renames": [list(pair) for pair in changes.renamed], "new_name": changes.new_name})
+        entry = log.add(
+            self.control,
+            self.deploy_id,
+            self.revision,
+            log.ALTER,
+            table,
+            detail={
+                "before": before,
+                "renames": [list(pair) for pair in changes.renamed],
+                "new_name": changes.new_name,
+            },
+        )
         self.pending.entry = entry
         infos = {column.name: column for column in holding.columns(self.migration, table)}
-        dropped = [name for name in (*changes.dropped, *self._lossy(table, changes, infos, renamed_only=True))
-                   if name in infos and not infos[name].generated]
+        dropped = [
+            name
+            for name in (*changes.dropped, *self._lossy(table, changes, infos, renamed_only=True))
+            if name in infos and not infos[name].generated
+        ]
         modified = [name for name in self._lossy(table, changes, infos) if name not in dropped]
         if not dropped and not modified:
             return None
@@ -298,8 +347,9 @@ class DeployCapture:
         entry.hold = holding.hold_name(self.deploy_id, entry.id, table)
         entry.detail.update(key=key, dropped=dropped, modified=modified, phase=holding.COPY)
         log.save(self.control, entry)
-        holding.create_column_hold(self.control, entry.hold, [infos[k] for k in key],
-                                   [infos[name] for name in dropped + modified])
+        holding.create_column_hold(
+            self.control, entry.hold, [infos[k] for k in key], [infos[name] for name in dropped + modified]
+        )
         specs = trigger_specs(self.control, self.deploy_id, table)
         with locked(self.control, table, specs):
             holding.install_triggers(self.control, self.deploy_id, table, specs)
@@ -314,11 +364,18 @@ class DeployCapture:
         holding.install_triggers(self.migration, self.deploy_id, table, specs)
         return None
 
-    def _lossy(self, table: str, changes: statements.AlterChanges, infos: dict, renamed_only: bool = False) -> list[str]:
+    def _lossy(
+        self, table: str, changes: statements.AlterChanges, infos: dict, renamed_only: bool = False
+    ) -> list[str]:
         """Columns the ALTER retypes in a way that can lose values (probed on an empty copy of the table)."""
-        candidates = list(changes.retyped_renames) if renamed_only else [
-            *changes.modified, *([name for name, info in infos.items() if info.charset] if changes.converts_charset
-                                 else [])]
+        candidates = (
+            list(changes.retyped_renames)
+            if renamed_only
+            else [
+                *changes.modified,
+                *([name for name, info in infos.items() if info.charset] if changes.converts_charset else []),
+            ]
+        )
         candidates = [name for name in candidates if name in infos and not infos[name].generated]
         if not candidates:
             return []
@@ -333,8 +390,11 @@ class DeployCapture:
             return candidates  # cannot tell: keep them all
         finally:
             self.control.run(f"DROP TABLE IF EXISTS {q(probe)}")
-        return [name for name in candidates
-                if renames.get(name, name) not in after or not _lossless(infos[name], after[renames.get(name, name)])]
+        return [
+            name
+            for name in candidates
+            if renames.get(name, name) not in after or not _lossless(infos[name], after[renames.get(name, name)])
+        ]
 
     # -- rows
 
@@ -348,8 +408,14 @@ class DeployCapture:
         # Each data change commits on its own, its images with it: a transaction whose snapshot
         # is older than the holding table created next could not write to it (error 1412).
         self.migration.commit()
-        entry = log.add(self.control, self.deploy_id, self.revision, log.ROWS, table,
-                        detail={"key": key, "columns": names, "dml": action.dml, "sql": _head(statement)})
+        entry = log.add(
+            self.control,
+            self.deploy_id,
+            self.revision,
+            log.ROWS,
+            table,
+            detail={"key": key, "columns": names, "dml": action.dml, "sql": _head(statement)},
+        )
         entry.hold = holding.hold_name(self.deploy_id, entry.id, table)
         log.save(self.control, entry)
         holding.create_rows_hold(self.control, entry.hold, key, infos)
@@ -357,43 +423,60 @@ class DeployCapture:
 
         def keep(image: str, columns_from: str) -> int:
             """Rows of images into the holding table: `columns_from` is `<columns> FROM ...`."""
-            return self.migration.run(f"INSERT IGNORE INTO {q(entry.hold)} ({q(holding.IMAGE)}, "
-                                      f"{column_list(names)}) SELECT '{image}', {columns_from}")
+            return self.migration.run(
+                f"INSERT IGNORE INTO {q(entry.hold)} ({q(holding.IMAGE)}, "
+                f"{column_list(names)}) SELECT '{image}', {columns_from}"
+            )
 
         if action.dml in ("update", "delete"):
-            literal = [cursor.mogrify(statement, args) for args in parameters] if executemany else \
-                [cursor.mogrify(statement, parameters)]
+            literal = (
+                [cursor.mogrify(statement, args) for args in parameters]
+                if executemany
+                else [cursor.mogrify(statement, parameters)]
+            )
             captured = 0
             for sql in literal:
                 each = statements.classify(sql)
-                captured += keep(holding.BEFORE, f"{column_list(names, q(each.alias) + '.')} FROM {each.source} "
-                                                 f"{each.tail} FOR UPDATE")
+                captured += keep(
+                    holding.BEFORE,
+                    f"{column_list(names, q(each.alias) + '.')} FROM {each.source} {each.tail} FOR UPDATE",
+                )
 
             def after(cursor) -> None:
                 if cursor.rowcount is not None and cursor.rowcount > captured:
                     raise IrreversibleStatement(
                         f"{self.revision}: `{_head(statement)}` changed {cursor.rowcount} rows but "
-                        f"{captured} were captured before it: not deterministic, undone")
+                        f"{captured} were captured before it: not deterministic, undone"
+                    )
                 if action.dml == "update":
-                    keep(holding.AFTER, f"{column_list(names, 't.')} FROM {q(table)} t JOIN {q(entry.hold)} b "
-                                        f"ON b.{q(holding.IMAGE)} = '{holding.BEFORE}' AND {key_match(key, 't', 'b')}")
+                    keep(
+                        holding.AFTER,
+                        f"{column_list(names, 't.')} FROM {q(table)} t JOIN {q(entry.hold)} b "
+                        f"ON b.{q(holding.IMAGE)} = '{holding.BEFORE}' AND {key_match(key, 't', 'b')}",
+                    )
 
             self.pending.extra["after"] = after
             return None
         # INSERT: the rows it adds are those of this transaction's snapshot that were not there before.
         auto = self._auto_increment_key(table, key)
-        since = self.migration.value(f"SELECT MAX({q(key[0])}) FROM {q(table)}") if auto else \
-            set(self.migration.rows(f"SELECT {column_list(key)} FROM {q(table)}"))
+        since = (
+            self.migration.value(f"SELECT MAX({q(key[0])}) FROM {q(table)}")
+            if auto
+            else set(self.migration.rows(f"SELECT {column_list(key)} FROM {q(table)}"))
+        )
 
         def after_insert(cursor) -> None:
             if auto:
-                added = self.migration.rows(f"SELECT {q(key[0])} FROM {q(table)}" + (
-                    f" WHERE {q(key[0])} > {self.migration.literal(since)}" if since is not None else ""))
+                added = self.migration.rows(
+                    f"SELECT {q(key[0])} FROM {q(table)}"
+                    + (f" WHERE {q(key[0])} > {self.migration.literal(since)}" if since is not None else "")
+                )
             else:
-                added = [row for row in self.migration.rows(f"SELECT {column_list(key)} FROM {q(table)}")
-                         if row not in since]
+                added = [
+                    row for row in self.migration.rows(f"SELECT {column_list(key)} FROM {q(table)}") if row not in since
+                ]
             for start in range(0, len(added), _IN_BATCH):
-                batch = added[start:start + _IN_BATCH]
+                batch = added[start : start + _IN_BATCH]
                 values = ", ".join("(" + ", ".join(self.migration.literal(v) for v in row) + ")" for row in batch)
                 keep(holding.AFTER, f"{column_list(names)} FROM {q(table)} WHERE ({column_list(key)}) IN ({values})")
 
@@ -405,20 +488,32 @@ class DeployCapture:
             return False
         extra = self.migration.value(
             "SELECT EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
-            f"AND TABLE_NAME = {self.migration.literal(table)} AND COLUMN_NAME = {self.migration.literal(key[0])}")
+            f"AND TABLE_NAME = {self.migration.literal(table)} AND COLUMN_NAME = {self.migration.literal(key[0])}"
+        )
         return "auto_increment" in (extra or "").lower()
 
     # -- views, triggers, routines, events
 
     def _before_object(self, action, cursor, statement, parameters, executemany):
         before = object_definition(self.migration, action.object_type, action.object_name)
-        self.pending.entry = log.add(self.control, self.deploy_id, self.revision, log.OBJECT, detail={
-            "type": action.object_type, "name": action.object_name, "before": before})
+        self.pending.entry = log.add(
+            self.control,
+            self.deploy_id,
+            self.revision,
+            log.OBJECT,
+            detail={"type": action.object_type, "name": action.object_name, "before": before},
+        )
         return None
 
 
-def trigger_specs(control: Session, deploy_id: str, table: str, dropping=(), extra_tracked: dict | None = None,
-                  without: str | None = None) -> list[holding.TriggerSpec]:
+def trigger_specs(
+    control: Session,
+    deploy_id: str,
+    table: str,
+    dropping=(),
+    extra_tracked: dict | None = None,
+    without: str | None = None,
+) -> list[holding.TriggerSpec]:
     """The triggers table needs for the deploy's live column holds: a copy for the one being filled,
     tracking of the narrowed columns of the others (those being dropped left out). extra_tracked
     ({hold: [columns]}) tracks more (a rollback re-adding dropped columns); without leaves one hold out."""
@@ -434,8 +529,15 @@ def trigger_specs(control: Session, deploy_id: str, table: str, dropping=(), ext
         tracked = [name for name in entry.detail["modified"] if phase == holding.TRACK and name not in dropping]
         tracked += [name for name in (extra_tracked or {}).get(entry.hold, []) if name not in tracked]
         if tracked:
-            specs.append(holding.TriggerSpec(entry.hold, tuple(entry.detail["key"]), tuple(tracked), holding.TRACK,
-                                             tuple(held.index(name) for name in tracked)))
+            specs.append(
+                holding.TriggerSpec(
+                    entry.hold,
+                    tuple(entry.detail["key"]),
+                    tuple(tracked),
+                    holding.TRACK,
+                    tuple(held.index(name) for name in tracked),
+                )
+            )
     return specs
 
 
@@ -468,8 +570,16 @@ def object_definition(session: Session, kind: str, name: str) -> dict | None:
 
 
 _INTEGER_WIDTH = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "integer": 4, "bigint": 8}
-_TEXT_WIDTH = {"tinytext": 1, "text": 2, "mediumtext": 3, "longtext": 4, "tinyblob": 1, "blob": 2, "mediumblob": 3,
-               "longblob": 4}
+_TEXT_WIDTH = {
+    "tinytext": 1,
+    "text": 2,
+    "mediumtext": 3,
+    "longtext": 4,
+    "tinyblob": 1,
+    "blob": 2,
+    "mediumblob": 3,
+    "longblob": 4,
+}
 
 
 def _lossless(old: holding.ColumnInfo, new: holding.ColumnInfo) -> bool:
@@ -483,19 +593,25 @@ def _lossless(old: holding.ColumnInfo, new: holding.ColumnInfo) -> bool:
     unsigned_old, unsigned_new = "unsigned" in old.column_type, "unsigned" in new.column_type
     if old.data_type in _INTEGER_WIDTH and new.data_type in _INTEGER_WIDTH:
         grows = _INTEGER_WIDTH[new.data_type] > _INTEGER_WIDTH[old.data_type]
-        return (unsigned_old == unsigned_new and _INTEGER_WIDTH[new.data_type] >= _INTEGER_WIDTH[old.data_type]) or \
-            (unsigned_old and not unsigned_new and grows)
+        return (unsigned_old == unsigned_new and _INTEGER_WIDTH[new.data_type] >= _INTEGER_WIDTH[old.data_type]) or (
+            unsigned_old and not unsigned_new and grows
+        )
     if old.data_type == new.data_type and old.data_type in ("varchar", "char", "varbinary", "binary"):
         return (new.length or 0) >= (old.length or 0)
     if old.data_type in ("varchar", "char") and new.data_type in _TEXT_WIDTH and "text" in new.data_type:
         return (new.length or 0) >= (old.length or 0)
-    if old.data_type in _TEXT_WIDTH and new.data_type in _TEXT_WIDTH and \
-            ("text" in old.data_type) == ("text" in new.data_type):
+    if (
+        old.data_type in _TEXT_WIDTH
+        and new.data_type in _TEXT_WIDTH
+        and ("text" in old.data_type) == ("text" in new.data_type)
+    ):
         return _TEXT_WIDTH[new.data_type] >= _TEXT_WIDTH[old.data_type]
     if old.data_type == new.data_type == "decimal":
-        return (new.scale or 0) >= (old.scale or 0) and \
-            (new.precision or 0) - (new.scale or 0) >= (old.precision or 0) - (old.scale or 0) and \
-            unsigned_old == unsigned_new
+        return (
+            (new.scale or 0) >= (old.scale or 0)
+            and (new.precision or 0) - (new.scale or 0) >= (old.precision or 0) - (old.scale or 0)
+            and unsigned_old == unsigned_new
+        )
     if old.data_type == new.data_type and old.data_type in ("enum", "set"):
         return new.column_type.startswith(old.column_type[:-1])
     return False

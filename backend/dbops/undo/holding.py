@@ -71,12 +71,24 @@ def columns(session: Session, table: str) -> list[ColumnInfo]:
         "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, CHARACTER_SET_NAME, COLLATION_NAME, IS_NULLABLE, "
         "COALESCE(GENERATION_EXPRESSION, '') <> '', CHARACTER_MAXIMUM_LENGTH, "
         "NUMERIC_PRECISION, NUMERIC_SCALE, EXTRA LIKE '%on update%' FROM information_schema.COLUMNS "
-        f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = {session.literal(table)} ORDER BY ORDINAL_POSITION")
-    return [ColumnInfo(name, column_type, data_type.lower(), charset, collation, nullable == "YES", bool(generated),
-                       None if length is None else int(length), None if precision is None else int(precision),
-                       None if scale is None else int(scale), bool(on_update))
-            for name, column_type, data_type, charset, collation, nullable, generated, length, precision, scale,
-            on_update in rows]
+        f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = {session.literal(table)} ORDER BY ORDINAL_POSITION"
+    )
+    return [
+        ColumnInfo(
+            name,
+            column_type,
+            data_type.lower(),
+            charset,
+            collation,
+            nullable == "YES",
+            bool(generated),
+            None if length is None else int(length),
+            None if precision is None else int(precision),
+            None if scale is None else int(scale),
+            bool(on_update),
+        )
+        for name, column_type, data_type, charset, collation, nullable, generated, length, precision, scale, on_update in rows
+    ]
 
 
 def table_key(session: Session, table: str) -> list[str] | None:
@@ -86,7 +98,8 @@ def table_key(session: Session, table: str) -> list[str] | None:
         "JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = s.TABLE_SCHEMA AND c.TABLE_NAME = s.TABLE_NAME "
         "AND c.COLUMN_NAME = s.COLUMN_NAME WHERE s.TABLE_SCHEMA = DATABASE() AND s.NON_UNIQUE = 0 "
         f"AND s.TABLE_NAME = {session.literal(table)} AND s.SUB_PART IS NULL "
-        "ORDER BY s.INDEX_NAME <> 'PRIMARY', s.INDEX_NAME, s.SEQ_IN_INDEX")
+        "ORDER BY s.INDEX_NAME <> 'PRIMARY', s.INDEX_NAME, s.SEQ_IN_INDEX"
+    )
     keys: dict[str, list[tuple[str, bool]]] = {}
     for index, column, nullable in rows:
         keys.setdefault(index, []).append((column, nullable == "YES"))
@@ -97,8 +110,12 @@ def table_key(session: Session, table: str) -> list[str] | None:
 
 
 def table_exists(session: Session, table: str) -> bool:
-    return bool(session.value("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                              f"AND TABLE_NAME = {session.literal(table)} AND TABLE_TYPE = 'BASE TABLE'"))
+    return bool(
+        session.value(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            f"AND TABLE_NAME = {session.literal(table)} AND TABLE_TYPE = 'BASE TABLE'"
+        )
+    )
 
 
 def changed_flag(index: int) -> str:
@@ -108,15 +125,19 @@ def changed_flag(index: int) -> str:
 def create_column_hold(session: Session, hold: str, key: list[ColumnInfo], held: list[ColumnInfo]) -> None:
     parts = [column.definition(not_null=True) for column in key] + [column.definition() for column in held]
     parts += [f"{q(changed_flag(index))} TINYINT NOT NULL DEFAULT 0" for index in range(len(held))]
-    session.run(f"CREATE TABLE IF NOT EXISTS {q(hold)} ({', '.join(parts)}, PRIMARY KEY ({column_list(c.name for c in key)})) "
-                "ENGINE=InnoDB")
+    session.run(
+        f"CREATE TABLE IF NOT EXISTS {q(hold)} ({', '.join(parts)}, PRIMARY KEY ({column_list(c.name for c in key)})) "
+        "ENGINE=InnoDB"
+    )
 
 
 def create_rows_hold(session: Session, hold: str, key: list[str], table_columns: list[ColumnInfo]) -> None:
     parts = [f"{q(IMAGE)} CHAR(1) NOT NULL"]
     parts += [column.definition(not_null=column.name in key) for column in table_columns if not column.generated]
-    session.run(f"CREATE TABLE IF NOT EXISTS {q(hold)} ({', '.join(parts)}, PRIMARY KEY ({q(IMAGE)}, {column_list(key)})) "
-                "ENGINE=InnoDB")
+    session.run(
+        f"CREATE TABLE IF NOT EXISTS {q(hold)} ({', '.join(parts)}, PRIMARY KEY ({q(IMAGE)}, {column_list(key)})) "
+        "ENGINE=InnoDB"
+    )
 
 
 @dataclass(frozen=True)
@@ -145,12 +166,14 @@ def _bodies(specs: list[TriggerSpec]) -> dict[str, list[str]]:
         else:
             new_key = " AND ".join(f"{q(k)} = NEW.{q(k)}" for k in spec.key)
             every = ", ".join(f"{q(changed_flag(flag))} = 1" for flag in spec.flags)
-            bodies["ai"].append(f"IF {TOOL_SESSION_VARIABLE} IS NULL THEN UPDATE {hold} SET {every} WHERE {new_key}; "
-                                "END IF;")
+            bodies["ai"].append(
+                f"IF {TOOL_SESSION_VARIABLE} IS NULL THEN UPDATE {hold} SET {every} WHERE {new_key}; END IF;"
+            )
             for column, flag in zip(spec.columns, spec.flags, strict=True):
                 bodies["au"].append(
                     f"IF {TOOL_SESSION_VARIABLE} IS NULL AND NOT (NEW.{q(column)} <=> OLD.{q(column)}) THEN "
-                    f"UPDATE {hold} SET {q(changed_flag(flag))} = 1 WHERE {new_key}; END IF;")
+                    f"UPDATE {hold} SET {q(changed_flag(flag))} = 1 WHERE {new_key}; END IF;"
+                )
     return bodies
 
 
@@ -161,15 +184,21 @@ def install_triggers(session: Session, deploy_id: str, table: str, specs: list[T
         name = q(trigger_name(deploy_id, table, event))
         session.run(f"DROP TRIGGER IF EXISTS {name}")
         if body:
-            session.run(f"CREATE TRIGGER {name} AFTER {TRIGGER_EVENTS[event]} ON {q(table)} FOR EACH ROW "
-                        f"BEGIN {' '.join(body)} END")
+            session.run(
+                f"CREATE TRIGGER {name} AFTER {TRIGGER_EVENTS[event]} ON {q(table)} FOR EACH ROW "
+                f"BEGIN {' '.join(body)} END"
+            )
 
 
 def drop_triggers(session: Session, deploy_id: str) -> int:
     """Every trigger a deploy left, on any table; returns how many."""
-    names = [row[0] for row in session.rows(
-        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() "
-        f"AND TRIGGER_NAME LIKE {session.literal(_like_prefix(HOLD_PREFIX + deploy_id[:8] + '_'))}")]
+    names = [
+        row[0]
+        for row in session.rows(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() "
+            f"AND TRIGGER_NAME LIKE {session.literal(_like_prefix(HOLD_PREFIX + deploy_id[:8] + '_'))}"
+        )
+    ]
     for name in names:
         session.run(f"DROP TRIGGER IF EXISTS {q(name)}")
     return len(names)
@@ -186,8 +215,11 @@ def _chunk_bounds(session: Session, table: str, key: list[str], where: str = "")
     order = column_list(key)
     while True:
         conditions = [condition for condition in (where, _key_compared(session, key, ">", last)) if condition]
-        row = session.rows(f"SELECT {order} FROM {q(table)}" + (f" WHERE {' AND '.join(conditions)}" if conditions
-                           else "") + f" ORDER BY {order} LIMIT 1 OFFSET {CHUNK_ROWS - 1}")
+        row = session.rows(
+            f"SELECT {order} FROM {q(table)}"
+            + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+            + f" ORDER BY {order} LIMIT 1 OFFSET {CHUNK_ROWS - 1}"
+        )
         if not row:
             bounds.append(None)
             return bounds
@@ -209,8 +241,17 @@ def chunked(session: Session, table: str, key: list[str], statement, where: str 
     """Run statement(range_condition) once per chunk of table in key order (each its own transaction)."""
     total, previous = 0, None
     for bound in _chunk_bounds(session, table, key, where):
-        condition = " AND ".join(part for part in (_key_compared(session, key, ">", previous, "src."),
-                                                   _key_compared(session, key, "<=", bound, "src.")) if part) or "1 = 1"
+        condition = (
+            " AND ".join(
+                part
+                for part in (
+                    _key_compared(session, key, ">", previous, "src."),
+                    _key_compared(session, key, "<=", bound, "src."),
+                )
+                if part
+            )
+            or "1 = 1"
+        )
         total += session.run(statement(condition))
         session.commit()
         previous = bound
@@ -220,21 +261,36 @@ def chunked(session: Session, table: str, key: list[str], statement, where: str 
 def copy_columns(session: Session, table: str, hold: str, key: list[str], held: list[str]) -> int:
     """The key and held columns of every row into hold, chunk by chunk, under shared row locks."""
     names = key + held
-    return chunked(session, table, key, lambda condition: (
-        f"INSERT IGNORE INTO {q(hold)} ({column_list(names)}) SELECT {column_list(names, 'src.')} "
-        f"FROM {q(table)} src WHERE {condition} LOCK IN SHARE MODE"))
+    return chunked(
+        session,
+        table,
+        key,
+        lambda condition: (
+            f"INSERT IGNORE INTO {q(hold)} ({column_list(names)}) SELECT {column_list(names, 'src.')} "
+            f"FROM {q(table)} src WHERE {condition} LOCK IN SHARE MODE"
+        ),
+    )
 
 
 def join_back(session: Session, table: str, hold: str, key: list[str], held: list[str]) -> int:
     """Held values back into the table's rows of the same key, each column where the application left it alone."""
-    assignments = ", ".join(f"t.{q(column)} = IF(src.{q(changed_flag(index))} = 0, src.{q(column)}, t.{q(column)})"
-                            for index, column in enumerate(held))
+    assignments = ", ".join(
+        f"t.{q(column)} = IF(src.{q(changed_flag(index))} = 0, src.{q(column)}, t.{q(column)})"
+        for index, column in enumerate(held)
+    )
     # Naming an ON UPDATE CURRENT_TIMESTAMP column keeps it: putting a value back is not the row's update.
-    assignments += "".join(f", t.{q(c.name)} = t.{q(c.name)}" for c in columns(session, table)
-                           if c.on_update and c.name not in held)
-    return chunked(session, hold, key, lambda condition: (
-        f"UPDATE {q(table)} t JOIN {q(hold)} src ON {key_match(key, 't', 'src')} SET {assignments} "
-        f"WHERE {condition}"))
+    assignments += "".join(
+        f", t.{q(c.name)} = t.{q(c.name)}" for c in columns(session, table) if c.on_update and c.name not in held
+    )
+    return chunked(
+        session,
+        hold,
+        key,
+        lambda condition: (
+            f"UPDATE {q(table)} t JOIN {q(hold)} src ON {key_match(key, 't', 'src')} SET {assignments} "
+            f"WHERE {condition}"
+        ),
+    )
 
 
 def changed_rows(session: Session, hold: str, held: list[str]) -> int:
@@ -247,8 +303,9 @@ def table_triggers(session: Session, table: str) -> list[dict]:
     """The definitions of a table's triggers, to be created again after it comes back."""
     found = []
     for (name,) in session.rows(
-            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE() "
-            f"AND EVENT_OBJECT_TABLE = {session.literal(table)} ORDER BY ACTION_ORDER"):
+        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE() "
+        f"AND EVENT_OBJECT_TABLE = {session.literal(table)} ORDER BY ACTION_ORDER"
+    ):
         row = session.rows(f"SHOW CREATE TRIGGER {q(name)}")[0]
         found.append({"name": name, "sql_mode": row[1], "definition": row[2]})
     return found
@@ -268,6 +325,10 @@ def free_names(session: Session, hold: str, before: str, triggers: list[dict]) -
 
 def holding_tables(session: Session) -> list[tuple[str, int]]:
     """(name, bytes) of every holding table of the database."""
-    return [(name, int(size or 0)) for name, size in session.rows(
-        "SELECT TABLE_NAME, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-        f"AND TABLE_NAME LIKE {session.literal(_like_prefix(HOLD_PREFIX))} ORDER BY TABLE_NAME")]
+    return [
+        (name, int(size or 0))
+        for name, size in session.rows(
+            "SELECT TABLE_NAME, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            f"AND TABLE_NAME LIKE {session.literal(_like_prefix(HOLD_PREFIX))} ORDER BY TABLE_NAME"
+        )
+    ]

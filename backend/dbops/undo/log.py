@@ -49,13 +49,23 @@ def ensure_table(session: Session) -> None:
     session.run(create_statement(UNDO))
 
 
-def add(session: Session, deploy_id: str, revision: str | None, kind: str, table: str | None = None,
-        hold: str | None = None, detail: dict | None = None) -> UndoEntry:
+def add(
+    session: Session,
+    deploy_id: str,
+    revision: str | None,
+    kind: str,
+    table: str | None = None,
+    hold: str | None = None,
+    detail: dict | None = None,
+) -> UndoEntry:
     detail = detail or {}
-    values = ", ".join(session.literal(value) for value in (deploy_id, revision, kind, table, hold, PREPARED,
-                                                             json.dumps(detail)))
-    session.run(f"INSERT INTO {UNDO.name} (deploy_id, revision, kind, table_name, hold_table, status, detail, "
-                f"created_at) VALUES ({values}, UTC_TIMESTAMP(6))")
+    values = ", ".join(
+        session.literal(value) for value in (deploy_id, revision, kind, table, hold, PREPARED, json.dumps(detail))
+    )
+    session.run(
+        f"INSERT INTO {UNDO.name} (deploy_id, revision, kind, table_name, hold_table, status, detail, "
+        f"created_at) VALUES ({values}, UTC_TIMESTAMP(6))"
+    )
     entry_id = int(session.value("SELECT LAST_INSERT_ID()"))
     return UndoEntry(entry_id, deploy_id, revision, kind, table, hold, PREPARED, detail)
 
@@ -65,22 +75,30 @@ def save(session: Session, entry: UndoEntry, status: str | None = None) -> None:
     if status is not None:
         entry.status = status
     finished = ", finished_at = UTC_TIMESTAMP(6)" if status in (UNDONE, SETTLED) else ""
-    session.run(f"UPDATE {UNDO.name} SET status = {session.literal(entry.status)}, "
-                f"detail = {session.literal(json.dumps(entry.detail))}, hold_table = {session.literal(entry.hold)}, "
-                f"table_name = {session.literal(entry.table)}{finished} WHERE id = {int(entry.id)}")
+    session.run(
+        f"UPDATE {UNDO.name} SET status = {session.literal(entry.status)}, "
+        f"detail = {session.literal(json.dumps(entry.detail))}, hold_table = {session.literal(entry.hold)}, "
+        f"table_name = {session.literal(entry.table)}{finished} WHERE id = {int(entry.id)}"
+    )
 
 
 def entries(session: Session, deploy_id: str | None = None, statuses: tuple[str, ...] = ()) -> list[UndoEntry]:
     """Entries of one deploy (or all), oldest first, optionally of some statuses only."""
-    if not session.value("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                         f"AND TABLE_NAME = {session.literal(UNDO.name)}"):
+    if not session.value(
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+        f"AND TABLE_NAME = {session.literal(UNDO.name)}"
+    ):
         return []
     where = []
     if deploy_id is not None:
         where.append(f"deploy_id = {session.literal(deploy_id)}")
     if statuses:
         where.append(f"status IN ({', '.join(session.literal(status) for status in statuses)})")
-    rows = session.rows(f"SELECT id, deploy_id, revision, kind, table_name, hold_table, status, detail FROM {UNDO.name}"
-                        + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id")
-    return [UndoEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7] or "{}"))
-            for row in rows]
+    rows = session.rows(
+        f"SELECT id, deploy_id, revision, kind, table_name, hold_table, status, detail FROM {UNDO.name}"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY id"
+    )
+    return [
+        UndoEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7] or "{}")) for row in rows
+    ]

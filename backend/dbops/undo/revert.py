@@ -76,8 +76,11 @@ def _create_table(control, session: Session, deploy_id, entry: log.UndoEntry, ou
 
 
 def _rename_table(control, session: Session, deploy_id, entry: log.UndoEntry, outcome) -> str:
-    back = [(new, old) for old, new in reversed(entry.detail["renames"])
-            if holding.table_exists(session, new) and not holding.table_exists(session, old)]
+    back = [
+        (new, old)
+        for old, new in reversed(entry.detail["renames"])
+        if holding.table_exists(session, new) and not holding.table_exists(session, old)
+    ]
     if back:
         session.run("RENAME TABLE " + ", ".join(f"{q(new)} TO {q(old)}" for new, old in back))
     return ""
@@ -92,8 +95,12 @@ def _converge(session: Session, table: str, before: str) -> bool:
 
 
 def _recreate_triggers(session: Session, triggers: list[dict]) -> None:
-    present = {row[0] for row in session.rows(
-        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()")}
+    present = {
+        row[0]
+        for row in session.rows(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
+        )
+    }
     for trigger in triggers:
         if trigger["name"] not in present:
             _run_in_mode(session, trigger["definition"], trigger.get("sql_mode"))
@@ -140,7 +147,7 @@ def _alter(control, session: Session, deploy_id, entry: log.UndoEntry, outcome) 
     for old, new in reversed(detail.get("renames", [])):
         line = current.column(new)
         if line is not None and current.column(old) is None:
-            session.run(f"ALTER TABLE {q(table)} CHANGE COLUMN {q(new)} {q(old)}{line[len(q(new)):]}")
+            session.run(f"ALTER TABLE {q(table)} CHANGE COLUMN {q(new)} {q(old)}{line[len(q(new)) :]}")
             current = read(session, table)
     if not held:
         _converge(session, table, detail["before"])
@@ -172,31 +179,50 @@ def _rows(control, session: Session, deploy_id, entry: log.UndoEntry, outcome) -
     same = " AND ".join(f"t.{q(c)} <=> a.{q(c)}" for c in values) or "1 = 1"
     hold_q, table_q = q(hold), q(table)
     # Rows it inserted (an after-image, no before-image): deleted where the application left them alone.
-    inserted_where = (f"FROM {table_q} t JOIN {hold_q} a ON a.{image} = '{after}' AND {key_match(key, 't', 'a')} "
-                      f"LEFT JOIN {hold_q} b ON b.{image} = '{before}' AND {key_match(key, 'b', 'a')} "
-                      f"WHERE b.{q(key[0])} IS NULL")
+    inserted_where = (
+        f"FROM {table_q} t JOIN {hold_q} a ON a.{image} = '{after}' AND {key_match(key, 't', 'a')} "
+        f"LEFT JOIN {hold_q} b ON b.{image} = '{before}' AND {key_match(key, 'b', 'a')} "
+        f"WHERE b.{q(key[0])} IS NULL"
+    )
     changed = int(session.value(f"SELECT COUNT(*) {inserted_where} AND NOT ({same})") or 0)
     removed = session.run(f"DELETE t {inserted_where} AND {same}")
     # Rows it updated (both images): each column back where it still holds what the revision wrote.
-    both = (f"{table_q} t JOIN {hold_q} src ON src.{image} = '{before}' AND {key_match(key, 't', 'src')} "
-            f"JOIN {hold_q} a ON a.{image} = '{after}' AND {key_match(key, 'a', 'src')}")
+    both = (
+        f"{table_q} t JOIN {hold_q} src ON src.{image} = '{before}' AND {key_match(key, 't', 'src')} "
+        f"JOIN {hold_q} a ON a.{image} = '{after}' AND {key_match(key, 'a', 'src')}"
+    )
     updated = 0
     if values:
         changed += int(session.value(f"SELECT COUNT(*) FROM {both} WHERE NOT ({same})") or 0)
         assignments = ", ".join(f"t.{q(c)} = IF(t.{q(c)} <=> a.{q(c)}, src.{q(c)}, t.{q(c)})" for c in values)
-        updated = holding.chunked(session, hold, key, lambda condition: (
-            f"UPDATE {both} SET {assignments} WHERE {condition}"), where=f"{image} = '{before}'")
+        updated = holding.chunked(
+            session,
+            hold,
+            key,
+            lambda condition: f"UPDATE {both} SET {assignments} WHERE {condition}",
+            where=f"{image} = '{before}'",
+        )
     # Rows it deleted (a before-image only): inserted again unless the application reused the key.
-    deleted_where = (f"FROM {hold_q} src LEFT JOIN {hold_q} a ON a.{image} = '{after}' AND {key_match(key, 'a', 'src')} "
-                     f"WHERE src.{image} = '{before}' AND a.{q(key[0])} IS NULL")
+    deleted_where = (
+        f"FROM {hold_q} src LEFT JOIN {hold_q} a ON a.{image} = '{after}' AND {key_match(key, 'a', 'src')} "
+        f"WHERE src.{image} = '{before}' AND a.{q(key[0])} IS NULL"
+    )
     reused = f"EXISTS (SELECT 1 FROM {table_q} t WHERE {key_match(key, 't', 'src')})"
     changed += int(session.value(f"SELECT COUNT(*) {deleted_where} AND {reused}") or 0)
-    restored = session.run(f"INSERT INTO {table_q} ({column_list(names)}) SELECT {column_list(names, 'src.')} "
-                           f"{deleted_where} AND NOT {reused}")
+    restored = session.run(
+        f"INSERT INTO {table_q} ({column_list(names)}) SELECT {column_list(names, 'src.')} "
+        f"{deleted_where} AND NOT {reused}"
+    )
     outcome.kept_application_writes += changed
-    parts = [f"{count:,} {what}" for count, what in ((removed, "inserted row(s) removed"),
-                                                     (updated, "updated row(s) put back"),
-                                                     (restored, "deleted row(s) restored")) if count]
+    parts = [
+        f"{count:,} {what}"
+        for count, what in (
+            (removed, "inserted row(s) removed"),
+            (updated, "updated row(s) put back"),
+            (restored, "deleted row(s) restored"),
+        )
+        if count
+    ]
     if changed:
         parts.append(f"{changed:,} row(s) the application changed since kept as it left them")
     return "; ".join(parts) or "no rows had changed"
@@ -210,8 +236,15 @@ def _object(control, session: Session, deploy_id, entry: log.UndoEntry, outcome)
     return ""
 
 
-_UNDO = {log.CREATE_TABLE: _create_table, log.RENAME_TABLE: _rename_table, log.DROP_TABLE: _drop_table,
-         log.REPLACED_TABLE: _drop_table, log.ALTER: _alter, log.ROWS: _rows, log.OBJECT: _object}
+_UNDO = {
+    log.CREATE_TABLE: _create_table,
+    log.RENAME_TABLE: _rename_table,
+    log.DROP_TABLE: _drop_table,
+    log.REPLACED_TABLE: _drop_table,
+    log.ALTER: _alter,
+    log.ROWS: _rows,
+    log.OBJECT: _object,
+}
 
 
 def settle(control: Session, session: Session, deploy_id: str) -> list[str]:

@@ -14,14 +14,43 @@ from ..sql import SQLSyntaxError, Statement
 
 NONE = "none"  # changes nothing a rollback must undo (SELECT, SET, tool tables...)
 CREATE_TABLE, DROP_TABLE, RENAME_TABLE, ALTER, ROWS, OBJECT, REFUSE = (
-    "create-table", "drop-table", "rename-table", "alter", "rows", "object", "refuse")
+    "create-table",
+    "drop-table",
+    "rename-table",
+    "alter",
+    "rows",
+    "object",
+    "refuse",
+)
 OBJECT_TYPES = ("VIEW", "TRIGGER", "PROCEDURE", "FUNCTION", "EVENT")
-_PASS_WORDS = frozenset({"SELECT", "SET", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "DO", "BEGIN", "START", "COMMIT",
-                         "ROLLBACK", "SAVEPOINT", "RELEASE", "ANALYZE", "OPTIMIZE", "CHECK", "CHECKSUM",
-                         "LOCK TABLES", "UNLOCK TABLES", "USE", "HELP", "XA"})
+_PASS_WORDS = frozenset(
+    {
+        "SELECT",
+        "SET",
+        "SHOW",
+        "DESCRIBE",
+        "DESC",
+        "EXPLAIN",
+        "DO",
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "ANALYZE",
+        "OPTIMIZE",
+        "CHECK",
+        "CHECKSUM",
+        "LOCK TABLES",
+        "UNLOCK TABLES",
+        "USE",
+        "HELP",
+        "XA",
+    }
+)
 _CLAUSE_END = ("WHERE", "ORDER BY", "LIMIT", "RETURNING")
-_JOIN_WORDS = frozenset({"JOIN", "INNER", "LEFT", "RIGHT", "CROSS", "STRAIGHT_JOIN", "NATURAL", "OUTER", "ON",
-                         "USING"})
+_JOIN_WORDS = frozenset({"JOIN", "INNER", "LEFT", "RIGHT", "CROSS", "STRAIGHT_JOIN", "NATURAL", "OUTER", "ON", "USING"})
 
 
 @dataclass(frozen=True)
@@ -102,8 +131,17 @@ def classify(sql: str) -> Action:
         if first == "SELECT" and any(t.word in ("INTO OUTFILE", "OUTFILE", "DUMPFILE") for t in statement.tokens):
             return _refuse("writes a file")
         return Action(NONE)
-    handler = {"UPDATE": _update, "DELETE": _delete, "INSERT": _insert, "REPLACE": _replace, "ALTER": _alter,
-               "CREATE": _create, "DROP": _drop, "RENAME": _rename, "TRUNCATE": _truncate}.get(first)
+    handler = {
+        "UPDATE": _update,
+        "DELETE": _delete,
+        "INSERT": _insert,
+        "REPLACE": _replace,
+        "ALTER": _alter,
+        "CREATE": _create,
+        "DROP": _drop,
+        "RENAME": _rename,
+        "TRUNCATE": _truncate,
+    }.get(first)
     if handler is None:
         return _refuse(f"{first or 'this statement'} is not something a rollback can undo")
     return handler(statement)
@@ -134,8 +172,12 @@ def _table_references(statement: Statement, start: int, stop: int) -> dict[str, 
                 return None
             alias = name
             index = _skip(statement, index, "AS")
-            if index < stop and tokens[index].is_name and tokens[index].word not in _JOIN_WORDS and \
-                    tokens[index].word not in ("PARTITION", "USE", "IGNORE", "FORCE", "SET", *_CLAUSE_END):
+            if (
+                index < stop
+                and tokens[index].is_name
+                and tokens[index].word not in _JOIN_WORDS
+                and tokens[index].word not in ("PARTITION", "USE", "IGNORE", "FORCE", "SET", *_CLAUSE_END)
+            ):
                 alias = tokens[index].text
                 index += 1
             found[alias] = name
@@ -178,8 +220,15 @@ def _update(statement: Statement) -> Action:
     if len(targets) != 1 or next(iter(targets)) not in references:
         return _refuse("UPDATE of several tables at once cannot be captured: split it into one UPDATE per table")
     alias = next(iter(targets))
-    return Action(ROWS, table=references[alias], dml="update", source=statement.text(start, set_index),
-                  alias=alias, tail=statement.text(tail_index), assigned=tuple(assigned))
+    return Action(
+        ROWS,
+        table=references[alias],
+        dml="update",
+        source=statement.text(start, set_index),
+        alias=alias,
+        tail=statement.text(tail_index),
+        assigned=tuple(assigned),
+    )
 
 
 def _delete(statement: Statement) -> Action:
@@ -193,8 +242,14 @@ def _delete(statement: Statement) -> Action:
     if references is None or len(references) != 1:
         return _refuse("multi-table DELETE cannot be captured: write one DELETE per table")
     alias, table = next(iter(references.items()))
-    return Action(ROWS, table=table, dml="delete", source=statement.text(start + 1, tail_index), alias=alias,
-                  tail=statement.text(tail_index))
+    return Action(
+        ROWS,
+        table=table,
+        dml="delete",
+        source=statement.text(start + 1, tail_index),
+        alias=alias,
+        tail=statement.text(tail_index),
+    )
 
 
 def _insert(statement: Statement) -> Action:
@@ -203,10 +258,15 @@ def _insert(statement: Statement) -> Action:
     if table is None or "." in table:
         return _refuse("INSERT into another schema cannot be captured")
     for position, token in enumerate(statement.tokens):
-        if token.depth == 0 and token.word == "ON" and position + 1 < len(statement.tokens) \
-                and statement.tokens[position + 1].word == "DUPLICATE":
-            return _refuse("INSERT ... ON DUPLICATE KEY UPDATE cannot be undone exactly: "
-                           "write it as INSERT IGNORE, then UPDATE")
+        if (
+            token.depth == 0
+            and token.word == "ON"
+            and position + 1 < len(statement.tokens)
+            and statement.tokens[position + 1].word == "DUPLICATE"
+        ):
+            return _refuse(
+                "INSERT ... ON DUPLICATE KEY UPDATE cannot be undone exactly: write it as INSERT IGNORE, then UPDATE"
+            )
     return Action(ROWS, table=table, dml="insert")
 
 
@@ -231,8 +291,18 @@ def _object_action(statement: Statement, index: int) -> Action | None:
             if name is None or "." in name:
                 return _refuse(f"{word} in another schema cannot be undone")
             return Action(OBJECT, object_type=word, object_name=name)
-        if word in ("TABLE", "INDEX", "DATABASE", "SCHEMA", "USER", "ROLE", "SEQUENCE", "SERVER", "TABLESPACE",
-                    "LOGFILE"):
+        if word in (
+            "TABLE",
+            "INDEX",
+            "DATABASE",
+            "SCHEMA",
+            "USER",
+            "ROLE",
+            "SEQUENCE",
+            "SERVER",
+            "TABLESPACE",
+            "LOGFILE",
+        ):
             return None
     return None
 
@@ -260,8 +330,9 @@ def _create(statement: Statement) -> Action:
             return _refuse("CREATE INDEX cannot be read")
         return Action(ALTER, table=table)
     found = _object_action(statement, index)
-    return found or _refuse(f"CREATE {statement.tokens[index].text if index < len(statement.tokens) else ''} "
-                            "cannot be undone")
+    return found or _refuse(
+        f"CREATE {statement.tokens[index].text if index < len(statement.tokens) else ''} cannot be undone"
+    )
 
 
 def _drop(statement: Statement) -> Action:
@@ -313,8 +384,9 @@ def _alter(statement: Statement) -> Action:
         return _refuse("ALTER IGNORE TABLE deletes rows that break a new unique key: deduplicate with DELETE first")
     if index >= len(statement.tokens) or statement.tokens[index].word != "TABLE":
         found = _object_action(statement, 1)
-        return found or _refuse(f"ALTER {statement.tokens[1].text if len(statement.tokens) > 1 else ''} "
-                                "cannot be undone")
+        return found or _refuse(
+            f"ALTER {statement.tokens[1].text if len(statement.tokens) > 1 else ''} cannot be undone"
+        )
     _, after = _if_exists(statement, index + 1)
     table, after = _name_at(statement, after)
     if table is None or "." in table:
@@ -330,13 +402,23 @@ def _alter(statement: Statement) -> Action:
         head = [token.word for token in spec[:3]]
         if not spec:
             continue
-        if head[0] in _DATA_LOSING_PARTITION_WORDS and "PARTITION" in head[1:] or \
-                head[0] in ("DISCARD", "EXCHANGE"):
+        if head[0] in _DATA_LOSING_PARTITION_WORDS and "PARTITION" in head[1:] or head[0] in ("DISCARD", "EXCHANGE"):
             return _refuse(f"ALTER TABLE ... {' '.join(h for h in head if h)} loses data a rollback cannot bring back")
         if head[0] == "DROP":
             position = begin + 1
-            if head[1] in ("INDEX", "KEY", "FOREIGN KEY", "PRIMARY KEY", "CHECK", "CONSTRAINT", "PERIOD",
-                           "SYSTEM", "FOREIGN", "PRIMARY", "UNIQUE"):
+            if head[1] in (
+                "INDEX",
+                "KEY",
+                "FOREIGN KEY",
+                "PRIMARY KEY",
+                "CHECK",
+                "CONSTRAINT",
+                "PERIOD",
+                "SYSTEM",
+                "FOREIGN",
+                "PRIMARY",
+                "UNIQUE",
+            ):
                 continue
             if head[1] == "COLUMN":
                 position += 1
@@ -367,5 +449,10 @@ def _alter(statement: Statement) -> Action:
         elif head[0] == "CONVERT":
             converts = True
             specs.append(statement.text(begin, end))
-    return Action(ALTER, table=table, alter=AlterChanges(tuple(dropped), tuple(modified), tuple(renamed),
-                                                          tuple(retyped), converts, new_name, tuple(specs)))
+    return Action(
+        ALTER,
+        table=table,
+        alter=AlterChanges(
+            tuple(dropped), tuple(modified), tuple(renamed), tuple(retyped), converts, new_name, tuple(specs)
+        ),
+    )

@@ -48,7 +48,12 @@ class TableDef:
 
     def same_as(self, other: TableDef) -> bool:
         return (self.columns, self.indexes, self.foreign_keys, self.checks, self.options) == (
-            other.columns, other.indexes, other.foreign_keys, other.checks, other.options)
+            other.columns,
+            other.indexes,
+            other.foreign_keys,
+            other.checks,
+            other.options,
+        )
 
     def differences(self, other: TableDef) -> list[str]:
         """What differs from other, in words (for a rollback's report)."""
@@ -57,11 +62,16 @@ class TableDef:
             mine, theirs = dict(self.columns), dict(other.columns)
             changed = sorted(name for name in mine.keys() | theirs.keys() if mine.get(name) != theirs.get(name))
             found.append(f"columns {', '.join(changed)}" if changed else "column order")
-        for label, mine, theirs in (("indexes", self.indexes, other.indexes),
-                                    ("foreign keys", self.foreign_keys, other.foreign_keys),
-                                    ("checks", self.checks, other.checks), ("options", self.options, other.options)):
+        for label, mine, theirs in (
+            ("indexes", self.indexes, other.indexes),
+            ("foreign keys", self.foreign_keys, other.foreign_keys),
+            ("checks", self.checks, other.checks),
+            ("options", self.options, other.options),
+        ):
             if mine != theirs:
-                found.append(f"{label} {', '.join(sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)))}")
+                found.append(
+                    f"{label} {', '.join(sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)))}"
+                )
         return found
 
 
@@ -112,8 +122,10 @@ def parse(create_sql: str) -> TableDef:
 
 def show_create(session: Session, table: str) -> str | None:
     """SHOW CREATE TABLE's text, or None when the table does not exist."""
-    kind = session.value("SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                         f"AND TABLE_NAME = {session.literal(table)}")
+    kind = session.value(
+        "SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+        f"AND TABLE_NAME = {session.literal(table)}"
+    )
     if kind != "BASE TABLE":
         return None
     return session.rows(f"SHOW CREATE TABLE {quote_identifier(table, 'table name')}")[0][1]
@@ -133,10 +145,16 @@ def alter_statements(current: TableDef, wanted: TableDef) -> list[str]:
     server accepts: constraints off, table options, columns and indexes, constraints on."""
     quoted = quote_identifier(current.name, "table name")
     statements = []
-    drops = [f"DROP FOREIGN KEY {quote_identifier(name, 'constraint name')}"
-             for name, line in current.foreign_keys.items() if wanted.foreign_keys.get(name) != line]
-    drops += [f"DROP CONSTRAINT {quote_identifier(name, 'constraint name')}"
-              for name, line in current.checks.items() if wanted.checks.get(name) != line]
+    drops = [
+        f"DROP FOREIGN KEY {quote_identifier(name, 'constraint name')}"
+        for name, line in current.foreign_keys.items()
+        if wanted.foreign_keys.get(name) != line
+    ]
+    drops += [
+        f"DROP CONSTRAINT {quote_identifier(name, 'constraint name')}"
+        for name, line in current.checks.items()
+        if wanted.checks.get(name) != line
+    ]
     if drops:
         statements.append(f"ALTER TABLE {quoted} {', '.join(drops)}")
 
@@ -144,17 +162,25 @@ def alter_statements(current: TableDef, wanted: TableDef) -> list[str]:
     for key in current.options.keys() - wanted.options.keys():
         options[key] = "''" if key == "COMMENT" else "DEFAULT"
     if options:
-        statements.append(f"ALTER TABLE {quoted} " + " ".join(
-            f"{'DEFAULT CHARSET' if key == 'CHARSET' else key}={value}" for key, value in options.items()))
+        statements.append(
+            f"ALTER TABLE {quoted} "
+            + " ".join(f"{'DEFAULT CHARSET' if key == 'CHARSET' else key}={value}" for key, value in options.items())
+        )
 
-    changes = [("DROP PRIMARY KEY" if name == "PRIMARY" else f"DROP INDEX {quote_identifier(name, 'index name')}")
-               for name, line in current.indexes.items() if wanted.indexes.get(name) != line]
+    changes = [
+        ("DROP PRIMARY KEY" if name == "PRIMARY" else f"DROP INDEX {quote_identifier(name, 'index name')}")
+        for name, line in current.indexes.items()
+        if wanted.indexes.get(name) != line
+    ]
     # A column without its own charset takes the table's: when that changes, every line must be given again.
     recharset = any(current.options.get(key) != wanted.options.get(key) for key in ("CHARSET", "COLLATE"))
     wanted_names = set(wanted.column_names)
     order = [name for name in current.column_names if name in wanted_names]
-    changes += [f"DROP COLUMN {quote_identifier(name, 'column name')}"
-                for name in current.column_names if name not in wanted_names]
+    changes += [
+        f"DROP COLUMN {quote_identifier(name, 'column name')}"
+        for name in current.column_names
+        if name not in wanted_names
+    ]
     for index, (name, line) in enumerate(wanted.columns):
         have = current.column(name)
         if have is not None and have == line and not recharset and index < len(order) and order[index] == name:

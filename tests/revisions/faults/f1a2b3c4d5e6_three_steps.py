@@ -32,7 +32,9 @@ def upgrade() -> None:
         "mood_tags",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("name", sa.String(40), nullable=False),
-        mysql_engine="InnoDB", mysql_charset="utf8mb4", mysql_collate="utf8mb4_unicode_ci",
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_unicode_ci",
     )
     window(1)
     op.add_column("knowledge", sa.Column("summary", sa.String(200), nullable=True))
