@@ -7,7 +7,8 @@ from dataclasses import replace
 
 from backend.dbops import migrate
 from backend.dbops.admin import create_database
-from backend.dbops.drift import LIVE, MIGRATIONS, MODELS, Difference, drift, normalize_default, normalize_type
+from backend.dbops.drift import LIVE, MIGRATIONS, MODELS, drift
+from backend.dbops.schema import Difference, normalize_default, normalize_type
 from tests.conftest import HEAD, assert_one_error_line, copy_versions
 
 MISSING_INDEX_REV = "ccccccccccc3"

@@ -25,10 +25,10 @@ from ..config import Settings
 from . import journal, migrate
 from .connection import connect, require_configured
 from .deploy_history import SUCCEEDED, DeployRecord, StepResult, record_start, record_update
-from .drift import LIVE, MIGRATIONS, Difference, compare_snapshots
+from .drift import LIVE, MIGRATIONS
 from .errors import RevisionError
 from .lock import migration_lock
-from .snapshot import schema_snapshot
+from .schema import Difference, Schema, diff, read_schema
 from .tool_tables import ignored_tables
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class Adoption:
     differences: list[Difference] = field(default_factory=list)  # block the adoption
     notes: list[Difference] = field(default_factory=list)  # reported only
     recorded: bool = False
-    live: dict = field(default_factory=dict, repr=False)  # the snapshot compared
+    live: Schema = field(default_factory=Schema, repr=False)  # the schema compared
 
     @property
     def matches(self) -> bool:
@@ -95,12 +95,12 @@ def adoption_hint(
     )
 
 
-def _live_state(settings: Settings) -> tuple[tuple[str, ...], dict]:
+def _live_state(settings: Settings) -> tuple[tuple[str, ...], Schema]:
     with connect(settings) as connection:
         migrate.refuse_unfinished(connection)
         return (
             migrate.current_heads(connection),
-            schema_snapshot(connection, settings.database, ignored_tables(settings)),
+            read_schema(connection, settings.database, ignored_tables(settings)),
         )
 
 
@@ -118,16 +118,16 @@ def compare(settings: Settings, revision: str = "head") -> Adoption:
             f"{settings.database} is already at {', '.join(was)}, a revision of this code: "
             "nothing to adopt (see `invoke db.check`)"
         )
-    if not live:
+    if not live.tables:
         raise RevisionError(f"{settings.database} has no tables to adopt: `invoke db.upgrade` builds it")
     with migrate.scratch_database(settings, target) as scratch, connect(scratch) as connection:
-        built = schema_snapshot(connection, scratch.database, ignored_tables(settings))
-    found = compare_snapshots(built, live, MIGRATIONS, LIVE)
+        built = read_schema(connection, scratch.database, ignored_tables(settings))
+    found = diff(built, live, MIGRATIONS, LIVE)
     return Adoption(
         settings.database,
         target,
         was,
-        sorted(live),
+        live.names(),
         differences=[difference for difference in found if difference.item != COLUMN_ORDER],
         notes=[difference for difference in found if difference.item == COLUMN_ORDER],
         live=live,

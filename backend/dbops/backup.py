@@ -38,9 +38,9 @@ from . import migrate
 from .connection import connect, parse_server_version, require_configured, server_info
 from .errors import BackupError
 from .identifiers import validate_identifier
+from .schema import row_counts
 from .secret_pipe import TooLong, pipe_holding
 from .servers import find_program
-from .snapshot import row_counts
 from .tool_tables import HISTORY_TABLES, TOOL_TABLES, VERSION_TABLE
 
 if TYPE_CHECKING:

@@ -5,22 +5,21 @@
 - live: the configured database.
 
 Models against a database go through Alembic's compare_metadata (what autogenerate would
-write); the two databases are compared table by table from schema snapshots. MySQL and
-MariaDB quirks that are not real differences are normalized away: TINYINT(1) vs BOOLEAN,
+write); the two databases are compared by schema.diff, table by table. MySQL and MariaDB
+quirks that are not real differences are normalized away (schema.py): TINYINT(1) vs BOOLEAN,
 integer display widths, the indexes InnoDB creates for foreign keys, default quoting,
 current_timestamp() vs CURRENT_TIMESTAMP.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from . import migrate
 from .connection import connect, require_configured
-from .snapshot import Snapshot, schema_snapshot
+from .schema import Difference, diff, normalize_default, normalize_type, read_schema, same_type
 from .tool_tables import IgnoredTables, ignored_tables
 
 if TYPE_CHECKING:
@@ -29,16 +28,6 @@ if TYPE_CHECKING:
 
 MODELS, MIGRATIONS, LIVE = "models", "migrations", "live"
 PAIRS = ((MODELS, MIGRATIONS), (MODELS, LIVE), (MIGRATIONS, LIVE))
-
-
-@dataclass(frozen=True)
-class Difference:
-    table: str
-    item: str  # "table", "column mood", "index ix_users_email", "foreign key fk_...", "check ..."
-    detail: str  # e.g. "only in live", "type varchar(32) in migrations, varchar(64) in live"
-
-    def text(self) -> str:
-        return f"{self.table}: {self.item}: {self.detail}" if self.item != "table" else f"{self.table}: {self.detail}"
 
 
 @dataclass
@@ -130,43 +119,6 @@ def _cell(text: str) -> str:
 # ---------------------------------------------------------------- models against a database
 
 
-_DISPLAY_WIDTH = re.compile(r"^(tinyint|smallint|mediumint|int|bigint)\(\d+\)")
-_SYNONYMS = {
-    "bool": "tinyint",
-    "boolean": "tinyint",
-    "integer": "int",
-    "numeric": "decimal",
-    "json": "longtext",
-}  # MariaDB stores JSON as LONGTEXT with a json_valid() check
-
-
-def normalize_type(type_text: str) -> str:
-    """A MySQL type as comparable text: tinyint(1)/BOOL -> tinyint, int(11) -> int, NUMERIC -> decimal."""
-    text = " ".join(type_text.lower().replace(", ", ",").split())
-    text = re.sub(r"\s+(collate|character set|charset)\s+\S+", "", text)
-    base = re.match(r"[a-z]+", text)
-    if base and base.group(0) in _SYNONYMS:
-        text = _SYNONYMS[base.group(0)] + text[base.end() :]
-    return _DISPLAY_WIDTH.sub(r"\1", text)
-
-
-def normalize_default(value: Any) -> str | None:
-    """A server default as comparable text: quotes, parentheses and current_timestamp() spelling dropped."""
-    if value is None:
-        return None
-    arg = getattr(value, "arg", value)
-    text = str(getattr(arg, "text", arg)).strip()
-    while len(text) >= 2 and text[0] == "(" and text[-1] == ")":
-        text = text[1:-1].strip()
-    if text.upper() == "NULL":
-        return None
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        text = text[1:-1]
-    text = re.sub(r"current_timestamp(\(\))?", "CURRENT_TIMESTAMP", text, flags=re.I)
-    text = re.sub(r"\bnow\(\)", "CURRENT_TIMESTAMP", text, flags=re.I)
-    return text
-
-
 def _type_text(type_) -> str:
     from sqlalchemy.dialects import mysql
 
@@ -232,7 +184,7 @@ def _describe(entry, left: str, right: str, metadata: MetaData) -> Difference | 
         what = kind.removeprefix("modify_")
         if what == "type":
             database_text, model_text = _type_text(database_value), _type_text(model_value)
-            if normalize_type(database_text) == normalize_type(model_text):
+            if same_type(database_text, model_text):
                 return None
         elif what == "default":
             database_text, model_text = normalize_default(database_value), normalize_default(model_value)
@@ -264,107 +216,6 @@ def models_against(
     return sorted((difference for difference in described if difference), key=lambda d: (d.table, d.item))
 
 
-# ---------------------------------------------------------------- two databases
-
-
-def _index_text(index: dict) -> str:
-    return ("unique " if index["unique"] else "") + "(" + ", ".join(index["columns"]) + ")"
-
-
-def _fk_text(fk: dict) -> str:
-    return (
-        f"({', '.join(fk['columns'])}) -> {fk['references']}({', '.join(fk['referenced_columns'])}) "
-        f"on delete {fk['on_delete'].lower()}, on update {fk['on_update'].lower()}"
-    )
-
-
-def _named(kind: str, table: str, left: str, right: str, a: dict, b: dict, show) -> list[Difference]:
-    found = []
-    for name in sorted(a.keys() | b.keys()):
-        if name not in b:
-            found.append(Difference(table, f"{kind} {name}", f"only in {left} {show(a[name])}"))
-        elif name not in a:
-            found.append(Difference(table, f"{kind} {name}", f"only in {right} {show(b[name])}"))
-        elif a[name] != b[name]:
-            found.append(Difference(table, f"{kind} {name}", f"{show(a[name])} in {left}, {show(b[name])} in {right}"))
-    return found
-
-
-_COLUMN_FIELDS = ("type", "nullable", "default", "extra", "collation")
-
-
-def _normalized_columns(columns: list) -> dict[str, dict]:
-    result = {}
-    for name, column_type, nullable, default, extra, collation in columns:
-        result[name] = {
-            "type": normalize_type(column_type),
-            "nullable": nullable,
-            "default": normalize_default(default),
-            "extra": extra,
-            "collation": collation,
-        }
-    return result
-
-
-def _without_implicit_indexes(table: dict) -> dict[str, dict]:
-    """Indexes, less those InnoDB made for a foreign key (named after it, on its columns)."""
-    return {
-        name: index
-        for name, index in table["indexes"].items()
-        if not (
-            name in table["foreign_keys"]
-            and index["columns"] == table["foreign_keys"][name]["columns"]
-            and not index["unique"]
-        )
-    }
-
-
-def compare_snapshots(a: Snapshot, b: Snapshot, left: str = MIGRATIONS, right: str = LIVE) -> list[Difference]:
-    """Table by table: columns, indexes, foreign keys, checks, engine and collation."""
-    found: list[Difference] = []
-    for table in sorted(a.keys() | b.keys()):
-        if table not in b:
-            found.append(Difference(table, "table", f"only in {left}"))
-            continue
-        if table not in a:
-            found.append(Difference(table, "table", f"only in {right}"))
-            continue
-        one, two = a[table], b[table]
-        for key in ("engine", "collation"):
-            if one[key] != two[key]:
-                found.append(Difference(table, "table", f"{key} {one[key]} in {left}, {two[key]} in {right}"))
-        columns_a, columns_b = _normalized_columns(one["columns"]), _normalized_columns(two["columns"])
-        for name in sorted(columns_a.keys() | columns_b.keys()):
-            if name not in columns_b:
-                found.append(Difference(table, f"column {name}", f"only in {left} ({columns_a[name]['type']})"))
-            elif name not in columns_a:
-                found.append(Difference(table, f"column {name}", f"only in {right} ({columns_b[name]['type']})"))
-            else:
-                changed = [
-                    f"{key} {columns_a[name][key]!s} in {left}, {columns_b[name][key]!s} in {right}"
-                    for key in _COLUMN_FIELDS
-                    if columns_a[name][key] != columns_b[name][key]
-                ]
-                if changed:
-                    found.append(Difference(table, f"column {name}", "; ".join(changed)))
-        common = [name for name in columns_a if name in columns_b]
-        if common != [name for name in columns_b if name in columns_a]:
-            found.append(
-                Difference(
-                    table,
-                    "column order",
-                    f"({', '.join(common)}) in {left}, "
-                    f"({', '.join(n for n in columns_b if n in columns_a)}) in {right}",
-                )
-            )
-        found += _named(
-            "index", table, left, right, _without_implicit_indexes(one), _without_implicit_indexes(two), _index_text
-        )
-        found += _named("foreign key", table, left, right, one["foreign_keys"], two["foreign_keys"], _fk_text)
-        found += _named("check", table, left, right, one["checks"], two["checks"], lambda clause: f"({clause})")
-    return found
-
-
 # ---------------------------------------------------------------- the three-way report
 
 
@@ -375,10 +226,10 @@ def drift(settings: Settings) -> DriftReport:
     ignored = ignored_tables(settings)
     with connect(settings) as connection:
         live_revision = migrate.current_heads(connection)
-        live_snapshot = schema_snapshot(connection, settings.database, ignored)
+        live_schema = read_schema(connection, settings.database, ignored)
         models_vs_live = models_against(connection, ignored, MODELS, LIVE)
     with migrate.scratch_database(settings, "head") as scratch, connect(scratch) as connection:
-        scratch_snapshot = schema_snapshot(connection, scratch.database, ignored)
+        scratch_schema = read_schema(connection, scratch.database, ignored)
         models_vs_migrations = models_against(connection, ignored, MODELS, MIGRATIONS)
 
     report = DriftReport(
@@ -388,7 +239,7 @@ def drift(settings: Settings) -> DriftReport:
         [
             Comparison(MODELS, MIGRATIONS, models_vs_migrations),
             Comparison(MODELS, LIVE, models_vs_live),
-            Comparison(MIGRATIONS, LIVE, compare_snapshots(scratch_snapshot, live_snapshot, MIGRATIONS, LIVE)),
+            Comparison(MIGRATIONS, LIVE, diff(scratch_schema, live_schema, MIGRATIONS, LIVE)),
         ],
     )
     if set(live_revision) != {head}:

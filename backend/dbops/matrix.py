@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from ..config import Settings
+    from .schema import Schema
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUTPUT = PROJECT_ROOT / ".nox-matrix"
@@ -176,69 +177,23 @@ def _error_text(exc: BaseException) -> str:
 # ---------------------------------------------------------------- snapshots and their differences
 
 
-def _snapshot(settings: Settings) -> dict:
+def _snapshot(settings: Settings) -> Schema:
     from .connection import connect
-    from .snapshot import schema_snapshot
+    from .schema import read_schema
     from .tool_tables import TOOL_TABLES
 
     with connect(settings) as connection:
-        return schema_snapshot(connection, settings.database, exclude=TOOL_TABLES)
+        return read_schema(connection, settings.database, exclude=TOOL_TABLES)
 
 
-def describe_difference(expected: dict, actual: dict, limit: int = 6) -> str:
-    """One line naming what differs between two snapshots (tables, then their parts)."""
-    parts = []
-    for table in sorted(expected.keys() | actual.keys()):
-        before, after = expected.get(table), actual.get(table)
-        if before == after:
-            continue
-        if before is None:
-            parts.append(f"table {table} is extra")
-            continue
-        if after is None:
-            parts.append(f"table {table} is missing")
-            continue
-        for key in sorted(before.keys() | after.keys()):
-            if before.get(key) == after.get(key):
-                continue
-            if key == "columns":
-                old = {column[0]: column for column in before.get(key, [])}
-                new = {column[0]: column for column in after.get(key, [])}
-                parts += [f"{table}.{name} is extra" for name in new.keys() - old.keys()]
-                parts += [f"{table}.{name} is missing" for name in old.keys() - new.keys()]
-                parts += [
-                    f"{table}.{name} differs ({old[name][1:]} vs {new[name][1:]})"
-                    for name in old.keys() & new.keys()
-                    if old[name] != new[name]
-                ]
-                if old.keys() == new.keys() and list(old) != list(new):
-                    parts.append(f"{table} column order differs")
-            elif isinstance(before.get(key), dict) and isinstance(after.get(key), dict):
-                old, new = before[key], after[key]
-                noun = {"indexes": "index", "foreign_keys": "foreign key", "checks": "check"}.get(key, key)
-                parts += [f"{table} {noun} {name} is extra" for name in sorted(new.keys() - old.keys())]
-                parts += [f"{table} {noun} {name} is missing" for name in sorted(old.keys() - new.keys())]
-                parts += [
-                    f"{table} {noun} {name} differs ({_how(old[name], new[name])})"
-                    for name in sorted(old.keys() & new.keys())
-                    if old[name] != new[name]
-                ]
-            else:
-                parts.append(f"{table} {key} differs ({before.get(key)} vs {after.get(key)})")
+def describe_difference(expected: Schema, actual: Schema, limit: int = 6) -> str:
+    """One line naming what differs between two schemas."""
+    from .schema import diff
+
+    parts = [difference.text() for difference in diff(expected, actual, "expected", "actual")]
     if len(parts) > limit:
         parts = parts[:limit] + [f"{len(parts) - limit} more"]
     return "; ".join(parts) or "no difference"
-
-
-def _how(old: object, new: object) -> str:
-    """'key: a vs b' for the keys of two dicts that differ, else 'a vs b'."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return ", ".join(
-            f"{key}: {old.get(key)} vs {new.get(key)}"
-            for key in sorted(old.keys() | new.keys())
-            if old.get(key) != new.get(key)
-        )
-    return f"{old} vs {new}"
 
 
 def _describe_autogenerate(diffs: list) -> str:
@@ -427,12 +382,12 @@ def _round_trip(run: _Run, fixtures: Mapping[str, Fixture]) -> str:
 
     run.revisions = _ordered_revisions(run.settings)
     base = _snapshot(run.settings)
-    if base:
-        raise CheckFailed(f"the new database is not empty: {', '.join(sorted(base))}")
+    if base.tables:
+        raise CheckFailed(f"the new database is not empty: {', '.join(base.names())}")
     run.up_snapshots["base"] = base
     problems = _way_up(run, fixtures, compare=False)
-    run.head_snapshot = run.up_snapshots[run.revisions[-1].revision] if run.revisions else {}
-    run.first_state = data_state(run.settings, list(run.head_snapshot))
+    run.head_snapshot = run.up_snapshots[run.revisions[-1].revision] if run.revisions else base
+    run.first_state = data_state(run.settings, run.head_snapshot.names())
     for revision in reversed(run.revisions):
         parent = _label(_parent(revision))
         try:
@@ -488,7 +443,7 @@ def _data(run: _Run) -> str:
     missing = _missing_rows(run.settings, run.inserted)
     if missing:
         raise CheckFailed(f"fixture rows gone at head: {', '.join(missing[:8])}")
-    second = data_state(run.settings, list(run.head_snapshot or {}))
+    second = data_state(run.settings, run.head_snapshot.names())
     changed = [table for table in sorted(second) if second[table] != (run.first_state or {}).get(table)]
     if changed:
         words = [f"{table} {run.first_state.get(table)} -> {second[table]}" for table in changed[:4]]

@@ -26,8 +26,8 @@ from .deploy_history import FAILED, RESTORE_TARGET, ROLLING_BACK, RUNNING, load_
 from .errors import DbOpsError, Refused, RevisionError
 from .lock import HeldLock, migration_lock
 from .restore import resume
+from .schema import differing_tables, read_schema
 from .scratch import ScratchUnavailable
-from .snapshot import differing_tables, schema_snapshot
 from .tool_tables import ignored_tables
 from .undo import log
 from .undo.session import Session
@@ -129,9 +129,9 @@ def _converge_half_applied(settings: Settings, held: HeldLock, left: list, mode:
         converged = converge(settings, reference)
         align_column_order(settings, scratch, sorted(reference.tables))
         with connect(scratch) as connection:
-            wanted = schema_snapshot(connection, scratch.database, exclude=ignored_tables(settings))
+            wanted = read_schema(connection, scratch.database, exclude=ignored_tables(settings))
     with connect(settings) as connection:
-        live = schema_snapshot(connection, settings.database, exclude=ignored_tables(settings))
+        live = read_schema(connection, settings.database, exclude=ignored_tables(settings))
     # The journal first: stamp would otherwise mark the entry merely 'resolved'.
     for stale in left:
         journal.finish(

@@ -36,7 +36,7 @@ from .deploy_history import (
 from .errors import BackupError, Refused
 from .identifiers import SYSTEM_SCHEMAS, validate_identifier
 from .lock import HeldLock, migration_lock
-from .snapshot import row_counts
+from .schema import row_counts
 from .tool_tables import TOOL_TABLES
 from .undo import holding, log, revert
 from .undo.capture import object_definition

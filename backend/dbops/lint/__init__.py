@@ -27,14 +27,14 @@ from ...config import PROJECT_ROOT, Settings
 from .. import migrate
 from ..connection import connect
 from ..errors import DbOpsError, RevisionError
-from ..snapshot import schema_snapshot
+from ..schema import read_schema
 from ..tool_tables import TOOL_TABLES
 from .capture import Source, call_spans, capture, finding_in
 from .live import Live
 from .raw_sql import RawCopy, expand
 from .report import ERROR, RULES, WARNING, Finding, LintReport
 from .rules import Check, check_downgrade, check_revision
-from .schema import apply_operation, schema_from_snapshot
+from .schema import apply_operation, schema_from_live
 from .silences import read_ignores, silence
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def _select(
 
 
 @contextmanager
-def _scratch_snapshots(settings: Settings) -> Iterator:
+def _scratch_schemas(settings: Settings) -> Iterator:
     """A function revision -> schema before it, from a scratch database upgraded step by step."""
     from alembic import command
 
@@ -125,7 +125,7 @@ def _scratch_snapshots(settings: Settings) -> Iterator:
                 for parent in _parents(rev):
                     command.upgrade(config, parent)
                 connection.commit()
-                return schema_from_snapshot(schema_snapshot(connection, scratch.database, TOOL_TABLES))
+                return schema_from_live(read_schema(connection, scratch.database, TOOL_TABLES))
 
         yield before
 
@@ -195,7 +195,7 @@ def lint(
         before = None
         if database_checks and settings.is_configured and selected:
             try:
-                before = stack.enter_context(_scratch_snapshots(settings))
+                before = stack.enter_context(_scratch_schemas(settings))
             except DbOpsError as exc:
                 report.notes.append(f"scratch database unavailable ({exc}): schema replayed from the revisions")
         replayed = None

@@ -1,9 +1,14 @@
-"""A model of the schema (tables, columns, indexes, foreign keys) as plain dicts: built from a
-snapshot of a scratch database or from create_table, then changed operation by operation."""
+"""The lint's working model of a schema (tables, columns, indexes, foreign keys) as plain dicts:
+built from a scratch database's schema (schema.read_schema) or from create_table, then changed
+operation by operation as the revision would change the database."""
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..schema import Schema
 
 
 def type_string(type_) -> str | None:
@@ -92,27 +97,32 @@ def _table_from_op(operation) -> dict:
     return shape
 
 
-def schema_from_snapshot(snapshot: dict) -> dict:
-    schema = {}
-    for name, table in snapshot.items():
+def schema_from_live(live: Schema) -> dict:
+    """The working model of a schema read from a database (schema.read_schema)."""
+    model = {}
+    for name, table in live.tables.items():
         shape = _new_table()
-        for column, column_type, nullable, default, _extra, _collation in table["columns"]:
-            shape["columns"][column] = {"type": column_type, "nullable": nullable, "default": default}
-        for index, entry in table["indexes"].items():
-            shape["indexes"][index] = {
-                "columns": [re.sub(r"\(\d+\)$", "", c) for c in entry["columns"]],
-                "unique": entry["unique"],
+        for column in table.columns:
+            shape["columns"][column.name] = {
+                "type": column.type,
+                "nullable": column.nullable,
+                "default": column.default,
             }
-        for fk, entry in table["foreign_keys"].items():
-            shape["foreign_keys"][fk] = {
-                "columns": entry["columns"],
-                "references": entry["references"],
-                "referenced_columns": entry["referenced_columns"],
+        for index in table.indexes.values():
+            shape["indexes"][index.name] = {
+                "columns": [re.sub(r"\(\d+\)$", "", c) for c in index.columns],
+                "unique": index.unique,
             }
-            if fk in shape["indexes"] and shape["indexes"][fk]["columns"] == entry["columns"]:
-                shape["indexes"][fk]["implicit"] = True
-        schema[name] = shape
-    return schema
+        for fk in table.foreign_keys.values():
+            shape["foreign_keys"][fk.name] = {
+                "columns": list(fk.columns),
+                "references": fk.references,
+                "referenced_columns": list(fk.referenced_columns),
+            }
+            if fk.name in shape["indexes"] and shape["indexes"][fk.name]["columns"] == list(fk.columns):
+                shape["indexes"][fk.name]["implicit"] = True
+        model[name] = shape
+    return model
 
 
 def table_of(operation) -> str:
