@@ -1,15 +1,16 @@
-"""Nox sessions: `nox` runs lint and tests; `nox -s migrations` runs the server matrix.
+"""Nox sessions: `nox` runs lint and tests; `nox -s migrations` runs tests/migrations on each server version.
 
-    nox -s migrations                           every server version, in one virtualenv
-    nox -s migrations -- mysql-9.7              one server version (ids: python -m backend.dbops.matrix targets)
-    nox -s migrations -- mariadb                every MariaDB target (or mysql)
-    nox -s matrix_summary                       the combined table of the results so far
-    nox -s matrix_bench -- mariadb-10.5 mysql-9.7   several targets in one run, with timings
+    nox -s migrations                              every server version, one session each
+    nox -s "migrations(server='mysql-9.7')"        one server version (invoke sandbox.servers lists them)
+    nox -k "migrations and mariadb"                the MariaDB versions (tags: mariadb, mysql, debian)
+    nox -k "migrations and debian" -- -x           the versions Debian ships; after --, pytest's options
+    nox -s "server_tests(server='mysql-9.7')"      the most server-dependent tests on one version
 
-The targets and how their servers are found live in backend/dbops/providers.py; the checks
-in backend/dbops/matrix.py. A target no provider can serve is skipped at once, and the
-closing summary names it and why. MATRIX_REQUIRED=all (or ids or flavours separated by
-commas) makes such a target fail instead.
+One table of targets feeds the parametrized sessions: backend/dbops/providers.py (TARGETS, with
+their tags). Each session runs pytest with TEST_SERVER set to its target, whose server
+tests/conftest.py acquires. A target no provider can serve has its tests skipped, with every
+provider's reason in pytest's closing summary; MATRIX_REQUIRED=all (or ids or tags separated by
+commas) makes them fail instead.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "uv|virtualenv"
 
 PYTHON = "3.11"
-MATRIX_OUTPUT = ".nox-matrix"
-MATRIX = "backend.dbops.matrix"
 
 
 @nox.session(python=PYTHON)
@@ -47,56 +46,57 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".", *session.posargs)
 
 
-@nox.session(python=PYTHON, default=False)
-def migrations(session: nox.Session) -> None:
-    """The migrations up, down and up again on every server version (posargs: target ids or flavours).
-
-    Also the models, data and offline SQL checks. One virtualenv for all targets: a target no
-    provider can serve is skipped at once, and the closing summary names it and why.
-    """
-    session.install("-r", "requirements.txt")
-    session.run("python", "-m", MATRIX, "run", "--output", MATRIX_OUTPUT, *session.posargs)
+# Each target's id, and its tags for -k: its flavour, and debian when a Debian suite ships it.
+SERVERS = [nox.param(target.id, tags=list(target.tags)) for target in TARGETS.values()]
 
 
 @nox.session(python=PYTHON, default=False)
-@nox.parametrize("server", [nox.param(target.id, tags=[target.flavour]) for target in TARGETS.values()])
+@nox.parametrize("server", SERVERS)
+def migrations(session: nox.Session, server: str) -> None:
+    """The migrations on one server version, tests/migrations (posargs: pytest's options).
+
+    pytest-alembic's built-in tests, every step's schema through a round trip up, down and up
+    again, the rows each revision holds, the offline SQL."""
+    _pytest_on(session, server, "tests/migrations")
+
+
+@nox.session(python=PYTHON, default=False)
+@nox.parametrize("server", SERVERS)
 def server_tests(session: nox.Session, server: str) -> None:
     """The tests that depend most on the server's flavour and version, on one server: the rollback
     (failed deploys under a live writer, kills of rollbacks and restores), the rehearsal, grants
     and roles, non-ASCII passwords."""
-    session.install("-r", "requirements.txt")
-    session.run(
-        "pytest",
+    _pytest_on(
+        session,
+        server,
         "tests/test_undo_units.py",
         "tests/faults/test_live_writes.py",
         "tests/faults/test_rollback_kills.py",
         "tests/test_rehearsal.py",
         "tests/test_privileges.py",
         "tests/test_credentials.py",
-        *session.posargs,
-        env={"TEST_SERVER": server},
     )
 
 
-@nox.session(python=False, default=False)
-def matrix_summary(session: nox.Session) -> None:
-    """The combined table of the per-server results in .nox-matrix/ (also written as summary.md/json)."""
-    session.run(sys.executable, "-m", MATRIX, "summary", "--output", MATRIX_OUTPUT, *session.posargs)
+def _pytest_on(session: nox.Session, server: str, *paths: str) -> None:
+    """pytest on the server of one target; a target no provider served shows as skipped in nox's summary."""
+    from xml.etree import ElementTree
 
-
-@nox.session(python=PYTHON, default=False)
-def matrix_bench(session: nox.Session) -> None:
-    """Several servers in one run (posargs: target ids; default the four Debian-served ones), timed."""
-    servers = session.posargs or ["mariadb-10.5", "mariadb-10.11", "mariadb-11.8", "mysql-9.7"]
     session.install("-r", "requirements.txt")
-    session.run("python", "-m", MATRIX, "run", *servers, "--output", MATRIX_OUTPUT, "--bench")
+    report = Path(session.create_tmp()) / "pytest.xml"
+    session.run("pytest", *paths, f"--junitxml={report}", *session.posargs, env={"TEST_SERVER": server})
+    results = ElementTree.parse(report)
+    skips = [element.get("message", "") for element in results.iter("skipped")]
+    tests = sum(int(suite.get("tests", 0)) for suite in results.iter("testsuite"))
+    if skips and len(skips) == tests and all(message.startswith(f"{server} not tested") for message in skips):
+        session.skip(skips[0])
 
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """The deploy benchmark on the configured database or the sandbox (posargs: --rows N)."""
     session.install("-r", "requirements.txt")
-    session.run("python", "-m", "backend.dbops.benchmark", *session.posargs)
+    session.run("python", "-m", "tests.bench.deploy", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)

@@ -735,7 +735,7 @@ db = Collection(
     help={
         "binary": "Server binary to run (default: mariadbd or mysqld found on this machine).",
         "server": "Server version to run instead, e.g. mariadb-11.8, mariadb-10.5, mysql-9.7 (from a local binary "
-        "or a Debian chroot, built once; see `python -m backend.dbops.matrix targets`).",
+        "or a Debian chroot, built once; `invoke sandbox.servers` lists them).",
     },
 )
 @cli_errors
@@ -771,7 +771,44 @@ def sandbox_status(c):
         raise Exit(code=1)
 
 
-sandbox_ns = Collection("sandbox", sandbox_up, sandbox_down, sandbox_status)
+@task(name="servers")
+@cli_errors
+def sandbox_servers(c):
+    """List the server versions (sandbox.up --server, nox -s migrations) and what each provider would do."""
+    from backend.dbops import providers
+
+    for target in providers.TARGETS.values():
+        _say(f"{target.id}  ({target.label}; tags {', '.join(target.tags)})")
+        for provider, verdict in providers.describe_providers(target.id):
+            _say(f"    {provider:7} {verdict}")
+
+
+@task(
+    name="provision",
+    help={"servers": "Server versions: ids or tags (mariadb, mysql, debian) or all, separated by commas."},
+)
+@cli_errors
+def sandbox_provision(c, servers):
+    """Build the Debian roots of server versions no local binary serves (root only; once per machine)."""
+    from backend.dbops import providers
+
+    failed = []
+    for prepared in providers.prepare_roots(providers.select_targets(servers.split(",")), say=_say):
+        if prepared.local_binary:
+            _say(f"✅ {prepared.target}: served by the local {prepared.local_binary}, no root needed")
+        elif prepared.marker:
+            marker = prepared.marker
+            how = "already built" if marker["reused"] else f"built in {marker['seconds']:.0f} s"
+            _say(
+                f"✅ {prepared.target}: {marker['flavour']} {marker['version']}, {how}, {marker.get('size_mb', '?')} MB"
+            )
+        else:
+            failed.append(f"❌ {prepared.target}: {prepared.error}")
+    if failed:
+        raise Exit("\n".join(failed), code=1)
+
+
+sandbox_ns = Collection("sandbox", sandbox_up, sandbox_down, sandbox_status, sandbox_servers, sandbox_provision)
 
 # ---------------------------------------------------------------- app
 

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -23,6 +25,7 @@ import pytest
 from dotenv import dotenv_values
 
 from backend.config import PROJECT_ROOT, Settings
+from backend.dbops.providers import ServerHandle, ServerUnavailable, acquire, required_targets
 from backend.dbops.servers import ServerInstance, create_user, free_port, pid_alive, start_instance, stop_instance
 from backend.dbops.tool_tables import HISTORY_TABLES, HOLD_PREFIX
 
@@ -71,14 +74,28 @@ class ServerTarget:
             connection.close()
 
 
+@contextmanager
+def matrix_server(server_id: str, work_dir: Path) -> Iterator[ServerHandle]:
+    """The target's server from the first provider that serves it. A target none can serve skips
+    every test that needs it, with every provider's reason; when MATRIX_REQUIRED names it (ids,
+    tags or all, separated by commas) it fails them instead."""
+    required = server_id in required_targets(os.environ.get("MATRIX_REQUIRED"))
+    with ExitStack() as stack:
+        try:
+            handle = stack.enter_context(acquire(server_id, work_dir))
+        except ServerUnavailable as exc:
+            if required:
+                pytest.fail(f"{server_id} is required (MATRIX_REQUIRED), but {exc}", pytrace=False)
+            pytest.skip(f"{server_id} not tested: {exc}")
+        yield handle
+
+
 @pytest.fixture(scope="session")
 def mysql_server(tmp_path_factory) -> ServerTarget:
     server_id = os.environ.get("TEST_SERVER")
     if server_id:
-        # A server of the version matrix (e.g. mysql-9.7), from its providers (nox -s server_tests).
-        from backend.dbops.providers import acquire
-
-        with acquire(server_id, tmp_path_factory.mktemp("server")) as handle:
+        # A server of the version matrix (e.g. mysql-9.7), from its providers (nox -s migrations, server_tests).
+        with matrix_server(server_id, tmp_path_factory.mktemp("server")) as handle:
             yield ServerTarget(handle.host, handle.port, handle.user, handle.password, handle.instance)
         return
     url = os.environ.get("TEST_MYSQL_URL")

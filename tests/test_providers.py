@@ -14,7 +14,6 @@ import pytest
 
 from backend.dbops import providers, sandbox
 from backend.dbops.errors import DbOpsError, SandboxError
-from backend.dbops.matrix import FAILED, SKIPPED, TargetResult, apply_required, run_target
 from backend.dbops.providers import (
     TARGETS,
     ProviderSkipped,
@@ -48,7 +47,7 @@ def chroot_ready(target_id: str) -> bool:
 def needs_chroot(target_id: str):
     return pytest.mark.skipif(
         not chroot_ready(target_id),
-        reason=f"needs root and the {target_id} root built (python -m backend.dbops.matrix provision {target_id})",
+        reason=f"needs root and the {target_id} root built (invoke sandbox.provision {target_id})",
     )
 
 
@@ -95,7 +94,7 @@ def test_required_targets():
     assert required_targets("MariaDB") == {"mariadb-11.8", "mariadb-10.11", "mariadb-10.5"}
 
 
-def test_targets_are_chosen_by_id_flavour_or_all_in_the_table_order():
+def test_targets_are_chosen_by_id_tag_or_all_in_the_table_order():
     assert providers.select_targets(["all"]) == list(TARGETS)
     assert providers.select_targets(["mysql-5.7", "mariadb", "mariadb-10.5"]) == [
         "mariadb-11.8",
@@ -105,6 +104,8 @@ def test_targets_are_chosen_by_id_flavour_or_all_in_the_table_order():
     ]
     assert providers.select_targets(["mysql"]) == ["mysql-9.7", "mysql-8.4", "mysql-8.0", "mysql-5.7"]
     assert providers.select_targets([]) == []
+    assert providers.select_targets(["debian"]) == ["mysql-9.7", "mariadb-11.8", "mariadb-10.11", "mariadb-10.5"]
+    assert TARGETS["mysql-9.7"].tags == ("mysql", "debian") and TARGETS["mysql-8.0"].tags == ("mysql",)
     with pytest.raises(UnknownTarget, match="unknown server 'maria'"):
         providers.select_targets(["maria"])
 
@@ -235,23 +236,6 @@ def test_providers_can_be_limited():
     assert [provider for provider, _ in error.value.reasons] == ["docker"]
 
 
-# ---------------------------------------------------------------- required or skipped
-
-
-def test_required_targets_fail_where_others_are_skipped(tmp_path):
-    skipped = run_target("mysql-5.7", environ=NO_DOCKER)
-    assert skipped.status == SKIPPED and skipped.check("server").status == SKIPPED
-    assert "docker: no Docker engine" in skipped.provider_reasons[-1]
-    required = run_target("mysql-5.7", required=True, environ=NO_DOCKER)
-    assert required.status == FAILED and required.check("server").status == FAILED
-    assert "no provider can serve" in required.check("server").detail
-
-    results = apply_required([skipped], frozenset({"mysql-5.7", "mariadb-10.5"}))
-    assert [(r.target, r.status) for r in results] == [("mysql-5.7", FAILED), ("mariadb-10.5", FAILED)]
-    assert "no result" in results[1].reason
-    assert apply_required([TargetResult("mysql-8.0", "MySQL 8.0", False)], frozenset())[0].status == SKIPPED
-
-
 # ---------------------------------------------------------------- Docker
 
 
@@ -319,6 +303,21 @@ def test_provisioning_happens_once_and_is_marked_last(fake_build):
     again = providers.provision("mariadb-10.5", env, said.append)
     assert again["reused"] is True and fake_build["calls"] == ["mariadb-10.5"]
     assert said == []  # a root built before is not worth a word
+
+
+def test_roots_are_prepared_for_the_targets_no_local_binary_serves(fake_build, monkeypatch):
+    def local(target):
+        if target.id == "mariadb-10.11":
+            return "/usr/sbin/mariadbd"
+        raise ProviderSkipped(f"no local {target.label} binary")
+
+    monkeypatch.setattr(providers, "find_local_binary", local)
+    prepared = providers.prepare_roots(["mariadb-10.11", "mariadb-10.5", "mysql-8.0"], fake_build["env"])
+    assert [item.target for item in prepared] == ["mariadb-10.11", "mariadb-10.5", "mysql-8.0"]
+    assert prepared[0].local_binary == "/usr/sbin/mariadbd" and prepared[0].marker is None
+    assert prepared[1].marker["version"] == "10.5.23" and not prepared[1].error
+    assert prepared[2].error == "no Debian suite ships MySQL 8.0" and prepared[2].marker is None
+    assert fake_build["calls"] == ["mariadb-10.5"]
 
 
 def test_a_long_build_step_says_how_it_goes_until_it_ends(tmp_path):

@@ -100,6 +100,11 @@ class Target:
     def label(self) -> str:
         return f"{'MariaDB' if self.flavour == 'mariadb' else 'MySQL'} {self.version}"
 
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The groups that select it with its id: its flavour, and debian when a Debian suite ships it."""
+        return (self.flavour, "debian") if self.debian else (self.flavour,)
+
     def matches(self, flavour: str, version: str) -> bool:
         return flavour == self.flavour and (version == self.version or version.startswith(self.version + "."))
 
@@ -138,9 +143,6 @@ TARGETS: dict[str, Target] = {
 }
 
 
-FLAVOURS = ("mariadb", "mysql")
-
-
 class UnknownTarget(DbOpsError):
     pass
 
@@ -173,21 +175,22 @@ def get_target(target_id: str) -> Target:
 
 
 def select_targets(names: Iterable[str]) -> list[str]:
-    """Target ids chosen by names, in the order of TARGETS: an id, a flavour (mariadb, mysql) or all."""
+    """Target ids chosen by names, in the order of TARGETS: an id, a tag (mariadb, mysql, debian) or all."""
     chosen: set[str] = set()
     for name in names:
         word = name.strip().lower()
+        tagged = {target.id for target in TARGETS.values() if word in target.tags}
         if word == "all":
             chosen.update(TARGETS)
-        elif word in FLAVOURS:
-            chosen.update(target.id for target in TARGETS.values() if target.flavour == word)
+        elif tagged:
+            chosen.update(tagged)
         else:
             chosen.add(get_target(name.strip()).id)
     return [target for target in TARGETS if target in chosen]
 
 
 def required_targets(value: str | None) -> frozenset[str]:
-    """Target ids named by MATRIX_REQUIRED (ids, flavours or all, separated by commas)."""
+    """Target ids named by MATRIX_REQUIRED (ids, tags or all, separated by commas)."""
     return frozenset(select_targets(part for part in (value or "").split(",") if part.strip()))
 
 
@@ -549,6 +552,38 @@ def provision(target_id: str, environ: Mapping[str, str] | None = None, say: Say
         return _provision_locked(target, environ, say)
     except OSError as exc:
         raise ProvisionError(f"provisioning {target.id} failed: {' '.join(str(exc).split())}") from None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """How a target can be served after prepare_roots: by a local binary, or by its built root."""
+
+    target: str
+    local_binary: str = ""
+    marker: dict | None = None  # provision()'s marker of the root
+    error: str = ""  # why its root could not be built
+
+
+def prepare_roots(
+    target_ids: Iterable[str], environ: Mapping[str, str] | None = None, say: Say = _silent
+) -> list[Prepared]:
+    """Build the Debian roots of the targets no local binary serves, side by side (the builds wait on
+    the network and dpkg more than on the CPU); never raises for one target's failure."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def prepare(target_id: str) -> Prepared:
+        try:
+            return Prepared(target_id, local_binary=find_local_binary(get_target(target_id)))
+        except ProviderSkipped:
+            pass
+        try:
+            return Prepared(target_id, marker=provision(target_id, environ, say))
+        except DbOpsError as exc:
+            return Prepared(target_id, error=str(exc))
+
+    names = list(target_ids)
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        return list(pool.map(prepare, names))
 
 
 def _provision_locked(target: Target, environ: Mapping[str, str] | None, say: Say) -> dict:

@@ -1,6 +1,6 @@
 """Deploy benchmark: `invoke db.deploy` phase by phase against the raw sequence a user types.
 
-    python -m backend.dbops.benchmark --rows 2000000      (or: nox -s bench)
+    python -m tests.bench.deploy --rows 2000000      (or: nox -s bench)
 
 Fills a database on the configured server (or the sandbox) with a realistic dataset,
 then in the same run measures:
@@ -25,11 +25,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import PROJECT_ROOT, Settings, load_settings
-from . import admin, migrate
-from .backup import client_options, data_and_index_bytes, defaults_file
-from .connection import connect
-from .identifiers import validate_identifier
+from backend.config import PROJECT_ROOT, Settings, load_settings
+from backend.dbops import admin, migrate
+from backend.dbops.backup import client_options, data_and_index_bytes, defaults_file
+from backend.dbops.connection import connect
+from backend.dbops.identifiers import validate_identifier
 
 BENCH_REVISION = '''"""Benchmark revision: an online column add on chat_messages.
 
@@ -117,7 +117,7 @@ def _timed(command: list[str] | str, **kwargs) -> float:
 
 
 def run(settings: Settings, rows: int, repeats: int = 3, say=print) -> dict:
-    from .servers import find_program
+    from backend.dbops.servers import find_program
 
     dump_client = find_program("mariadb-dump", "mysqldump")
     client = find_program("mariadb", "mysql")
