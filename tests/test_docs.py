@@ -64,7 +64,6 @@ NOT_COPIED = (
     "backups",
     ".run",
     ".nox",
-    ".nox-matrix",
     ".venv",
     ".hypothesis",
     ".benchmarks",
