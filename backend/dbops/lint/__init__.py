@@ -17,7 +17,6 @@ A silence without a reason silences nothing and is reported (silences.py).
 from __future__ import annotations
 
 import ast
-import copy
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -27,14 +26,14 @@ from ...config import PROJECT_ROOT, Settings
 from .. import migrate
 from ..connection import connect
 from ..errors import DbOpsError, RevisionError
-from ..schema import read_schema
+from ..schema import Schema, read_schema
 from ..tool_tables import TOOL_TABLES
 from .capture import Source, call_spans, capture, finding_in
 from .live import Live
 from .raw_sql import RawCopy, expand
 from .report import ERROR, RULES, WARNING, Finding, LintReport
 from .rules import Check, check_downgrade, check_revision
-from .schema import apply_operation, schema_from_live
+from .schema import apply_operation, from_live
 from .silences import read_ignores, silence
 
 if TYPE_CHECKING:
@@ -120,32 +119,33 @@ def _scratch_schemas(settings: Settings) -> Iterator:
 
     with migrate.scratch_database(settings, "base") as scratch:
 
-        def before(rev: Script) -> dict:
+        def before(rev: Script) -> Schema:
             with migrate.migration_connection(scratch) as (config, connection):
                 for parent in _parents(rev):
                     command.upgrade(config, parent)
                 connection.commit()
-                return schema_from_live(read_schema(connection, scratch.database, TOOL_TABLES))
+                return from_live(read_schema(connection, scratch.database, TOOL_TABLES))
 
         yield before
 
 
-def _replayed(sources: dict[str, Source], ordered: list[Script], wanted: set[str]) -> dict[str, dict]:
+def _replayed(sources: dict[str, Source], ordered: list[Script], wanted: set[str]) -> dict[str, Schema]:
     """Schema before each wanted revision, replayed from the operations of the earlier ones."""
-    after: dict[str, dict] = {}
-    before: dict[str, dict] = {}
+    after: dict[str, Schema] = {}
+    before: dict[str, Schema] = {}
     for rev in ordered:
-        state: dict = {}
+        tables = {}
         for parent in _parents(rev):
-            for name, table in after.get(parent, {}).items():
-                state.setdefault(name, copy.deepcopy(table))
+            for name, table in after.get(parent, Schema()).tables.items():
+                tables.setdefault(name, table)
+        state = Schema(tables)
         if rev.revision in wanted:
-            before[rev.revision] = copy.deepcopy(state)
+            before[rev.revision] = state
         if not set(wanted) - set(before):
             break
         for item in expand(sources[rev.revision].upgrade):
             if not isinstance(item.operation, RawCopy):
-                apply_operation(state, item.operation)
+                state = apply_operation(state, item.operation)
         after[rev.revision] = state
     return before
 
@@ -219,7 +219,7 @@ def lint(
             if schema is None:
                 if replayed is None:
                     replayed = _replayed(sources, ordered, set(report.revisions))
-                schema = replayed.get(rev.revision, {})
+                schema = replayed.get(rev.revision, Schema())
                 sources_used.append("revision operations")
             check = Check(source, schema, live, large_table_rows, large_table_bytes)
             check_revision(check)

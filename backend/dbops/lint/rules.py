@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ast
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..schema import Schema
 from ..sql import SQLSyntaxError
 from .capture import Captured, Source, finding_in
 from .live import Live
@@ -19,7 +19,7 @@ from .types import ColumnType, narrowing, needs_copy, parse_type
 @dataclass
 class Check:
     source: Source
-    before: dict  # schema before the revision
+    before: Schema  # schema before the revision
     live: Live | None
     large_rows: int
     large_bytes: int
@@ -38,10 +38,10 @@ class Check:
 
 def _existed(check: Check, table: str, column: str | None = None) -> bool:
     """Whether the table (column) existed before this revision."""
-    before = check.before.get(table)
+    before = check.before.tables.get(table)
     if before is None or column is None:
         return before is not None
-    return column in before["columns"]
+    return before.column(column) is not None
 
 
 def _show(value: Any) -> str:
@@ -56,7 +56,7 @@ _DDL = frozenset({"ALTER", "CREATE", "DROP", "RENAME", "TRUNCATE"})
 def check_revision(check: Check) -> None:
     from alembic.operations import ops
 
-    state = copy.deepcopy(check.before)
+    state = check.before
     operations = expand(check.source.upgrade)
     dml, ddl = [], []
     for item in operations:
@@ -84,7 +84,7 @@ def check_revision(check: Check) -> None:
         ddl.append(item)
         _check_operation(check, state, item)
         if not isinstance(operation, RawCopy):
-            apply_operation(state, operation)
+            state = apply_operation(state, operation)
     if dml and ddl:
         item, kind = dml[0]
         check.add(
@@ -97,7 +97,7 @@ def check_revision(check: Check) -> None:
         )
 
 
-def _check_operation(check: Check, state: dict, item: Captured) -> None:
+def _check_operation(check: Check, state: Schema, item: Captured) -> None:
     from alembic.operations import ops
 
     operation = item.operation
@@ -133,9 +133,7 @@ def _check_operation(check: Check, state: dict, item: Captured) -> None:
     elif isinstance(operation, ops.DropIndexOp):
         _check_drop_index(check, state, item, table, str(operation.index_name))
     elif isinstance(operation, ops.DropConstraintOp):
-        if operation.constraint_type in ("unique", None) and str(operation.constraint_name) in state.get(table, {}).get(
-            "indexes", {}
-        ):
+        if operation.constraint_type in ("unique", None) and str(operation.constraint_name) in _indexes(state, table):
             _check_drop_index(check, state, item, table, str(operation.constraint_name))
         elif operation.constraint_type == "primary":
             _check_drop_index(check, state, item, table, "PRIMARY")
@@ -165,12 +163,16 @@ def _check_add_column(check: Check, item: Captured, table: str) -> None:
     )
 
 
-def _check_alter_column(check: Check, state: dict, item: Captured, table: str) -> None:
+def _indexes(state: Schema, table: str) -> dict:
+    return state.tables[table].indexes if table in state.tables else {}
+
+
+def _check_alter_column(check: Check, state: Schema, item: Captured, table: str) -> None:
     operation = item.operation
     name = operation.column_name
     if not _existed(check, table, name):
         return  # added by this revision: no rows hold it yet
-    column = state.get(table, {}).get("columns", {}).get(name, {})
+    column = state.tables[table].column(name) if table in state.tables else None
     if operation.modify_name and operation.modify_name != name:
         check.add(
             item,
@@ -180,11 +182,13 @@ def _check_alter_column(check: Check, state: dict, item: Captured, table: str) -
             "add the new column, write both, backfill, switch the application, drop the old one in a later release",
         )
     if operation.modify_nullable is False:
-        was_nullable = column.get("nullable", operation.existing_nullable is not False)
+        was_nullable = column.nullable if column else operation.existing_nullable is not False
         default = (
             operation.modify_server_default
             if operation.modify_server_default is not False
-            else column.get("default", default_string(operation.existing_server_default))
+            else column.default
+            if column
+            else default_string(operation.existing_server_default)
         )
         if was_nullable and default_string(default) is None:
             check.add(
@@ -197,7 +201,7 @@ def _check_alter_column(check: Check, state: dict, item: Captured, table: str) -
             )
     if operation.modify_type is None:
         return
-    old = parse_type(column.get("type") or type_string(operation.existing_type))
+    old = parse_type((column.type if column else "") or type_string(operation.existing_type))
     new = parse_type(type_string(operation.modify_type))
     if old and new and old.family == new.family == "enum":
         _check_enum(check, item, table, name, old, new)
@@ -245,7 +249,7 @@ def _check_enum(check: Check, item: Captured, table: str, name: str, old: Column
         )
 
 
-def _check_drop_index(check: Check, state: dict, item: Captured, table: str, index: str) -> None:
+def _check_drop_index(check: Check, state: Schema, item: Captured, table: str, index: str) -> None:
     for fk_table, fk in needed_by(state, table, index):
         check.add(
             item,
