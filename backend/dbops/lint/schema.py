@@ -193,8 +193,7 @@ def apply_operation(schema: dict, operation) -> None:
 def needed_by(schema: dict, table_name: str, index_name: str) -> list[tuple[str, str]]:
     """(table, foreign key) pairs that need this index: no other index covers their columns."""
     table = schema.get(table_name)
-    index = table["indexes"].get(index_name) if table else None
-    if index is None:
+    if table is None or (index := table["indexes"].get(index_name)) is None:
         return []
     others = [entry["columns"] for name, entry in table["indexes"].items() if name != index_name]
     needs = []
