@@ -41,9 +41,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff over the project."""
-    session.install("ruff")
+    """ruff (lint and format) and mypy over the project (mypy's files and settings: pyproject.toml)."""
+    # mypy follows the imports into the libraries: it needs them and their type stubs installed.
+    session.install("-r", "requirements.txt")
     session.run("ruff", "check", ".", *session.posargs)
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
 
 
 # Each target's id, and its tags for -k: its flavour, and debian when a Debian suite ships it.

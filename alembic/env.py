@@ -8,27 +8,34 @@ by pytest-alembic (which passes an Engine there, as Alembic's cookbook does) and
 from __future__ import annotations
 
 from logging.config import fileConfig
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from alembic import context
-from backend.config import load_settings
+from backend.config import Settings, load_settings
 from backend.database import Base
 from backend.dbops.connection import make_engine, make_url
 from backend.dbops.migrate import process_revision_directives
 from backend.dbops.tool_tables import ignored_tables
 
 config = context.config
-settings = config.attributes.get("settings")
-if settings is None:
+
+
+def _settings() -> Settings:
+    passed: Settings | None = config.attributes.get("settings")
+    if passed is not None:
+        return passed
     # Plain `alembic` command line: configure its logging from alembic.ini.
     if config.config_file_name is not None:
         fileConfig(config.config_file_name)
-    settings = load_settings()
+    return load_settings()
 
+
+settings = _settings()
 target_metadata = Base.metadata
 
-COMMON_OPTIONS = dict(
+COMMON_OPTIONS: dict[str, Any] = dict(
     target_metadata=target_metadata,
     compare_type=True,
     compare_server_default=True,
@@ -56,7 +63,7 @@ def run_migrations_online() -> None:
         _run_on(own_connection)
 
 
-def _run_on(connection) -> None:
+def _run_on(connection: Connection) -> None:
     # One transaction per revision so that a failure keeps the earlier revisions recorded.
     context.configure(connection=connection, transaction_per_migration=True, **COMMON_OPTIONS)
     with context.begin_transaction():

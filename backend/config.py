@@ -78,7 +78,7 @@ def _whole(name: str, raw: str, default: int) -> int:
 
 def _nonzero(name: str, raw: str, default: int | float) -> int | float:
     """A whole number where 0 means the default (a timeout), as the field's type."""
-    return type(default)(_whole(name, raw, default) or default)
+    return type(default)(_whole(name, raw, 0) or default)
 
 
 def _at_least_one(name: str, raw: str, default: int) -> int:

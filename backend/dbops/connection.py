@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import re
-import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from .errors import (
     UnknownDatabase,
 )
 from .identifiers import validate_identifier
-from .sql import first_keyword
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
@@ -66,65 +64,6 @@ def make_url(settings: Settings, database: str | None = "") -> URL:
     )
 
 
-def _ddl_guarded_cursor(retries: int, wait_seconds: int) -> type:
-    """A PyMySQL cursor that runs each DDL statement as mdl.run_ddl says: waits for the sessions
-    holding its table without queuing the application, then at most a 1 s lock wait, retried.
-    Under LOCK TABLES the session already holds its tables: statements then run at once."""
-    import pymysql.cursors
-
-    from . import mdl
-
-    class DDLGuardedCursor(pymysql.cursors.Cursor):
-        def execute(self, query, args=None):
-            sql = query if isinstance(query, str) else str(query)
-            connection = self.connection
-            keyword = first_keyword(sql)
-            if keyword == "UNLOCK":
-                connection.tool_tables_locked = False
-            if not mdl.is_ddl(sql) or getattr(connection, "tool_tables_locked", False):
-                return super().execute(query, args)
-            database = connection.db.decode() if isinstance(connection.db, bytes) else connection.db or ""
-            with pymysql.cursors.Cursor(connection) as probe:
-                result = mdl.run_ddl(
-                    probe,
-                    lambda: super(DDLGuardedCursor, self).execute(query, args),
-                    sql,
-                    database,
-                    retries,
-                    wait_seconds,
-                )
-            if keyword == "LOCK":
-                connection.tool_tables_locked = True
-            return result
-
-    return DDLGuardedCursor
-
-
-@functools.cache
-def _preferred_tls_context() -> ssl.SSLContext:
-    """What PyMySQL builds for TLS when the server offers it (no CA, so no verification), built once."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-@functools.cache
-def _connection_class():
-    import pymysql
-
-    class Connection(pymysql.connections.Connection):
-        # PyMySQL builds a fresh default context for every connection, loading the system's CA
-        # store (about 25 ms each, a good part of a deploy's own time) for a context that never
-        # verifies. Its public way to pass a context (ssl=) makes TLS required, which a server
-        # without TLS would refuse; so this private method, which PyMySQL calls with {} in
-        # "preferred" mode. TLS options given explicitly still take PyMySQL's way.
-        def _create_ssl_ctx(self, sslp):
-            return super()._create_ssl_ctx(sslp) if sslp else _preferred_tls_context()
-
-    return Connection
-
-
 def make_engine(settings: Settings, database: str | None = "", guard_ddl: bool = False) -> Engine:
     """The engine for these settings, database (None: the server) and guard_ddl, made once per
     process and shared; guard_ddl makes DDL wait for the table's holders, then at most 1 s."""
@@ -143,6 +82,8 @@ def _engine(url: URL, password: str, connect_timeout: int, ddl_guard: tuple[int,
     from sqlalchemy import create_engine, event
     from sqlalchemy.pool import NullPool
 
+    from .driver import ToolConnection, ddl_guarded_cursor
+
     # The password as UTF-8 bytes, as the command-line clients send it: PyMySQL would encode a
     # str as latin-1, failing on other characters and sending other bytes for the rest.
     connect_args: dict = {"connect_timeout": connect_timeout, "password": password.encode()}
@@ -151,15 +92,15 @@ def _engine(url: URL, password: str, connect_timeout: int, ddl_guard: tuple[int,
 
         # The session variable tells the tool's triggers that a write is the tool's, not the application's.
         connect_args["init_command"] = f"SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}, @alembic_tool_session = 1"
-        connect_args["cursorclass"] = _ddl_guarded_cursor(*ddl_guard)
+        connect_args["cursorclass"] = ddl_guarded_cursor(*ddl_guard)
     engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
-    event.listen(engine, "do_connect", lambda dialect, record, cargs, cparams: _connection_class()(*cargs, **cparams))
+    event.listen(engine, "do_connect", lambda dialect, record, cargs, cparams: ToolConnection(*cargs, **cparams))
     return engine
 
 
 def _driver_error(exc: BaseException) -> tuple[int | None, str]:
     orig = getattr(exc, "orig", exc)
-    args = getattr(orig, "args", ())
+    args: tuple[object, ...] = getattr(orig, "args", ())
     if len(args) >= 2 and isinstance(args[0], int):
         return args[0], str(args[1])
     return None, str(orig)

@@ -55,10 +55,10 @@ def converge(settings: Settings, reference: MetaData) -> Converged:
             },
         )
         operations = Operations(context)
-        queue = [produce_migrations(context, reference).upgrade_ops]
+        queue: list[ops.MigrateOperation] = list(produce_migrations(context, reference).upgrade_ops_list)
         while queue:
             operation = queue.pop(0)
-            if hasattr(operation, "ops"):
+            if isinstance(operation, ops.OpContainer):
                 queue.extend(operation.ops)
                 continue
             operations.invoke(operation)

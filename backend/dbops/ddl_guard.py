@@ -143,7 +143,7 @@ def _classify(connection: Connection, statement: str, forms: list[tuple[str, str
             if _error_code(exc) not in ER_ALTER_OPERATION_NOT_SUPPORTED:
                 # Not a refused algorithm: the statement as written decides (and fails if it is wrong).
                 connection.exec_driver_sql(statement)
-                return UNKNOWN, f"could not be probed: {migrate.first_line(exc.orig)}"
+                return UNKNOWN, f"could not be probed: {migrate.first_line(exc.orig or exc)}"
     connection.exec_driver_sql(statement)
     return COPY, "needs a table copy or a lock"
 
@@ -228,7 +228,7 @@ def rehearse(settings: Settings, target: str = "head", downgrade: bool = False) 
                     if _error_code(exc) in NOT_COPIED:
                         continue
                     rehearsal.failure = (
-                        f"{step.revision}: {' '.join(statement.split())[:160]}: {migrate.first_line(exc.orig)}"
+                        f"{step.revision}: {' '.join(statement.split())[:160]}: {migrate.first_line(exc.orig or exc)}"
                     )
                     return rehearsal
         if compare_models:

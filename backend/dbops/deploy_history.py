@@ -117,8 +117,9 @@ def list_deploys(settings: Settings, limit: int = 20) -> list[dict]:
         return [{**row, "steps": json.loads(row["steps"] or "[]")} for row in rows]
 
 
-def _revisions(value: str | None) -> list[str] | None:
-    return None if value is None else [] if value == "base" else value.split(",")
+def _revisions(value: str) -> list[str]:
+    """Read back the column's `",".join(revisions) or "base"`."""
+    return [] if value == "base" else value.split(",")
 
 
 def load_records(
@@ -129,7 +130,8 @@ def load_records(
 
     if DEPLOYS.name not in inspect(connection).get_table_names():
         return []
-    where, params = [], {}
+    where: list[str] = []
+    params: dict[str, object] = {}
     if statuses:
         where.append("status IN :statuses")
         params["statuses"] = list(statuses)
@@ -154,7 +156,7 @@ def load_records(
             host=row.host,
             started_at=f"{row.started_at:%Y-%m-%d %H:%M:%S}",
             from_revision=_revisions(row.from_revision),
-            to_revision=_revisions(row.to_revision),
+            to_revision=None if row.to_revision is None else _revisions(row.to_revision),
             status=row.status,
             backup_file=row.backup_file,
             steps=[StepResult(**step) for step in json.loads(row.steps or "[]")],

@@ -13,7 +13,7 @@ import getpass
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,7 +124,7 @@ def restore(
         )
         record_start(lock.connection, record)
         kept = _set_aside(target_settings, lock, record.id)
-        counts, differing = _reload(target_settings, lock, record, manifest)
+        counts, differing = _reload(target_settings, lock, record, path, manifest)
     return RestoreResult(target, manifest, counts, round(time.monotonic() - clock, 3), differing, kept)
 
 
@@ -143,7 +143,7 @@ def _set_aside(settings: Settings, lock: HeldLock, restore_id: str) -> list[str]
                 log.OBJECT,
                 detail={"type": "VIEW", "name": view, "before": object_definition(session, "VIEW", view)},
             )
-        entries = []
+        held = []
         for table in tables:
             entry = log.add(
                 control,
@@ -155,33 +155,39 @@ def _set_aside(settings: Settings, lock: HeldLock, restore_id: str) -> list[str]
             )
             entry.hold = holding.hold_name(restore_id, entry.id, table)
             log.save(control, entry)
-            entries.append(entry)
+            held.append(entry.hold)
         _complete_set_aside(session, control, restore_id)
-    return [entry.hold for entry in entries]
+    return held
 
 
 def _complete_set_aside(session: Session, control: Session, restore_id: str) -> None:
     """Do what the restore's prepared entries say (again, after a kill: each step checks first)."""
-    pending = [entry for entry in log.entries(control, restore_id, (log.PREPARED,))]
+    pending = log.entries(control, restore_id, (log.PREPARED,))
+    replaced: dict[int, tuple[str, str]] = {}  # entry id: (table, holding table)
     for entry in pending:
         if entry.kind == log.OBJECT:
             session.run(f"DROP VIEW IF EXISTS {q(entry.detail['name'])}")
+        elif entry.kind == log.REPLACED_TABLE:
+            table = entry.table_name()
+            if entry.hold is None:
+                # Killed between writing the entry and its holding name: the table was not moved yet.
+                entry.hold = holding.hold_name(restore_id, entry.id, table)
+                log.save(control, entry)
+            replaced[entry.id] = (table, entry.hold)
     moving = [
-        entry
-        for entry in pending
-        if entry.kind == log.REPLACED_TABLE
-        and holding.table_exists(session, entry.table)
-        and not holding.table_exists(session, entry.hold)
+        (table, hold)
+        for table, hold in replaced.values()
+        if holding.table_exists(session, table) and not holding.table_exists(session, hold)
     ]
     if moving:
-        session.run("RENAME TABLE " + ", ".join(f"{q(entry.table)} TO {q(entry.hold)}" for entry in moving))
+        session.run("RENAME TABLE " + ", ".join(f"{q(table)} TO {q(hold)}" for table, hold in moving))
     for entry in pending:
-        if entry.kind == log.REPLACED_TABLE:
-            holding.free_names(session, entry.hold, entry.detail["before"], entry.detail["triggers"])
+        if entry.id in replaced:
+            holding.free_names(session, replaced[entry.id][1], entry.detail["before"], entry.detail["triggers"])
         log.save(control, entry, log.DONE)
 
 
-def _drop_loaded(session: Session, keep: set[str] = frozenset()) -> None:
+def _drop_loaded(session: Session, keep: Container[str] = frozenset()) -> None:
     """What a load left: every table and view that is neither the tool's nor held (nor in keep)."""
     tables, views = _application_objects(session)
     for view in views:
@@ -192,10 +198,12 @@ def _drop_loaded(session: Session, keep: set[str] = frozenset()) -> None:
             session.run(f"DROP TABLE IF EXISTS {q(table)}")
 
 
-def _reload(settings: Settings, lock: HeldLock, record: DeployRecord, manifest: Manifest) -> tuple[dict, list[str]]:
+def _reload(
+    settings: Settings, lock: HeldLock, record: DeployRecord, path: Path, manifest: Manifest
+) -> tuple[dict, list[str]]:
     with connect(settings, guard_ddl=True) as connection:
         _drop_loaded(_tool_session(connection))
-    load_dump(settings, Path(record.backup_file), manifest.compression)
+    load_dump(settings, path, manifest.compression)
     with connect(settings) as connection:
         counts = row_counts(connection, set(manifest.tables))
     differing = [
@@ -204,7 +212,7 @@ def _reload(settings: Settings, lock: HeldLock, record: DeployRecord, manifest: 
         if count != manifest.tables.get(name, count)
     ]
     record.status, record.to_revision = SUCCEEDED, list(migrate.current(settings))
-    record.message = f"restored {Path(record.backup_file).name}; replaced tables kept until `invoke db.settle`"
+    record.message = f"restored {path.name}; replaced tables kept until `invoke db.settle`"
     record_update(lock.connection, record, final=True)
     return counts, differing
 
@@ -213,6 +221,8 @@ def resume(settings: Settings, lock: HeldLock, record: DeployRecord, *, undo: bo
     """Finish a restore a killed run left halfway (load the dump again), or undo it (the replaced tables back)."""
     control = Session.of(lock.connection)
     if not undo:
+        if record.backup_file is None:  # restore() writes it when it starts
+            raise BackupError(f"cannot finish the restore {record.id}: its record names no dump file")
         path = Path(record.backup_file)
         try:
             manifest = verify_backup(path)
@@ -222,15 +232,15 @@ def resume(settings: Settings, lock: HeldLock, record: DeployRecord, *, undo: bo
             ) from None
         with connect(settings, guard_ddl=True) as connection:
             _complete_set_aside(_tool_session(connection), control, record.id)
-        _reload(settings, lock, record, manifest)
+        _reload(settings, lock, record, path, manifest)
         return f"restore of {path.name} finished: the dump is loaded again"
     with connect(settings, guard_ddl=True) as connection:
         session = _tool_session(connection)
         # Tables and views the kill left in place before they were set aside are the originals.
         originals = {
-            entry.table if entry.kind == log.REPLACED_TABLE else entry.detail["name"]
+            entry.table_name() if entry.kind == log.REPLACED_TABLE else entry.detail["name"]
             for entry in log.entries(control, record.id, (log.PREPARED,))
-            if entry.kind == log.OBJECT or not holding.table_exists(session, entry.hold)
+            if entry.kind == log.OBJECT or entry.hold is None or not holding.table_exists(session, entry.hold)
         }
         _drop_loaded(session, keep=originals)
         outcome = revert.revert(control, session, record.id, say)

@@ -185,7 +185,9 @@ def _drop_abandoned(control: Connection, settings: Settings) -> None:
 @contextmanager
 def _created(settings: Settings, purpose: str) -> Iterator[Settings]:
     scratch = replace(settings, database=generated_name(settings, purpose))
-    with _holding_lock(settings, scratch.database, 0) as control:  # a new name: free
+    with _holding_lock(settings, scratch.database, 0) as control:
+        if control is None:  # a new random name: taken only by a collision, or GET_LOCK failed
+            raise ScratchUnavailable(f"could not lock the new scratch database name {scratch.database!r}")
         _drop_abandoned(control, settings)
         try:
             admin.create_database(scratch, like=settings.database)

@@ -49,7 +49,7 @@ def _tokenizer():
 
     class Tokenizer(MySQL.Tokenizer):
         # sqlglot reads the rest of RENAME, REPLACE, CALL... as one opaque string: tokenize it all.
-        COMMANDS: set = set()
+        COMMANDS = set()
 
     return Tokenizer()
 

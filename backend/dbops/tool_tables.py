@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
+from typing import Any
 
 from sqlalchemy import CHAR, BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.dialects import mysql
@@ -20,7 +21,7 @@ from sqlalchemy.schema import CreateTable, ExecutableDDLElement
 from ..config import Settings
 
 metadata = MetaData()
-_TABLE_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+_TABLE_OPTIONS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 _MICROSECONDS = mysql.DATETIME(fsp=6)
 
 # Who holds the migration lock (lock.py).
@@ -151,7 +152,7 @@ def _create_if_missing(element: CreateIfMissing, compiler, **kw) -> str:
     columns, closing, options = compiler.process(CreateTable(element.table, if_not_exists=True), **kw).rpartition("\n)")
     keys = "".join(
         f",\n\tKEY {quote(index.name)} ({', '.join(quote(column.name) for column in index.columns)})"
-        for index in sorted(element.table.indexes, key=lambda index: index.name)
+        for index in sorted(element.table.indexes, key=lambda index: index.name or "")
     )
     return columns + keys + closing + options
 

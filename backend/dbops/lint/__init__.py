@@ -26,7 +26,7 @@ from ...config import PROJECT_ROOT, Settings
 from .. import migrate
 from ..connection import connect
 from ..errors import DbOpsError, RevisionError
-from ..schema import Schema, read_schema
+from ..schema import Schema, Table, read_schema
 from ..tool_tables import TOOL_TABLES
 from .capture import Source, call_spans, capture, finding_in
 from .live import Live
@@ -134,7 +134,7 @@ def _replayed(sources: dict[str, Source], ordered: list[Script], wanted: set[str
     after: dict[str, Schema] = {}
     before: dict[str, Schema] = {}
     for rev in ordered:
-        tables = {}
+        tables: dict[str, Table] = {}
         for parent in _parents(rev):
             for name, table in after.get(parent, Schema()).tables.items():
                 tables.setdefault(name, table)
@@ -181,7 +181,8 @@ def lint(
             report.notes.append("database checks skipped: no database configured")
 
         selected: list[Script] = []
-        for revision in revisions or [None]:
+        wanted: Sequence[str | None] = revisions or [None]
+        for revision in wanted:
             for rev in _select(settings, script, ordered, revision, all_revisions, live is not None, report):
                 if rev not in selected:
                     selected.append(rev)
@@ -252,9 +253,7 @@ def lint(
                 f"{len(heads)} heads: {', '.join(sorted(heads))}",
                 "join them with `invoke db.merge`",
             )
-            reasons = [
-                s.file_ignores.get("multiple-heads") for s in head_sources if s.file_ignores.get("multiple-heads")
-            ]
+            reasons = [reason for s in head_sources if (reason := s.file_ignores.get("multiple-heads"))]
             if reasons:
                 report.silenced.append((finding, reasons[0]))
             else:

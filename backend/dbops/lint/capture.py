@@ -126,12 +126,13 @@ def capture(source: Source, function: str) -> tuple[list[Captured], tuple[str, i
     @contextmanager
     def batch_alter_table(*args, **kwargs):
         with real_batch(*args, **kwargs) as batch:
-            batch.invoke = recorder(batch.invoke)
+            batch.invoke = recorder(batch.invoke)  # type: ignore[method-assign]  # wrapped on the instance, see below
             yield batch
 
-    # Instance attributes: the module-level `op` proxy looks methods up on the instance.
-    operations.invoke = recorder(operations.invoke)
-    operations.batch_alter_table = batch_alter_table
+    # Instance attributes: the module-level `op` proxy looks methods up on the instance (mypy
+    # rejects assigning to a method; wrapping the instance's is the point here).
+    operations.invoke = recorder(operations.invoke)  # type: ignore[method-assign]
+    operations.batch_alter_table = batch_alter_table  # type: ignore[method-assign]
     operations._install_proxy()
     try:
         body()

@@ -93,9 +93,9 @@ def _raw_operations(statement: Statement) -> list:
         index = _skip(statement, 2, "IF", "EXISTS")
         return [ops.DropTableOp(name) for begin, _ in statement.split(index) if (name := _name_at(statement, begin)[0])]
     if first == "DROP" and second == "INDEX":
-        index, after = _name_at(statement, _skip(statement, 2, "IF", "EXISTS"))
+        index_name, after = _name_at(statement, _skip(statement, 2, "IF", "EXISTS"))
         table = _name_at(statement, after + 1)[0] if _word_at(statement, after) == "ON" else None
-        return [ops.DropIndexOp(index, table_name=table)] if index and table else []
+        return [ops.DropIndexOp(index_name, table_name=table)] if index_name and table else []
     if first == "RENAME" and second in ("TABLE", "TABLES"):
         found = []
         for begin, end in statement.split(2):

@@ -326,7 +326,7 @@ def check_downgrade(source: Source, findings: list[Finding]) -> None:
     if tree is None:
         return
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
-    if _changes_nothing(source) and not source.upgrade_error:
+    if _changes_nothing(source, functions.get("upgrade")) and not source.upgrade_error:
         return  # an empty revision (e.g. a merge) or a read-only one has nothing to revert
     fix = "write a downgrade() that reverts upgrade(), or raise an error saying why it cannot"
     downgrade = functions.get("downgrade")
@@ -381,12 +381,11 @@ def check_downgrade(source: Source, findings: list[Finding]) -> None:
         )
 
 
-def _changes_nothing(source: Source) -> bool:
+def _changes_nothing(source: Source, upgrade: ast.FunctionDef | None) -> bool:
     from alembic.operations import ops
 
-    functions = {node.name: node for node in source.tree.body if isinstance(node, ast.FunctionDef)}
     if not source.upgrade:
-        return _trivial(functions.get("upgrade"))
+        return _trivial(upgrade)
     try:
         return all(
             isinstance(item.operation, ops.ExecuteSQLOp) and statement_keywords(item.operation.sqltext) <= _READ_ONLY

@@ -253,8 +253,7 @@ def apply_operation(schema: Schema, operation) -> Schema:
 def needed_by(schema: Schema, table_name: str, index_name: str) -> list[tuple[str, str]]:
     """(table, foreign key) pairs that need this index: no other index covers their columns."""
     table = schema.tables.get(table_name)
-    index = table.indexes.get(index_name) if table else None
-    if index is None:
+    if table is None or (index := table.indexes.get(index_name)) is None:
         return []
     others = [entry.columns for name, entry in table.indexes.items() if name != index_name]
     needs = []

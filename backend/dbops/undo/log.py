@@ -40,6 +40,12 @@ class UndoEntry:
     status: str
     detail: dict[str, Any] = field(default_factory=dict)
 
+    def table_name(self) -> str:
+        """The table of the kinds that always name one (all but rename-table, object and irreversible)."""
+        if self.table is None:
+            raise RuntimeError(f"undo log entry {self.id} ({self.kind}) names no table")
+        return self.table
+
     def describe(self) -> str:
         where = f" {self.table}" if self.table else ""
         return f"{self.kind}{where}" + (f" ({self.revision})" if self.revision else "")

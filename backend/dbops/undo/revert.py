@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from . import holding, log
 from .capture import locked, trigger_specs
 from .session import Session, column_list, key_match, q
-from .tabledef import alter_statements, parse, read
+from .tabledef import TableDef, alter_statements, parse, read
 
 Say = Callable[[str], None]
 
@@ -55,9 +55,11 @@ def _still_differing(session: Session, entries: list[log.UndoEntry]) -> list[str
     """Tables whose structure is not what the deploy's first before-image of them says."""
     first: dict[str, str | None] = {}
     for entry in entries:
-        if entry.kind in (log.ALTER, log.DROP_TABLE, log.REPLACED_TABLE) and entry.table and entry.table not in first:
+        if entry.table is None or entry.table in first:
+            continue
+        if entry.kind in (log.ALTER, log.DROP_TABLE, log.REPLACED_TABLE):
             first[entry.table] = entry.detail.get("before")
-        elif entry.kind == log.CREATE_TABLE and entry.table not in first:
+        elif entry.kind == log.CREATE_TABLE:
             first[entry.table] = None
     differing = []
     for table, before in first.items():
@@ -70,12 +72,16 @@ def _still_differing(session: Session, entries: list[log.UndoEntry]) -> list[str
     return differing
 
 
-def _create_table(control, session: Session, deploy_id, entry: log.UndoEntry, outcome) -> str:
-    session.run(f"DROP TABLE IF EXISTS {q(entry.table)}")
+def _create_table(
+    control: Session, session: Session, deploy_id: str, entry: log.UndoEntry, outcome: RevertOutcome
+) -> str:
+    session.run(f"DROP TABLE IF EXISTS {q(entry.table_name())}")
     return ""
 
 
-def _rename_table(control, session: Session, deploy_id, entry: log.UndoEntry, outcome) -> str:
+def _rename_table(
+    control: Session, session: Session, deploy_id: str, entry: log.UndoEntry, outcome: RevertOutcome
+) -> str:
     back = [
         (new, old)
         for old, new in reversed(entry.detail["renames"])
@@ -86,9 +92,21 @@ def _rename_table(control, session: Session, deploy_id, entry: log.UndoEntry, ou
     return ""
 
 
+def _existing(session: Session, table: str) -> TableDef:
+    current = read(session, table)
+    if current is None:
+        raise RuntimeError(f"{table} is gone")
+    return current
+
+
+def _existing_hold(session: Session, entry: log.UndoEntry) -> str | None:
+    """The entry's holding table when it exists (a kill right after the entry was written leaves none)."""
+    return entry.hold if entry.hold is not None and holding.table_exists(session, entry.hold) else None
+
+
 def _converge(session: Session, table: str, before: str) -> bool:
     """Bring table's structure back to before; True when anything had to change."""
-    statements = alter_statements(read(session, table), parse(before))
+    statements = alter_statements(_existing(session, table), parse(before))
     for statement in statements:
         session.run(statement)
     return bool(statements)
@@ -118,59 +136,60 @@ def _run_in_mode(session: Session, definition: str, sql_mode: str | None) -> Non
         session.run(f"SET SESSION sql_mode = {session.literal(previous)}")
 
 
-def _drop_table(control, session: Session, deploy_id, entry: log.UndoEntry, outcome) -> str:
-    if holding.table_exists(session, entry.hold):
-        if holding.table_exists(session, entry.table):
-            raise RuntimeError(f"cannot rename {entry.hold} back: a table {entry.table} exists again")
-        session.run(f"RENAME TABLE {q(entry.hold)} TO {q(entry.table)}")
-    elif not holding.table_exists(session, entry.table):
-        raise RuntimeError(f"{entry.table} and its holding table {entry.hold} are both gone")
-    _converge(session, entry.table, entry.detail["before"])  # its foreign keys
+def _drop_table(
+    control: Session, session: Session, deploy_id: str, entry: log.UndoEntry, outcome: RevertOutcome
+) -> str:
+    table, hold = entry.table_name(), _existing_hold(session, entry)
+    if hold is not None:
+        if holding.table_exists(session, table):
+            raise RuntimeError(f"cannot rename {hold} back: a table {table} exists again")
+        session.run(f"RENAME TABLE {q(hold)} TO {q(table)}")
+    elif not holding.table_exists(session, table):
+        raise RuntimeError(f"{table} and its holding table {entry.hold} are both gone")
+    _converge(session, table, entry.detail["before"])  # its foreign keys
     _recreate_triggers(session, entry.detail.get("triggers", []))
     return f"renamed {entry.hold} back"
 
 
-def _alter(control, session: Session, deploy_id, entry: log.UndoEntry, outcome) -> str:
-    table, detail = entry.table, entry.detail
+def _alter(control: Session, session: Session, deploy_id: str, entry: log.UndoEntry, outcome: RevertOutcome) -> str:
+    table, detail = entry.table_name(), entry.detail
     new_name = detail.get("new_name")
     if new_name and holding.table_exists(session, new_name) and not holding.table_exists(session, table):
         session.run(f"RENAME TABLE {q(new_name)} TO {q(table)}")
-    current = read(session, table)
-    if current is None:
-        raise RuntimeError(f"{table} is gone")
-    held = entry.hold and holding.table_exists(session, entry.hold)
+    current = _existing(session, table)
+    hold = _existing_hold(session, entry)
     # Held values go back when the statement changed the table; said before the structure
     # changes, so that a rollback resumed after a kill still puts them back.
-    if held and not detail.get("restoring") and not current.same_as(parse(detail["before"])):
+    if hold is not None and not detail.get("restoring") and not current.same_as(parse(detail["before"])):
         detail["restoring"] = True
         log.save(control, entry)
     for old, new in reversed(detail.get("renames", [])):
         line = current.column(new)
         if line is not None and current.column(old) is None:
             session.run(f"ALTER TABLE {q(table)} CHANGE COLUMN {q(new)} {q(old)}{line[len(q(new)) :]}")
-            current = read(session, table)
-    if not held:
+            current = _existing(session, table)
+    if hold is None:
         _converge(session, table, detail["before"])
         return ""
     key, dropped, modified = detail["key"], detail.get("dropped", []), detail.get("modified", [])
     # A re-added column is tracked from the moment it exists: the application may write it at once.
-    specs = trigger_specs(control, deploy_id, table, extra_tracked={entry.hold: dropped})
+    specs = trigger_specs(control, deploy_id, table, extra_tracked={hold: dropped})
     with locked(session, table, specs):
         _converge(session, table, detail["before"])
         holding.install_triggers(session, deploy_id, table, specs)
     note = ""
     if detail.get("restoring"):
-        restored = holding.join_back(session, table, entry.hold, key, dropped + modified)
-        outcome.kept_application_writes += holding.changed_rows(session, entry.hold, dropped + modified)
-        note = f"{restored:,} row(s) of {', '.join(dropped + modified)} back from {entry.hold}"
+        restored = holding.join_back(session, table, hold, key, dropped + modified)
+        outcome.kept_application_writes += holding.changed_rows(session, hold, dropped + modified)
+        note = f"{restored:,} row(s) of {', '.join(dropped + modified)} back from {hold}"
     # This entry's tracking stops only now, after its values went back.
-    holding.install_triggers(session, deploy_id, table, trigger_specs(control, deploy_id, table, without=entry.hold))
+    holding.install_triggers(session, deploy_id, table, trigger_specs(control, deploy_id, table, without=hold))
     return note
 
 
-def _rows(control, session: Session, deploy_id, entry: log.UndoEntry, outcome) -> str:
-    table, hold, key = entry.table, entry.hold, entry.detail["key"]
-    if not hold or not holding.table_exists(session, hold) or not holding.table_exists(session, table):
+def _rows(control: Session, session: Session, deploy_id: str, entry: log.UndoEntry, outcome: RevertOutcome) -> str:
+    table, hold, key = entry.table_name(), _existing_hold(session, entry), entry.detail["key"]
+    if hold is None or not holding.table_exists(session, table):
         return "nothing was kept"
     live = {column.name for column in holding.columns(session, table) if not column.generated}
     names = [name for name in entry.detail["columns"] if name in live]
@@ -228,7 +247,7 @@ def _rows(control, session: Session, deploy_id, entry: log.UndoEntry, outcome) -
     return "; ".join(parts) or "no rows had changed"
 
 
-def _object(control, session: Session, deploy_id, entry: log.UndoEntry, outcome) -> str:
+def _object(control: Session, session: Session, deploy_id: str, entry: log.UndoEntry, outcome: RevertOutcome) -> str:
     kind, name, before = entry.detail["type"], entry.detail["name"], entry.detail.get("before")
     session.run(f"DROP {kind} IF EXISTS {q(name)}")
     if before:
