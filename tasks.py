@@ -620,6 +620,7 @@ def sql(c, start="current", end="", downgrade=False):
 def backup(c):
     """Back up the database into BACKUP_DIR: compressed, verified, with a manifest; old ones rotated."""
     from backend.dbops import backup as backup_ops
+    from backend.dbops.backup_files import format_size
 
     progress = _progress_printer()
     result = backup_ops.backup(_settings(), progress=progress)
@@ -627,7 +628,7 @@ def backup(c):
         sys.stdout.write("\r\x1b[K")  # clear the progress line
     manifest = result.manifest
     _say(
-        f"✅ {result.path}: {backup_ops.format_size(manifest.bytes)}, {len(manifest.tables)} table(s) "
+        f"✅ {result.path}: {format_size(manifest.bytes)}, {len(manifest.tables)} table(s) "
         f"at {manifest.revision}, {manifest.duration_seconds:.1f} s"
     )
     for path in result.rotated:
@@ -638,10 +639,10 @@ def backup(c):
 @cli_errors
 def backups(c):
     """List the database's backups in BACKUP_DIR, newest first: time, revision, size, good or not."""
-    from backend.dbops import backup as backup_ops
+    from backend.dbops.backup_files import format_size, list_backups
 
     settings = _settings()
-    entries = backup_ops.list_backups(settings)
+    entries = list_backups(settings)
     if not entries:
         _say(f"no backups of {settings.database} in {settings.backup_dir}")
     for entry in entries:
@@ -649,7 +650,7 @@ def backups(c):
         problem = f"  ({entry.problem})" if entry.problem else ""
         _say(
             f"{'✅' if entry.good else '⚠️ '} {entry.when[:19].replace('T', ' ')}  {revision:<12}  "
-            f"{backup_ops.format_size(entry.size):>10}  {entry.path.name}{problem}"
+            f"{format_size(entry.size):>10}  {entry.path.name}{problem}"
         )
 
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from ..config import PROJECT_ROOT, Settings, load_settings
 from . import admin, migrate
-from .backup import client_options, data_and_index_bytes, defaults_file
+from .backup import data_and_index_bytes
+from .clients import client_options, defaults_file
 from .connection import connect
 from .identifiers import validate_identifier
 

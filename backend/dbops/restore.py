@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -19,8 +20,10 @@ from pathlib import Path
 
 from ..config import Settings
 from . import admin, migrate
-from .backup import Manifest, load_dump, verify_backup
-from .connection import connect, require_configured
+from .backup_files import COMPRESSIONS, Manifest, decompress_command
+from .backup_verify import verify_backup
+from .clients import child_processes, client_command, client_options, find_client, finish_children, start_child
+from .connection import connect, require_configured, server_info
 from .deploy_history import (
     RESTORE_TARGET,
     ROLLBACK_INCOMPLETE,
@@ -44,6 +47,8 @@ from .undo.session import Session, q
 from .undo.tabledef import show_create
 
 Say = Callable[[str], None]
+
+LOAD_CLIENTS = {"mariadb": ("mariadb", "mysql"), "mysql": ("mysql", "mariadb")}
 
 
 @dataclass(frozen=True)
@@ -243,3 +248,22 @@ def resume(settings: Settings, lock: HeldLock, record: DeployRecord, *, undo: bo
     )
     record_update(lock.connection, record, final=True)
     return record.message
+
+
+def load_dump(settings: Settings, path: Path, compression_name: str) -> None:
+    """Feed the whole dump from the decompressor straight to the command-line client (not through Python)."""
+    with connect(settings) as connection:
+        flavour = server_info(connection).flavour
+    program = find_client(LOAD_CLIENTS[flavour], "mysql client")
+    with client_options(settings) as [options], child_processes() as children:
+        source = start_child(children, decompress_command(COMPRESSIONS[compression_name], path), stdout=subprocess.PIPE)
+        command = client_command(
+            program,
+            options,
+            "--default-character-set=utf8mb4",
+            "--init-command=SET FOREIGN_KEY_CHECKS=0",
+            settings.database,
+        )
+        start_child(children, command, stdin=source.stdout, pass_fds=(options,))
+        source.stdout.close()
+        finish_children(children, f"restore of {settings.database!r} failed", settings.password)

@@ -33,8 +33,8 @@ import pymysql
 
 from backend.config import PROJECT_ROOT, Settings
 from backend.dbops import admin, migrate
-from backend.dbops.backup import client_options, defaults_file
 from backend.dbops.benchmark import fill
+from backend.dbops.clients import client_options, defaults_file
 from backend.dbops.servers import create_user, find_program, start_instance, stop_instance
 from tests.conftest import HEAD, copy_versions
 from tests.faults.live import FIRST as BENCH
