@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import journal, migrate
+from . import alembic_setup, authoring, journal, migrate, revision_graph
 from .connection import connect, require_configured
 from .deploy_history import SUCCEEDED, DeployRecord, StepResult, record_start, record_update
 from .drift import LIVE, MIGRATIONS, Difference, compare_snapshots
@@ -99,7 +99,7 @@ def _live_state(settings: Settings) -> tuple[tuple[str, ...], dict]:
     with connect(settings) as connection:
         migrate.refuse_unfinished(connection)
         return (
-            migrate.current_heads(connection),
+            alembic_setup.current_heads(connection),
             schema_snapshot(connection, settings.database, ignored_tables(settings)),
         )
 
@@ -107,8 +107,8 @@ def _live_state(settings: Settings) -> tuple[tuple[str, ...], dict]:
 def compare(settings: Settings, revision: str = "head") -> Adoption:
     """Compare the live database with the schema revision builds in a scratch database; change nothing."""
     require_configured(settings)
-    script = migrate.script_directory(settings)
-    wanted = migrate.resolve_target(script, revision)
+    script = alembic_setup.script_directory(settings)
+    wanted = revision_graph.resolve_target(script, revision)
     if not wanted:
         raise RevisionError("adopt needs a revision with a schema to compare, not base: use an id or head")
     target = wanted[0]
@@ -120,7 +120,7 @@ def compare(settings: Settings, revision: str = "head") -> Adoption:
         )
     if not live:
         raise RevisionError(f"{settings.database} has no tables to adopt: `invoke db.upgrade` builds it")
-    with migrate.scratch_database(settings, target) as scratch, connect(scratch) as connection:
+    with authoring.scratch_database(settings, target) as scratch, connect(scratch) as connection:
         built = schema_snapshot(connection, scratch.database, ignored_tables(settings))
     found = compare_snapshots(built, live, MIGRATIONS, LIVE)
     return Adoption(
@@ -164,9 +164,9 @@ def adopt(
 
 def _record(settings: Settings, control: Connection, adoption: Adoption, seconds: float) -> None:
     """The revisions' checksums in the journal, the adoption (seconds: its comparison) in the deploy history."""
-    script = migrate.script_directory(settings)
+    script = alembic_setup.script_directory(settings)
     journal.ensure_journal(control)
-    for step in migrate.pending(script, (), adoption.revision):
+    for step in revision_graph.pending(script, (), adoption.revision):
         journal.record_adopted(control, step.revision, journal.file_checksum(Path(step.path)))
     record = DeployRecord(
         id=str(uuid.uuid4()),

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..config import Settings
-from . import migrate
+from . import alembic_setup
 from .backup_files import (
     COMPRESSIONS,
     Compression,
@@ -208,7 +208,7 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
     with connect(settings) as connection, ThreadPoolExecutor(max_workers=1) as pool:
         _prepare_folder(folder)
         info = server_info(connection)
-        revisions = migrate.current_heads(connection)
+        revisions = alembic_setup.current_heads(connection)
         data_bytes, index_bytes = data_and_index_bytes(connection, database)
         # Rows are counted in a snapshot taken just before the dump's own (writes in between may
         # differ). Counting a large table takes a while: it runs while the dump streams.

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import PROJECT_ROOT, Settings, load_settings
-from . import admin, migrate
+from . import admin, alembic_setup, migrate, revision_graph
 from .backup import data_and_index_bytes
 from .clients import client_options, defaults_file
 from .connection import connect
@@ -125,7 +125,7 @@ def run(settings: Settings, rows: int, repeats: int = 3, say=print) -> dict:
     work = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
     versions = work / "versions"
     shutil.copytree(settings.versions_dir, versions)
-    head = migrate.single_head(migrate.script_directory(settings))
+    head = revision_graph.single_head(alembic_setup.script_directory(settings))
     (versions / f"{BENCH_REVISION_ID}_bench.py").write_text(
         BENCH_REVISION.format(down=head, revision=BENCH_REVISION_ID)
     )
@@ -161,7 +161,7 @@ def run(settings: Settings, rows: int, repeats: int = 3, say=print) -> dict:
     figures: dict[str, float] = {}
     try:
         admin.create_database(bench)
-        if migrate.current(bench) == (BENCH_REVISION_ID,):
+        if alembic_setup.current(bench) == (BENCH_REVISION_ID,):
             migrate.downgrade(bench, head)  # left by an earlier run
         migrate.upgrade(bench, head)
         fill(bench, rows, say)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import ddl_guard, journal, migrate
+from . import alembic_setup, authoring, ddl_guard, journal, revision_graph
 from .adopt import adoption_hint
 from .backup import data_and_index_bytes
 from .connection import connect, require_configured, server_info
@@ -99,7 +99,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
         report.add("read_only", True, "the server accepts writes")
     _check_privileges(report, settings, account)
 
-    script = migrate.script_directory(settings)
+    script = alembic_setup.script_directory(settings)
     heads = script.get_heads()
     if len(heads) == 1:
         report.add("heads", True, f"one head: {heads[0]}")
@@ -110,7 +110,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
 
     try:
         with connect(settings) as connection:
-            current = migrate.current_heads(connection)
+            current = alembic_setup.current_heads(connection)
             left = journal.unfinished(connection)
             recorded = journal.applied_checksums(connection)
             size = database_size(connection, settings.database)
@@ -142,7 +142,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
         report.add("revision", False, to_adopt)
         return report
     try:
-        steps = migrate.pending(script, current, "heads" if len(heads) > 1 else "head") if heads else []
+        steps = revision_graph.pending(script, current, "heads" if len(heads) > 1 else "head") if heads else []
     except DbOpsError as exc:
         report.add("revision", False, str(exc))
         return report
@@ -156,7 +156,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
                 _check_rehearsal(report, settings)
         return report
     report.add("revision", True, f"at head ({shown})")
-    differences = migrate.autogenerate_diff(settings)
+    differences = authoring.autogenerate_diff(settings)
     if differences:
         report.add(
             "models",
@@ -284,7 +284,7 @@ def _check_unfinished(report: CheckReport, settings: Settings, own_deploy: str |
 def _check_checksums(report: CheckReport, script, current: tuple[str, ...], recorded: dict[str, str]) -> None:
     """An applied revision whose file changed since it ran means code and database disagree."""
     try:
-        applied = migrate.applied_revisions(script, current) if current else set()
+        applied = revision_graph.applied_revisions(script, current) if current else set()
     except DbOpsError:
         return  # an unknown current revision is reported by the revision check
     edited = []

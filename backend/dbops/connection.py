@@ -18,6 +18,7 @@ from .errors import (
     ServerError,
     ServerUnreachable,
     UnknownDatabase,
+    one_line,
 )
 from .identifiers import validate_identifier
 from .sql import first_keyword
@@ -190,10 +191,10 @@ def translate_error(exc: BaseException, settings: Settings, database: str | None
         return ServerUnreachable(f"cannot reach the MySQL server at {settings.address}: is it running?")
     if code in (CR_SERVER_GONE, CR_SERVER_LOST):
         return ServerUnreachable(f"lost the connection to the MySQL server at {settings.address}")
-    first_line = " ".join(message.split()) or type(exc).__name__
+    line = one_line(message) or type(exc).__name__
     if settings.password:
-        first_line = first_line.replace(settings.password, "***")
-    return ServerError(f"server error {code}: {first_line}" if code else first_line)
+        line = line.replace(settings.password, "***")
+    return ServerError(f"server error {code}: {line}" if code else line)
 
 
 @contextmanager

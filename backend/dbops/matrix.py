@@ -383,7 +383,8 @@ def _parent(script) -> str | None:
 
 
 def _ordered_revisions(settings: Settings) -> list:
-    from .migrate import script_directory, single_head
+    from .alembic_setup import script_directory
+    from .revision_graph import single_head
 
     script = script_directory(settings)
     single_head(script)
@@ -459,7 +460,8 @@ def _round_trip(run: _Run, fixtures: Mapping[str, Fixture]) -> str:
 
 def _models(run: _Run) -> str:
     from .admin import create_database, drop_database
-    from .migrate import autogenerate_diff, upgrade
+    from .authoring import autogenerate_diff
+    from .migrate import upgrade
 
     settings = run.settings
     fresh = None
@@ -503,7 +505,7 @@ def _data(run: _Run) -> str:
 
 
 def _offline_sql(run: _Run) -> str:
-    from .migrate import offline_sql
+    from .offline_sql import offline_sql
 
     revisions = run.revisions or _ordered_revisions(run.settings)
     for revision in revisions:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
-from . import admin, migrate
+from . import admin, alembic_setup
 from .backup_files import COMPRESSIONS, Manifest, decompress_command
 from .backup_verify import verify_backup
 from .clients import child_processes, client_command, client_options, find_client, finish_children, start_child
@@ -125,7 +125,7 @@ def restore(
             host=socket.gethostname(),
             started_at="",
             backup_file=str(path),
-            from_revision=list(migrate.current(target_settings)),
+            from_revision=list(alembic_setup.current(target_settings)),
         )
         record_start(lock.connection, record)
         kept = _set_aside(target_settings, lock, record.id)
@@ -208,7 +208,7 @@ def _reload(settings: Settings, lock: HeldLock, record: DeployRecord, manifest: 
         for name, count in counts.items()
         if count != manifest.tables.get(name, count)
     ]
-    record.status, record.to_revision = SUCCEEDED, list(migrate.current(settings))
+    record.status, record.to_revision = SUCCEEDED, list(alembic_setup.current(settings))
     record.message = f"restored {Path(record.backup_file).name}; replaced tables kept until `invoke db.settle`"
     record_update(lock.connection, record, final=True)
     return counts, differing
@@ -240,7 +240,7 @@ def resume(settings: Settings, lock: HeldLock, record: DeployRecord, *, undo: bo
         _drop_loaded(session, keep=originals)
         outcome = revert.revert(control, session, record.id, say)
     record.status = ROLLED_BACK if outcome.complete else ROLLBACK_INCOMPLETE
-    record.to_revision = list(migrate.current(settings))
+    record.to_revision = list(alembic_setup.current(settings))
     record.message = (
         "restore undone: the replaced tables are back"
         if outcome.complete

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .. import migrate
+from .. import offline_sql
 from ..connection import connect
 from ..errors import DbOpsError
 from ..sql import SQLSyntaxError, split_statements
@@ -123,7 +123,7 @@ def preflight_problems(settings, target: str = "head", downgrade: bool = False) 
     created: set[str] = set()
     with connect(settings) as connection:
         session = Session.of(connection)
-        for step, sql in migrate.offline_steps(settings, target, downgrade):
+        for step, sql in offline_sql.offline_steps(settings, target, downgrade):
             try:
                 found = split_statements(sql or "")
             except SQLSyntaxError:
