@@ -48,7 +48,8 @@ from .lock import HeldLock, migration_lock
 from .restart import restart
 from .rollback import rollback, settle
 from .undo import log
-from .undo.capture import DeployCapture, preflight_problems
+from .undo.capture import DeployCapture
+from .undo.refusal import preflight_problems
 from .undo.session import Session
 from .verify import verify
 

@@ -42,9 +42,8 @@ from .lock import HeldLock, migration_lock
 from .snapshot import row_counts
 from .tool_tables import TOOL_TABLES
 from .undo import holding, log, revert
-from .undo.capture import object_definition
 from .undo.session import Session, q
-from .undo.tabledef import show_create
+from .undo.tabledef import object_definition, show_create
 
 Say = Callable[[str], None]
 
