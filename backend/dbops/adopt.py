@@ -59,6 +59,29 @@ class Adoption:
     def describe_was(self) -> str:
         return ", ".join(self.was) or "no revision"
 
+    def match_lines(self) -> list[str]:
+        """What a person confirms before the revision is recorded: the match, then each note."""
+        return [
+            f"✅ the {len(self.tables)} table(s) of {self.database} match revision {self.revision} "
+            "(built in a scratch database)",
+            *(f"⚠️  {note.text()}: left as it is" for note in self.notes),
+        ]
+
+    def difference_lines(self) -> list[str]:
+        return [f"     {difference.text()}" for difference in self.differences + self.notes]
+
+    def outcome(self) -> str:
+        """One line: adopted, or why nothing was recorded (a ❌ line)."""
+        if not self.matches:
+            return (
+                f"❌ {self.database} differs from revision {self.revision} in {len(self.differences)} "
+                "place(s): nothing recorded"
+            )
+        return (
+            f"✅ {self.database} adopted at {self.revision} (alembic_version held {self.describe_was()}); "
+            "`invoke db.upgrade` applies the revisions after it"
+        )
+
 
 def unknown_revisions(script: ScriptDirectory, current: Sequence[str]) -> list[str]:
     """Ids in alembic_version that are not exactly the id of a revision file (a partial id is not one either)."""

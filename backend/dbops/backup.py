@@ -89,6 +89,15 @@ class BackupResult:
     manifest: Manifest
     rotated: list[Path]  # older backups deleted to keep backup_keep
 
+    def lines(self) -> list[str]:
+        """What was written (size, tables, revision, time), then the old backups removed."""
+        manifest = self.manifest
+        return [
+            f"✅ {self.path}: {format_size(manifest.bytes)}, {len(manifest.tables)} table(s) "
+            f"at {manifest.revision}, {manifest.duration_seconds:.1f} s",
+            *(f"   removed old backup {path.name}" for path in self.rotated),
+        ]
+
 
 def _base_tables(connection: Connection, database: str) -> set[str]:
     from sqlalchemy import text

@@ -71,6 +71,13 @@ class Manifest:
         data = json.loads(text)
         return cls(**{**data, "revisions": tuple(data["revisions"])})
 
+    def verified_line(self) -> str:
+        """What a person sees before a restore: the backup passed verification, and what it holds."""
+        return (
+            f"✅ {self.file} verified: {self.database} at {self.revision}, "
+            f"{len(self.tables)} table(s), taken {self.started_at[:19].replace('T', ' ')} UTC"
+        )
+
 
 @dataclass(frozen=True)
 class BackupEntry:
@@ -83,6 +90,15 @@ class BackupEntry:
     @property
     def good(self) -> bool:
         return not self.problem
+
+    def line(self) -> str:
+        """`db.backups`'s line: good or not, when, revision, size, file, and why not."""
+        revision = self.manifest.revision if self.manifest else "?"
+        problem = f"  ({self.problem})" if self.problem else ""
+        return (
+            f"{'✅' if self.good else '⚠️ '} {self.when[:19].replace('T', ' ')}  {revision:<12}  "
+            f"{format_size(self.size):>10}  {self.path.name}{problem}"
+        )
 
 
 def format_size(count: float) -> str:

@@ -15,6 +15,7 @@ from .connection import connect, require_configured, server_info
 from .deploy_history import RESTORE_TARGET, ROLLING_BACK, RUNNING, load_records
 from .errors import AccessDenied, DbOpsError, UnknownDatabase
 from .guards import read_only_flags, read_only_message
+from .lint import lint
 from .lock import describe_holder, lock_name
 from .privileges import DATABASE_PRIVILEGES, SCHEMA_PRIVILEGES, grant_target, read_account
 from .scratch import PURPOSES, generated_name, unusable
@@ -52,6 +53,15 @@ class CheckReport:
 
     def add(self, name: str, ok: bool, detail: str, warning: bool = False) -> None:
         self.items.append(CheckItem(name, ok, detail, warning))
+
+    def passed_lines(self) -> list[str]:
+        """The passed checks (⚠️ when worth a look), then the pending revisions."""
+        passed = [f"{'⚠️ ' if item.warning else '✅'} {item.name}: {item.detail}" for item in self.items if item.ok]
+        return passed + [f"     pending: {line}" for line in self.pending]
+
+    def failure_text(self) -> str:
+        """One ❌ line per failed check."""
+        return "\n".join(f"❌ {item.name}: {item.detail}" for item in self.failures)
 
 
 def database_size(connection: Connection, database: str) -> int:
@@ -317,8 +327,6 @@ def _check_rehearsal(report: CheckReport, settings: Settings) -> None:
 
 def _check_lint(report: CheckReport, settings: Settings, revisions: list[str]) -> None:
     """The pending revisions pass the linter (errors fail the check, warnings are shown)."""
-    from .lint import lint
-
     linted = lint(settings, revisions=revisions)
     if linted.errors:
         first = linted.errors[0]

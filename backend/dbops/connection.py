@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import Settings
+from . import mdl
 from .errors import (
     AccessDenied,
     DbOpsError,
@@ -72,8 +73,6 @@ def _ddl_guarded_cursor(retries: int, wait_seconds: int) -> type:
     holding its table without queuing the application, then at most a 1 s lock wait, retried.
     Under LOCK TABLES the session already holds its tables: statements then run at once."""
     import pymysql.cursors
-
-    from . import mdl
 
     class DDLGuardedCursor(pymysql.cursors.Cursor):
         def execute(self, query, args=None):
@@ -148,10 +147,10 @@ def _engine(url: URL, password: str, connect_timeout: int, ddl_guard: tuple[int,
     # str as latin-1, failing on other characters and sending other bytes for the rest.
     connect_args: dict = {"connect_timeout": connect_timeout, "password": password.encode()}
     if ddl_guard is not None:
-        from .mdl import LOCK_WAIT_SECONDS
-
         # The session variable tells the tool's triggers that a write is the tool's, not the application's.
-        connect_args["init_command"] = f"SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}, @alembic_tool_session = 1"
+        connect_args["init_command"] = (
+            f"SET SESSION lock_wait_timeout = {mdl.LOCK_WAIT_SECONDS}, @alembic_tool_session = 1"
+        )
         connect_args["cursorclass"] = _ddl_guarded_cursor(*ddl_guard)
     engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
     event.listen(engine, "do_connect", lambda dialect, record, cargs, cparams: _connection_class()(*cargs, **cparams))

@@ -72,6 +72,17 @@ class DeployPlan:
     pending: list[tuple[str, str]]  # (revision, message), oldest first
     sql: str
 
+    def text(self, where: str) -> str:
+        """`db.deploy --dry-run`'s output: the steps, the revisions and the SQL; where names the database."""
+        lines = [
+            f"Plan for {where}: {' → '.join(self.steps)}",
+            f"  from {', '.join(self.current) or 'base'} to {', '.join(self.target) or 'base'}",
+            *(f"  → {revision_id}  {message}" for revision_id, message in self.pending),
+        ]
+        sql = f"-- SQL the upgrade would run:\n{self.sql}" if self.sql else ""
+        done = f"✅ dry run: {len(self.pending)} revision(s) to apply; nothing changed\n"
+        return "\n".join(lines) + "\n" + sql + done
+
 
 def report_path(path: str | Path) -> Path:
     """Where `--report` writes the deploy record, checked before the deploy starts: its folder

@@ -8,7 +8,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import journal
+from . import admin, journal
 from .alembic_setup import (
     alembic_config,
     alembic_errors,
@@ -21,6 +21,7 @@ from .connection import connect, translate_error
 from .errors import DbOpsError, RevisionError, first_line
 from .lock import HeldLock, migration_lock
 from .revision_graph import applied_revisions, downgrade_steps, parent_ids, pending
+from .tool_tables import HISTORY_TABLES
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -223,3 +224,15 @@ def stamp(settings: Settings, revision: str | Sequence[str], lock: HeldLock | No
         for entry in journal.unfinished(held.connection):
             journal.finish(held.connection, entry.id, journal.RESOLVED, f"stamped at {', '.join(now) or 'base'}")
         return now
+
+
+def reset(settings: Settings, say: Callable[[str], None], on_step: StepHook | None = None) -> list[str]:
+    """`db.reset`: empty the configured database and upgrade it to head, under the migration lock;
+    return the revisions applied. The lock, journal and deploy history tables survive: they are
+    the record of what happened."""
+    admin.create_database(settings)
+    with migration_lock(settings, "reset") as lock:
+        dropped = admin.empty_database(settings, keep=HISTORY_TABLES)
+        stamp(settings, "base", lock=lock)
+        say(f"✅ emptied database {settings.database} ({len(dropped)} tables dropped)")
+        return upgrade(settings, "head", on_step=on_step, lock=lock)

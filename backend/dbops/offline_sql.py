@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING
 from ..config import Settings
 from .alembic_setup import alembic_config, alembic_errors, current, script_directory, validate_revision_argument
 from .errors import DbOpsError, RevisionError
-from .revision_graph import applied_revisions, downgrade_steps, heads_of, parent_ids, pending, single_head
+from .revision_graph import (
+    applied_revisions,
+    downgrade_steps,
+    heads_of,
+    parent_ids,
+    pending,
+    resolve_target,
+    single_head,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -84,3 +92,24 @@ def offline_steps(settings: Settings, target: str, downgrade: bool = False) -> I
             yield step, step_sql(settings, step, "downgrade" if downgrade else "upgrade")
         except DbOpsError:
             yield step, None
+
+
+def range_sql(settings: Settings, start: str = "current", end: str = "", downgrade: bool = False) -> str:
+    """`db.sql`: the SQL from start to end, or a comment line saying there is nothing to run.
+
+    start "current" is the database's revision when one is configured, else base (head for a
+    downgrade); end defaults to head (base for a downgrade).
+    """
+    if start == "current":
+        if settings.is_configured:
+            start = ",".join(current(settings)) or "base"
+        else:
+            start = "head" if downgrade else "base"
+    else:
+        script = script_directory(settings)
+        for revision in start.split(","):
+            resolve_target(script, revision)  # refuses one the code does not know
+    end = end or ("base" if downgrade else "head")
+    if not downgrade and start != "base" and pending(script_directory(settings), start.split(","), end) == []:
+        return f"-- nothing to run: {start} is already at {end}\n"
+    return offline_sql(settings, start, end, downgrade=downgrade)

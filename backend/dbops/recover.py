@@ -43,6 +43,22 @@ class Recovered:
     data_lost: list[str] = field(default_factory=list)
     remaining: list[str] = field(default_factory=list)
 
+    def lines(self) -> list[str]:
+        """The operations run, then a warning naming the tables whose data the schema could not bring back."""
+        lines = [f"  {operation}" for operation in self.operations]
+        if self.data_lost:
+            lines.append(
+                f"⚠️  data in {', '.join(self.data_lost)} could not come back from the schema alone: "
+                "restore those tables from a backup if it matters"
+            )
+        return lines
+
+    def outcome(self) -> str:
+        """One line: what was recovered, or (a ❌ line) what still differs."""
+        if self.remaining:
+            return f"❌ {self.what}; still differs: {', '.join(self.remaining)}"
+        return f"✅ {self.what}; the database is at {', '.join(self.revision_now) or 'base'}"
+
 
 def recover(
     settings: Settings, mode: str | None = None, lock: HeldLock | None = None, say: Say = lambda line: None

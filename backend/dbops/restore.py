@@ -59,6 +59,24 @@ class RestoreResult:
     counts_differing: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # holding tables with the replaced tables
 
+    def lines(self) -> list[str]:
+        """What was restored, where the replaced tables are kept, and the row counts that differ."""
+        lines = [
+            f"✅ restored {self.database}: {len(self.tables)} table(s), {sum(self.tables.values())} rows, "
+            f"at {self.manifest.revision}, {self.duration_seconds:.1f} s"
+        ]
+        if self.kept:
+            lines.append(
+                f"   the replaced tables are kept as {', '.join(self.kept[:3])}{' ...' if len(self.kept) > 3 else ''}"
+                " until `invoke db.settle`"
+            )
+        if self.counts_differing:
+            lines.append(
+                f"⚠️  row counts differ from the manifest's (counted as the dump began): "
+                f"{'; '.join(self.counts_differing[:5])}"
+            )
+        return lines
+
 
 def _application_objects(session: Session) -> tuple[list[str], list[str]]:
     """(base tables, views) of the database, the tool's own tables left out."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from .alembic_setup import alembic_errors, script_directory, validate_revision_argument
+from .alembic_setup import alembic_errors, current, script_directory, validate_revision_argument
 from .errors import RevisionError
 
 if TYPE_CHECKING:
@@ -57,6 +57,16 @@ class RevisionInfo:
     @property
     def is_merge(self) -> bool:
         return len(self.down_revisions) > 1
+
+    def history_line(self, offline: bool = False) -> str:
+        """`db.history`'s line: applied or pending (no mark offline), parents, tags, message."""
+        mark = "  " if offline else "✅" if self.is_applied else "⏳"
+        tags = [
+            tag for tag, on in (("head", self.is_head), ("current", self.is_current), ("merge", self.is_merge)) if on
+        ]
+        parents = ", ".join(self.down_revisions) or "base"
+        suffix = f" ({', '.join(tags)})" if tags else ""
+        return f"{mark} {parents} -> {self.revision}{suffix}  {self.message}"
 
 
 def _as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -114,6 +124,20 @@ def history(settings: Settings, current_revisions: Sequence[str] = ()) -> list[R
             )
             for rev in script.walk_revisions()
         ]
+
+
+def current_lines(settings: Settings) -> list[str]:
+    """`db.current`: the revisions the database is at, each with its message."""
+    revisions = current(settings)
+    if not revisions:
+        return [f"{settings.database}: base (no revision applied)"]
+    by_id = {info.revision: info for info in history(settings, revisions)}
+    lines = []
+    for revision in revisions:
+        info = by_id.get(revision)
+        head = " (head)" if info and info.is_head else ""
+        lines.append(f"{settings.database}: {revision}{head}  {info.message if info else ''}")
+    return lines
 
 
 def parent_ids(script: ScriptDirectory, rev: Script) -> tuple[str, ...]:

@@ -1,0 +1,54 @@
+"""The sandbox namespace: the local server used when no database is configured."""
+
+from __future__ import annotations
+
+from invoke import Collection, Exit, task
+
+from backend.config import load_settings
+from backend.console import say
+
+from .cli import cli_errors
+
+
+@task(
+    name="up",
+    help={
+        "binary": "Server binary to run (default: mariadbd or mysqld found on this machine).",
+        "server": "Server version to run instead, e.g. mariadb-11.8, mariadb-10.5, mysql-9.7 (from a local binary "
+        "or a Debian chroot, built once; see `python -m backend.dbops.matrix targets`).",
+    },
+)
+@cli_errors
+def sandbox_up(c, binary=None, server=None):
+    """Start the local sandbox server (used when no database is configured)."""
+    from backend.dbops import sandbox
+
+    state, started = sandbox.up(load_settings().sandbox_dir, binary=binary, server=server, say=say)
+    say(f"✅ {state.describe()}" if started else f"✅ already {state.describe()}")
+
+
+@task(name="down", help={"keep_data": "Stop the server but keep its data for the next sandbox.up."})
+@cli_errors
+def sandbox_down(c, keep_data=False):
+    """Stop the sandbox server and remove its data."""
+    from backend.dbops import sandbox
+
+    if sandbox.down(load_settings().sandbox_dir, keep_data=keep_data):
+        say("✅ sandbox stopped" + (", data kept" if keep_data else " and removed"))
+    else:
+        say("✅ no sandbox was running")
+
+
+@task(name="status")
+@cli_errors
+def sandbox_status(c):
+    """Show whether the sandbox server runs, and where."""
+    from backend.dbops import sandbox
+
+    state = sandbox.status(load_settings().sandbox_dir)
+    say(f"{'✅' if state.running else '⚠️ '} {state.describe()}")
+    if not state.running:
+        raise Exit(code=1)
+
+
+ns = Collection("sandbox", sandbox_up, sandbox_down, sandbox_status)
