@@ -15,8 +15,8 @@ from sqlalchemy.engine import Connection
 from alembic import context
 from backend.config import Settings, load_settings
 from backend.database import Base
+from backend.dbops.authoring import process_revision_directives
 from backend.dbops.connection import make_engine, make_url
-from backend.dbops.migrate import process_revision_directives
 from backend.dbops.tool_tables import ignored_tables
 
 config = context.config

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .config import ConfigError, Settings, load_settings
-from .dbops import migrate
+from .dbops import alembic_setup
 from .dbops.errors import DbOpsError, ServiceError
 
 
@@ -35,7 +35,7 @@ class Service(ThreadingHTTPServer):
 
     def health(self) -> tuple[int, dict]:
         try:
-            revisions = migrate.current(self.settings)
+            revisions = alembic_setup.current(self.settings)
         except DbOpsError as exc:
             return 503, {"status": "error", "error": str(exc)}
         except Exception as exc:  # the endpoint answers JSON whatever happens; the message may hold secrets

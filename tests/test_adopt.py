@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.dbops import migrate
+from backend.dbops import alembic_setup, migrate
 from backend.dbops.admin import create_database
 from backend.dbops.adopt import adopt
 from backend.dbops.check import run_check
@@ -139,7 +139,7 @@ def test_a_different_column_order_is_shown_but_does_not_block(settings, mysql_se
     adoption = adopt(settings, confirm=seen.append)
     assert adoption.recorded and seen == [adoption]
     assert [note.item for note in adoption.notes] == ["column order"]
-    assert migrate.current(settings) == (HEAD,)
+    assert alembic_setup.current(settings) == (HEAD,)
 
 
 def test_a_change_while_confirming_records_nothing(settings, mysql_server):
@@ -150,7 +150,7 @@ def test_a_change_while_confirming_records_nothing(settings, mysql_server):
 
     with pytest.raises(RevisionError, match="changed while it was compared"):
         adopt(settings, confirm=someone_alters)
-    assert migrate.current(settings) == ("001",)
+    assert alembic_setup.current(settings) == ("001",)
 
 
 def test_refuse_refused_confirmation_and_what_is_not_to_adopt(settings, mysql_server):
@@ -161,7 +161,7 @@ def test_refuse_refused_confirmation_and_what_is_not_to_adopt(settings, mysql_se
 
     with pytest.raises(Refused):
         adopt(settings, confirm=refuse)
-    assert migrate.current(settings) == ("001",)
+    assert alembic_setup.current(settings) == ("001",)
     migrate.stamp(settings, "head")
     with pytest.raises(RevisionError, match="already at"):
         adopt(settings)

@@ -19,7 +19,9 @@ from types import SimpleNamespace
 import pytest
 
 from backend.dbops import admin, migrate
-from backend.dbops.backup import backup, list_backups, manifest_path, verify_backup
+from backend.dbops.backup import backup
+from backend.dbops.backup_files import list_backups, manifest_path
+from backend.dbops.backup_verify import verify_backup
 from backend.dbops.errors import BackupError
 from backend.dbops.restore import restore
 from backend.dbops.tool_tables import HISTORY_TABLES
@@ -457,9 +459,9 @@ def test_hostile_database_name(settings, mysql_server, tmp_path):
 
 def test_backup_checks_the_stream_as_it_writes_it(seeded, monkeypatch):
     """A dump that does not end as a dump ends is never called good (the check runs during the dump)."""
-    import backend.dbops.backup as backup_module
+    import backend.dbops.backup_verify as backup_verify
 
-    monkeypatch.setattr(backup_module, "TRAILER", b"-- a line no dump ends with")
+    monkeypatch.setattr(backup_verify, "TRAILER", b"-- a line no dump ends with")
     with pytest.raises(BackupError, match="is incomplete: the dump does not end with '-- a line no dump ends with'"):
         backup(seeded)
     assert list(seeded.backup_dir.iterdir()) == []

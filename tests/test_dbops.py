@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from backend.dbops import admin, migrate
+from backend.dbops import admin, alembic_setup, authoring, migrate, offline_sql, revision_graph
 from backend.dbops.check import run_check
 from backend.dbops.connection import connect, make_engine, parse_server_version, server_info
 from backend.dbops.errors import (
@@ -72,16 +72,16 @@ def test_parse_server_version(reported, flavour, version):
 
 def test_upgrade_history_downgrade(created_database):
     settings = created_database
-    assert migrate.current(settings) == ()
+    assert alembic_setup.current(settings) == ()
     seen = []
     assert migrate.upgrade(settings, on_step=lambda step, direction: seen.append((step.revision, direction))) == [HEAD]
     assert seen == [(HEAD, "upgrade")]
-    assert migrate.current(settings) == (HEAD,)
+    assert alembic_setup.current(settings) == (HEAD,)
     assert sorted(admin.list_tables(settings)) == sorted(
         ["alembic_journal", "alembic_lock", "alembic_version", *APP_TABLES]
     )
-    assert migrate.autogenerate_diff(settings) == []
-    [info] = migrate.history(settings, migrate.current(settings))
+    assert authoring.autogenerate_diff(settings) == []
+    [info] = revision_graph.history(settings, alembic_setup.current(settings))
     assert info.is_applied and info.is_current and info.is_head and not info.is_merge
     assert migrate.upgrade(settings) == []
     assert migrate.downgrade(settings, "base") == [HEAD]
@@ -91,22 +91,22 @@ def test_upgrade_history_downgrade(created_database):
 
 
 def test_pending_and_unknown_revisions(created_database):
-    script = migrate.script_directory(created_database)
-    assert [step.revision for step in migrate.pending(script, ())] == [HEAD]
-    assert migrate.pending(script, (HEAD,)) == []
+    script = alembic_setup.script_directory(created_database)
+    assert [step.revision for step in revision_graph.pending(script, ())] == [HEAD]
+    assert revision_graph.pending(script, (HEAD,)) == []
     with pytest.raises(RevisionError, match="not in"):
-        migrate.pending(script, ("0badc0ffee00",))
+        revision_graph.pending(script, ("0badc0ffee00",))
     with pytest.raises(RevisionError, match="malformed"):
-        migrate.pending(script, (), "head; DROP")
+        revision_graph.pending(script, (), "head; DROP")
 
 
 def test_offline_sql_needs_no_server(created_database):
     from dataclasses import replace
 
     offline = replace(created_database, port=1)
-    up = migrate.offline_sql(offline, "base", "head")
+    up = offline_sql.offline_sql(offline, "base", "head")
     assert "CREATE TABLE emotion_analysis" in up and "ENGINE=InnoDB" in up
-    down = migrate.offline_sql(offline, HEAD, "base", downgrade=True)
+    down = offline_sql.offline_sql(offline, HEAD, "base", downgrade=True)
     assert "DROP TABLE user_feedback" in down
 
 
@@ -115,19 +115,19 @@ def test_revision_and_merge_write_files(created_database, tmp_path):
 
     settings = replace(created_database, versions_dir=copy_versions(tmp_path / "versions"))
     migrate.upgrade(settings)
-    assert migrate.revision(settings, "nothing changed") is None
-    first = migrate.revision(settings, "hand written", autogenerate=False)
+    assert authoring.revision(settings, "nothing changed") is None
+    first = authoring.revision(settings, "hand written", autogenerate=False)
     assert first.exists() and "def downgrade() -> None:" in first.read_text()
     with pytest.raises(RevisionError, match="only one head"):
-        migrate.merge(settings)
+        authoring.merge(settings)
     # A second branch from the same parent makes two heads.
     second = tmp_path / "versions" / "branch.py"
     second.write_text(first.read_text().replace(first.stem.split("_")[1], "abcabcabcabc"))
-    assert len(migrate.heads(settings)) == 2
+    assert len(revision_graph.heads(settings)) == 2
     with pytest.raises(RevisionError, match="several heads"):
-        migrate.revision(settings, "third head")
-    merged = migrate.merge(settings, "join")
-    assert merged.exists() and len(migrate.heads(settings)) == 1
+        authoring.revision(settings, "third head")
+    merged = authoring.merge(settings, "join")
+    assert merged.exists() and len(revision_graph.heads(settings)) == 1
 
 
 def test_stamp(created_database):
@@ -294,14 +294,14 @@ def test_env_py_takes_an_engine_or_a_connection(created_database, tmp_path):
             "def downgrade() -> None:\n    pass\n"
         )
     settings = replace(created_database, versions_dir=versions)
-    config = migrate.alembic_config(settings)
+    config = alembic_setup.alembic_config(settings)
     config.attributes["connection"] = make_engine(settings)
     with pytest.raises(RuntimeError, match="stop at c2"):
         command.upgrade(config, "heads")
     # b1 changes no schema, so no DDL's implicit commit would save its version row: only its own commit did.
-    assert migrate.current(settings) == ("b1b1b1b1b1b1",)
+    assert alembic_setup.current(settings) == ("b1b1b1b1b1b1",)
     with connect(settings) as connection:
-        command.downgrade(migrate.alembic_config(settings, connection), "base")
+        command.downgrade(alembic_setup.alembic_config(settings, connection), "base")
         connection.commit()
-    assert migrate.current(settings) == ()
+    assert alembic_setup.current(settings) == ()
     assert admin.list_tables(settings) == ["alembic_version"]

@@ -533,7 +533,7 @@ def test_guide_describes_every_task_and_setting():
 
 
 def _source_text() -> str:
-    files = [PROJECT_ROOT / "tasks.py", *sorted((PROJECT_ROOT / "backend").rglob("*.py"))]
+    files = [*sorted((PROJECT_ROOT / "tasks").glob("*.py")), *sorted((PROJECT_ROOT / "backend").rglob("*.py"))]
     return "\n".join(path.read_text(encoding="utf-8") for path in files)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backend.config import PROJECT_ROOT
-from backend.dbops import journal, migrate
+from backend.dbops import alembic_setup, journal, migrate, revision_graph
 from backend.dbops.check import run_check
 from backend.dbops.connection import connect
 from backend.dbops.errors import RevisionError
@@ -88,8 +88,8 @@ def test_upgrade_to_the_merge_lints_counts_and_journals_the_other_branch(branche
     settings, folder = branched, branched.versions_dir
     # One developer had applied his own branch before the merge came in.
     assert migrate.upgrade(settings, BRANCH_A) == [HEAD, BRANCH_A]
-    script = migrate.script_directory(settings)
-    assert [step.revision for step in migrate.pending(script, (BRANCH_A,), MERGE)] == [BRANCH_B, MERGE]
+    script = alembic_setup.script_directory(settings)
+    assert [step.revision for step in revision_graph.pending(script, (BRANCH_A,), MERGE)] == [BRANCH_B, MERGE]
     linted = lint(settings)
     assert linted.revisions == [BRANCH_B, MERGE, AFTER]
     assert any(note.startswith("3 revision(s) pending") for note in linted.notes), linted.notes
@@ -101,7 +101,7 @@ def test_upgrade_to_the_merge_lints_counts_and_journals_the_other_branch(branche
         MERGE,
     ]
     assert seen == [BRANCH_B, MERGE]
-    assert migrate.current(settings) == (MERGE,)
+    assert alembic_setup.current(settings) == (MERGE,)
     assert ADDED[BRANCH_B] in columns(mysql_server, settings.database)
     rows = journal_rows(mysql_server, settings.database)
     assert [row[:3] for row in rows] == [(rev, "upgrade", "applied") for rev in (HEAD, BRANCH_A, BRANCH_B, MERGE)]
@@ -125,24 +125,24 @@ def test_downgrade_across_the_merge_one_revision_at_a_time(branched, mysql_serve
     )
     assert reverted == [AFTER, MERGE, BRANCH_A, BRANCH_B]  # the upgrade order backwards
     assert seen == [(rev, "downgrade") for rev in reverted]
-    assert migrate.current(settings) == (HEAD,)
+    assert alembic_setup.current(settings) == (HEAD,)
     assert not set(ADDED.values()) & columns(mysql_server, settings.database)
     rows = journal_rows(mysql_server, settings.database)[-4:]
     assert [row[:3] for row in rows] == [(rev, "downgrade", "applied") for rev in reverted]
     assert unfinished(settings) == []
     with pytest.raises(RevisionError, match="cannot say which branch of a merge to take: name the revision"):
-        migrate.downgrade_steps(migrate.script_directory(settings), (AFTER,), f"{MERGE}-1")
+        revision_graph.downgrade_steps(alembic_setup.script_directory(settings), (AFTER,), f"{MERGE}-1")
 
     # Step by step below the merge: -2 leaves both branches, -1 then takes the last one applied.
     assert migrate.upgrade(settings) == [BRANCH_B, BRANCH_A, MERGE, AFTER]
     assert migrate.downgrade(settings, "-2") == [AFTER, MERGE]
-    assert migrate.current(settings) == (BRANCH_A, BRANCH_B)
+    assert alembic_setup.current(settings) == (BRANCH_A, BRANCH_B)
     assert migrate.downgrade(settings) == [BRANCH_A]
-    assert migrate.current(settings) == (BRANCH_B,)
+    assert alembic_setup.current(settings) == (BRANCH_B,)
     assert ADDED[BRANCH_B] in columns(mysql_server, settings.database)
     assert migrate.upgrade(settings, MERGE) == [BRANCH_A, MERGE]
     assert migrate.downgrade(settings, "base") == [MERGE, BRANCH_A, BRANCH_B, HEAD]
-    assert migrate.current(settings) == ()
+    assert alembic_setup.current(settings) == ()
     assert unfinished(settings) == []
 
 

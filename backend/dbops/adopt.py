@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import journal, migrate
+from . import alembic_setup, authoring, journal, migrate, revision_graph
 from .connection import connect, require_configured
 from .deploy_history import SUCCEEDED, DeployRecord, StepResult, record_start, record_update
 from .drift import LIVE, MIGRATIONS
@@ -58,6 +58,29 @@ class Adoption:
 
     def describe_was(self) -> str:
         return ", ".join(self.was) or "no revision"
+
+    def match_lines(self) -> list[str]:
+        """What a person confirms before the revision is recorded: the match, then each note."""
+        return [
+            f"✅ the {len(self.tables)} table(s) of {self.database} match revision {self.revision} "
+            "(built in a scratch database)",
+            *(f"⚠️  {note.text()}: left as it is" for note in self.notes),
+        ]
+
+    def difference_lines(self) -> list[str]:
+        return [f"     {difference.text()}" for difference in self.differences + self.notes]
+
+    def outcome(self) -> str:
+        """One line: adopted, or why nothing was recorded (a ❌ line)."""
+        if not self.matches:
+            return (
+                f"❌ {self.database} differs from revision {self.revision} in {len(self.differences)} "
+                "place(s): nothing recorded"
+            )
+        return (
+            f"✅ {self.database} adopted at {self.revision} (alembic_version held {self.describe_was()}); "
+            "`invoke db.upgrade` applies the revisions after it"
+        )
 
 
 def unknown_revisions(script: ScriptDirectory, current: Sequence[str]) -> list[str]:
@@ -99,7 +122,7 @@ def _live_state(settings: Settings) -> tuple[tuple[str, ...], Schema]:
     with connect(settings) as connection:
         migrate.refuse_unfinished(connection)
         return (
-            migrate.current_heads(connection),
+            alembic_setup.current_heads(connection),
             read_schema(connection, settings.database, ignored_tables(settings)),
         )
 
@@ -107,8 +130,8 @@ def _live_state(settings: Settings) -> tuple[tuple[str, ...], Schema]:
 def compare(settings: Settings, revision: str = "head") -> Adoption:
     """Compare the live database with the schema revision builds in a scratch database; change nothing."""
     require_configured(settings)
-    script = migrate.script_directory(settings)
-    wanted = migrate.resolve_target(script, revision)
+    script = alembic_setup.script_directory(settings)
+    wanted = revision_graph.resolve_target(script, revision)
     if not wanted:
         raise RevisionError("adopt needs a revision with a schema to compare, not base: use an id or head")
     target = wanted[0]
@@ -120,7 +143,7 @@ def compare(settings: Settings, revision: str = "head") -> Adoption:
         )
     if not live.tables:
         raise RevisionError(f"{settings.database} has no tables to adopt: `invoke db.upgrade` builds it")
-    with migrate.scratch_database(settings, target) as scratch, connect(scratch) as connection:
+    with authoring.scratch_database(settings, target) as scratch, connect(scratch) as connection:
         built = read_schema(connection, scratch.database, ignored_tables(settings))
     found = diff(built, live, MIGRATIONS, LIVE)
     return Adoption(
@@ -164,9 +187,9 @@ def adopt(
 
 def _record(settings: Settings, control: Connection, adoption: Adoption, seconds: float) -> None:
     """The revisions' checksums in the journal, the adoption (seconds: its comparison) in the deploy history."""
-    script = migrate.script_directory(settings)
+    script = alembic_setup.script_directory(settings)
     journal.ensure_journal(control)
-    for step in migrate.pending(script, (), adoption.revision):
+    for step in revision_graph.pending(script, (), adoption.revision):
         journal.record_adopted(control, step.revision, journal.file_checksum(Path(step.path)))
     record = DeployRecord(
         id=str(uuid.uuid4()),

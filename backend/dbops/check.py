@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import ddl_guard, journal, migrate
+from . import alembic_setup, authoring, ddl_guard, journal, revision_graph
 from .adopt import adoption_hint
 from .backup import data_and_index_bytes
 from .connection import connect, require_configured, server_info
 from .deploy_history import RESTORE_TARGET, ROLLING_BACK, RUNNING, load_records
 from .errors import AccessDenied, DbOpsError, UnknownDatabase
 from .guards import read_only_flags, read_only_message
+from .lint import lint
 from .lock import describe_holder, lock_name
 from .privileges import DATABASE_PRIVILEGES, SCHEMA_PRIVILEGES, grant_target, read_account
 from .scratch import PURPOSES, generated_name, unusable
@@ -52,6 +53,15 @@ class CheckReport:
 
     def add(self, name: str, ok: bool, detail: str, warning: bool = False) -> None:
         self.items.append(CheckItem(name, ok, detail, warning))
+
+    def passed_lines(self) -> list[str]:
+        """The passed checks (⚠️ when worth a look), then the pending revisions."""
+        passed = [f"{'⚠️ ' if item.warning else '✅'} {item.name}: {item.detail}" for item in self.items if item.ok]
+        return passed + [f"     pending: {line}" for line in self.pending]
+
+    def failure_text(self) -> str:
+        """One ❌ line per failed check."""
+        return "\n".join(f"❌ {item.name}: {item.detail}" for item in self.failures)
 
 
 def database_size(connection: Connection, database: str) -> int:
@@ -99,7 +109,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
         report.add("read_only", True, "the server accepts writes")
     _check_privileges(report, settings, account)
 
-    script = migrate.script_directory(settings)
+    script = alembic_setup.script_directory(settings)
     heads = script.get_heads()
     if len(heads) == 1:
         report.add("heads", True, f"one head: {heads[0]}")
@@ -110,7 +120,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
 
     try:
         with connect(settings) as connection:
-            current = migrate.current_heads(connection)
+            current = alembic_setup.current_heads(connection)
             left = journal.unfinished(connection)
             recorded = journal.applied_checksums(connection)
             size = database_size(connection, settings.database)
@@ -142,7 +152,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
         report.add("revision", False, to_adopt)
         return report
     try:
-        steps = migrate.pending(script, current, "heads" if len(heads) > 1 else "head") if heads else []
+        steps = revision_graph.pending(script, current, "heads" if len(heads) > 1 else "head") if heads else []
     except DbOpsError as exc:
         report.add("revision", False, str(exc))
         return report
@@ -156,7 +166,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
                 _check_rehearsal(report, settings)
         return report
     report.add("revision", True, f"at head ({shown})")
-    differences = migrate.autogenerate_diff(settings)
+    differences = authoring.autogenerate_diff(settings)
     if differences:
         report.add(
             "models",
@@ -284,7 +294,7 @@ def _check_unfinished(report: CheckReport, settings: Settings, own_deploy: str |
 def _check_checksums(report: CheckReport, script, current: tuple[str, ...], recorded: dict[str, str]) -> None:
     """An applied revision whose file changed since it ran means code and database disagree."""
     try:
-        applied = migrate.applied_revisions(script, current) if current else set()
+        applied = revision_graph.applied_revisions(script, current) if current else set()
     except DbOpsError:
         return  # an unknown current revision is reported by the revision check
     edited = []
@@ -317,8 +327,6 @@ def _check_rehearsal(report: CheckReport, settings: Settings) -> None:
 
 def _check_lint(report: CheckReport, settings: Settings, revisions: list[str]) -> None:
     """The pending revisions pass the linter (errors fail the check, warnings are shown)."""
-    from .lint import lint
-
     linted = lint(settings, revisions=revisions)
     if linted.errors:
         first = linted.errors[0]

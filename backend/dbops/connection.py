@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import Settings
+from . import mdl
 from .errors import (
     AccessDenied,
     DbOpsError,
@@ -17,6 +18,7 @@ from .errors import (
     ServerError,
     ServerUnreachable,
     UnknownDatabase,
+    one_line,
 )
 from .identifiers import validate_identifier
 
@@ -88,10 +90,10 @@ def _engine(url: URL, password: str, connect_timeout: int, ddl_guard: tuple[int,
     # str as latin-1, failing on other characters and sending other bytes for the rest.
     connect_args: dict = {"connect_timeout": connect_timeout, "password": password.encode()}
     if ddl_guard is not None:
-        from .mdl import LOCK_WAIT_SECONDS
-
         # The session variable tells the tool's triggers that a write is the tool's, not the application's.
-        connect_args["init_command"] = f"SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}, @alembic_tool_session = 1"
+        connect_args["init_command"] = (
+            f"SET SESSION lock_wait_timeout = {mdl.LOCK_WAIT_SECONDS}, @alembic_tool_session = 1"
+        )
         connect_args["cursorclass"] = ddl_guarded_cursor(*ddl_guard)
     engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
     event.listen(engine, "do_connect", lambda dialect, record, cargs, cparams: ToolConnection(*cargs, **cparams))
@@ -131,10 +133,10 @@ def translate_error(exc: BaseException, settings: Settings, database: str | None
         return ServerUnreachable(f"cannot reach the MySQL server at {settings.address}: is it running?")
     if code in (CR_SERVER_GONE, CR_SERVER_LOST):
         return ServerUnreachable(f"lost the connection to the MySQL server at {settings.address}")
-    first_line = " ".join(message.split()) or type(exc).__name__
+    line = one_line(message) or type(exc).__name__
     if settings.password:
-        first_line = first_line.replace(settings.password, "***")
-    return ServerError(f"server error {code}: {first_line}" if code else first_line)
+        line = line.replace(settings.password, "***")
+    return ServerError(f"server error {code}: {line}" if code else line)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..config import Settings
+from .authoring import comparing_context
 from .connection import connect
 from .identifiers import quote_identifier
 from .tool_tables import ignored_tables
@@ -42,18 +43,10 @@ def converge(settings: Settings, reference: MetaData) -> Converged:
     """Run the operations that turn the live schema into reference."""
     from alembic.autogenerate import produce_migrations
     from alembic.operations import Operations, ops
-    from alembic.runtime.migration import MigrationContext
 
     result = Converged()
     with connect(settings, guard_ddl=True) as connection:
-        context = MigrationContext.configure(
-            connection,
-            opts={
-                "compare_type": True,
-                "compare_server_default": True,
-                "include_name": ignored_tables(settings).include_name,
-            },
-        )
+        context = comparing_context(connection, settings)
         operations = Operations(context)
         queue: list[ops.MigrateOperation] = list(produce_migrations(context, reference).upgrade_ops_list)
         while queue:

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import migrate
+from . import alembic_setup, offline_sql, revision_graph
 from .connection import connect
 from .drift import models_against
-from .errors import DbOpsError
+from .errors import DbOpsError, first_line
 from .identifiers import quote_identifier
 from .scratch import scratch_schema
 from .sql import first_keyword, split_statements
@@ -143,7 +143,7 @@ def _classify(connection: Connection, statement: str, forms: list[tuple[str, str
             if _error_code(exc) not in ER_ALTER_OPERATION_NOT_SUPPORTED:
                 # Not a refused algorithm: the statement as written decides (and fails if it is wrong).
                 connection.exec_driver_sql(statement)
-                return UNKNOWN, f"could not be probed: {migrate.first_line(exc.orig or exc)}"
+                return UNKNOWN, f"could not be probed: {first_line(exc.orig or exc)}"
     connection.exec_driver_sql(statement)
     return COPY, "needs a table copy or a lock"
 
@@ -188,10 +188,10 @@ def rehearse(settings: Settings, target: str = "head", downgrade: bool = False) 
     """Run the revisions pending up to target (or reverted down to it) on an empty copy."""
     from sqlalchemy.exc import DBAPIError
 
-    script = migrate.script_directory(settings)
-    to_head = not downgrade and set(migrate.resolve_target(script, target)) == set(script.get_heads())
+    script = alembic_setup.script_directory(settings)
+    to_head = not downgrade and set(revision_graph.resolve_target(script, target)) == set(script.get_heads())
     rehearsal = Rehearsal()
-    steps = list(migrate.offline_steps(settings, target, downgrade))
+    steps = list(offline_sql.offline_steps(settings, target, downgrade))
     compare_models = to_head and settings.verify_models
     if not steps and not compare_models:
         return rehearsal
@@ -228,7 +228,7 @@ def rehearse(settings: Settings, target: str = "head", downgrade: bool = False) 
                     if _error_code(exc) in NOT_COPIED:
                         continue
                     rehearsal.failure = (
-                        f"{step.revision}: {' '.join(statement.split())[:160]}: {migrate.first_line(exc.orig or exc)}"
+                        f"{step.revision}: {' '.join(statement.split())[:160]}: {first_line(exc.orig or exc)}"
                     )
                     return rehearsal
         if compare_models:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..config import Settings
-from . import migrate
+from . import alembic_setup, migrate, offline_sql, revision_graph
 from .backup import Progress, backup
 from .check import run_check
 from .connection import connect
@@ -43,12 +43,13 @@ from .deploy_history import (
     record_start,
     record_update,
 )
-from .errors import DbOpsError
+from .errors import DbOpsError, first_line
 from .lock import HeldLock, migration_lock
 from .restart import restart
 from .rollback import rollback, settle
 from .undo import log
-from .undo.capture import DeployCapture, preflight_problems
+from .undo.capture import DeployCapture
+from .undo.refusal import preflight_problems
 from .undo.session import Session
 from .verify import verify
 
@@ -70,6 +71,17 @@ class DeployPlan:
     target: tuple[str, ...]
     pending: list[tuple[str, str]]  # (revision, message), oldest first
     sql: str
+
+    def text(self, where: str) -> str:
+        """`db.deploy --dry-run`'s output: the steps, the revisions and the SQL; where names the database."""
+        lines = [
+            f"Plan for {where}: {' → '.join(self.steps)}",
+            f"  from {', '.join(self.current) or 'base'} to {', '.join(self.target) or 'base'}",
+            *(f"  → {revision_id}  {message}" for revision_id, message in self.pending),
+        ]
+        sql = f"-- SQL the upgrade would run:\n{self.sql}" if self.sql else ""
+        done = f"✅ dry run: {len(self.pending)} revision(s) to apply; nothing changed\n"
+        return "\n".join(lines) + "\n" + sql + done
 
 
 def report_path(path: str | Path) -> Path:
@@ -99,11 +111,11 @@ def _now() -> str:
 
 def make_plan(settings: Settings, target: str = "head") -> DeployPlan:
     """What a deploy would do, read without changing anything."""
-    script = migrate.script_directory(settings)
-    wanted = migrate.resolve_target(script, target)
-    current = migrate.current(settings)
-    steps = migrate.pending(script, current, target)
-    sql = migrate.offline_sql(settings, ",".join(current) or "base", target) if steps else ""
+    script = alembic_setup.script_directory(settings)
+    wanted = revision_graph.resolve_target(script, target)
+    current = alembic_setup.current(settings)
+    steps = revision_graph.pending(script, current, target)
+    sql = offline_sql.offline_sql(settings, ",".join(current) or "base", target) if steps else ""
     return DeployPlan(
         settings.deploy_steps, current, wanted, [(step.revision, (step.doc or "").strip()) for step in steps], sql
     )
@@ -146,10 +158,10 @@ def deploy(
     allow_irreversible runs statements a rollback could not undo (they are named if it comes to one).
     downgrade reverts down to target (an id, base or -N) the same way: preflight, backup, the
     steps, verify, the record and a rollback on failure; the service is not restarted."""
-    migrate.validate_revision_argument(target)
+    alembic_setup.validate_revision_argument(target)
     if target not in ("head", "heads", "base") and not re.fullmatch(r"[+-]\d+", target):
         # An unknown revision is bad input: refused before the lock is taken or a deploy recorded.
-        migrate.resolve_target(migrate.script_directory(settings), target)
+        revision_graph.resolve_target(alembic_setup.script_directory(settings), target)
     record = DeployRecord(
         id=str(uuid.uuid4()),
         database=settings.database,
@@ -161,7 +173,7 @@ def deploy(
     )
     with migration_lock(settings, f"{'downgrade' if downgrade else 'deploy'} to {target}") as lock:
         with connect(settings) as connection:
-            record.from_revision = list(migrate.current_heads(connection))
+            record.from_revision = list(alembic_setup.current_heads(connection))
         record_start(lock.connection, record)
         close_abandoned(lock, record.id)
         for settled, tables in settle_expired(settings, lock):
@@ -206,12 +218,12 @@ class _DeployRun:
     @functools.cached_property
     def pending(self) -> list[str]:
         """The revisions to apply (or, downgrading, to revert, newest first)."""
-        script = migrate.script_directory(self.settings)
+        script = alembic_setup.script_directory(self.settings)
         current = tuple(self.record.from_revision)
         steps = (
-            migrate.downgrade_steps(script, current, self.target)
+            revision_graph.downgrade_steps(script, current, self.target)
             if self.downgrade
-            else migrate.pending(script, current, self.target)
+            else revision_graph.pending(script, current, self.target)
         )
         return [step.revision for step in steps]
 
@@ -233,7 +245,7 @@ class _DeployRun:
                 detail = getattr(self, f"step_{name}")()
             except Exception as exc:
                 seconds = time.monotonic() - started
-                message = migrate.first_line(exc)
+                message = first_line(exc)
                 record.steps.append(StepResult(name, "failed", round(seconds, 3), message))
                 self._fail(name, exc, message)
                 return
@@ -248,7 +260,7 @@ class _DeployRun:
             self.say(f"  {detail}")
             record_update(self.lock.connection, record)
         record.status = SUCCEEDED
-        record.to_revision = list(migrate.current(self.settings))
+        record.to_revision = list(alembic_setup.current(self.settings))
         record.message = (
             f"{'reverted' if self.downgrade else 'deployed'} {len(record.applied)} revision(s); "
             f"{self.settings.database} is at {', '.join(record.to_revision) or 'base'}"
@@ -303,9 +315,9 @@ class _DeployRun:
 
     def step_verify(self) -> str:
         if self.downgrade:
-            script = migrate.script_directory(self.settings)
-            applied = migrate.applied_revisions(script, tuple(self.record.from_revision))
-            expected = migrate.heads_of(script, applied - set(self.pending))
+            script = alembic_setup.script_directory(self.settings)
+            applied = revision_graph.applied_revisions(script, tuple(self.record.from_revision))
+            expected = revision_graph.heads_of(script, applied - set(self.pending))
         else:
             expected = None
         report = verify(self.settings, self.target, expected)
@@ -314,14 +326,14 @@ class _DeployRun:
         return "; ".join(f"{item.name} ok" for item in report.items)
 
     def step_restart(self) -> str:
-        result = restart(self.settings, expected_revision=",".join(migrate.current(self.settings)) or "base")
+        result = restart(self.settings, expected_revision=",".join(alembic_setup.current(self.settings)) or "base")
         return f"restarted in {result.command_seconds:.1f} s; {result.health.describe()}"
 
     # ---- failure handling
 
     def _fail(self, step: str, exc: Exception, message: str) -> None:
         record = self.record
-        record.to_revision = list(migrate.current(self.settings)) if _reachable(self.settings) else None
+        record.to_revision = list(alembic_setup.current(self.settings)) if _reachable(self.settings) else None
         failure = f"{step} failed: {message}"
         if step not in ("upgrade", "downgrade", "verify"):
             record.status = FAILED
@@ -353,10 +365,10 @@ def finish_rollback(settings: Settings, lock, record: DeployRecord, *, failure: 
         # The server (or the lock's connection) went away, or an undo failed: the record keeps
         # 'rolling back', which db.check reports and db.recover resumes.
         reachable = _reachable(settings)
-        record.to_revision = list(migrate.current(settings)) if reachable else None
+        record.to_revision = list(alembic_setup.current(settings)) if reachable else None
         if reachable:
             record.message = (
-                f"{failure}; rollback interrupted ({migrate.first_line(error)}): "
+                f"{failure}; rollback interrupted ({first_line(error)}): "
                 f"{settings.database} is half put back; once the cause is fixed, finish it with "
                 "`invoke db.recover`"
             )
@@ -367,7 +379,7 @@ def finish_rollback(settings: Settings, lock, record: DeployRecord, *, failure: 
                 "with `invoke db.recover --undo`"
             )
         return
-    record.to_revision = list(migrate.current(settings))
+    record.to_revision = list(alembic_setup.current(settings))
     before = ", ".join(record.from_revision) or "base"
     kept = (
         f"; kept {outcome.kept_application_writes:,} row(s) the application changed meanwhile"
@@ -394,7 +406,7 @@ def finish_rollback(settings: Settings, lock, record: DeployRecord, *, failure: 
 
 def _reachable(settings: Settings) -> bool:
     try:
-        migrate.current(settings)
+        alembic_setup.current(settings)
         return True
     except DbOpsError:
         return False

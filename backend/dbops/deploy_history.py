@@ -117,6 +117,22 @@ def list_deploys(settings: Settings, limit: int = 20) -> list[dict]:
         return [{**row, "steps": json.loads(row["steps"] or "[]")} for row in rows]
 
 
+def deploy_lines(row: dict) -> list[str]:
+    """`db.deploys`'s lines for one row of list_deploys: when, who, where, status and timings;
+    the backup and, unless it succeeded, the message."""
+    mark = "✅" if row["status"] == "succeeded" else "⏳" if row["status"] == "running" else "❌"
+    timings = " ".join(f"{step['name']}={step['seconds']:.1f}s" for step in row["steps"])
+    lines = [
+        f"{mark} {row['started_at']:%Y-%m-%d %H:%M:%S} {row['os_user']}@{row['host']} [{row['environment']}] "
+        f"{row['from_revision']} -> {row['to_revision'] or '?'} {row['status']}  {timings}"
+    ]
+    if row["backup_file"]:
+        lines.append(f"     backup: {row['backup_file']}")
+    if row["status"] != "succeeded" and row["message"]:
+        lines.append(f"     {row['message']}")
+    return lines
+
+
 def _revisions(value: str) -> list[str]:
     """Read back the column's `",".join(revisions) or "base"`."""
     return [] if value == "base" else value.split(",")

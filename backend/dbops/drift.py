@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import migrate
+from . import alembic_setup, authoring, revision_graph
 from .connection import connect, require_configured
 from .schema import Difference, diff, normalize_default, normalize_type, read_schema, same_type
 from .tool_tables import IgnoredTables, ignored_tables
@@ -222,13 +222,13 @@ def models_against(
 def drift(settings: Settings) -> DriftReport:
     """Compare the models, the migrations at head (in a scratch database) and the live database."""
     require_configured(settings)
-    head = migrate.single_head(migrate.script_directory(settings))
+    head = revision_graph.single_head(alembic_setup.script_directory(settings))
     ignored = ignored_tables(settings)
     with connect(settings) as connection:
-        live_revision = migrate.current_heads(connection)
+        live_revision = alembic_setup.current_heads(connection)
         live_schema = read_schema(connection, settings.database, ignored)
         models_vs_live = models_against(connection, ignored, MODELS, LIVE)
-    with migrate.scratch_database(settings, "head") as scratch, connect(scratch) as connection:
+    with authoring.scratch_database(settings, "head") as scratch, connect(scratch) as connection:
         scratch_schema = read_schema(connection, scratch.database, ignored)
         models_vs_migrations = models_against(connection, ignored, MODELS, MIGRATIONS)
 

@@ -1,6 +1,16 @@
-"""Errors whose message is a single line meant for the user."""
+"""Errors whose message is a single line meant for the user, and folding any text to one line."""
 
 from __future__ import annotations
+
+
+def one_line(text: str | None) -> str:
+    """Whitespace runs (newlines too) as one space: how a revision file keeps its message, and an
+    error is shown on one line."""
+    return " ".join((text or "").split())
+
+
+def first_line(exc: BaseException) -> str:
+    return one_line(str(exc)) or type(exc).__name__
 
 
 class DbOpsError(Exception):

@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from ..config import Settings
-from . import journal, migrate
+from . import alembic_setup, authoring, journal, migrate, revision_graph
 from .connection import connect
 from .converge import align_column_order, converge, reflect_schema
 from .deploy import finish_rollback
@@ -43,6 +43,22 @@ class Recovered:
     data_lost: list[str] = field(default_factory=list)
     remaining: list[str] = field(default_factory=list)
 
+    def lines(self) -> list[str]:
+        """The operations run, then a warning naming the tables whose data the schema could not bring back."""
+        lines = [f"  {operation}" for operation in self.operations]
+        if self.data_lost:
+            lines.append(
+                f"⚠️  data in {', '.join(self.data_lost)} could not come back from the schema alone: "
+                "restore those tables from a backup if it matters"
+            )
+        return lines
+
+    def outcome(self) -> str:
+        """One line: what was recovered, or (a ❌ line) what still differs."""
+        if self.remaining:
+            return f"❌ {self.what}; still differs: {', '.join(self.remaining)}"
+        return f"✅ {self.what}; the database is at {', '.join(self.revision_now) or 'base'}"
+
 
 def recover(
     settings: Settings, mode: str | None = None, lock: HeldLock | None = None, say: Say = lambda line: None
@@ -62,7 +78,7 @@ def recover(
         restore = next((record for record in records if record.target == RESTORE_TARGET), None)
         if restore is not None:
             what = resume(settings, held, restore, undo=mode == "undo", say=say)
-            return Recovered(what, migrate.current(settings))
+            return Recovered(what, alembic_setup.current(settings))
         rolling = next((record for record in records if record.status == ROLLING_BACK), None)
         if rolling is not None:
             if mode == "finish":
@@ -102,23 +118,27 @@ def _undo_deploy(settings: Settings, held: HeldLock, record, *, what: str, say: 
     if record.status == ROLLING_BACK:
         raise RevisionError(record.message)
     remaining = [] if record.status != "rollback incomplete" else [record.message]
-    return Recovered(f"deploy {record.id[:8]} {what}: {record.message}", migrate.current(settings), remaining=remaining)
+    return Recovered(
+        f"deploy {record.id[:8]} {what}: {record.message}", alembic_setup.current(settings), remaining=remaining
+    )
 
 
 def _converge_half_applied(settings: Settings, held: HeldLock, left: list, mode: str) -> Recovered:
-    script = migrate.script_directory(settings)
+    script = alembic_setup.script_directory(settings)
     entry = left[-1]
-    with migrate.alembic_errors():
+    with alembic_setup.alembic_errors():
         revision = script.get_revision(entry.revision)
         if revision is None:
             raise RevisionError(f"revision {entry.revision} is not in {script.versions}: check out its code")
-        before, after = migrate.states_around(script, revision.revision, entry.direction, migrate.current(settings))
+        before, after = revision_graph.states_around(
+            script, revision.revision, entry.direction, alembic_setup.current(settings)
+        )
     target = before if mode == "undo" else after
     shown = ", ".join(target) or "base"
 
     with ExitStack() as scratch_stack:
         try:
-            scratch = scratch_stack.enter_context(migrate.scratch_database(settings, target))
+            scratch = scratch_stack.enter_context(authoring.scratch_database(settings, target))
         except (ScratchUnavailable, Refused):
             raise  # no scratch database to build it in: the migrations are not at fault
         except DbOpsError as exc:

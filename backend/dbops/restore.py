@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Container
@@ -18,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
-from . import admin, migrate
-from .backup import Manifest, load_dump, verify_backup
-from .connection import connect, require_configured
+from . import admin, alembic_setup
+from .backup_files import COMPRESSIONS, Manifest, decompress_command
+from .backup_verify import verify_backup
+from .clients import child_processes, client_command, client_options, find_client, finish_children, start_child
+from .connection import connect, require_configured, server_info
 from .deploy_history import (
     RESTORE_TARGET,
     ROLLBACK_INCOMPLETE,
@@ -39,11 +42,12 @@ from .lock import HeldLock, migration_lock
 from .schema import row_counts
 from .tool_tables import TOOL_TABLES
 from .undo import holding, log, revert
-from .undo.capture import object_definition
 from .undo.session import Session, q
-from .undo.tabledef import show_create
+from .undo.tabledef import object_definition, show_create
 
 Say = Callable[[str], None]
+
+LOAD_CLIENTS = {"mariadb": ("mariadb", "mysql"), "mysql": ("mysql", "mariadb")}
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,24 @@ class RestoreResult:
     duration_seconds: float
     counts_differing: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # holding tables with the replaced tables
+
+    def lines(self) -> list[str]:
+        """What was restored, where the replaced tables are kept, and the row counts that differ."""
+        lines = [
+            f"✅ restored {self.database}: {len(self.tables)} table(s), {sum(self.tables.values())} rows, "
+            f"at {self.manifest.revision}, {self.duration_seconds:.1f} s"
+        ]
+        if self.kept:
+            lines.append(
+                f"   the replaced tables are kept as {', '.join(self.kept[:3])}{' ...' if len(self.kept) > 3 else ''}"
+                " until `invoke db.settle`"
+            )
+        if self.counts_differing:
+            lines.append(
+                f"⚠️  row counts differ from the manifest's (counted as the dump began): "
+                f"{'; '.join(self.counts_differing[:5])}"
+            )
+        return lines
 
 
 def _application_objects(session: Session) -> tuple[list[str], list[str]]:
@@ -120,7 +142,7 @@ def restore(
             host=socket.gethostname(),
             started_at="",
             backup_file=str(path),
-            from_revision=list(migrate.current(target_settings)),
+            from_revision=list(alembic_setup.current(target_settings)),
         )
         record_start(lock.connection, record)
         kept = _set_aside(target_settings, lock, record.id)
@@ -211,7 +233,7 @@ def _reload(
         for name, count in counts.items()
         if count != manifest.tables.get(name, count)
     ]
-    record.status, record.to_revision = SUCCEEDED, list(migrate.current(settings))
+    record.status, record.to_revision = SUCCEEDED, list(alembic_setup.current(settings))
     record.message = f"restored {path.name}; replaced tables kept until `invoke db.settle`"
     record_update(lock.connection, record, final=True)
     return counts, differing
@@ -245,7 +267,7 @@ def resume(settings: Settings, lock: HeldLock, record: DeployRecord, *, undo: bo
         _drop_loaded(session, keep=originals)
         outcome = revert.revert(control, session, record.id, say)
     record.status = ROLLED_BACK if outcome.complete else ROLLBACK_INCOMPLETE
-    record.to_revision = list(migrate.current(settings))
+    record.to_revision = list(alembic_setup.current(settings))
     record.message = (
         "restore undone: the replaced tables are back"
         if outcome.complete
@@ -253,3 +275,22 @@ def resume(settings: Settings, lock: HeldLock, record: DeployRecord, *, undo: bo
     )
     record_update(lock.connection, record, final=True)
     return record.message
+
+
+def load_dump(settings: Settings, path: Path, compression_name: str) -> None:
+    """Feed the whole dump from the decompressor straight to the command-line client (not through Python)."""
+    with connect(settings) as connection:
+        flavour = server_info(connection).flavour
+    program = find_client(LOAD_CLIENTS[flavour], "mysql client")
+    with client_options(settings) as [options], child_processes() as children:
+        source = start_child(children, decompress_command(COMPRESSIONS[compression_name], path), stdout=subprocess.PIPE)
+        command = client_command(
+            program,
+            options,
+            "--default-character-set=utf8mb4",
+            "--init-command=SET FOREIGN_KEY_CHECKS=0",
+            settings.database,
+        )
+        start_child(children, command, stdin=source.stdout, pass_fds=(options,))
+        source.stdout.close()
+        finish_children(children, f"restore of {settings.database!r} failed", settings.password)

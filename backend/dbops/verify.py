@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..config import Settings
-from . import migrate
+from . import alembic_setup, authoring, revision_graph
 from .check import CheckReport
 from .connection import connect
+from .errors import first_line
 
 
 def verify(settings: Settings, target: str = "head", expected: tuple[str, ...] | None = None) -> CheckReport:
@@ -18,11 +19,11 @@ def verify(settings: Settings, target: str = "head", expected: tuple[str, ...] |
     from sqlalchemy import text
 
     report = CheckReport()
-    script = migrate.script_directory(settings)
+    script = alembic_setup.script_directory(settings)
     if expected is None:
-        expected = migrate.resolve_target(script, target)
+        expected = revision_graph.resolve_target(script, target)
     with connect(settings) as connection:
-        current = migrate.current_heads(connection)
+        current = alembic_setup.current_heads(connection)
         at_target = set(current) == set(expected)
         shown = ", ".join(current) or "base"
         report.add(
@@ -39,12 +40,12 @@ def verify(settings: Settings, target: str = "head", expected: tuple[str, ...] |
                     result.fetchall()
                 report.add("smoke", True, statement)
             except Exception as exc:
-                report.add("smoke", False, f"{statement}: {migrate.first_line(getattr(exc, 'orig', exc))}")
+                report.add("smoke", False, f"{statement}: {first_line(getattr(exc, 'orig', exc))}")
             finally:
                 connection.rollback()  # smoke SQL must not change anything
 
     if settings.verify_models and at_target and expected and set(expected) == set(script.get_heads()):
-        differences = migrate.autogenerate_diff(settings)
+        differences = authoring.autogenerate_diff(settings)
         report.add(
             "models",
             not differences,

@@ -26,8 +26,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from backend.config import PROJECT_ROOT, Settings, load_settings
-from backend.dbops import admin, migrate
-from backend.dbops.backup import client_options, data_and_index_bytes, defaults_file
+from backend.dbops import admin, alembic_setup, migrate, revision_graph
+from backend.dbops.backup import data_and_index_bytes
+from backend.dbops.clients import client_options, defaults_file
 from backend.dbops.connection import connect
 from backend.dbops.identifiers import validate_identifier
 
@@ -124,7 +125,7 @@ def run(settings: Settings, rows: int, repeats: int = 3, say=print) -> dict:
     work = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
     versions = work / "versions"
     shutil.copytree(settings.versions_dir, versions)
-    head = migrate.single_head(migrate.script_directory(settings))
+    head = revision_graph.single_head(alembic_setup.script_directory(settings))
     (versions / f"{BENCH_REVISION_ID}_bench.py").write_text(
         BENCH_REVISION.format(down=head, revision=BENCH_REVISION_ID)
     )
@@ -160,7 +161,7 @@ def run(settings: Settings, rows: int, repeats: int = 3, say=print) -> dict:
     figures: dict[str, float] = {}
     try:
         admin.create_database(bench)
-        if migrate.current(bench) == (BENCH_REVISION_ID,):
+        if alembic_setup.current(bench) == (BENCH_REVISION_ID,):
             migrate.downgrade(bench, head)  # left by an earlier run
         migrate.upgrade(bench, head)
         fill(bench, rows, say)

@@ -32,8 +32,8 @@ from pathlib import Path
 import pymysql
 
 from backend.config import PROJECT_ROOT, Settings
-from backend.dbops import admin, migrate
-from backend.dbops.backup import client_options, defaults_file
+from backend.dbops import admin, alembic_setup, migrate
+from backend.dbops.clients import client_options, defaults_file
 from backend.dbops.servers import create_user, find_program, start_instance, stop_instance
 from tests.bench.deploy import fill
 from tests.conftest import HEAD, copy_versions
@@ -128,7 +128,7 @@ def _alembic(settings: Settings, target: str) -> float:
 
     started = time.monotonic()
     with connect(settings) as connection:
-        command.upgrade(migrate.alembic_config(settings, connection), target)
+        command.upgrade(alembic_setup.alembic_config(settings, connection), target)
         connection.commit()
     return time.monotonic() - started
 

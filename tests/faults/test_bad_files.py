@@ -18,7 +18,8 @@ import pytest
 
 from backend.config import Settings
 from backend.dbops import admin, migrate
-from backend.dbops.backup import backup, manifest_path
+from backend.dbops.backup import backup
+from backend.dbops.backup_files import manifest_path
 from tests.conftest import assert_one_error_line, run_invoke, tables
 from tests.faults.conftest import db_state, lock_holder, prepare, query, schema_names, server_env
 

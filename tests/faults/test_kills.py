@@ -16,7 +16,8 @@ from dataclasses import replace
 
 import pytest
 
-from backend.dbops.backup import list_backups, verify_backup
+from backend.dbops.backup_files import list_backups
+from backend.dbops.backup_verify import verify_backup
 from tests.conftest import assert_one_error_line, run_invoke
 from tests.faults.conftest import (
     F1,

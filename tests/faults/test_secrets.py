@@ -28,7 +28,7 @@ import pytest
 
 from backend.config import Settings
 from backend.dbops import admin
-from backend.dbops.backup import _option_value
+from backend.dbops.clients import _option_value
 from tests.conftest import run_invoke
 from tests.faults.conftest import (
     F1,

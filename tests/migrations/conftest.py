@@ -19,14 +19,14 @@ from pytest_alembic import Config, MigrationContext, runner
 from sqlalchemy.engine import Engine
 
 from backend.config import Settings
-from backend.dbops import migrate
+from backend.dbops import alembic_setup
 from backend.dbops.connection import make_engine
 
 
 @pytest.fixture
 def alembic_config(created_database: Settings) -> AlembicConfig:
     """The project's own Alembic config (env.py, the revisions, Settings), as `invoke db.*` builds it."""
-    return migrate.alembic_config(created_database)
+    return alembic_setup.alembic_config(created_database)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ each revision's schema holds, and the offline SQL of every revision."""
 
 from __future__ import annotations
 
-from backend.dbops import migrate
+from backend.dbops.offline_sql import offline_sql
 from tests.migrations.revision_data import ROWS
 from tests.migrations.walk import linear_revisions, parent, round_trip
 
@@ -24,7 +24,7 @@ def test_each_step_down_and_up_again_gives_the_same_schema_and_keeps_the_rows(cr
 def test_offline_sql_renders_every_revision_up_and_down(settings):
     for revision in linear_revisions(settings):
         before = parent(revision)
-        up = migrate.offline_sql(settings, before, revision.revision)
-        down = migrate.offline_sql(settings, revision.revision, before, downgrade=True)
+        up = offline_sql(settings, before, revision.revision)
+        down = offline_sql(settings, revision.revision, before, downgrade=True)
         for direction, sql in (("up", up), ("down", down)):
             assert revision.revision in sql, f"the offline SQL of {revision.revision} ({direction}) does not record it"

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 
 from backend.config import Settings
-from backend.dbops import migrate
+from backend.dbops import alembic_setup, migrate, revision_graph
 from backend.dbops.connection import connect
+from backend.dbops.errors import first_line
 from backend.dbops.identifiers import quote_identifier
 from backend.dbops.schema import Schema, diff, read_schema
 from backend.dbops.tool_tables import TOOL_TABLES
@@ -29,8 +30,8 @@ BASE = "base"
 
 def linear_revisions(settings: Settings) -> list:
     """The revisions, base first: one head, no merges (a round trip walks one line)."""
-    script = migrate.script_directory(settings)
-    migrate.single_head(script)
+    script = alembic_setup.script_directory(settings)
+    revision_graph.single_head(script)
     revisions = list(reversed(list(script.walk_revisions())))
     merges = [revision.revision for revision in revisions if isinstance(revision.down_revision, tuple | list)]
     assert not merges, f"the round trip walks linear histories only: {', '.join(merges)} merge(s)"
@@ -97,7 +98,7 @@ def insert(settings: Settings, revision: str, rows: RevisionRows) -> None:
                 connection.execute(text(statement))
             connection.commit()
     except Exception as exc:
-        raise AssertionError(f"the rows of {revision} could not be inserted: {migrate.first_line(exc)}") from None
+        raise AssertionError(f"the rows of {revision} could not be inserted: {first_line(exc)}") from None
 
 
 def missing_rows(settings: Settings, inserted: Mapping[str, RevisionRows]) -> list[str]:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...config import PROJECT_ROOT, Settings
-from .. import migrate
+from .. import alembic_setup, authoring, revision_graph
 from ..connection import connect
-from ..errors import DbOpsError, RevisionError
+from ..errors import DbOpsError, RevisionError, first_line
 from ..schema import Schema, Table, read_schema
 from ..tool_tables import TOOL_TABLES
 from .capture import Source, call_spans, capture, finding_in
@@ -70,7 +70,7 @@ def _load(script: Script) -> Source:
 
 def _ordered(script: ScriptDirectory) -> list[Script]:
     """Every revision, oldest first (parents before children)."""
-    with migrate.alembic_errors():
+    with alembic_setup.alembic_errors():
         return list(reversed(list(script.walk_revisions())))
 
 
@@ -91,8 +91,8 @@ def _select(
     report: LintReport,
 ) -> list[Script]:
     if revision:
-        migrate.validate_revision_argument(revision)
-        with migrate.alembic_errors():
+        alembic_setup.validate_revision_argument(revision)
+        with alembic_setup.alembic_errors():
             found = script.get_revision(revision)
         if found is None:
             raise RevisionError(f"unknown revision {revision!r}: see `invoke db.history`")
@@ -100,8 +100,8 @@ def _select(
     if all_revisions or not live_ok:
         return ordered
     try:
-        current = migrate.current(settings)
-        pending = {step.revision for step in migrate.pending(script, current, "heads")}
+        current = alembic_setup.current(settings)
+        pending = {step.revision for step in revision_graph.pending(script, current, "heads")}
     except DbOpsError as exc:
         report.notes.append(f"linting every revision: pending ones unknown ({exc})")
         return ordered
@@ -117,10 +117,10 @@ def _scratch_schemas(settings: Settings) -> Iterator:
     """A function revision -> schema before it, from a scratch database upgraded step by step."""
     from alembic import command
 
-    with migrate.scratch_database(settings, "base") as scratch:
+    with authoring.scratch_database(settings, "base") as scratch:
 
         def before(rev: Script) -> Schema:
-            with migrate.migration_connection(scratch) as (config, connection):
+            with alembic_setup.migration_connection(scratch) as (config, connection):
                 for parent in _parents(rev):
                     command.upgrade(config, parent)
                 connection.commit()
@@ -165,7 +165,7 @@ def lint(
     operations, and duplicates and table sizes are not looked at.
     """
     report = LintReport()
-    script = migrate.script_directory(settings)
+    script = alembic_setup.script_directory(settings)
     ordered = _ordered(script)
     by_id = {rev.revision: rev for rev in ordered}
 
@@ -214,7 +214,7 @@ def lint(
                     # e.g. an earlier revision fails on the server: go on without the scratch database
                     report.notes.append(
                         f"scratch database stopped before {rev.revision} "
-                        f"({migrate.first_line(exc)}): schema replayed from the revisions"
+                        f"({first_line(exc)}): schema replayed from the revisions"
                     )
                     before = None
             if schema is None:

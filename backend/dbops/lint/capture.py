@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import migrate
+from ..errors import first_line
 from .report import Finding
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def capture(source: Source, function: str) -> tuple[list[Captured], tuple[str, i
             if os.path.realpath(tb.tb_frame.f_code.co_filename) == os.path.realpath(source.path):
                 line = tb.tb_lineno
             tb = tb.tb_next
-        return captured, (migrate.first_line(exc), line)
+        return captured, (first_line(exc), line)
     finally:
         operations._remove_proxy()
     return captured, None

@@ -69,6 +69,17 @@ class LintReport:
     def ok(self) -> bool:
         return not self.errors
 
+    def text_lines(self) -> list[str]:
+        """The notes, then one line per finding."""
+        return [f"   {note}" for note in self.notes] + [finding.text() for finding in self.findings]
+
+    def summary(self) -> str:
+        """One line: how many errors (a ❌ line), or none with the warnings and silenced findings counted."""
+        if self.errors:
+            return f"❌ {len(self.errors)} error(s) in {len(self.revisions)} revision(s) linted"
+        silenced = f", {len(self.silenced)} silenced" if self.silenced else ""
+        return f"✅ {len(self.revisions)} revision(s) linted: no errors, {len(self.warnings)} warning(s){silenced}"
+
     def to_dict(self) -> dict:
         return {
             "ok": self.ok,

@@ -14,8 +14,8 @@ writes an undo entry, and keeps what the statement would destroy:
 - INSERT: after it ran, the rows it added (after-images), found in the transaction's own snapshot;
 - views, triggers, routines, events: the old definition.
 
-What cannot be kept exactly (no key, REPLACE, cascading deletes, TRUNCATE, CALL...) is refused
-before it runs, unless the operator allowed irreversible statements.
+What cannot be kept exactly (refusal.py) is refused before it runs, unless the operator allowed
+irreversible statements.
 """
 
 from __future__ import annotations
@@ -25,29 +25,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .. import migrate
-from ..connection import connect
-from ..errors import DbOpsError
-from ..sql import SQLSyntaxError, split_statements
 from ..tool_tables import TOOL_TABLES
 from . import holding, log, statements
+from .hold_triggers import lock_statement, locked, trigger_specs
+from .lossless import lossless
+from .refusal import IrreversibleStatement, refusal, shortened
 from .session import Session, column_list, key_match, q
-from .tabledef import show_create
+from .tabledef import object_definition, show_create
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 Say = Callable[[str], None]
 _IN_BATCH = 1000
-
-
-class IrreversibleStatement(DbOpsError):
-    """A statement whose effect a rollback could not undo exactly; it did not run."""
-
-
-def _head(sql: str) -> str:
-    text = " ".join(sql.split())
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass
@@ -57,90 +47,6 @@ class _Pending:
     entry: log.UndoEntry | None = None
     unlock: bool = False  # the statement runs under LOCK TABLES
     extra: dict = field(default_factory=dict)  # "after": a function of the cursor, run once it ran
-
-
-# ---------------------------------------------------------------- facts both the preflight and the hook need
-
-
-def _children(session: Session, table: str, rule_column: str) -> list[str]:
-    """Tables whose foreign keys change rows of theirs when a row of table is deleted or updated."""
-    return [
-        f"{child}.{name}"
-        for child, name in session.rows(
-            f"SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
-            f"WHERE CONSTRAINT_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = {session.literal(table)} "
-            f"AND {rule_column} IN ('CASCADE', 'SET NULL', 'SET DEFAULT')"
-        )
-    ]
-
-
-def refusal(session: Session, action: statements.Action, created: set[str]) -> str:
-    """Why the statement cannot be made undoable against this database ('' when it can)."""
-    if action.kind == statements.REFUSE:
-        return action.reason
-    if action.kind == statements.ROWS and action.table not in created and holding.table_exists(session, action.table):
-        key = holding.table_key(session, action.table)
-        if key is None:
-            return (
-                f"{action.table} has no primary key or unique key of NOT NULL columns, so its rows cannot be "
-                "told apart to be put back; give it one in an earlier revision"
-            )
-        if action.dml == "update" and set(action.assigned) & set(key):
-            return f"it changes the key ({', '.join(key)}) of {action.table}'s rows, by which they are put back"
-        rule = {"delete": "DELETE_RULE", "update": "UPDATE_RULE"}.get(action.dml)
-        if rule and (children := _children(session, action.table, rule)):
-            return (
-                f"the {action.dml} cascades through foreign keys ({', '.join(children)}) into rows it does "
-                "not name: change those tables first with statements of their own"
-            )
-    if action.kind == statements.ALTER and action.table not in created and holding.table_exists(session, action.table):
-        changes = action.alter
-        if changes.dropped or changes.modified or changes.retyped_renames or changes.converts_charset:
-            key = holding.table_key(session, action.table)
-            touched = {
-                *changes.dropped,
-                *changes.modified,
-                *changes.retyped_renames,
-                *(old for old, _ in changes.renamed),
-            }
-            if key is None and (changes.dropped or changes.retyped_renames):
-                return (
-                    f"{action.table} has no primary key or unique key of NOT NULL columns to keep the dropped "
-                    "column's values by; give it one in an earlier revision"
-                )
-            if key is not None and touched & set(key):
-                return f"it drops or changes a column of {action.table}'s key ({', '.join(key)})"
-    return ""
-
-
-def preflight_problems(settings, target: str = "head", downgrade: bool = False) -> list[str]:
-    """Pending statements a rollback could not undo, found in the revisions' offline SQL before anything runs.
-
-    A revision that reads the database to decide what to write renders no offline SQL for
-    that part; the hook still refuses such a statement at run time, before it runs.
-    """
-    problems: list[str] = []
-    created: set[str] = set()
-    with connect(settings) as connection:
-        session = Session.of(connection)
-        for step, sql in migrate.offline_steps(settings, target, downgrade):
-            try:
-                found = split_statements(sql or "")
-            except SQLSyntaxError:
-                found = []
-            for text in found:
-                action = statements.classify(text)
-                if action.kind == statements.NONE or any(name in TOOL_TABLES for name in action.names):
-                    continue
-                reason = refusal(session, action, created)
-                if reason:
-                    problems.append(f"{step.revision}: `{_head(text)}` cannot be undone: {reason}")
-                if action.kind == statements.CREATE_TABLE:
-                    created.add(action.table)
-                for old, new in action.renames:
-                    if old in created:
-                        created.add(new)
-    return problems
 
 
 # ---------------------------------------------------------------- the hook
@@ -191,7 +97,7 @@ class DeployCapture:
         if reason:
             if not self.allow_irreversible:
                 raise IrreversibleStatement(
-                    f"{self.revision or 'a revision'}: `{_head(statement)}` cannot be undone: {reason}. "
+                    f"{self.revision or 'a revision'}: `{shortened(statement)}` cannot be undone: {reason}. "
                     "It did not run; rewrite it, or deploy with --allow-irreversible to run it anyway "
                     "(a rollback then names it as not undone)"
                 )
@@ -201,7 +107,7 @@ class DeployCapture:
                 self.revision,
                 log.IRREVERSIBLE,
                 action.table,
-                detail={"sql": _head(statement), "reason": reason},
+                detail={"sql": shortened(statement), "reason": reason},
             )
             self.pending = _Pending(entry)
             return statement, parameters
@@ -275,7 +181,7 @@ class DeployCapture:
             ):
                 if parent in dropped and child not in dropped:
                     raise IrreversibleStatement(
-                        f"{self.revision}: `{_head(statement)}`: cannot drop table {parent!r}: foreign key {name} "
+                        f"{self.revision}: `{shortened(statement)}`: cannot drop table {parent!r}: foreign key {name} "
                         f"of {child!r} references it (drop the foreign key first)"
                     )
         self.migration.commit()
@@ -359,7 +265,7 @@ class DeployCapture:
         entry.detail["phase"] = holding.TRACK if modified else "held"
         log.save(self.control, entry)
         specs = trigger_specs(self.control, self.deploy_id, table, dropping=dropped)
-        self.migration.run(_lock_statement(table, specs + [holding.TriggerSpec(entry.hold, (), (), holding.COPY)]))
+        self.migration.run(lock_statement(table, specs + [holding.TriggerSpec(entry.hold, (), (), holding.COPY)]))
         self.pending.unlock = True
         holding.install_triggers(self.migration, self.deploy_id, table, specs)
         return None
@@ -393,7 +299,7 @@ class DeployCapture:
         return [
             name
             for name in candidates
-            if renames.get(name, name) not in after or not _lossless(infos[name], after[renames.get(name, name)])
+            if renames.get(name, name) not in after or not lossless(infos[name], after[renames.get(name, name)])
         ]
 
     # -- rows
@@ -414,7 +320,7 @@ class DeployCapture:
             self.revision,
             log.ROWS,
             table,
-            detail={"key": key, "columns": names, "dml": action.dml, "sql": _head(statement)},
+            detail={"key": key, "columns": names, "dml": action.dml, "sql": shortened(statement)},
         )
         entry.hold = holding.hold_name(self.deploy_id, entry.id, table)
         log.save(self.control, entry)
@@ -445,7 +351,7 @@ class DeployCapture:
             def after(cursor) -> None:
                 if cursor.rowcount is not None and cursor.rowcount > captured:
                     raise IrreversibleStatement(
-                        f"{self.revision}: `{_head(statement)}` changed {cursor.rowcount} rows but "
+                        f"{self.revision}: `{shortened(statement)}` changed {cursor.rowcount} rows but "
                         f"{captured} were captured before it: not deterministic, undone"
                     )
                 if action.dml == "update":
@@ -504,114 +410,3 @@ class DeployCapture:
             detail={"type": action.object_type, "name": action.object_name, "before": before},
         )
         return None
-
-
-def trigger_specs(
-    control: Session,
-    deploy_id: str,
-    table: str,
-    dropping=(),
-    extra_tracked: dict | None = None,
-    without: str | None = None,
-) -> list[holding.TriggerSpec]:
-    """The triggers table needs for the deploy's live column holds: a copy for the one being filled,
-    tracking of the narrowed columns of the others (those being dropped left out). extra_tracked
-    ({hold: [columns]}) tracks more (a rollback re-adding dropped columns); without leaves one hold out."""
-    specs = []
-    for entry in log.entries(control, deploy_id, (log.PREPARED, log.DONE)):
-        if entry.kind != log.ALTER or entry.table != table or not entry.hold or entry.hold == without:
-            continue
-        held = entry.detail["dropped"] + entry.detail["modified"]
-        phase = entry.detail.get("phase")
-        if phase == holding.COPY:
-            specs.append(holding.TriggerSpec(entry.hold, tuple(entry.detail["key"]), tuple(held), holding.COPY))
-            continue
-        tracked = [name for name in entry.detail["modified"] if phase == holding.TRACK and name not in dropping]
-        tracked += [name for name in (extra_tracked or {}).get(entry.hold, []) if name not in tracked]
-        if tracked:
-            specs.append(
-                holding.TriggerSpec(
-                    entry.hold,
-                    tuple(entry.detail["key"]),
-                    tuple(tracked),
-                    holding.TRACK,
-                    tuple(held.index(name) for name in tracked),
-                )
-            )
-    return specs
-
-
-def _lock_statement(table: str, specs: list[holding.TriggerSpec]) -> str:
-    """LOCK TABLES of the table and every holding table its triggers write to."""
-    holds = sorted({spec.hold for spec in specs})
-    return "LOCK TABLES " + ", ".join(f"{q(name)} WRITE" for name in [table, *holds])
-
-
-@contextmanager
-def locked(session: Session, table: str, specs: list[holding.TriggerSpec]) -> Iterator[None]:
-    session.run(_lock_statement(table, specs))
-    try:
-        yield
-    finally:
-        session.run("UNLOCK TABLES")
-
-
-def object_definition(session: Session, kind: str, name: str) -> dict | None:
-    """{'definition', 'sql_mode'} of a view, trigger, routine or event; None when it does not exist."""
-    import pymysql
-
-    try:
-        row = session.rows(f"SHOW CREATE {kind} {q(name)}")[0]
-    except pymysql.err.MySQLError:
-        return None
-    if kind == "VIEW":
-        return {"definition": row[1], "sql_mode": None}
-    return {"definition": row[3] if kind == "EVENT" else row[2], "sql_mode": row[1]}
-
-
-_INTEGER_WIDTH = {"tinyint": 1, "smallint": 2, "mediumint": 3, "int": 4, "integer": 4, "bigint": 8}
-_TEXT_WIDTH = {
-    "tinytext": 1,
-    "text": 2,
-    "mediumtext": 3,
-    "longtext": 4,
-    "tinyblob": 1,
-    "blob": 2,
-    "mediumblob": 3,
-    "longblob": 4,
-}
-
-
-def _lossless(old: holding.ColumnInfo, new: holding.ColumnInfo) -> bool:
-    """Every value of old fits new unchanged (same charset, and a type at least as wide)."""
-    if (old.charset, old.collation) != (new.charset, new.collation):
-        return False
-    if old.nullable and not new.nullable:
-        return False
-    if old.column_type == new.column_type:
-        return True
-    unsigned_old, unsigned_new = "unsigned" in old.column_type, "unsigned" in new.column_type
-    if old.data_type in _INTEGER_WIDTH and new.data_type in _INTEGER_WIDTH:
-        grows = _INTEGER_WIDTH[new.data_type] > _INTEGER_WIDTH[old.data_type]
-        return (unsigned_old == unsigned_new and _INTEGER_WIDTH[new.data_type] >= _INTEGER_WIDTH[old.data_type]) or (
-            unsigned_old and not unsigned_new and grows
-        )
-    if old.data_type == new.data_type and old.data_type in ("varchar", "char", "varbinary", "binary"):
-        return (new.length or 0) >= (old.length or 0)
-    if old.data_type in ("varchar", "char") and new.data_type in _TEXT_WIDTH and "text" in new.data_type:
-        return (new.length or 0) >= (old.length or 0)
-    if (
-        old.data_type in _TEXT_WIDTH
-        and new.data_type in _TEXT_WIDTH
-        and ("text" in old.data_type) == ("text" in new.data_type)
-    ):
-        return _TEXT_WIDTH[new.data_type] >= _TEXT_WIDTH[old.data_type]
-    if old.data_type == new.data_type == "decimal":
-        return (
-            (new.scale or 0) >= (old.scale or 0)
-            and (new.precision or 0) - (new.scale or 0) >= (old.precision or 0) - (old.scale or 0)
-            and unsigned_old == unsigned_new
-        )
-    if old.data_type == new.data_type and old.data_type in ("enum", "set"):
-        return new.column_type.startswith(old.column_type[:-1])
-    return False

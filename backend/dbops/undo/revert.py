@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import holding, log
-from .capture import locked, trigger_specs
+from .hold_triggers import locked, trigger_specs
 from .session import Session, column_list, key_match, q
 from .tabledef import TableDef, alter_statements, parse, read
 

@@ -1,8 +1,8 @@
 """What a statement changes, read from its tokens: the first half of making it undoable.
 
 classify() is pure (no database): it says which table or object a statement touches and in
-what way; capture.py then asks the live database what it needs (keys, columns, children)
-and keeps the before-image. A statement this module cannot read exactly is refused, never
+what way; refusal.py and capture.py then ask the live database what they need (keys,
+columns, children) and capture.py keeps the before-image. A statement this module cannot read exactly is refused, never
 guessed: the deploy stops before it runs unless the operator accepts it as irreversible.
 """
 

@@ -1,4 +1,5 @@
-"""A table's structure as SHOW CREATE TABLE prints it, and the ALTERs that bring a table back to it.
+"""A table's structure as SHOW CREATE TABLE prints it, and the ALTERs that bring a table back to it;
+the definitions of views, triggers, routines and events as SHOW CREATE prints them.
 
 The server prints one definition per line in a canonical form, so a before-image is that
 text, and undoing any ALTER is a comparison of two such texts: columns (with their order),
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..identifiers import quote_identifier
 from ..sql import tokenize
-from .session import Session
+from .session import Session, q
 
 _NAME = r"`((?:[^`]|``)+)`"
 _COLUMN = re.compile(rf"^{_NAME}\s")
@@ -198,3 +199,16 @@ def alter_statements(current: TableDef, wanted: TableDef) -> list[str]:
     if adds:
         statements.append(f"ALTER TABLE {quoted} {', '.join(adds)}")
     return statements
+
+
+def object_definition(session: Session, kind: str, name: str) -> dict | None:
+    """{'definition', 'sql_mode'} of a view, trigger, routine or event; None when it does not exist."""
+    import pymysql
+
+    try:
+        row = session.rows(f"SHOW CREATE {kind} {q(name)}")[0]
+    except pymysql.err.MySQLError:
+        return None
+    if kind == "VIEW":
+        return {"definition": row[1], "sql_mode": None}
+    return {"definition": row[3] if kind == "EVENT" else row[2], "sql_mode": row[1]}

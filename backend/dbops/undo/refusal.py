@@ -1,0 +1,103 @@
+"""What a rollback could not undo exactly (no key, a changed key, cascading foreign keys, REPLACE,
+TRUNCATE, CALL...): the one judgement the deploy's preflight and the capture hook both make."""
+
+from __future__ import annotations
+
+from ..connection import connect
+from ..errors import DbOpsError, one_line
+from ..offline_sql import offline_steps
+from ..sql import SQLSyntaxError, split_statements
+from ..tool_tables import TOOL_TABLES
+from . import holding, statements
+from .session import Session
+
+
+class IrreversibleStatement(DbOpsError):
+    """A statement whose effect a rollback could not undo exactly; it did not run."""
+
+
+def shortened(sql: str) -> str:
+    """The statement on one line, cut to 80 characters, as messages and the undo log quote it."""
+    text = one_line(sql)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _children(session: Session, table: str, rule_column: str) -> list[str]:
+    """Tables whose foreign keys change rows of theirs when a row of table is deleted or updated."""
+    return [
+        f"{child}.{name}"
+        for child, name in session.rows(
+            f"SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+            f"WHERE CONSTRAINT_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = {session.literal(table)} "
+            f"AND {rule_column} IN ('CASCADE', 'SET NULL', 'SET DEFAULT')"
+        )
+    ]
+
+
+def refusal(session: Session, action: statements.Action, created: set[str]) -> str:
+    """Why the statement cannot be made undoable against this database ('' when it can)."""
+    if action.kind == statements.REFUSE:
+        return action.reason
+    if action.kind == statements.ROWS and action.table not in created and holding.table_exists(session, action.table):
+        key = holding.table_key(session, action.table)
+        if key is None:
+            return (
+                f"{action.table} has no primary key or unique key of NOT NULL columns, so its rows cannot be "
+                "told apart to be put back; give it one in an earlier revision"
+            )
+        if action.dml == "update" and set(action.assigned) & set(key):
+            return f"it changes the key ({', '.join(key)}) of {action.table}'s rows, by which they are put back"
+        rule = {"delete": "DELETE_RULE", "update": "UPDATE_RULE"}.get(action.dml)
+        if rule and (children := _children(session, action.table, rule)):
+            return (
+                f"the {action.dml} cascades through foreign keys ({', '.join(children)}) into rows it does "
+                "not name: change those tables first with statements of their own"
+            )
+    if action.kind == statements.ALTER and action.table not in created and holding.table_exists(session, action.table):
+        changes = action.alter
+        if changes.dropped or changes.modified or changes.retyped_renames or changes.converts_charset:
+            key = holding.table_key(session, action.table)
+            touched = {
+                *changes.dropped,
+                *changes.modified,
+                *changes.retyped_renames,
+                *(old for old, _ in changes.renamed),
+            }
+            if key is None and (changes.dropped or changes.retyped_renames):
+                return (
+                    f"{action.table} has no primary key or unique key of NOT NULL columns to keep the dropped "
+                    "column's values by; give it one in an earlier revision"
+                )
+            if key is not None and touched & set(key):
+                return f"it drops or changes a column of {action.table}'s key ({', '.join(key)})"
+    return ""
+
+
+def preflight_problems(settings, target: str = "head", downgrade: bool = False) -> list[str]:
+    """Pending statements a rollback could not undo, found in the revisions' offline SQL before anything runs.
+
+    A revision that reads the database to decide what to write renders no offline SQL for
+    that part; the hook still refuses such a statement at run time, before it runs.
+    """
+    problems: list[str] = []
+    created: set[str] = set()
+    with connect(settings) as connection:
+        session = Session.of(connection)
+        for step, sql in offline_steps(settings, target, downgrade):
+            try:
+                found = split_statements(sql or "")
+            except SQLSyntaxError:
+                found = []
+            for text in found:
+                action = statements.classify(text)
+                if action.kind == statements.NONE or any(name in TOOL_TABLES for name in action.names):
+                    continue
+                reason = refusal(session, action, created)
+                if reason:
+                    problems.append(f"{step.revision}: `{shortened(text)}` cannot be undone: {reason}")
+                if action.kind == statements.CREATE_TABLE:
+                    created.add(action.table)
+                for old, new in action.renames:
+                    if old in created:
+                        created.add(new)
+    return problems
