@@ -18,12 +18,13 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..config import Settings
 from . import migrate
+from .app_hosts import HostRestart, RollStopped, rolling_restart
 from .backup import Progress, backup
 from .check import run_check
 from .connection import connect
@@ -202,6 +203,8 @@ class _DeployRun:
     allow_irreversible: bool
     downgrade: bool
     backup_path: Path | None = None
+    # The rolling restart's outcome on each host (APP_HOSTS), for the record.
+    host_restarts: list[HostRestart] = field(default_factory=list)
 
     @functools.cached_property
     def pending(self) -> list[str]:
@@ -234,7 +237,7 @@ class _DeployRun:
             except Exception as exc:
                 seconds = time.monotonic() - started
                 message = migrate.first_line(exc)
-                record.steps.append(StepResult(name, "failed", round(seconds, 3), message))
+                record.steps.append(StepResult(name, "failed", round(seconds, 3), message, self._hosts_of(name)))
                 self._fail(name, exc, message)
                 return
             record.steps.append(
@@ -243,6 +246,7 @@ class _DeployRun:
                     "skipped" if detail.startswith("skipped") else "ok",
                     round(time.monotonic() - started, 3),
                     detail,
+                    self._hosts_of(name),
                 )
             )
             self.say(f"  {detail}")
@@ -314,8 +318,19 @@ class _DeployRun:
         return "; ".join(f"{item.name} ok" for item in report.items)
 
     def step_restart(self) -> str:
-        result = restart(self.settings, expected_revision=",".join(migrate.current(self.settings)) or "base")
-        return f"restarted in {result.command_seconds:.1f} s; {result.health.describe()}"
+        revision = ",".join(migrate.current(self.settings)) or "base"
+        if not self.settings.app_hosts:
+            result = restart(self.settings, expected_revision=revision)
+            return f"restarted in {result.command_seconds:.1f} s; {result.health.describe()}"
+        try:
+            self.host_restarts = rolling_restart(self.settings, revision, say=lambda line: self.say(f"  {line}"))
+        except RollStopped as stopped:
+            self.host_restarts = stopped.hosts
+            raise
+        return f"restarted {len(self.host_restarts)} host(s), {self.settings.app_hosts_batch} at a time"
+
+    def _hosts_of(self, step: str) -> list[dict]:
+        return [host.to_dict() for host in self.host_restarts] if step == "restart" else []
 
     # ---- failure handling
 
