@@ -24,7 +24,6 @@ from pathlib import Path
 
 from ..config import Settings
 from . import migrate
-from .app_hosts import HostRestart, RollStopped, rolling_restart
 from .backup import Progress, backup
 from .check import run_check
 from .connection import connect
@@ -204,7 +203,7 @@ class _DeployRun:
     downgrade: bool
     backup_path: Path | None = None
     # The rolling restart's outcome on each host (APP_HOSTS), for the record.
-    host_restarts: list[HostRestart] = field(default_factory=list)
+    host_restarts: list[dict] = field(default_factory=list)
 
     @functools.cached_property
     def pending(self) -> list[str]:
@@ -322,15 +321,19 @@ class _DeployRun:
         if not self.settings.app_hosts:
             result = restart(self.settings, expected_revision=revision)
             return f"restarted in {result.command_seconds:.1f} s; {result.health.describe()}"
+        # Imported here: SSH (paramiko) costs every command a quarter second to import, and only this needs it.
+        from .app_hosts import RollStopped, rolling_restart
+
         try:
-            self.host_restarts = rolling_restart(self.settings, revision, say=lambda line: self.say(f"  {line}"))
+            done = rolling_restart(self.settings, revision, say=lambda line: self.say(f"  {line}"))
         except RollStopped as stopped:
-            self.host_restarts = stopped.hosts
+            self.host_restarts = [host.to_dict() for host in stopped.hosts]
             raise
-        return f"restarted {len(self.host_restarts)} host(s), {self.settings.app_hosts_batch} at a time"
+        self.host_restarts = [host.to_dict() for host in done]
+        return f"restarted {len(done)} host(s), {self.settings.app_hosts_batch} at a time"
 
     def _hosts_of(self, step: str) -> list[dict]:
-        return [host.to_dict() for host in self.host_restarts] if step == "restart" else []
+        return self.host_restarts if step == "restart" else []
 
     # ---- failure handling
 
