@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
@@ -76,6 +77,10 @@ def _whole(name: str, raw: str, default: int) -> int:
     return number
 
 
+def _optional_path(name: str, raw: str, default: Path | None) -> Path | None:
+    return _path(raw.strip()) if raw.strip() else default
+
+
 def _nonzero(name: str, raw: str, default: int | float) -> int | float:
     """A whole number where 0 means the default (a timeout), as the field's type."""
     return type(default)(_whole(name, raw, 0) or default)
@@ -100,6 +105,23 @@ def _flag(name: str, raw: str, default: bool) -> bool:
 def _names(name: str, raw: str, default: tuple[str, ...]) -> tuple[str, ...]:
     """Comma-separated names."""
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+# An application host, [user@]host[:port]: plain names only, since they go into SSH and URLs.
+APP_HOST_PATTERN = re.compile(
+    r"(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?"
+)
+
+
+def _hosts(name: str, raw: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Application hosts separated by commas or spaces, each [user@]host[:port]."""
+    hosts = tuple(raw.replace(",", " ").split())
+    bad = [host for host in hosts if not APP_HOST_PATTERN.fullmatch(host)]
+    if bad:
+        raise ConfigError(f"{name}: {bad[0]!r} is not [user@]host[:port]")
+    if len(set(hosts)) != len(hosts):
+        raise ConfigError(f"{name} lists a host twice")
+    return hosts
 
 
 def _statements(name: str, raw: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -191,6 +213,13 @@ class Settings:
     health_command: str = _variable("HEALTH_COMMAND", "")  # instead of the URL when set
     health_timeout: float = _variable("HEALTH_TIMEOUT", 5.0, _nonzero)
     health_retries: int = _variable("HEALTH_RETRIES", 10, _at_least_one)
+    # Several application hosts: a rolling restart over SSH (app_hosts.py); empty: the service runs here.
+    app_hosts: tuple[str, ...] = _variable("APP_HOSTS", (), _hosts, per_environment=True)
+    app_hosts_batch: int = _variable("APP_HOSTS_BATCH", 1, _at_least_one)
+    app_dir: str = _variable("APP_DIR", str(PROJECT_ROOT))  # the project's folder on each host
+    ssh_identity_file: str = _variable("SSH_IDENTITY_FILE", "")  # default: the agent, ~/.ssh/id_*
+    ssh_known_hosts: Path | None = _variable("SSH_KNOWN_HOSTS", None, _optional_path)  # default: ~/.ssh/known_hosts
+    ssh_connect_timeout: float = _variable("SSH_CONNECT_TIMEOUT", 10.0, _nonzero)
     # Set by app.restart for the service it starts, which answers it on /health (APP_START_ID,
     # read from the real environment only).
     app_start_id: str = ""

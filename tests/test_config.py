@@ -123,7 +123,11 @@ def test_the_guide_gives_every_variable_the_default_of_its_field():
     documented = dict(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| ([^|]+?) \|", guide, re.M))
     variables = {item.metadata["variable"]: item.default for item in fields(Settings) if "variable" in item.metadata}
     assert len(variables) == len(fields(Settings)) - 3  # all but config_file, app_start_id and source
-    derived = {"HEALTH_URL": "`http://APP_HOST:APP_PORT/health`"}  # empty: made of APP_HOST and APP_PORT
+    derived = {
+        "HEALTH_URL": "`http://APP_HOST:APP_PORT/health`",  # empty: made of APP_HOST and APP_PORT
+        "APP_DIR": "本项目的目录",  # this checkout's path, different on each machine
+        "SSH_KNOWN_HOSTS": "`~/.ssh/known_hosts`",  # unset: the user's own file
+    }
     wrong = {
         name: documented.get(name)
         for name, default in variables.items()

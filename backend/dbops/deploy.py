@@ -18,7 +18,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -214,6 +214,8 @@ class _DeployRun:
     allow_irreversible: bool
     downgrade: bool
     backup_path: Path | None = None
+    # The rolling restart's outcome on each host (APP_HOSTS), for the record.
+    host_restarts: list[dict] = field(default_factory=list)
 
     @functools.cached_property
     def pending(self) -> list[str]:
@@ -246,7 +248,7 @@ class _DeployRun:
             except Exception as exc:
                 seconds = time.monotonic() - started
                 message = first_line(exc)
-                record.steps.append(StepResult(name, "failed", round(seconds, 3), message))
+                record.steps.append(StepResult(name, "failed", round(seconds, 3), message, self._hosts_of(name)))
                 self._fail(name, exc, message)
                 return
             record.steps.append(
@@ -255,6 +257,7 @@ class _DeployRun:
                     "skipped" if detail.startswith("skipped") else "ok",
                     round(time.monotonic() - started, 3),
                     detail,
+                    self._hosts_of(name),
                 )
             )
             self.say(f"  {detail}")
@@ -326,8 +329,23 @@ class _DeployRun:
         return "; ".join(f"{item.name} ok" for item in report.items)
 
     def step_restart(self) -> str:
-        result = restart(self.settings, expected_revision=",".join(alembic_setup.current(self.settings)) or "base")
-        return f"restarted in {result.command_seconds:.1f} s; {result.health.describe()}"
+        revision = ",".join(alembic_setup.current(self.settings)) or "base"
+        if not self.settings.app_hosts:
+            result = restart(self.settings, expected_revision=revision)
+            return f"restarted in {result.command_seconds:.1f} s; {result.health.describe()}"
+        # Imported here: SSH (paramiko) costs every command a quarter second to import, and only this needs it.
+        from .app_hosts import RollStopped, rolling_restart
+
+        try:
+            done = rolling_restart(self.settings, revision, say=lambda line: self.say(f"  {line}"))
+        except RollStopped as stopped:
+            self.host_restarts = [host.to_dict() for host in stopped.hosts]
+            raise
+        self.host_restarts = [host.to_dict() for host in done]
+        return f"restarted {len(done)} host(s), {self.settings.app_hosts_batch} at a time"
+
+    def _hosts_of(self, step: str) -> list[dict]:
+        return self.host_restarts if step == "restart" else []
 
     # ---- failure handling
 

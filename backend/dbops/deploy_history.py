@@ -36,6 +36,7 @@ class StepResult:
     status: str  # ok, failed, skipped
     seconds: float
     detail: str = ""
+    hosts: list[dict] = field(default_factory=list)  # the restart step's per-host outcomes (APP_HOSTS)
 
 
 @dataclass

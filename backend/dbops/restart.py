@@ -103,8 +103,10 @@ def _json_object(raw: bytes) -> dict:
     return body if isinstance(body, dict) else {}
 
 
-def _probe(opener: urllib.request.OpenerDirector, url: str, timeout: float) -> tuple[dict | None, str]:
-    """(body, "") on HTTP 200, the body {} when it is not a JSON object; else (None, why)."""
+def probe_health(url: str, timeout: float) -> tuple[dict | None, str]:
+    """One request: (body, "") on HTTP 200, the body {} when it is not a JSON object; else (None, why)."""
+    # No proxy: the service is ours and near, and http_proxy would misroute localhost.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(url, timeout=timeout) as response:
             status, raw = response.status, response.read()
@@ -118,26 +120,27 @@ def _probe(opener: urllib.request.OpenerDirector, url: str, timeout: float) -> t
     return (_json_object(raw), "") if status == 200 else (None, f"HTTP {status}")
 
 
-def health_check(settings: Settings, expected_revision: str | None = None, start_id: str | None = None) -> HealthResult:
-    """HEALTH_COMMAND exits 0, or the health URL answers 200 (with expected_revision and start_id, when given).
+def health_check(
+    settings: Settings, expected_revision: str | None = None, start_id: str | None = None, url: str | None = None
+) -> HealthResult:
+    """HEALTH_COMMAND exits 0, or the health URL (url, else HEALTH_URL's) answers 200 (with expected_revision
+    and start_id, when given); url given, HEALTH_COMMAND is not run here (app_hosts runs it on the host).
 
     The URL is retried up to HEALTH_RETRIES times with a growing delay, since the service
     needs a moment to start. expected_revision and start_id apply to the URL only: a command
     is trusted.
     """
     started = time.monotonic()
-    if settings.health_command:
+    if settings.health_command and url is None:
         run_command(settings, settings.health_command, "HEALTH_COMMAND")
         return HealthResult("HEALTH_COMMAND", 1, time.monotonic() - started)
-    url = settings.effective_health_url
+    url = url or settings.effective_health_url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise RestartError(f"HEALTH_URL {url!r} is not an http(s) URL")
-    # No proxy: the service is ours and near, and http_proxy would misroute localhost.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     delay, why = FIRST_DELAY, ""
     for attempt in range(1, settings.health_retries + 1):
-        body, why = _probe(opener, url, settings.health_timeout)
+        body, why = probe_health(url, settings.health_timeout)
         if body is not None:
             if start_id is not None and body.get("start_id") != start_id:
                 why = (
