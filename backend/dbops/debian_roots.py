@@ -195,8 +195,7 @@ def provision(target_id: str, environ: Mapping[str, str] | None = None, say: Say
     A build (minutes) or a wait for another process's build is told to say as it goes.
     """
     target = get_target(target_id)
-    if target.debian is None:
-        raise ProviderSkipped(f"no Debian suite ships {target.label}")
+    target.debian_recipe()  # one without a recipe fails first
     if os.geteuid() != 0:
         raise ProviderSkipped("needs root (debootstrap and chroot)")
     marker = provisioned(target, environ)
@@ -209,6 +208,7 @@ def provision(target_id: str, environ: Mapping[str, str] | None = None, say: Say
 
 
 def _provision_locked(target: Target, environ: Mapping[str, str] | None, say: Say) -> dict:
+    recipe = target.debian_recipe()
     folder = cache_dir(environ) / target.id
     lock = cache_dir(environ) / f"{target.id}.lock"
 
@@ -230,25 +230,23 @@ def _provision_locked(target: Target, environ: Mapping[str, str] | None, say: Sa
         log_path = folder / "provision.log"
         started = time.monotonic()
         say(
-            f"{target.id} root: building Debian {target.debian.suite} with {' '.join(target.debian.packages)} "
+            f"{target.id} root: building Debian {recipe.suite} with {' '.join(recipe.packages)} "
             f"(once, in {folder}; log {log_path.name} there)"
         )
         try:
             with open(log_path, "wb") as log:
                 _build_root(target, debootstrap, root, log, _BuildProgress(target, log_path, say))
-            flavour, version = server_flavour(target.debian.binary, root)
+            flavour, version = server_flavour(recipe.binary, root)
         except (ProvisionError, SandboxError) as exc:
-            raise ProvisionError(
-                f"building the {target.debian.suite} root failed: {exc}: {_log_tail(log_path)}"
-            ) from None
+            raise ProvisionError(f"building the {recipe.suite} root failed: {exc}: {_log_tail(log_path)}") from None
         finally:
             # E.g. a service a package script started despite policy-rc.d.
             kill_processes_in_root(root)
         if not target.matches(flavour, version):
-            raise ProvisionError(f"{target.debian.suite} now ships {flavour} {version}, not {target.label}")
+            raise ProvisionError(f"{recipe.suite} now ships {flavour} {version}, not {target.label}")
         marker = {
             "target": target.id,
-            "recipe": target.debian.as_dict(),
+            "recipe": recipe.as_dict(),
             "flavour": flavour,
             "version": version,
             "seconds": round(time.monotonic() - started, 1),
@@ -263,7 +261,7 @@ def _provision_locked(target: Target, environ: Mapping[str, str] | None, say: Sa
 
 
 def _build_root(target: Target, debootstrap: str, root: Path, log, progress: _BuildProgress) -> None:
-    recipe = target.debian
+    recipe = target.debian_recipe()
     # No mirror argument: debootstrap uses its own default.
     _run_logged([debootstrap, "--variant=minbase", recipe.suite, str(root)], log, "debootstrap", 900, progress)
     # Package scripts must not start services inside the root.

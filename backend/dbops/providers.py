@@ -18,7 +18,6 @@ Environment variables are read from the `environ` argument (os.environ by defaul
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -121,7 +120,9 @@ def _server_version(host: str, port: int, user: str, password: str) -> tuple[str
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT VERSION()")
-            info = parse_server_version(cursor.fetchone()[0])
+            row = cursor.fetchone()
+            assert row is not None  # SELECT VERSION() returns one row
+            info = parse_server_version(row[0])
     finally:
         connection.close()
     return info.flavour, info.version
@@ -196,11 +197,8 @@ def _local_provider(
 
 
 def _chroot_ready(target: Target, environ: Mapping[str, str], say: Say) -> tuple[Path, float]:
-    """The target's root, built now if needed; (root, seconds spent building it now)."""
-    if target.debian is None:
-        raise ProviderSkipped(f"no Debian suite ships {target.label}")
-    if os.geteuid() != 0:
-        raise ProviderSkipped("needs root (debootstrap and chroot)")
+    """The target's root, built now if needed; (root, seconds spent building it now).
+    provision() says why it cannot be (no Debian suite ships the target, not root)."""
     marker = provision(target.id, environ, say)
     return chroot_root(target, environ), 0.0 if marker["reused"] else marker["seconds"]
 
@@ -212,7 +210,7 @@ def _chroot_provider(
     root, provision_seconds = _chroot_ready(target, environ, say)
     # The data folder lives inside the root, where the server can see it.
     folder = Path(tempfile.mkdtemp(prefix="matrix-", dir=root / "tmp"))
-    with _throwaway(target, "chroot", folder, target.debian.binary, str(root), provision_seconds) as handle:
+    with _throwaway(target, "chroot", folder, target.debian_recipe().binary, str(root), provision_seconds) as handle:
         yield handle
 
 
@@ -395,7 +393,7 @@ def start_server(
     try:
         root, _ = _chroot_ready(target, env, say)
         return start_instance(
-            persistent_folder(root, folder), port=port, binary=target.debian.binary, chroot=root
+            persistent_folder(root, folder), port=port, binary=target.debian_recipe().binary, chroot=root
         ), "chroot"
     except DbOpsError as exc:
         reasons.append(("chroot", str(exc)))

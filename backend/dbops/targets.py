@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import UnknownTarget
+from .errors import ProviderSkipped, UnknownTarget
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,12 @@ class Target:
     def tags(self) -> tuple[str, ...]:
         """The groups that select it with its id: its flavour, and debian when a Debian suite ships it."""
         return (self.flavour, "debian") if self.debian else (self.flavour,)
+
+    def debian_recipe(self) -> DebianRecipe:
+        """Its Debian recipe; ProviderSkipped when no Debian suite ships it."""
+        if self.debian is None:
+            raise ProviderSkipped(f"no Debian suite ships {self.label}")
+        return self.debian
 
     def matches(self, flavour: str, version: str) -> bool:
         return flavour == self.flavour and (version == self.version or version.startswith(self.version + "."))
