@@ -95,26 +95,29 @@ class DeployCapture:
             return statement, parameters
         reason = refusal(self.migration, action, self.created)
         if reason:
-            if not self.allow_irreversible:
-                raise IrreversibleStatement(
-                    f"{self.revision or 'a revision'}: `{shortened(statement)}` cannot be undone: {reason}. "
-                    "It did not run; rewrite it, or deploy with --allow-irreversible to run it anyway "
-                    "(a rollback then names it as not undone)"
-                )
-            entry = log.add(
-                self.control,
-                self.deploy_id,
-                self.revision,
-                log.IRREVERSIBLE,
-                action.table,
-                detail={"sql": shortened(statement), "reason": reason},
-            )
-            self.pending = _Pending(entry)
+            self.pending = _Pending(self._irreversible(action.table, statement, reason))
             return statement, parameters
         handler = getattr(self, f"_before_{action.kind.replace('-', '_')}")
         self.pending = _Pending()
         replaced = handler(action, cursor, statement, parameters, executemany)
         return (replaced, None) if replaced is not None else (statement, parameters)
+
+    def _irreversible(self, table: str | None, statement: str, reason: str) -> log.UndoEntry:
+        """Refuse the statement, or when the operator allowed it, the entry that names it as not undone."""
+        if not self.allow_irreversible:
+            raise IrreversibleStatement(
+                f"{self.revision or 'a revision'}: `{shortened(statement)}` cannot be undone: {reason}. "
+                "It did not run; rewrite it, or deploy with --allow-irreversible to run it anyway "
+                "(a rollback then names it as not undone)"
+            )
+        return log.add(
+            self.control,
+            self.deploy_id,
+            self.revision,
+            log.IRREVERSIBLE,
+            table,
+            detail={"sql": shortened(statement), "reason": reason},
+        )
 
     def after(self, conn, cursor, statement, parameters, context, executemany):
         pending, self.pending = self.pending, None
@@ -227,6 +230,22 @@ class DeployCapture:
         if before is None:
             return None
         self.migration.commit()
+        infos = {column.name: column for column in holding.columns(self.migration, table)}
+        dropped = [
+            name
+            for name in (*changes.dropped, *self._lossy(table, changes, infos, renamed_only=True))
+            if name in infos and not infos[name].generated
+        ]
+        modified = [name for name in self._lossy(table, changes, infos) if name not in dropped]
+        key = holding.table_key(self.migration, table) if dropped or modified else None
+        if (dropped or modified) and key is None:
+            # refusal() cannot tell a lossy MODIFY or CONVERT from a harmless one; the probe above can.
+            reason = (
+                f"{table} has no primary key or unique key of NOT NULL columns to keep the values of "
+                f"{', '.join(dropped + modified)} by; give it one in an earlier revision"
+            )
+            self.pending.entry = self._irreversible(table, statement, reason)
+            return None
         entry = log.add(
             self.control,
             self.deploy_id,
@@ -240,16 +259,8 @@ class DeployCapture:
             },
         )
         self.pending.entry = entry
-        infos = {column.name: column for column in holding.columns(self.migration, table)}
-        dropped = [
-            name
-            for name in (*changes.dropped, *self._lossy(table, changes, infos, renamed_only=True))
-            if name in infos and not infos[name].generated
-        ]
-        modified = [name for name in self._lossy(table, changes, infos) if name not in dropped]
-        if not dropped and not modified:
-            return None
-        key = holding.table_key(self.migration, table)
+        if key is None:
+            return None  # nothing it changes loses values
         entry.hold = holding.hold_name(self.deploy_id, entry.id, table)
         entry.detail.update(key=key, dropped=dropped, modified=modified, phase=holding.COPY)
         log.save(self.control, entry)
