@@ -58,7 +58,8 @@ def render_sql(
     ):
         script.run_env()
     buffer = config.output_buffer
-    assert isinstance(buffer, io.StringIO)  # alembic_config() collects offline SQL in one
+    if not isinstance(buffer, io.StringIO):
+        raise RuntimeError("alembic_config() collects offline SQL in a StringIO")
     return buffer.getvalue()
 
 

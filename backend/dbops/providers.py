@@ -121,7 +121,8 @@ def _server_version(host: str, port: int, user: str, password: str) -> tuple[str
         with connection.cursor() as cursor:
             cursor.execute("SELECT VERSION()")
             row = cursor.fetchone()
-            assert row is not None  # SELECT VERSION() returns one row
+            if row is None:
+                raise RuntimeError("SELECT VERSION() returned no row")
             info = parse_server_version(row[0])
     finally:
         connection.close()

@@ -38,10 +38,9 @@ def refusal(session: Session, action: statements.Action, created: set[str]) -> s
     """Why the statement cannot be made undoable against this database ('' when it can)."""
     if action.kind == statements.REFUSE:
         return action.reason
-    table = action.table
-    # Row and ALTER statements always name their table (classify refuses those it cannot read).
-    if action.kind not in (statements.ROWS, statements.ALTER) or table is None:
+    if action.kind not in (statements.ROWS, statements.ALTER):
         return ""
+    table = action.table_name()
     if table in created or not holding.table_exists(session, table):
         return ""
     if action.kind == statements.ROWS:
@@ -101,8 +100,8 @@ def preflight_problems(settings, target: str = "head", downgrade: bool = False) 
                 reason = refusal(session, action, created)
                 if reason:
                     problems.append(f"{step.revision}: `{shortened(text)}` cannot be undone: {reason}")
-                if action.kind == statements.CREATE_TABLE and action.table:
-                    created.add(action.table)
+                if action.kind == statements.CREATE_TABLE:
+                    created.add(action.table_name())
                 for old, new in action.renames:
                     if old in created:
                         created.add(new)
