@@ -6,7 +6,7 @@
     nox -k "migrations and debian" -- -x           the versions Debian ships; after --, pytest's options
     nox -s "server_tests(server='mysql-9.7')"      the most server-dependent tests on one version
 
-One table of targets feeds the parametrized sessions: backend/dbops/providers.py (TARGETS, with
+One table of targets feeds the parametrized sessions: backend/dbops/targets.py (TARGETS, with
 their tags). Each session runs pytest with TEST_SERVER set to its target, whose server
 tests/conftest.py acquires. A target no provider can serve has its tests skipped, with every
 provider's reason in pytest's closing summary; MATRIX_REQUIRED=all (or ids or tags separated by
@@ -22,7 +22,7 @@ import nox
 
 # The table of targets is stdlib-only at import time, so nox's own Python can read it.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from backend.dbops.providers import TARGETS  # noqa: E402
+from backend.dbops.targets import TARGETS  # noqa: E402
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True

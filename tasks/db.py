@@ -246,8 +246,12 @@ def lint(c, revision=None, all=False, format="text", large_rows=0):
 
     if format not in ("text", "json"):
         raise Exit("❌ --format must be text or json", code=1)
-    options = {"large_table_rows": int(large_rows)} if large_rows else {}
-    report = linter.lint(load_settings(), [revision] if revision else None, all_revisions=all, **options)
+    report = linter.lint(
+        load_settings(),
+        [revision] if revision else None,
+        all_revisions=all,
+        large_table_rows=int(large_rows) if large_rows else linter.LARGE_TABLE_ROWS,
+    )
     if format == "json":
         import json
 

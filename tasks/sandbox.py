@@ -55,11 +55,12 @@ def sandbox_status(c):
 @cli_errors
 def sandbox_servers(c):
     """List the server versions (sandbox.up --server, nox -s migrations) and what each provider would do."""
-    from backend.dbops import providers
+    from backend.dbops.providers import describe_providers
+    from backend.dbops.targets import TARGETS
 
-    for target in providers.TARGETS.values():
+    for target in TARGETS.values():
         say(f"{target.id}  ({target.label}; tags {', '.join(target.tags)})")
-        for provider, verdict in providers.describe_providers(target.id):
+        for provider, verdict in describe_providers(target.id):
             say(f"    {provider:7} {verdict}")
 
 
@@ -70,10 +71,11 @@ def sandbox_servers(c):
 @cli_errors
 def sandbox_provision(c, servers):
     """Build the Debian roots of server versions no local binary serves (root only; once per machine)."""
-    from backend.dbops import providers
+    from backend.dbops.debian_roots import prepare_roots
+    from backend.dbops.targets import select_targets
 
     failed = []
-    for prepared in providers.prepare_roots(providers.select_targets(servers.split(",")), say=say):
+    for prepared in prepare_roots(select_targets(servers.split(",")), say=say):
         if prepared.local_binary:
             say(f"✅ {prepared.target}: served by the local {prepared.local_binary}, no root needed")
         elif prepared.marker:

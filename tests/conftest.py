@@ -25,8 +25,10 @@ import pytest
 from dotenv import dotenv_values
 
 from backend.config import PROJECT_ROOT, Settings
-from backend.dbops.providers import ServerHandle, ServerUnavailable, acquire, required_targets
+from backend.dbops.errors import ServerUnavailable
+from backend.dbops.providers import ServerHandle, acquire
 from backend.dbops.servers import ServerInstance, create_user, free_port, pid_alive, start_instance, stop_instance
+from backend.dbops.targets import required_targets
 from backend.dbops.tool_tables import HISTORY_TABLES, HOLD_PREFIX
 
 TEST_USER = "migrator"

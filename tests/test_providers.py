@@ -12,18 +12,18 @@ from urllib.parse import quote
 import pymysql
 import pytest
 
-from backend.dbops import providers, sandbox
-from backend.dbops.errors import DbOpsError, SandboxError
-from backend.dbops.providers import (
-    TARGETS,
+from backend.dbops import debian_roots, providers, sandbox, targets
+from backend.dbops.errors import (
+    DbOpsError,
     ProviderSkipped,
+    ProvisionError,
+    SandboxError,
     ServerUnavailable,
     UnknownTarget,
-    acquire,
-    parse_server_url,
-    required_targets,
 )
-from backend.dbops.servers import pid_alive, processes_in_root
+from backend.dbops.providers import acquire, parse_server_url
+from backend.dbops.servers import find_local_binary, pid_alive, processes_in_root
+from backend.dbops.targets import TARGETS, required_targets
 
 # No Docker engine, whatever the machine has: the Docker provider then always says why.
 NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
@@ -31,7 +31,7 @@ NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 def local_target(target_id: str) -> bool:
     try:
-        providers.find_local_binary(TARGETS[target_id])
+        find_local_binary(TARGETS[target_id])
         return True
     except ProviderSkipped:
         return False
@@ -41,7 +41,7 @@ needs_local_10_11 = pytest.mark.skipif(not local_target("mariadb-10.11"), reason
 
 
 def chroot_ready(target_id: str) -> bool:
-    return os.geteuid() == 0 and providers.provisioned(TARGETS[target_id]) is not None
+    return os.geteuid() == 0 and debian_roots.provisioned(TARGETS[target_id]) is not None
 
 
 def needs_chroot(target_id: str):
@@ -95,19 +95,19 @@ def test_required_targets():
 
 
 def test_targets_are_chosen_by_id_tag_or_all_in_the_table_order():
-    assert providers.select_targets(["all"]) == list(TARGETS)
-    assert providers.select_targets(["mysql-5.7", "mariadb", "mariadb-10.5"]) == [
+    assert targets.select_targets(["all"]) == list(TARGETS)
+    assert targets.select_targets(["mysql-5.7", "mariadb", "mariadb-10.5"]) == [
         "mariadb-11.8",
         "mariadb-10.11",
         "mariadb-10.5",
         "mysql-5.7",
     ]
-    assert providers.select_targets(["mysql"]) == ["mysql-9.7", "mysql-8.4", "mysql-8.0", "mysql-5.7"]
-    assert providers.select_targets([]) == []
-    assert providers.select_targets(["debian"]) == ["mysql-9.7", "mariadb-11.8", "mariadb-10.11", "mariadb-10.5"]
+    assert targets.select_targets(["mysql"]) == ["mysql-9.7", "mysql-8.4", "mysql-8.0", "mysql-5.7"]
+    assert targets.select_targets([]) == []
+    assert targets.select_targets(["debian"]) == ["mysql-9.7", "mariadb-11.8", "mariadb-10.11", "mariadb-10.5"]
     assert TARGETS["mysql-9.7"].tags == ("mysql", "debian") and TARGETS["mysql-8.0"].tags == ("mysql",)
     with pytest.raises(UnknownTarget, match="unknown server 'maria'"):
-        providers.select_targets(["maria"])
+        targets.select_targets(["maria"])
 
 
 # ---------------------------------------------------------------- the url provider
@@ -280,9 +280,9 @@ def fake_build(monkeypatch, tmp_path):
         (root / "tmp").mkdir()
         (root / "usr/sbin/mariadbd").write_text("stub")
 
-    monkeypatch.setattr(providers, "_build_root", build)
-    monkeypatch.setattr(providers, "server_flavour", lambda binary, chroot=None: ("mariadb", "10.5.23"))
-    monkeypatch.setattr(providers, "find_program", lambda *names: "/usr/sbin/debootstrap")
+    monkeypatch.setattr(debian_roots, "_build_root", build)
+    monkeypatch.setattr(debian_roots, "server_flavour", lambda binary, chroot=None: ("mariadb", "10.5.23"))
+    monkeypatch.setattr(debian_roots, "find_program", lambda *names: "/usr/sbin/debootstrap")
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     return {"calls": calls, "env": {"SERVER_CACHE_DIR": str(tmp_path / "cache")}, "cache": tmp_path / "cache"}
 
@@ -290,17 +290,17 @@ def fake_build(monkeypatch, tmp_path):
 def test_provisioning_happens_once_and_is_marked_last(fake_build):
     env, cache = fake_build["env"], fake_build["cache"]
     said: list[str] = []
-    first = providers.provision("mariadb-10.5", env, said.append)
+    first = debian_roots.provision("mariadb-10.5", env, said.append)
     assert first["reused"] is False and first["version"] == "10.5.23" and fake_build["calls"] == ["mariadb-10.5"]
     assert (cache / "mariadb-10.5" / "provisioned.json").is_file()
-    assert providers.chroot_root(TARGETS["mariadb-10.5"], env) == cache / "mariadb-10.5" / "root"
+    assert debian_roots.chroot_root(TARGETS["mariadb-10.5"], env) == cache / "mariadb-10.5" / "root"
     assert said[0] == (
         f"mariadb-10.5 root: building Debian bullseye with mariadb-server-core-10.5 (once, in "
         f"{cache / 'mariadb-10.5'}; log provision.log there)"
     )
     assert said[-1].startswith("mariadb-10.5 root: built in 0:0") and said[-1].endswith("MB), mariadb 10.5.23")
     said.clear()
-    again = providers.provision("mariadb-10.5", env, said.append)
+    again = debian_roots.provision("mariadb-10.5", env, said.append)
     assert again["reused"] is True and fake_build["calls"] == ["mariadb-10.5"]
     assert said == []  # a root built before is not worth a word
 
@@ -311,8 +311,8 @@ def test_roots_are_prepared_for_the_targets_no_local_binary_serves(fake_build, m
             return "/usr/sbin/mariadbd"
         raise ProviderSkipped(f"no local {target.label} binary")
 
-    monkeypatch.setattr(providers, "find_local_binary", local)
-    prepared = providers.prepare_roots(["mariadb-10.11", "mariadb-10.5", "mysql-8.0"], fake_build["env"])
+    monkeypatch.setattr(debian_roots, "find_local_binary", local)
+    prepared = debian_roots.prepare_roots(["mariadb-10.11", "mariadb-10.5", "mysql-8.0"], fake_build["env"])
     assert [item.target for item in prepared] == ["mariadb-10.11", "mariadb-10.5", "mysql-8.0"]
     assert prepared[0].local_binary == "/usr/sbin/mariadbd" and prepared[0].marker is None
     assert prepared[1].marker["version"] == "10.5.23" and not prepared[1].error
@@ -330,7 +330,7 @@ def test_a_long_build_step_says_how_it_goes_until_it_ends(tmp_path):
         if line.endswith("elapsed: Get:2 drawn"):
             released.touch()  # the step has been seen going on, with its last drawn line: let it end
 
-    progress = providers._BuildProgress(TARGETS["mariadb-10.5"], log_path, say, interval=0.2)
+    progress = debian_roots._BuildProgress(TARGETS["mariadb-10.5"], log_path, say, interval=0.2)
     step = [
         "sh",
         "-c",
@@ -338,7 +338,7 @@ def test_a_long_build_step_says_how_it_goes_until_it_ends(tmp_path):
         f"while [ ! -e {released} ]; do sleep 0.05; done; echo done",
     ]
     with open(log_path, "wb") as log:
-        providers._run_logged(step, log, "debootstrap", 120, progress)
+        debian_roots._run_logged(step, log, "debootstrap", 120, progress)
     assert said[0] == "mariadb-10.5 root: debootstrap (at 0:00)"
     assert re.fullmatch(r"mariadb-10\.5 root: debootstrap, \d+:\d\d elapsed: Get:2 drawn", said[-1]), said
     assert log_path.read_text().endswith("done\n")
@@ -346,9 +346,9 @@ def test_a_long_build_step_says_how_it_goes_until_it_ends(tmp_path):
     failing = ["sh", "-c", "echo 'E: Unable to locate package'; exit 100"]
     with (
         open(log_path, "ab") as log,
-        pytest.raises(providers.ProvisionError, match="apt-get install failed with exit code 100"),
+        pytest.raises(ProvisionError, match="apt-get install failed with exit code 100"),
     ):
-        providers._run_logged(failing, log, "apt-get install", 120, progress)
+        debian_roots._run_logged(failing, log, "apt-get install", 120, progress)
 
 
 def test_a_half_provisioned_root_is_removed_and_built_again(fake_build):
@@ -356,14 +356,14 @@ def test_a_half_provisioned_root_is_removed_and_built_again(fake_build):
     half = cache / "mariadb-10.5" / "root" / "var"
     half.mkdir(parents=True)
     (half / "leftover").write_text("interrupted")
-    providers.provision("mariadb-10.5", env)
+    debian_roots.provision("mariadb-10.5", env)
     assert fake_build["calls"] == ["mariadb-10.5"]
     assert not (half / "leftover").exists()
 
 
 def test_two_processes_do_not_provision_the_same_target_at_once(fake_build, monkeypatch):
     env = fake_build["env"]
-    build = providers._build_root
+    build = debian_roots._build_root
     inside = []
     waiting = threading.Event()
     said: list[str] = []
@@ -381,10 +381,11 @@ def test_two_processes_do_not_provision_the_same_target_at_once(fake_build, monk
         build(*args)
         inside.pop()
 
-    monkeypatch.setattr(providers, "_build_root", slow_build)
+    monkeypatch.setattr(debian_roots, "_build_root", slow_build)
     results = []
     threads = [
-        threading.Thread(target=lambda: results.append(providers.provision("mariadb-10.5", env, say))) for _ in range(2)
+        threading.Thread(target=lambda: results.append(debian_roots.provision("mariadb-10.5", env, say)))
+        for _ in range(2)
     ]
     for thread in threads:
         thread.start()
@@ -402,33 +403,31 @@ def test_a_failed_build_leaves_no_marker(fake_build, monkeypatch):
     def broken(target, debootstrap, root, log, progress):
         root.mkdir(parents=True)
         log.write(b"E: Unable to locate package mariadb-server-core-10.5\n")
-        raise providers.ProvisionError("apt-get install failed with exit code 100")
+        raise ProvisionError("apt-get install failed with exit code 100")
 
-    monkeypatch.setattr(providers, "_build_root", broken)
-    with pytest.raises(
-        providers.ProvisionError, match="bullseye root failed: apt-get install failed.*Unable to locate"
-    ):
-        providers.provision("mariadb-10.5", env)
+    monkeypatch.setattr(debian_roots, "_build_root", broken)
+    with pytest.raises(ProvisionError, match="bullseye root failed: apt-get install failed.*Unable to locate"):
+        debian_roots.provision("mariadb-10.5", env)
     assert not (cache / "mariadb-10.5" / "provisioned.json").exists()
 
 
 def test_provisioning_needs_a_recipe():
     with pytest.raises(ProviderSkipped, match="no Debian suite ships MySQL 8.0"):
-        providers.provision("mysql-8.0")
+        debian_roots.provision("mysql-8.0")
 
 
 def test_a_changed_recipe_makes_the_root_stale(fake_build, monkeypatch):
     env = fake_build["env"]
-    providers.provision("mariadb-10.5", env)
+    debian_roots.provision("mariadb-10.5", env)
     target = TARGETS["mariadb-10.5"]
-    changed = providers.Target(
+    changed = targets.Target(
         target.id,
         target.flavour,
         target.version,
-        providers.DebianRecipe("bullseye", ("mariadb-server-10.5",), target.debian.binary),
+        targets.DebianRecipe("bullseye", ("mariadb-server-10.5",), target.debian.binary),
     )
     monkeypatch.setitem(TARGETS, "mariadb-10.5", changed)
-    assert providers.provisioned(changed, env) is None
+    assert debian_roots.provisioned(changed, env) is None
 
 
 # ---------------------------------------------------------------- Debian chroots (built once, root only)
@@ -439,7 +438,7 @@ def test_a_changed_recipe_makes_the_root_stale(fake_build, monkeypatch):
 def test_a_chroot_server_runs_and_is_removed(target_id):
     if not chroot_ready(target_id):
         pytest.skip(f"needs root and the {target_id} root built")
-    root = providers.chroot_root(TARGETS[target_id])
+    root = debian_roots.chroot_root(TARGETS[target_id])
     with acquire(target_id, environ=NO_DOCKER, providers=("chroot",)) as handle:
         assert handle.provider == "chroot" and TARGETS[target_id].matches(handle.flavour, handle.version)
         instance = handle.instance

@@ -18,6 +18,7 @@ from .tool_tables import ignored_tables
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
+    from alembic.script import Script
     from sqlalchemy.engine import Connection
 
 
@@ -28,6 +29,13 @@ def process_revision_directives(context, revision, directives) -> None:
     if autogenerate and directives and directives[0].upgrade_ops.is_empty():
         directives[:] = []
         config.attributes["empty_autogenerate"] = True
+
+
+def _written(created: Script | list[Script | None] | None) -> Path:
+    """The file of the one revision Alembic wrote: it returns a list when it wrote several or none."""
+    if created is None or isinstance(created, list):
+        raise RevisionError(f"alembic wrote {len(created or [])} revision files instead of one")
+    return Path(created.path)
 
 
 @contextmanager
@@ -69,7 +77,7 @@ def revision(settings: Settings, message: str, autogenerate: bool = True) -> Pat
         config = alembic_config(settings)
         with alembic_errors():
             created = command.revision(config, message=message)
-        return Path(created.path)
+        return _written(created)
     with ExitStack() as stack:
         target = (
             stack.enter_context(scratch_database(settings)) if settings.autogenerate_against == "scratch" else settings
@@ -80,7 +88,7 @@ def revision(settings: Settings, message: str, autogenerate: bool = True) -> Pat
         connection.commit()
     if config.attributes.get("empty_autogenerate") or created is None:
         return None
-    return Path(created.path)
+    return _written(created)
 
 
 def merge(settings: Settings, message: str = "merge heads") -> Path:
@@ -94,7 +102,7 @@ def merge(settings: Settings, message: str = "merge heads") -> Path:
     config = alembic_config(settings)
     with alembic_errors():
         created = command.merge(config, "heads", message=one_line(message) or "merge heads")
-    return Path(created.path)
+    return _written(created)
 
 
 def comparing_context(connection: Connection, settings: Settings) -> MigrationContext:

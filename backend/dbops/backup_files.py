@@ -7,7 +7,6 @@ verification, so a file without one is the remains of a failed run.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -155,11 +154,13 @@ def file_stem(value: str) -> str:
 
 def create_backup_file(folder: Path, stem: str, suffix: str) -> tuple[Path, IO[bytes]]:
     """An unused backup file name and its open .partial file (two backups may start in one second)."""
-    for attempt in itertools.count(1):
+    attempt = 1
+    while True:
         path = folder / f"{stem}{f'-{attempt}' if attempt > 1 else ''}{suffix}"
         if not path.exists():
             with suppress(FileExistsError):
                 return path, create_private(partial_path(path))
+        attempt += 1
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:

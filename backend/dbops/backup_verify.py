@@ -32,14 +32,14 @@ SERVER_NAMES = {"mariadb": "MariaDB", "mysql": "MySQL"}
 class DumpScan:
     """One pass over a decompressed dump, in large chunks: its size, its first and its last bytes."""
 
-    bytes: int = 0
+    size: int = 0
     head: bytes = b""
     tail: bytes = b""
 
     def feed(self, chunk: bytes) -> None:
         if len(self.head) < HEADER_WINDOW:
             self.head += chunk[: HEADER_WINDOW - len(self.head)]
-        self.bytes += len(chunk)
+        self.size += len(chunk)
         self.tail = (self.tail + chunk[-TRAILER_WINDOW:])[-TRAILER_WINDOW:]
 
 
@@ -130,9 +130,9 @@ def verify_backup(path: str | Path, expected_database: str | None = None) -> Man
     if compression is None:
         raise BackupError(f"manifest of {path.name} names an unknown compression {manifest.compression!r}")
     scan = _check_file(path, manifest.bytes, manifest.sha256, compression)
-    if scan.bytes != manifest.uncompressed_bytes:
+    if scan.size != manifest.uncompressed_bytes:
         raise BackupError(
-            f"backup {path.name} decompresses to {scan.bytes} bytes, its manifest says {manifest.uncompressed_bytes}"
+            f"backup {path.name} decompresses to {scan.size} bytes, its manifest says {manifest.uncompressed_bytes}"
         )
     _check_header(path, scan, manifest)
     return manifest

@@ -182,6 +182,8 @@ def _describe(entry, left: str, right: str, metadata: MetaData) -> Difference | 
     if kind.startswith("modify_"):
         _, _schema, table, column, _existing, database_value, model_value = entry
         what = kind.removeprefix("modify_")
+        database_text: str | None
+        model_text: str | None
         if what == "type":
             database_text, model_text = _type_text(database_value), _type_text(model_value)
             if same_type(database_text, model_text):

@@ -63,3 +63,27 @@ class RestartError(DbOpsError):
 
 class BackupError(DbOpsError):
     """A backup or restore failed, or a backup file did not pass verification."""
+
+
+class UnknownTarget(DbOpsError):
+    """A server target id not in the table of targets."""
+
+
+class ProviderSkipped(DbOpsError):
+    """This provider cannot serve the target; the message says why."""
+
+
+class ProvisionError(DbOpsError):
+    """Building a Debian root for a target failed."""
+
+
+class ServerUnavailable(DbOpsError):
+    """No provider could serve the target; `reasons` holds (provider, reason) per provider tried."""
+
+    def __init__(self, target_id: str, reasons: list[tuple[str, str]]) -> None:
+        self.target_id = target_id
+        self.reasons = list(reasons)
+        super().__init__(f"no provider can serve {target_id}: " + "; ".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [f"{provider}: {reason}" for provider, reason in self.reasons]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -56,7 +57,10 @@ def render_sql(
         starting_rev=tuple(start) or None,
     ):
         script.run_env()
-    return config.output_buffer.getvalue()
+    buffer = config.output_buffer
+    if not isinstance(buffer, io.StringIO):
+        raise RuntimeError("alembic_config() collects offline SQL in a StringIO")
+    return buffer.getvalue()
 
 
 def offline_sql(settings: Settings, start: str, end: str, downgrade: bool = False) -> str:

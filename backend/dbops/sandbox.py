@@ -4,7 +4,7 @@ One throwaway server in .sandbox/ (ignored by git) on a free port, with an appli
 user whose random password is kept in .sandbox/sandbox.json (mode 0600). Settings use it
 when no database is configured, so `invoke sandbox.up db.deploy` needs nothing else.
 
-`up(server="mariadb-11.8")` runs one of the matrix targets instead (providers.py): from a
+`up(server="mariadb-11.8")` runs one of the matrix targets instead (targets.py, providers.py): from a
 local binary of that version or a Debian chroot, whose data then lives inside the chroot;
 .sandbox/sandbox.json still says where, so `down` stops and removes it the same way.
 """
@@ -21,7 +21,9 @@ from pathlib import Path
 from ..config import SANDBOX_STATE_NAME
 from .errors import SandboxError
 from .identifiers import quote_identifier
+from .providers import start_server
 from .servers import ServerInstance, create_user, start_instance, stop_instance
+from .targets import get_target
 
 SANDBOX_DATABASE = "emotional_chat"
 SANDBOX_USER = "emotional_chat"
@@ -78,8 +80,6 @@ def _start(
     sandbox_dir: Path, port: int | None, binary: str | None, server: str, say: Callable[[str], None]
 ) -> ServerInstance:
     if server:
-        from .providers import start_server
-
         return start_server(server, sandbox_dir, port=port, say=say)[0]
     return start_instance(sandbox_dir, port=port, binary=binary)
 
@@ -98,8 +98,6 @@ def up(
     if server and binary:
         raise SandboxError("choose either a server or a binary, not both")
     if server:
-        from .providers import get_target
-
         get_target(server)  # an unknown id fails before anything starts
     current = status(sandbox_dir)
     if current.running:

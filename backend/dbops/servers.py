@@ -2,7 +2,7 @@
 
 Used by the sandbox (`invoke sandbox.up`), the test fixtures and the server matrix:
 initialise a data folder, start the server on a free port bound to 127.0.0.1, wait until
-it answers, stop it. A server may also run inside a Debian chroot (see providers.py): its
+it answers, stop it. A server may also run inside a Debian chroot (see debian_roots.py): its
 binary and data folder are then paths inside that root, reached from here through it.
 """
 
@@ -17,9 +17,13 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import search_path
-from .errors import SandboxError
+from .errors import ProviderSkipped, SandboxError
+
+if TYPE_CHECKING:
+    from .targets import Target
 
 SEARCH_PATH = ("/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin", "/usr/bin")
 START_TIMEOUT = 60.0
@@ -69,6 +73,37 @@ def server_flavour(binary: str, chroot: str | Path | None = None) -> tuple[str, 
     flavour = "mariadb" if "mariadb" in output.lower() else "mysql"
     version = next((word for word in output.split() if word[:1].isdigit() and "." in word), "unknown")
     return flavour, version.split("-")[0]
+
+
+def local_binaries() -> list[tuple[str, str, str]]:
+    """(path, flavour, version) of each distinct server binary on PATH and in the usual folders."""
+    search = os.pathsep.join([search_path(), *SEARCH_PATH])
+    found, seen = [], set()
+    for name in ("mariadbd", "mysqld"):
+        for folder in search.split(os.pathsep):
+            path = Path(folder or ".") / name
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                continue
+            real = os.path.realpath(path)
+            if real in seen:
+                continue
+            seen.add(real)
+            try:
+                flavour, version = server_flavour(str(path))
+            except SandboxError:
+                continue
+            found.append((str(path), flavour, version))
+    return found
+
+
+def find_local_binary(target: Target) -> str:
+    """A local binary that reports exactly the target's version."""
+    binaries = local_binaries()
+    for path, flavour, version in binaries:
+        if target.matches(flavour, version):
+            return path
+    have = ", ".join(f"{flavour} {version}" for _, flavour, version in binaries) or "none"
+    raise ProviderSkipped(f"no local {target.label} binary (found: {have})")
 
 
 def free_port() -> int:
@@ -355,6 +390,15 @@ def processes_in_root(chroot: str | Path, mentioning: str = "") -> list[int]:
             continue  # gone meanwhile, or not ours to inspect
         found.append(int(entry.name))
     return found
+
+
+def kill_processes_in_root(chroot: str | Path, mentioning: str = "") -> None:
+    """SIGKILL the processes processes_in_root finds (those gone meanwhile do not matter)."""
+    for pid in processes_in_root(chroot, mentioning):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def stop_instance(instance: ServerInstance, timeout: float = STOP_TIMEOUT) -> None:

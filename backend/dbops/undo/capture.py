@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..tool_tables import TOOL_TABLES
 from . import holding, log, statements
@@ -65,15 +65,22 @@ class DeployCapture:
         self.revision: str | None = None
         self.created: set[str] = set()
         self.pending: _Pending | None = None
-        self.migration: Session | None = None
+        self._migration: Session | None = None
         self.connection: Connection | None = None
         log.ensure_table(self.control)
+
+    @property
+    def migration(self) -> Session:
+        """The migration connection's session: the events that use it come only while attached."""
+        if self._migration is None:
+            raise RuntimeError("the deploy capture is not attached to a connection")
+        return self._migration
 
     @contextmanager
     def attached(self, connection: Connection) -> Iterator[None]:
         from sqlalchemy import event
 
-        self.migration = Session.of(connection)
+        self._migration = Session.of(connection)
         # A consistent snapshot per transaction: an INSERT's own rows are told from the application's by it.
         self.migration.run("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         event.listen(connection, "before_cursor_execute", self.before, retval=True)
@@ -95,26 +102,29 @@ class DeployCapture:
             return statement, parameters
         reason = refusal(self.migration, action, self.created)
         if reason:
-            if not self.allow_irreversible:
-                raise IrreversibleStatement(
-                    f"{self.revision or 'a revision'}: `{shortened(statement)}` cannot be undone: {reason}. "
-                    "It did not run; rewrite it, or deploy with --allow-irreversible to run it anyway "
-                    "(a rollback then names it as not undone)"
-                )
-            entry = log.add(
-                self.control,
-                self.deploy_id,
-                self.revision,
-                log.IRREVERSIBLE,
-                action.table,
-                detail={"sql": shortened(statement), "reason": reason},
-            )
-            self.pending = _Pending(entry)
+            self.pending = _Pending(self._irreversible(action.table, statement, reason))
             return statement, parameters
         handler = getattr(self, f"_before_{action.kind.replace('-', '_')}")
-        self.pending = _Pending()
-        replaced = handler(action, cursor, statement, parameters, executemany)
+        pending = self.pending = _Pending()
+        replaced = handler(pending, action, cursor, statement, parameters, executemany)
         return (replaced, None) if replaced is not None else (statement, parameters)
+
+    def _irreversible(self, table: str | None, statement: str, reason: str) -> log.UndoEntry:
+        """Refuse the statement, or when the operator allowed it, the entry that names it as not undone."""
+        if not self.allow_irreversible:
+            raise IrreversibleStatement(
+                f"{self.revision or 'a revision'}: `{shortened(statement)}` cannot be undone: {reason}. "
+                "It did not run; rewrite it, or deploy with --allow-irreversible to run it anyway "
+                "(a rollback then names it as not undone)"
+            )
+        return log.add(
+            self.control,
+            self.deploy_id,
+            self.revision,
+            log.IRREVERSIBLE,
+            table,
+            detail={"sql": shortened(statement), "reason": reason},
+        )
 
     def after(self, conn, cursor, statement, parameters, context, executemany):
         pending, self.pending = self.pending, None
@@ -148,15 +158,32 @@ class DeployCapture:
 
     # -- tables
 
-    def _before_create_table(self, action, cursor, statement, parameters, executemany):
-        if action.if_not_exists and holding.table_exists(self.migration, action.table):
+    def _before_create_table(
+        self,
+        pending: _Pending,
+        action: statements.Action,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        executemany: bool,
+    ) -> str | None:
+        table = action.table_name()
+        if action.if_not_exists and holding.table_exists(self.migration, table):
             return None
-        self.pending.entry = log.add(self.control, self.deploy_id, self.revision, log.CREATE_TABLE, action.table)
-        self.created.add(action.table)
+        pending.entry = log.add(self.control, self.deploy_id, self.revision, log.CREATE_TABLE, table)
+        self.created.add(table)
         return None
 
-    def _before_rename_table(self, action, cursor, statement, parameters, executemany):
-        self.pending.entry = log.add(
+    def _before_rename_table(
+        self,
+        pending: _Pending,
+        action: statements.Action,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        executemany: bool,
+    ) -> str | None:
+        pending.entry = log.add(
             self.control,
             self.deploy_id,
             self.revision,
@@ -169,7 +196,15 @@ class DeployCapture:
                 self.created.add(new)
         return None
 
-    def _before_drop_table(self, action, cursor, statement, parameters, executemany):
+    def _before_drop_table(
+        self,
+        pending: _Pending,
+        action: statements.Action,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        executemany: bool,
+    ) -> str | None:
         present = [name for name in action.tables if holding.table_exists(self.migration, name)]
         if len(present) < len(action.tables) and not action.if_exists:
             return None  # the server refuses it with its own message
@@ -185,7 +220,7 @@ class DeployCapture:
                         f"of {child!r} references it (drop the foreign key first)"
                     )
         self.migration.commit()
-        renames = []
+        renames: list[tuple[str, str, log.UndoEntry]] = []
         for name in present:
             if name in self.created:
                 self.created.discard(name)
@@ -200,24 +235,32 @@ class DeployCapture:
                 name,
                 detail={"before": show_create(self.migration, name), "triggers": triggers},
             )
-            entry.hold = holding.hold_name(self.deploy_id, entry.id, name)
+            entry.hold = hold = holding.hold_name(self.deploy_id, entry.id, name)
             log.save(self.control, entry)
-            renames.append((name, entry))
+            renames.append((name, hold, entry))
         if not renames:
             return "DO 0"
 
         def after(cursor) -> None:
-            for _name, entry in renames:
-                holding.free_names(self.migration, entry.hold, entry.detail["before"], entry.detail["triggers"])
+            for _name, hold, entry in renames:
+                holding.free_names(self.migration, hold, entry.detail["before"], entry.detail["triggers"])
                 log.save(self.control, entry, log.DONE)
 
-        self.pending.extra["after"] = after
-        return "RENAME TABLE " + ", ".join(f"{q(name)} TO {q(entry.hold)}" for name, entry in renames)
+        pending.extra["after"] = after
+        return "RENAME TABLE " + ", ".join(f"{q(name)} TO {q(hold)}" for name, hold, _entry in renames)
 
     # -- ALTER TABLE
 
-    def _before_alter(self, action, cursor, statement, parameters, executemany):
-        table, changes = action.table, action.alter
+    def _before_alter(
+        self,
+        pending: _Pending,
+        action: statements.Action,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        executemany: bool,
+    ) -> str | None:
+        table, changes = action.table_name(), action.alter
         if table in self.created:
             if changes.new_name:
                 self.created.discard(table)
@@ -227,6 +270,22 @@ class DeployCapture:
         if before is None:
             return None
         self.migration.commit()
+        infos = {column.name: column for column in holding.columns(self.migration, table)}
+        dropped = [
+            name
+            for name in (*changes.dropped, *self._lossy(table, changes, infos, renamed_only=True))
+            if name in infos and not infos[name].generated
+        ]
+        modified = [name for name in self._lossy(table, changes, infos) if name not in dropped]
+        key = holding.table_key(self.migration, table) if dropped or modified else None
+        if (dropped or modified) and key is None:
+            # refusal() cannot tell a lossy MODIFY or CONVERT from a harmless one; the probe above can.
+            reason = (
+                f"{table} has no primary key or unique key of NOT NULL columns to keep the values of "
+                f"{', '.join(dropped + modified)} by; give it one in an earlier revision"
+            )
+            pending.entry = self._irreversible(table, statement, reason)
+            return None
         entry = log.add(
             self.control,
             self.deploy_id,
@@ -239,34 +298,26 @@ class DeployCapture:
                 "new_name": changes.new_name,
             },
         )
-        self.pending.entry = entry
-        infos = {column.name: column for column in holding.columns(self.migration, table)}
-        dropped = [
-            name
-            for name in (*changes.dropped, *self._lossy(table, changes, infos, renamed_only=True))
-            if name in infos and not infos[name].generated
-        ]
-        modified = [name for name in self._lossy(table, changes, infos) if name not in dropped]
-        if not dropped and not modified:
-            return None
-        key = holding.table_key(self.migration, table)
-        entry.hold = holding.hold_name(self.deploy_id, entry.id, table)
+        pending.entry = entry
+        if key is None:
+            return None  # nothing it changes loses values
+        entry.hold = hold = holding.hold_name(self.deploy_id, entry.id, table)
         entry.detail.update(key=key, dropped=dropped, modified=modified, phase=holding.COPY)
         log.save(self.control, entry)
         holding.create_column_hold(
-            self.control, entry.hold, [infos[k] for k in key], [infos[name] for name in dropped + modified]
+            self.control, hold, [infos[k] for k in key], [infos[name] for name in dropped + modified]
         )
         specs = trigger_specs(self.control, self.deploy_id, table)
         with locked(self.control, table, specs):
             holding.install_triggers(self.control, self.deploy_id, table, specs)
-        rows = holding.copy_columns(self.control, table, entry.hold, key, dropped + modified)
-        self.say(f"kept {', '.join(dropped + modified)} of {table} ({rows:,} rows) in {entry.hold}")
+        rows = holding.copy_columns(self.control, table, hold, key, dropped + modified)
+        self.say(f"kept {', '.join(dropped + modified)} of {table} ({rows:,} rows) in {hold}")
         # The copy triggers give way to tracking ones in the same locked moment as the ALTER.
         entry.detail["phase"] = holding.TRACK if modified else "held"
         log.save(self.control, entry)
         specs = trigger_specs(self.control, self.deploy_id, table, dropping=dropped)
-        self.migration.run(lock_statement(table, specs + [holding.TriggerSpec(entry.hold, (), (), holding.COPY)]))
-        self.pending.unlock = True
+        self.migration.run(lock_statement(table, specs + [holding.TriggerSpec(hold, (), (), holding.COPY)]))
+        pending.unlock = True
         holding.install_triggers(self.migration, self.deploy_id, table, specs)
         return None
 
@@ -304,11 +355,21 @@ class DeployCapture:
 
     # -- rows
 
-    def _before_rows(self, action, cursor, statement, parameters, executemany):
-        table = action.table
+    def _before_rows(
+        self,
+        pending: _Pending,
+        action: statements.Action,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        executemany: bool,
+    ) -> str | None:
+        table = action.table_name()
         if table in self.created or not holding.table_exists(self.migration, table):
             return None
         key = holding.table_key(self.migration, table)
+        if key is None:
+            raise RuntimeError(f"{table} has no key: refusal() lets no row change of it through")
         infos = [column for column in holding.columns(self.migration, table) if not column.generated]
         names = [column.name for column in infos]
         # Each data change commits on its own, its images with it: a transaction whose snapshot
@@ -322,15 +383,15 @@ class DeployCapture:
             table,
             detail={"key": key, "columns": names, "dml": action.dml, "sql": shortened(statement)},
         )
-        entry.hold = holding.hold_name(self.deploy_id, entry.id, table)
+        entry.hold = hold = holding.hold_name(self.deploy_id, entry.id, table)
         log.save(self.control, entry)
-        holding.create_rows_hold(self.control, entry.hold, key, infos)
-        self.pending.entry = entry
+        holding.create_rows_hold(self.control, hold, key, infos)
+        pending.entry = entry
 
         def keep(image: str, columns_from: str) -> int:
             """Rows of images into the holding table: `columns_from` is `<columns> FROM ...`."""
             return self.migration.run(
-                f"INSERT IGNORE INTO {q(entry.hold)} ({q(holding.IMAGE)}, "
+                f"INSERT IGNORE INTO {q(hold)} ({q(holding.IMAGE)}, "
                 f"{column_list(names)}) SELECT '{image}', {columns_from}"
             )
 
@@ -357,11 +418,11 @@ class DeployCapture:
                 if action.dml == "update":
                     keep(
                         holding.AFTER,
-                        f"{column_list(names, 't.')} FROM {q(table)} t JOIN {q(entry.hold)} b "
+                        f"{column_list(names, 't.')} FROM {q(table)} t JOIN {q(hold)} b "
                         f"ON b.{q(holding.IMAGE)} = '{holding.BEFORE}' AND {key_match(key, 't', 'b')}",
                     )
 
-            self.pending.extra["after"] = after
+            pending.extra["after"] = after
             return None
         # INSERT: the rows it adds are those of this transaction's snapshot that were not there before.
         auto = self._auto_increment_key(table, key)
@@ -386,7 +447,7 @@ class DeployCapture:
                 values = ", ".join("(" + ", ".join(self.migration.literal(v) for v in row) + ")" for row in batch)
                 keep(holding.AFTER, f"{column_list(names)} FROM {q(table)} WHERE ({column_list(key)}) IN ({values})")
 
-        self.pending.extra["after"] = after_insert
+        pending.extra["after"] = after_insert
         return None
 
     def _auto_increment_key(self, table: str, key: list[str]) -> bool:
@@ -400,9 +461,17 @@ class DeployCapture:
 
     # -- views, triggers, routines, events
 
-    def _before_object(self, action, cursor, statement, parameters, executemany):
+    def _before_object(
+        self,
+        pending: _Pending,
+        action: statements.Action,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        executemany: bool,
+    ) -> str | None:
         before = object_definition(self.migration, action.object_type, action.object_name)
-        self.pending.entry = log.add(
+        pending.entry = log.add(
             self.control,
             self.deploy_id,
             self.revision,

@@ -38,8 +38,13 @@ def refusal(session: Session, action: statements.Action, created: set[str]) -> s
     """Why the statement cannot be made undoable against this database ('' when it can)."""
     if action.kind == statements.REFUSE:
         return action.reason
-    if action.kind == statements.ROWS and action.table not in created and holding.table_exists(session, action.table):
-        key = holding.table_key(session, action.table)
+    if action.kind not in (statements.ROWS, statements.ALTER):
+        return ""
+    table = action.table_name()
+    if table in created or not holding.table_exists(session, table):
+        return ""
+    if action.kind == statements.ROWS:
+        key = holding.table_key(session, table)
         if key is None:
             return (
                 f"{action.table} has no primary key or unique key of NOT NULL columns, so its rows cannot be "
@@ -48,15 +53,15 @@ def refusal(session: Session, action: statements.Action, created: set[str]) -> s
         if action.dml == "update" and set(action.assigned) & set(key):
             return f"it changes the key ({', '.join(key)}) of {action.table}'s rows, by which they are put back"
         rule = {"delete": "DELETE_RULE", "update": "UPDATE_RULE"}.get(action.dml)
-        if rule and (children := _children(session, action.table, rule)):
+        if rule and (children := _children(session, table, rule)):
             return (
                 f"the {action.dml} cascades through foreign keys ({', '.join(children)}) into rows it does "
                 "not name: change those tables first with statements of their own"
             )
-    if action.kind == statements.ALTER and action.table not in created and holding.table_exists(session, action.table):
+    if action.kind == statements.ALTER:
         changes = action.alter
         if changes.dropped or changes.modified or changes.retyped_renames or changes.converts_charset:
-            key = holding.table_key(session, action.table)
+            key = holding.table_key(session, table)
             touched = {
                 *changes.dropped,
                 *changes.modified,
@@ -96,7 +101,7 @@ def preflight_problems(settings, target: str = "head", downgrade: bool = False) 
                 if reason:
                     problems.append(f"{step.revision}: `{shortened(text)}` cannot be undone: {reason}")
                 if action.kind == statements.CREATE_TABLE:
-                    created.add(action.table)
+                    created.add(action.table_name())
                 for old, new in action.renames:
                     if old in created:
                         created.add(new)

@@ -84,6 +84,12 @@ class Action:
     object_name: str = ""
     reason: str = ""  # refuse: why
 
+    def table_name(self) -> str:
+        """The table of the kinds that always name one (create-table, alter, rows)."""
+        if self.table is None:
+            raise RuntimeError(f"a {self.kind} statement names no table")
+        return self.table
+
     @property
     def names(self) -> tuple[str, ...]:
         """Every table the statement touches."""
