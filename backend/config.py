@@ -200,6 +200,8 @@ class Settings:
     smoke_sql: tuple[str, ...] = _variable("DEPLOY_SMOKE_SQL", (), _statements)
     # Compare the live schema with backend/database.py when verifying at head.
     verify_models: bool = _variable("DEPLOY_VERIFY_MODELS", True, _flag)
+    # The deploy's backup step takes a full dump (else only the undo log keeps what it changes).
+    deploy_full_backup: bool = _variable("DEPLOY_FULL_BACKUP", False, _flag, per_environment=True)
     # Tables the application does not manage (names or fnmatch patterns): verify, drift,
     # autogenerate and the preflight leave them alone, as Alembic's include_name would.
     unmanaged_tables: tuple[str, ...] = _variable("UNMANAGED_TABLES", (), _names)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from ..config import Settings
 from . import alembic_setup, migrate, offline_sql, revision_graph
-from .backup import Progress, backup
+from .backup import Progress, backup, data_and_index_bytes
+from .backup_files import format_size
 from .check import run_check
 from .connection import connect
 from .ddl_guard import check as ddl_check
@@ -45,11 +46,12 @@ from .deploy_history import (
 )
 from .errors import DbOpsError, first_line
 from .lock import HeldLock, migration_lock
+from .protection import ProtectionPlan
+from .protection import plan as protection_plan
 from .restart import restart
 from .rollback import rollback, settle
 from .undo import log
 from .undo.capture import DeployCapture
-from .undo.refusal import preflight_problems
 from .undo.session import Session
 from .verify import verify
 
@@ -71,6 +73,17 @@ class DeployPlan:
     target: tuple[str, ...]
     pending: list[tuple[str, str]]  # (revision, message), oldest first
     sql: str
+    protection: ProtectionPlan
+    full_dump_bytes: int | None  # None: no full dump
+
+    def backup_lines(self) -> list[str]:
+        """What the backup step will keep, and how big it is."""
+        dump = (
+            f"a full dump (DEPLOY_FULL_BACKUP), about {format_size(self.full_dump_bytes)} of data and indexes"
+            if self.full_dump_bytes is not None
+            else "no dump"
+        )
+        return [f"  backup: {dump}; {self.protection.summary()}", *(f"    {line}" for line in self.protection.lines())]
 
     def text(self, where: str) -> str:
         """`db.deploy --dry-run`'s output: the steps, the revisions and the SQL; where names the database."""
@@ -78,6 +91,7 @@ class DeployPlan:
             f"Plan for {where}: {' → '.join(self.steps)}",
             f"  from {', '.join(self.current) or 'base'} to {', '.join(self.target) or 'base'}",
             *(f"  → {revision_id}  {message}" for revision_id, message in self.pending),
+            *(self.backup_lines() if self.pending and "backup" in self.steps else []),
         ]
         sql = f"-- SQL the upgrade would run:\n{self.sql}" if self.sql else ""
         done = f"✅ dry run: {len(self.pending)} revision(s) to apply; nothing changed\n"
@@ -116,8 +130,19 @@ def make_plan(settings: Settings, target: str = "head") -> DeployPlan:
     current = alembic_setup.current(settings)
     steps = revision_graph.pending(script, current, target)
     sql = offline_sql.offline_sql(settings, ",".join(current) or "base", target) if steps else ""
+    protection = protection_plan(settings, target) if steps else ProtectionPlan()
+    full_dump_bytes = None
+    if steps and settings.deploy_full_backup:
+        with connect(settings) as connection:
+            full_dump_bytes = sum(data_and_index_bytes(connection, settings.database))
     return DeployPlan(
-        settings.deploy_steps, current, wanted, [(step.revision, (step.doc or "").strip()) for step in steps], sql
+        settings.deploy_steps,
+        current,
+        wanted,
+        [(step.revision, (step.doc or "").strip()) for step in steps],
+        sql,
+        protection,
+        full_dump_bytes,
     )
 
 
@@ -214,6 +239,7 @@ class _DeployRun:
     allow_irreversible: bool
     downgrade: bool
     backup_path: Path | None = None
+    protection: ProtectionPlan | None = None  # read by the preflight
     # The rolling restart's outcome on each host (APP_HOSTS), for the record.
     host_restarts: list[dict] = field(default_factory=list)
 
@@ -277,7 +303,8 @@ class _DeployRun:
             raise _StepError("; ".join(f"{item.name}: {item.detail}" for item in report.failures))
         for statement in ddl_check(self.settings, self.target, self.downgrade):
             self.say(f"  ddl: {statement.describe()}")
-        problems = preflight_problems(self.settings, self.target, self.downgrade)
+        self.protection = protection_plan(self.settings, self.target, self.downgrade)
+        problems = self.protection.irreversible
         if problems and not self.allow_irreversible:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise _StepError(
@@ -293,10 +320,17 @@ class _DeployRun:
     def step_backup(self) -> str:
         if not self.pending:
             return "skipped: nothing to apply"
+        protection = self.protection or protection_plan(self.settings, self.target, self.downgrade)
+        for line in protection.lines():
+            self.say(f"  {line}")
+        if not protection.needs_full_dump(self.settings, self.allow_irreversible):
+            # The undo log keeps what each statement changes as it runs: no copy of the rest.
+            return f"no dump needed: {protection.summary()}"
         result = backup(self.settings, progress=self.progress)
         self.backup_path = Path(result.path)
         self.record.backup_file = str(self.backup_path)
-        return f"{self.backup_path.name}, {result.manifest.bytes / 1e6:,.1f} MB"
+        why = "DEPLOY_FULL_BACKUP" if self.settings.deploy_full_backup else "irreversible statements allowed"
+        return f"full dump ({why}): {self.backup_path.name}, {result.manifest.bytes / 1e6:,.1f} MB"
 
     def step_upgrade(self) -> str:
         def before_each(step, direction: str) -> None:

@@ -82,7 +82,7 @@ def _fails_for_lack_of_room(incompressible, cli_env, reference, tmp_path: Path, 
     temp.mkdir()
     folder = tmp_path / "small"
     with small_disk(folder, (estimate + raw) // 2) as limit:
-        env = clean_env(cli_env, reference, tmp_path, BACKUP_DIR=str(folder), TMPDIR=str(temp))
+        env = clean_env(cli_env, reference, tmp_path, BACKUP_DIR=str(folder), TMPDIR=str(temp), DEPLOY_FULL_BACKUP="1")
         result = Spawned(env, *args, preexec_fn=limit).result()
         line = assert_one_error_line(result)
         assert "no space left" in line.lower() or "file too large" in line.lower(), line

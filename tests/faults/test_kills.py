@@ -123,7 +123,8 @@ def test_sigkill_in_each_phase_then_recover(phase, reference, settings, cli_env,
     database = settings.database
     prepare(mysql_server, fault_settings(settings, reference.versions_env))
     assert db_state(mysql_server, database) == reference.before
-    env = clean_env(cli_env, reference, tmp_path)
+    # A full dump, so that the backup phase runs the dump client to be killed in.
+    env = {**clean_env(cli_env, reference, tmp_path), "DEPLOY_FULL_BACKUP": "1"}
     killed_env = (
         {**env, "RESTART_COMMAND": "sleep 30"}
         if phase == "restart"

@@ -146,6 +146,7 @@ def test_the_password_shows_nowhere(secret_database, mysql_server, cli_env, refe
         # The caller's MYSQL_PWD must not reach any child.
         "RESTART_COMMAND": f"flock {gate} true",
         "MYSQL_PWD": password,
+        "DEPLOY_FULL_BACKUP": "1",  # the deploy runs the dump client too
     }
     before_temporary = set(Path(tempfile.gettempdir()).glob("dbops-*"))
     runs: list[tuple[str, Spawned, Watcher]] = []

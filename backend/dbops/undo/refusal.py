@@ -3,11 +3,7 @@ TRUNCATE, CALL...): the one judgement the deploy's preflight and the capture hoo
 
 from __future__ import annotations
 
-from ..connection import connect
 from ..errors import DbOpsError, one_line
-from ..offline_sql import offline_steps
-from ..sql import SQLSyntaxError, split_statements
-from ..tool_tables import TOOL_TABLES
 from . import holding, statements
 from .session import Session
 
@@ -76,33 +72,3 @@ def refusal(session: Session, action: statements.Action, created: set[str]) -> s
             if key is not None and touched & set(key):
                 return f"it drops or changes a column of {action.table}'s key ({', '.join(key)})"
     return ""
-
-
-def preflight_problems(settings, target: str = "head", downgrade: bool = False) -> list[str]:
-    """Pending statements a rollback could not undo, found in the revisions' offline SQL before anything runs.
-
-    A revision that reads the database to decide what to write renders no offline SQL for
-    that part; the hook still refuses such a statement at run time, before it runs.
-    """
-    problems: list[str] = []
-    created: set[str] = set()
-    with connect(settings) as connection:
-        session = Session.of(connection)
-        for step, sql in offline_steps(settings, target, downgrade):
-            try:
-                found = split_statements(sql or "")
-            except SQLSyntaxError:
-                found = []
-            for text in found:
-                action = statements.classify(text)
-                if action.kind == statements.NONE or any(name in TOOL_TABLES for name in action.names):
-                    continue
-                reason = refusal(session, action, created)
-                if reason:
-                    problems.append(f"{step.revision}: `{shortened(text)}` cannot be undone: {reason}")
-                if action.kind == statements.CREATE_TABLE:
-                    created.add(action.table_name())
-                for old, new in action.renames:
-                    if old in created:
-                        created.add(new)
-    return problems
