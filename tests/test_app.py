@@ -15,7 +15,8 @@ from pathlib import Path
 
 from backend.config import PROJECT_ROOT
 from backend.dbops.servers import free_port, pid_alive
-from tests.conftest import HEAD, app_pid, assert_one_error_line
+from tests.command_line import assert_one_error_line
+from tests.helpers import HEAD, app_pid
 
 # Generous deadlines: on a loaded machine Python alone may take seconds to start or to stop.
 STOP_WAIT = 30

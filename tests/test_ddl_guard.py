@@ -9,8 +9,8 @@ import pytest
 from backend.dbops import ddl_guard, mdl, migrate
 from backend.dbops.connection import connect
 from backend.dbops.errors import DbOpsError
-from tests.conftest import HEAD, assert_one_error_line, copy_versions, version_rows
-from tests.test_deploy import REVISIONS, seed, versions_with
+from tests.command_line import assert_one_error_line
+from tests.helpers import HEAD, REVISIONS, copy_versions, seed, version_rows, versions_with
 
 NO_BACKUP = {"DEPLOY_STEPS": "preflight,upgrade,verify", "DEPLOY_VERIFY_MODELS": "0"}
 

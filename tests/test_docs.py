@@ -47,11 +47,10 @@ import pytest
 
 from backend.config import PROJECT_ROOT
 from backend.dbops.servers import find_program, free_port
-from tests.conftest import CLEARED_VARIABLES, SERVICE_VARIABLES, app_pid, stop_process
+from tests.helpers import CLEARED_VARIABLES, GUIDE, SERVICE_VARIABLES, app_pid, stop_process
 
 DOCS = PROJECT_ROOT / "docs"
 EXAMPLES = DOCS / "数据库迁移示例.md"
-GUIDE = DOCS / "数据库版本管理.md"
 QUICK_REFERENCE = DOCS / "数据库迁移快速参考.md"
 OVERVIEW = DOCS / "DATABASE_MIGRATION_README.md"
 GITIGNORE_DOC = DOCS / "gitignore_数据库迁移.txt"

@@ -12,7 +12,7 @@ import pytest
 from backend.config import PROJECT_ROOT
 from backend.dbops import matrix, providers
 from backend.dbops.matrix import FAILED, PASSED, SKIPPED, CheckResult, TargetResult
-from tests.conftest import APP_TABLES, HEAD, copy_versions
+from tests.helpers import APP_TABLES, HEAD, copy_versions
 
 NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 

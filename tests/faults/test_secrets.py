@@ -29,23 +29,9 @@ import pytest
 from backend.config import Settings
 from backend.dbops import admin
 from backend.dbops.backup import _option_value
-from tests.conftest import run_invoke
-from tests.faults.conftest import (
-    F1,
-    PARK_SEQUENCE,
-    Spawned,
-    clean_env,
-    cmdline,
-    descendants,
-    dump_parked,
-    held_connection,
-    park_dump,
-    prepare,
-    query,
-    statements_running,
-    wait_until,
-)
-from tests.test_deploy import versions_with
+from tests.command_line import Spawned, run_invoke
+from tests.faults.helpers import F1, PARK_SEQUENCE, clean_env, dump_parked, held_connection, park_dump, prepare
+from tests.helpers import cmdline, descendants, query, statements_running, versions_with, wait_until
 
 pytestmark = pytest.mark.faults("secrets")
 
