@@ -75,8 +75,8 @@ _SIGNALS = [number for number in signal.valid_signals() if number not in (signal
 def _process_state(env: dict[str, str], argv: list[str]) -> Iterator[None]:
     """The environment exactly env, the project folder as working directory, argv; afterwards every
     process-wide setting a command may change is put back (environment, folder, signal handlers,
-    umask, the root logger)."""
-    saved_environ, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
+    umask, the root logger, the temporary folder)."""
+    saved_environ, saved_cwd, saved_argv, saved_tempdir = dict(os.environ), os.getcwd(), sys.argv, tempfile.tempdir
     saved_signals = {number: signal.getsignal(number) for number in _SIGNALS}
     saved_umask = os.umask(0o022)
     os.umask(saved_umask)
@@ -86,6 +86,7 @@ def _process_state(env: dict[str, str], argv: list[str]) -> Iterator[None]:
     os.environ.update(env)
     os.chdir(PROJECT_ROOT)
     sys.argv = argv
+    tempfile.tempdir = None  # found again from env's TMPDIR, as a new process would
     try:
         yield
     finally:
@@ -93,6 +94,7 @@ def _process_state(env: dict[str, str], argv: list[str]) -> Iterator[None]:
         os.environ.update(saved_environ)
         os.chdir(saved_cwd)
         sys.argv = saved_argv
+        tempfile.tempdir = saved_tempdir
         for number, handler in saved_signals.items():
             # None: a handler not set from Python, which Python cannot set back (none is changed to one).
             if handler is not None and signal.getsignal(number) is not handler:
