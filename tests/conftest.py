@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -133,3 +136,92 @@ def invoke_process(cli_env):
         return run_invoke_process({**cli_env, **(env or {})}, *args)
 
     return run
+
+
+# ---------------------------------------------------------------- the fault suite's summary table
+# Every module of tests/faults sets `pytestmark = pytest.mark.faults("<scenario>")`. A test counts
+# as one case of its scenario, unless it records cases of its own with the `fault_cases` fixture
+# (a property-based test records each example). At the end of the run a table shows, per
+# scenario, the cases tried and passed. The hooks live here, not in tests/faults/conftest.py:
+# with pytest-xdist the reports are gathered in a process that loads only this conftest.
+
+_CASES = pytest.StashKey["CaseRecorder"]()
+_FAULT = "fault"  # the user property carrying (scenario, cases tried, cases passed or None)
+
+
+@dataclass
+class CaseRecorder:
+    tried: int = 0
+    passed: int = 0
+
+    @contextmanager
+    def case(self) -> Iterator[None]:
+        self.tried += 1
+        yield
+        self.passed += 1
+
+
+@pytest.fixture
+def fault_cases(request) -> CaseRecorder:
+    """Record sub-cases (e.g. each hypothesis example) instead of counting the test as one case."""
+    recorder = CaseRecorder()
+    request.node.stash[_CASES] = recorder
+    return recorder
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Tag the reports of a fault test with its scenario and its sub-cases (where the test runs)."""
+    report = yield
+    marker = item.get_closest_marker("faults")
+    if marker is not None and marker.args:
+        recorder = item.stash.get(_CASES, None)
+        cases = (recorder.tried, recorder.passed) if recorder is not None and recorder.tried else None
+        report.user_properties.append((_FAULT, (str(marker.args[0]), cases)))
+    return report
+
+
+class _FaultTable:
+    """Counts the tagged reports where they are gathered (the only process, or pytest-xdist's
+    controller) and prints the table at the end."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict] = {}
+
+    def pytest_runtest_logreport(self, report) -> None:
+        tag = next((value for name, value in report.user_properties if name == _FAULT), None)
+        if tag is None:
+            return
+        scenario, cases = tag
+        row = self.rows.setdefault(scenario, {"tried": 0, "passed": 0, "skipped": 0, "seconds": 0.0})
+        row["seconds"] += report.duration
+        if not (report.when == "call" or (report.when == "setup" and not report.passed)):
+            return
+        if report.skipped:
+            row["skipped"] += 1
+        elif cases:
+            tried, passed = cases
+            row["tried"] += tried
+            row["passed"] += passed if report.passed else min(passed, tried - 1)
+        else:
+            row["tried"] += 1
+            row["passed"] += int(report.passed)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.rows:
+            return
+        write = terminalreporter.write_line
+        terminalreporter.write_sep("=", "fault suite")
+        width = max(len("scenario"), *(len(name) for name in self.rows))
+        write(f"{'scenario':<{width}}  {'cases tried':>11}  {'cases passed':>12}  {'seconds':>8}")
+        total = {"tried": 0, "passed": 0, "skipped": 0, "seconds": 0.0}
+        for name, row in sorted(self.rows.items()):
+            skipped = f"  ({row['skipped']} skipped)" if row["skipped"] else ""
+            write(f"{name:<{width}}  {row['tried']:>11}  {row['passed']:>12}  {row['seconds']:>8.1f}{skipped}")
+            for key in total:
+                total[key] += row[key]
+        write(f"{'total':<{width}}  {total['tried']:>11}  {total['passed']:>12}  {total['seconds']:>8.1f}")
+
+
+def pytest_configure(config) -> None:
+    config.pluginmanager.register(_FaultTable(), "fault-table")

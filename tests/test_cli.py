@@ -362,7 +362,3 @@ def test_debug_shows_the_traceback(invoke_process):
     result = invoke_process("db.check", env={"MYSQL_PORT": "1", "DB_DEBUG": "1"})
     assert result.returncode != 0
     assert "Traceback" in result.stderr
-
-
-def _schemas(server) -> list[str]:
-    return sorted(schema_names(server))

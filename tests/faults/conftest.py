@@ -1,11 +1,8 @@
-"""The fault suite's fixtures (a reference state, servers to kill, a shared target) and its summary table.
+"""The fault suite's fixtures: a reference state, servers to kill, a shared target.
 
-Its helpers are in tests/faults/helpers.py.
-
-Every module sets `pytestmark = pytest.mark.faults("<scenario>")`. A test counts as one case
-of its scenario, unless it records cases of its own with the `fault_cases` fixture (a
-property-based test records each example). At the end of the run a table shows, per
-scenario, the cases tried and passed.
+Every module sets `pytestmark = pytest.mark.faults("<scenario>")`; the summary table of the
+scenarios and the `fault_cases` fixture are in tests/conftest.py. Helpers are in
+tests/faults/helpers.py.
 """
 
 from __future__ import annotations
@@ -14,8 +11,6 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,77 +20,6 @@ from backend.dbops import admin, migrate
 from backend.dbops.servers import create_user, start_instance, stop_instance
 from tests.faults.helpers import F1, KillableServer, Reference, Target, db_state, prepare, server_env
 from tests.helpers import HEAD, versions_with
-
-# ---------------------------------------------------------------- the summary table
-
-_CASES = pytest.StashKey["CaseRecorder"]()
-_TABLE = pytest.StashKey[dict]()
-
-
-@dataclass
-class CaseRecorder:
-    tried: int = 0
-    passed: int = 0
-
-    @contextmanager
-    def case(self) -> Iterator[None]:
-        self.tried += 1
-        yield
-        self.passed += 1
-
-
-@pytest.fixture
-def fault_cases(request) -> CaseRecorder:
-    """Record sub-cases (e.g. each hypothesis example) instead of counting the test as one case."""
-    recorder = CaseRecorder()
-    request.node.stash[_CASES] = recorder
-    return recorder
-
-
-def _scenario(item) -> str | None:
-    marker = item.get_closest_marker("faults")
-    return str(marker.args[0]) if marker is not None and marker.args else None
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
-    report = yield
-    scenario = _scenario(item)
-    if scenario is None:
-        return report
-    table = item.config.stash.setdefault(_TABLE, {})
-    row = table.setdefault(scenario, {"tried": 0, "passed": 0, "skipped": 0, "seconds": 0.0})
-    row["seconds"] += report.duration
-    final = report.when == "call" or (report.when == "setup" and not report.passed)
-    if final and report.skipped:
-        row["skipped"] += 1
-    elif final:
-        recorder = item.stash.get(_CASES, None)
-        if recorder is not None and recorder.tried:
-            row["tried"] += recorder.tried
-            row["passed"] += recorder.passed if report.passed else min(recorder.passed, recorder.tried - 1)
-        else:
-            row["tried"] += 1
-            row["passed"] += int(report.passed)
-    return report
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    table = config.stash.get(_TABLE, None)
-    if not table:
-        return
-    write = terminalreporter.write_line
-    terminalreporter.write_sep("=", "fault suite")
-    width = max(len("scenario"), *(len(name) for name in table))
-    write(f"{'scenario':<{width}}  {'cases tried':>11}  {'cases passed':>12}  {'seconds':>8}")
-    total = {"tried": 0, "passed": 0, "skipped": 0, "seconds": 0.0}
-    for name, row in table.items():
-        skipped = f"  ({row['skipped']} skipped)" if row["skipped"] else ""
-        write(f"{name:<{width}}  {row['tried']:>11}  {row['passed']:>12}  {row['seconds']:>8.1f}{skipped}")
-        for key in total:
-            total[key] += row[key]
-    write(f"{'total':<{width}}  {total['tried']:>11}  {total['passed']:>12}  {total['seconds']:>8.1f}")
-
 
 # ---------------------------------------------------------------- fixtures
 
