@@ -10,6 +10,7 @@ Helpers the test modules share are in tests/helpers.py and tests/command_line.py
 from __future__ import annotations
 
 import os
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,14 @@ from backend.config import Settings
 from backend.dbops.servers import create_user, free_port, start_instance, stop_instance
 from tests.command_line import CommandResult, run_invoke, run_invoke_process
 from tests.helpers import SERVICE_VARIABLES, TEST_USER, ServerTarget, app_pid, command_env, stop_process
+
+
+@pytest.fixture
+def tmp_path(request, tmp_path_factory) -> Path:
+    """pytest's tmp_path with a shorter name (the test's first 12 characters): servers started below
+    it need a Unix socket path under 100 characters, which pytest-xdist's worker folders
+    (.../pytest-N/popen-gwN/) and a 30-character test name would exceed."""
+    return tmp_path_factory.mktemp(re.sub(r"\W", "_", request.node.name)[:12])
 
 
 @pytest.fixture(scope="session")
