@@ -359,6 +359,7 @@ needs_server = pytest.mark.skipif(
 
 
 @needs_server
+@pytest.mark.xdist_group("docs-examples")  # one worker: the pool of example_runs starts them all
 @pytest.mark.parametrize("example", EXAMPLE_LIST, ids=[f"example-{example.number}" for example in EXAMPLE_LIST])
 def test_example_runs_as_documented(example: Example, example_runs):
     # Every block's output was checked as it ran; how long it took is no test's business.
