@@ -108,18 +108,19 @@ def _process_state(env: dict[str, str], argv: list[str]) -> Iterator[None]:
 def _captured_output() -> Iterator[dict[str, str]]:
     """stdout and stderr captured at the file-descriptor level too, so that what the command's
     children (the dump client, the restart command) write is caught as a pipe would catch it;
-    stdin is empty and not a terminal, as a subprocess's pipe. The text is in the yielded dict
-    once the block ends."""
+    stdin empty and not a terminal, for the command and its children, as a subprocess's pipe.
+    The text is in the yielded dict once the block ends."""
     captured: dict[str, str] = {}
     files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
     saved_streams = sys.stdin, sys.stdout, sys.stderr
     for stream in saved_streams[1:]:
         stream.flush()
-    saved_fds = [os.dup(1), os.dup(2)]
+    saved_fds = [os.dup(0), os.dup(1), os.dup(2)]
     try:
+        sys.stdin = open(os.devnull, encoding="utf-8")
+        os.dup2(sys.stdin.fileno(), 0)
         os.dup2(files[0].fileno(), 1)
         os.dup2(files[1].fileno(), 2)
-        sys.stdin = open(os.devnull, encoding="utf-8")
         # As Python opens them on a pipe: stdout strict, stderr backslash-escaping what UTF-8 cannot say.
         sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
         sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
@@ -132,8 +133,8 @@ def _captured_output() -> Iterator[dict[str, str]]:
                 except (OSError, ValueError):
                     pass  # the command closed it already
             sys.stdin, sys.stdout, sys.stderr = saved_streams
-            os.dup2(saved_fds[0], 1)
-            os.dup2(saved_fds[1], 2)
+            for fd, saved in enumerate(saved_fds):
+                os.dup2(saved, fd)
     finally:
         for fd in saved_fds:
             os.close(fd)
