@@ -18,9 +18,12 @@ mkdir -p "$(dirname "$pid_file")" "$(dirname "$log_file")"
 is_our_app() {
     [[ "$1" =~ ^[0-9]+$ ]] && grep -qa 'backend\.app' "/proc/$1/cmdline" 2>/dev/null
 }
-# Our child, before or after it has become the app (a zombie has an empty cmdline).
+# Our child, before or after it has become the app, and not yet a zombie. (Its cmdline would not
+# do: it reads empty for a moment while the child execs.)
 running() {
-    [[ -n "$(tr -d '\0' 2>/dev/null <"/proc/$1/cmdline")" ]]
+    local state
+    state="$(sed -E 's/^.*\) (.).*$/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
+    [[ -n "$state" && "$state" != "Z" ]]
 }
 
 old_pid="$(cat "$pid_file" 2>/dev/null || true)"

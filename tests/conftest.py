@@ -4,15 +4,14 @@ One throwaway server per test session (from the mariadbd/mysqld on this machine,
 temporary folder, on a free port), or a server of the version matrix when TEST_SERVER names
 one (e.g. TEST_SERVER=mysql-9.7), or an existing server when TEST_MYSQL_URL is set,
 e.g. TEST_MYSQL_URL=mysql://root:secret@127.0.0.1:3306. Each test gets its own database.
+Helpers the test modules share are in tests/helpers.py and tests/command_line.py.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
+import re
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -20,60 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import pymysql
 import pytest
 from dotenv import dotenv_values
 
-from backend.config import PROJECT_ROOT, Settings
+from backend.config import Settings
 from backend.dbops.errors import ServerUnavailable
 from backend.dbops.providers import ServerHandle, acquire
-from backend.dbops.servers import ServerInstance, create_user, free_port, pid_alive, start_instance, stop_instance
+from backend.dbops.servers import create_user, free_port, start_instance, stop_instance
 from backend.dbops.targets import required_targets
-from backend.dbops.tool_tables import HISTORY_TABLES, HOLD_PREFIX
-
-TEST_USER = "migrator"
-# Variables a developer's shell might carry that would leak into the subprocesses.
-CLEARED_VARIABLES = (
-    "MYSQL_HOST",
-    "MYSQL_PORT",
-    "MYSQL_USER",
-    "MYSQL_PASSWORD",
-    "MYSQL_DATABASE",
-    "APP_ENV",
-    "MIGRATIONS_DIR",
-    "DB_CONFIG_FILE",
-    "DB_DEBUG",
-    "SANDBOX_DIR",
-)
+from tests.command_line import CommandResult, run_invoke, run_invoke_process
+from tests.helpers import SERVICE_VARIABLES, TEST_USER, ServerTarget, app_pid, command_env, stop_process
 
 
-@dataclass(frozen=True)
-class ServerTarget:
-    host: str
-    port: int
-    user: str
-    password: str
-    instance: ServerInstance | None = None
-
-    def connect(self, database: str | None = None, **kwargs) -> pymysql.Connection:
-        return pymysql.connect(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            database=database,
-            **{"autocommit": True, **kwargs},
-        )
-
-    def execute(self, database: str | None, *statements: str) -> None:
-        """Run statements (autocommitted) in database, or with none selected."""
-        connection = self.connect(database)
-        try:
-            with connection.cursor() as cursor:
-                for statement in statements:
-                    cursor.execute(statement)
-        finally:
-            connection.close()
+@pytest.fixture
+def tmp_path(request, tmp_path_factory) -> Path:
+    """pytest's tmp_path with a shorter name (the test's first 12 characters): servers started below
+    it need a Unix socket path under 100 characters, which pytest-xdist's worker folders
+    (.../pytest-N/popen-gwN/) and a 30-character test name would exceed."""
+    return tmp_path_factory.mktemp(re.sub(r"\W", "_", request.node.name)[:12])
 
 
 @contextmanager
@@ -156,55 +119,9 @@ def created_database(settings, mysql_server) -> Settings:
 
 
 @pytest.fixture
-def cli_env(settings, tmp_path) -> dict[str, str]:
-    """Environment for `invoke` subprocesses, pointing at this test's database only."""
-    env = {key: value for key, value in os.environ.items() if key not in CLEARED_VARIABLES}
-    empty_config = tmp_path / "config.env"
-    empty_config.write_text("")
-    env.update(
-        MYSQL_HOST=settings.host,
-        MYSQL_PORT=str(settings.port),
-        MYSQL_USER=settings.user,
-        MYSQL_PASSWORD=settings.password,
-        MYSQL_DATABASE=settings.database,
-        DB_CONFIG_FILE=str(empty_config),
-        SANDBOX_DIR=str(settings.sandbox_dir),
-    )
-    return env
-
-
-# Variables of the service and its restart a developer's shell might carry.
-SERVICE_VARIABLES = (
-    "APP_HOST",
-    "APP_PORT",
-    "RESTART_COMMAND",
-    "HEALTH_URL",
-    "HEALTH_COMMAND",
-    "HEALTH_TIMEOUT",
-    "HEALTH_RETRIES",
-    "APP_PID_FILE",
-    "APP_LOG_FILE",
-    "PYTHON",
-    "MYSQL_PWD",
-)
-
-
-def app_pid(pid_file: Path) -> int | None:
-    """The pid in the file, if it is a running backend.app (never another process)."""
-    try:
-        pid = int(pid_file.read_text())
-        return pid if b"backend.app" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
-    except (OSError, ValueError):
-        return None
-
-
-def stop_process(pid: int | None) -> None:
-    if pid is None:
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+def cli_env(mysql_server, database_name, tmp_path) -> dict[str, str]:
+    """Environment for the command line, pointing at this test's database only."""
+    return command_env(mysql_server, database_name, tmp_path)
 
 
 @pytest.fixture
@@ -227,104 +144,110 @@ def app_env(cli_env, settings, tmp_path):
     stop_process(app_pid(Path(env["APP_PID_FILE"])))
 
 
-@dataclass
-class CommandResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-def run_invoke(env: dict[str, str], *args: str, input: str | None = None, timeout: float = 180) -> CommandResult:
-    completed = subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        input=input if input is not None else "",
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return CommandResult(completed.returncode, completed.stdout, completed.stderr)
-
-
 @pytest.fixture
 def invoke(cli_env):
-    """invoke(*args) runs the real command line against this test's database."""
+    """invoke(*args) runs the command line, in this process, against this test's database."""
 
-    def run(*args: str, env: dict[str, str] | None = None, **kwargs) -> CommandResult:
-        return run_invoke({**cli_env, **(env or {})}, *args, **kwargs)
+    def run(*args: str, env: dict[str, str] | None = None) -> CommandResult:
+        return run_invoke({**cli_env, **(env or {})}, *args)
 
     return run
 
 
-def tables(server: ServerTarget, database: str) -> list[str]:
-    """Tables of the database, without the tool's lock, journal, deploy-history and holding tables."""
-    connection = server.connect()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (database,))
-            return sorted(
-                row[0]
-                for row in cursor.fetchall()
-                if row[0] not in HISTORY_TABLES and not row[0].startswith(HOLD_PREFIX)
-            )
-    finally:
-        connection.close()
+@pytest.fixture
+def invoke_process(cli_env):
+    """invoke_process(*args) runs `python -m invoke` as a process of its own against this test's database."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> CommandResult:
+        return run_invoke_process({**cli_env, **(env or {})}, *args)
+
+    return run
 
 
-def version_rows(server: ServerTarget, database: str) -> list[str]:
-    connection = server.connect(database)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT version_num FROM alembic_version")
-            return sorted(row[0] for row in cursor.fetchall())
-    finally:
-        connection.close()
+# ---------------------------------------------------------------- the fault suite's summary table
+# Every module of tests/faults sets `pytestmark = pytest.mark.faults("<scenario>")`. A test counts
+# as one case of its scenario, unless it records cases of its own with the `fault_cases` fixture
+# (a property-based test records each example). At the end of the run a table shows, per
+# scenario, the cases tried and passed. The hooks live here, not in tests/faults/conftest.py:
+# with pytest-xdist the reports are gathered in a process that loads only this conftest.
+
+_CASES = pytest.StashKey["CaseRecorder"]()
+_FAULT = "fault"  # the user property carrying (scenario, cases tried, cases passed or None)
 
 
-def assert_one_error_line(result: CommandResult) -> str:
-    """The failure contract: non-zero exit, one line starting with ❌, no traceback."""
-    assert result.returncode != 0, result.output
-    assert "Traceback" not in result.output, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("❌ "), result.output
-    return lines[0]
+@dataclass
+class CaseRecorder:
+    tried: int = 0
+    passed: int = 0
+
+    @contextmanager
+    def case(self) -> Iterator[None]:
+        self.tried += 1
+        yield
+        self.passed += 1
 
 
-class Answers:
-    """A stand-in for the person at the terminal: gives one answer, keeps the prompts."""
-
-    def __init__(self, answer: str) -> None:
-        self.answer, self.prompts = answer, []
-
-    def __call__(self, prompt: str) -> str:
-        self.prompts.append(prompt)
-        return self.answer
+@pytest.fixture
+def fault_cases(request) -> CaseRecorder:
+    """Record sub-cases (e.g. each hypothesis example) instead of counting the test as one case."""
+    recorder = CaseRecorder()
+    request.node.stash[_CASES] = recorder
+    return recorder
 
 
-APP_TABLES = sorted(
-    [
-        "chat_messages",
-        "chat_sessions",
-        "emotion_analysis",
-        "knowledge",
-        "system_logs",
-        "user_feedback",
-        "users",
-    ]
-)
-VERSIONS_DIR = PROJECT_ROOT / "alembic" / "versions"
-HEAD = "e9e7d98878ca"
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Tag the reports of a fault test with its scenario and its sub-cases (where the test runs)."""
+    report = yield
+    marker = item.get_closest_marker("faults")
+    if marker is not None and marker.args:
+        recorder = item.stash.get(_CASES, None)
+        cases = (recorder.tried, recorder.passed) if recorder is not None and recorder.tried else None
+        report.user_properties.append((_FAULT, (str(marker.args[0]), cases)))
+    return report
 
 
-def copy_versions(target: Path) -> Path:
-    """A private copy of the project's revisions, for tests that write revision files."""
-    target.mkdir(parents=True, exist_ok=True)
-    for path in VERSIONS_DIR.glob("*.py"):
-        (target / path.name).write_text(path.read_text())
-    return target
+class _FaultTable:
+    """Counts the tagged reports where they are gathered (the only process, or pytest-xdist's
+    controller) and prints the table at the end."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict] = {}
+
+    def pytest_runtest_logreport(self, report) -> None:
+        tag = next((value for name, value in report.user_properties if name == _FAULT), None)
+        if tag is None:
+            return
+        scenario, cases = tag
+        row = self.rows.setdefault(scenario, {"tried": 0, "passed": 0, "skipped": 0, "seconds": 0.0})
+        row["seconds"] += report.duration
+        if not (report.when == "call" or (report.when == "setup" and not report.passed)):
+            return
+        if report.skipped:
+            row["skipped"] += 1
+        elif cases:
+            tried, passed = cases
+            row["tried"] += tried
+            row["passed"] += passed if report.passed else min(passed, tried - 1)
+        else:
+            row["tried"] += 1
+            row["passed"] += int(report.passed)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.rows:
+            return
+        write = terminalreporter.write_line
+        terminalreporter.write_sep("=", "fault suite")
+        width = max(len("scenario"), *(len(name) for name in self.rows))
+        write(f"{'scenario':<{width}}  {'cases tried':>11}  {'cases passed':>12}  {'seconds':>8}")
+        total = {"tried": 0, "passed": 0, "skipped": 0, "seconds": 0.0}
+        for name, row in sorted(self.rows.items()):
+            skipped = f"  ({row['skipped']} skipped)" if row["skipped"] else ""
+            write(f"{name:<{width}}  {row['tried']:>11}  {row['passed']:>12}  {row['seconds']:>8.1f}{skipped}")
+            for key in total:
+                total[key] += row[key]
+        write(f"{'total':<{width}}  {total['tried']:>11}  {total['passed']:>12}  {total['seconds']:>8.1f}")
+
+
+def pytest_configure(config) -> None:
+    config.pluginmanager.register(_FaultTable(), "fault-table")

@@ -10,8 +10,8 @@ from backend.dbops.adopt import adopt
 from backend.dbops.check import run_check
 from backend.dbops.errors import Refused, RevisionError
 from backend.dbops.guards import confirm_adopt
-from tests.conftest import APP_TABLES, HEAD, Answers, assert_one_error_line, tables, version_rows
-from tests.test_deploy import versions_with
+from tests.command_line import assert_one_error_line
+from tests.helpers import APP_TABLES, HEAD, Answers, tables, version_rows, versions_with
 
 NEXT = "a1b2c3d4e5f6"  # tests/revisions/halfway: adds users.mood on top of HEAD
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -15,7 +14,8 @@ from pathlib import Path
 
 from backend.config import PROJECT_ROOT
 from backend.dbops.servers import free_port, pid_alive
-from tests.conftest import HEAD, app_pid, assert_one_error_line
+from tests.command_line import assert_one_error_line
+from tests.helpers import HEAD, app_pid, wait_until
 
 # Generous deadlines: on a loaded machine Python alone may take seconds to start or to stop.
 STOP_WAIT = 30
@@ -35,14 +35,15 @@ def _get(url: str) -> tuple[int, dict]:
 
 
 def _wait_for_health(base_url: str, timeout: float = 90) -> tuple[int, dict]:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The first answer of /health, once the service listens."""
+
+    def answer() -> tuple[int, dict] | None:
         try:
             return _get(f"{base_url}/health")
         except urllib.error.URLError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+            return None
+
+    return wait_until(answer, f"{base_url}/health to answer", timeout, interval=0.1)
 
 
 @contextmanager

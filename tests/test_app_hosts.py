@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from backend.dbops.servers import pid_alive
-from tests.conftest import HEAD, app_pid, assert_one_error_line, stop_process
-from tests.faults.conftest import wait_until
+from tests.command_line import assert_one_error_line
+from tests.helpers import HEAD, app_pid, stop_process, wait_until
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 

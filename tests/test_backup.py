@@ -25,8 +25,8 @@ from backend.dbops.backup_verify import verify_backup
 from backend.dbops.errors import BackupError
 from backend.dbops.restore import restore
 from backend.dbops.tool_tables import HISTORY_TABLES
-from tests.conftest import APP_TABLES, HEAD, assert_one_error_line, tables
-from tests.faults.conftest import descendants
+from tests.command_line import assert_one_error_line
+from tests.helpers import APP_TABLES, HEAD, checksums, descendants, tables
 
 # Quotes, parentheses, a row separator, backslashes and a newline inside strings: the row
 # counting over the dump must not be fooled by any of them.
@@ -45,13 +45,6 @@ def run_sql(server, database, *statements, many=None):
             return cursor.fetchall()
     finally:
         connection.close()
-
-
-def checksums(server, database) -> dict[str, int]:
-    """CHECKSUM TABLE of every base table except the tool's history tables."""
-    names = [name for name in tables(server, database) if name not in HISTORY_TABLES]
-    rows = run_sql(server, database, f"CHECKSUM TABLE {', '.join(f'`{name}`' for name in names)}") if names else ()
-    return {name.split(".", 1)[1]: value for name, value in rows}
 
 
 @pytest.fixture
@@ -154,7 +147,10 @@ def test_backup_writes_a_verified_file_and_a_manifest(invoke, seeded, mysql_serv
 
 
 def test_backup_then_restore_brings_everything_back(invoke, seeded, mysql_server):
-    before, names = checksums(mysql_server, seeded.database), tables(mysql_server, seeded.database)
+    before, names = (
+        checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database)),
+        tables(mysql_server, seeded.database),
+    )
     path = backup(seeded).path
     run_sql(
         mysql_server,
@@ -166,14 +162,14 @@ def test_backup_then_restore_brings_everything_back(invoke, seeded, mysql_server
         "INSERT INTO alembic_journal (revision, direction, checksum, status, host, pid, os_user, started_at) "
         "VALUES ('r', 'upgrade', 'c', 'applied', 'h', 1, 'u', NOW())",
     )
-    assert checksums(mysql_server, seeded.database) != before
+    assert checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database)) != before
 
     result = invoke("db.restore", str(path), "--yes", env=backup_env(seeded))
     assert result.returncode == 0, result.output
     assert "verified" in result.stdout and f"restored {seeded.database}: 8 table(s), 11 rows" in result.stdout
     assert seeded.password not in result.output
     assert tables(mysql_server, seeded.database) == names
-    assert checksums(mysql_server, seeded.database) == before
+    assert checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database)) == before
     # The history tables were neither dumped nor dropped: the journal row written after the backup stays.
     assert run_sql(mysql_server, seeded.database, "SELECT COUNT(*) FROM alembic_journal WHERE revision = 'r'") == (
         (1,),
@@ -184,13 +180,13 @@ def test_backup_then_restore_brings_everything_back(invoke, seeded, mysql_server
 def test_restore_into_another_database_leaves_the_original_untouched(invoke, seeded, mysql_server, other_database):
     path = backup(seeded).path
     run_sql(mysql_server, seeded.database, "DELETE FROM chat_messages")
-    original = checksums(mysql_server, seeded.database)
+    original = checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database))
 
     result = invoke("db.restore", str(path), "--into", other_database, "--yes", env=backup_env(seeded))
     assert result.returncode == 0, result.output
     assert f"restored {other_database}" in result.stdout
-    assert checksums(mysql_server, seeded.database) == original
-    copy = checksums(mysql_server, other_database)
+    assert checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database)) == original
+    copy = checksums(mysql_server, other_database, tables(mysql_server, other_database))
     assert copy["chat_messages"] != original["chat_messages"]
     assert run_sql(mysql_server, other_database, "SELECT COUNT(*) FROM chat_messages") == ((5,),)
 
@@ -254,11 +250,14 @@ def _edit_manifest(path: Path, **changes) -> None:
 def test_damaged_backups_are_refused(invoke, seeded, mysql_server, damage, expected):
     path = backup(seeded).path
     run_sql(mysql_server, seeded.database, "DELETE FROM chat_messages")
-    before, names = checksums(mysql_server, seeded.database), tables(mysql_server, seeded.database)
+    before, names = (
+        checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database)),
+        tables(mysql_server, seeded.database),
+    )
     damage(path)
     line = assert_one_error_line(invoke("db.restore", str(path), "--yes", env=backup_env(seeded)))
     assert expected in line and path.name in line
-    assert checksums(mysql_server, seeded.database) == before
+    assert checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database)) == before
     assert tables(mysql_server, seeded.database) == names
 
 
@@ -267,10 +266,10 @@ def test_a_backup_of_another_database_is_refused(invoke, seeded, mysql_server, o
     admin.create_database(other)
     migrate.upgrade(other)
     path = backup(other).path
-    before = checksums(mysql_server, seeded.database)
+    before = checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database))
     line = assert_one_error_line(invoke("db.restore", str(path), "--yes", env=backup_env(seeded)))
     assert f"is a backup of database {other_database!r}, not {seeded.database!r}" in line
-    assert checksums(mysql_server, seeded.database) == before
+    assert checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database)) == before
 
 
 SERVER_NAMES = {"mariadb": "MariaDB", "mysql": "MySQL"}
@@ -298,7 +297,10 @@ def test_a_manifest_that_disagrees_with_the_dump_header_is_refused(
     }[edited]
     _edit_manifest(path, **claimed)
     run_sql(mysql_server, seeded.database, "DELETE FROM chat_messages")
-    before, names = checksums(mysql_server, seeded.database), tables(mysql_server, seeded.database)
+    before, names = (
+        checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database)),
+        tables(mysql_server, seeded.database),
+    )
     line = assert_one_error_line(invoke("db.restore", str(path), "--yes", env=backup_env(seeded)))
     if edited == "database":
         expected = f"{path.name} is a dump of database {other_database!r}, its manifest says {seeded.database!r}"
@@ -309,7 +311,7 @@ def test_a_manifest_that_disagrees_with_the_dump_header_is_refused(
             f"{SERVER_NAMES[edited_manifest['server_flavour']]} {edited_manifest['server_version']}"
         )
     assert expected in line, line
-    assert checksums(mysql_server, seeded.database) == before
+    assert checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database)) == before
     assert tables(mysql_server, seeded.database) == names
 
 
@@ -386,7 +388,9 @@ def test_restore_function_checks_the_target(seeded, mysql_server, other_database
     path = backup(seeded).path
     result = restore(seeded, path, into=other_database)
     assert result.database == other_database and result.tables == result.manifest.tables
-    assert checksums(mysql_server, other_database) == checksums(mysql_server, seeded.database)
+    assert checksums(mysql_server, other_database, tables(mysql_server, other_database)) == checksums(
+        mysql_server, seeded.database, tables(mysql_server, seeded.database)
+    )
     with pytest.raises(BackupError, match="is a backup of database"):
         restore(replace(seeded, database=other_database), path)
 
@@ -469,13 +473,13 @@ def test_backup_checks_the_stream_as_it_writes_it(seeded, monkeypatch):
 
 def test_restore_keeps_the_replaced_tables_until_settled(invoke, seeded, mysql_server):
     path = backup(seeded).path
-    at_backup = checksums(mysql_server, seeded.database)
+    at_backup = checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database))
     run_sql(mysql_server, seeded.database, "UPDATE users SET nickname = 'after the backup'")
-    replaced = checksums(mysql_server, seeded.database)
+    replaced = checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database))
     result = invoke("db.restore", str(path), "--yes", env=backup_env(seeded))
     assert result.returncode == 0, result.output
     assert "the replaced tables are kept as alembic_hold_" in result.stdout
-    assert checksums(mysql_server, seeded.database) == at_backup
+    assert checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database)) == at_backup
     held = {
         name: run_sql(mysql_server, seeded.database, f"CHECKSUM TABLE `{name}`")[0][1]
         for (name,) in run_sql(
@@ -493,7 +497,7 @@ def test_restore_keeps_the_replaced_tables_until_settled(invoke, seeded, mysql_s
     settled = invoke("db.settle", "--yes", env=backup_env(seeded))
     assert settled.returncode == 0 and f"dropped {len(held)} holding table(s)" in settled.stdout, settled.output
     assert "holding" not in invoke("db.check", env=backup_env(seeded)).stdout
-    assert checksums(mysql_server, seeded.database) == at_backup
+    assert checksums(mysql_server, seeded.database, tables(mysql_server, seeded.database)) == at_backup
 
 
 @pytest.mark.parametrize("schema", ["mysql", "sys", "information_schema", "PERFORMANCE_SCHEMA"])

@@ -1,4 +1,7 @@
-"""Every db task through the real command line, success and error paths."""
+"""Every db task through the command line, success and error paths.
+
+Most run it in this process (tests/command_line.py); a few run `python -m invoke` itself, so the
+real entry point stays covered."""
 
 from __future__ import annotations
 
@@ -6,14 +9,8 @@ import re
 
 import pytest
 
-from tests.conftest import (
-    APP_TABLES,
-    HEAD,
-    assert_one_error_line,
-    copy_versions,
-    tables,
-    version_rows,
-)
+from tests.command_line import assert_one_error_line
+from tests.helpers import APP_TABLES, HEAD, copy_versions, revision_text, schema_names, tables, version_rows
 
 DB_TASKS = [
     "init",
@@ -42,8 +39,8 @@ DB_TASKS = [
 ]
 
 
-def test_list_shows_every_task_with_a_docstring(invoke):
-    result = invoke("--list")
+def test_list_shows_every_task_with_a_docstring(invoke_process):
+    result = invoke_process("--list")
     assert result.returncode == 0, result.output
     for name in DB_TASKS:
         assert re.search(rf"^\s+db\.{name}\s+\S", result.stdout, re.M), name
@@ -59,13 +56,13 @@ def test_help_explains_every_parameter(invoke, name):
     assert all(text.strip() for _, text in options), result.stdout
 
 
-def test_init_creates_the_seven_tables_at_head(invoke, mysql_server, database_name):
-    result = invoke("db.init")
+def test_init_creates_the_seven_tables_at_head(invoke_process, mysql_server, database_name):
+    result = invoke_process("db.init")
     assert result.returncode == 0, result.output
     assert f"created database {database_name}" in result.stdout
     assert tables(mysql_server, database_name) == ["alembic_version", *APP_TABLES]
     assert version_rows(mysql_server, database_name) == [HEAD]
-    again = invoke("db.init")
+    again = invoke_process("db.init")
     assert again.returncode == 0 and "nothing to apply" in again.stdout
 
 
@@ -144,10 +141,7 @@ def test_check_fails_on_several_heads(invoke, tmp_path):
     env = {"MIGRATIONS_DIR": str(versions)}
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.revision", "--empty", "-m", "branch one", env=env).returncode == 0
-    (versions / "second.py").write_text(
-        f'"""branch two"""\nrevision = "b2b2b2b2b2b2"\ndown_revision = "{HEAD}"\nbranch_labels = None\n'
-        "depends_on = None\n\ndef upgrade():\n    pass\n\ndef downgrade():\n    pass\n"
-    )
+    (versions / "second.py").write_text(revision_text("b2b2b2b2b2b2", doc="branch two"))
     assert "❌ heads: several heads" in assert_one_error_line(invoke("db.check", env=env))
     heads = invoke("db.heads", env=env)
     assert heads.returncode == 1 and "b2b2b2b2b2b2" in heads.stdout
@@ -224,8 +218,8 @@ def test_revision_autogenerates_against_a_scratch_database(invoke, mysql_server,
     body = written.read_text()
     assert "op.create_index(op.f('ix_emotion_analysis_emotion')" in body
     assert "def downgrade() -> None:" in body
-    assert database_name not in _schemas(mysql_server)
-    assert not [name for name in _schemas(mysql_server) if "_autogen_" in name]  # the scratch database is gone
+    assert database_name not in schema_names(mysql_server)
+    assert not [name for name in schema_names(mysql_server) if "_autogen_" in name]  # the scratch database is gone
 
 
 def test_revision_against_the_configured_database(invoke, mysql_server, database_name, tmp_path):
@@ -292,10 +286,10 @@ def test_create_and_drop(invoke, mysql_server, database_name):
     assert "exists" in invoke("db.create").stdout
     refused = invoke("db.drop")  # no terminal, no --yes
     assert "needs confirmation" in assert_one_error_line(refused)
-    assert database_name in [row for row in _schemas(mysql_server)]
+    assert database_name in schema_names(mysql_server)
     dropped = invoke("db.drop", "--yes")
     assert dropped.returncode == 0, dropped.output
-    assert database_name not in _schemas(mysql_server)
+    assert database_name not in schema_names(mysql_server)
 
 
 def test_production_is_protected(invoke, mysql_server, database_name):
@@ -307,7 +301,7 @@ def test_production_is_protected(invoke, mysql_server, database_name):
     assert tables(mysql_server, database_name) == ["alembic_version", *APP_TABLES]
     result = invoke("db.drop", "--yes", "--allow-production", env=production)
     assert result.returncode == 0, result.output
-    assert database_name not in _schemas(mysql_server)
+    assert database_name not in schema_names(mysql_server)
 
 
 def test_reset_drops_data_and_rebuilds(invoke, mysql_server, database_name):
@@ -333,8 +327,8 @@ def test_hostile_database_names(invoke, mysql_server):
         assert result.returncode == 0, result.output
         assert tables(mysql_server, name) == ["alembic_version", *APP_TABLES]
         assert invoke("db.drop", "--yes", env={"MYSQL_DATABASE": name}).returncode == 0
-        assert name not in _schemas(mysql_server)
-        assert "mysql" in _schemas(mysql_server)
+        assert name not in schema_names(mysql_server)
+        assert "mysql" in schema_names(mysql_server)
     finally:
         connection = mysql_server.connect()
         with connection.cursor() as cursor:
@@ -364,17 +358,7 @@ def test_sql_renders_without_touching_the_database(invoke, mysql_server, databas
     assert "nothing to run" in invoke("db.sql").stdout
 
 
-def test_debug_shows_the_traceback(invoke):
-    result = invoke("db.check", env={"MYSQL_PORT": "1", "DB_DEBUG": "1"})
+def test_debug_shows_the_traceback(invoke_process):
+    result = invoke_process("db.check", env={"MYSQL_PORT": "1", "DB_DEBUG": "1"})
     assert result.returncode != 0
     assert "Traceback" in result.stderr
-
-
-def _schemas(server) -> list[str]:
-    connection = server.connect()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
-            return [row[0] for row in cursor.fetchall()]
-    finally:
-        connection.close()

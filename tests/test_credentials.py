@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import HEAD, version_rows
+from tests.helpers import HEAD, version_rows
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from backend.dbops.errors import (
 )
 from backend.dbops.guards import confirm_destructive
 from backend.dbops.tool_tables import HISTORY_TABLES, CreateIfMissing, metadata
-from tests.conftest import APP_TABLES, HEAD, Answers, copy_versions
+from tests.helpers import APP_TABLES, HEAD, Answers, copy_versions, revision_text
 
 
 def test_create_list_drop(settings):
@@ -288,11 +288,7 @@ def test_env_py_takes_an_engine_or_a_connection(created_database, tmp_path):
 
     versions = copy_versions(tmp_path / "versions")
     for revision, (parent, body) in NEXT_REVISIONS.items():
-        (versions / f"{revision}_next.py").write_text(
-            f'revision = "{revision}"\ndown_revision = "{parent}"\nbranch_labels = None\ndepends_on = None\n\n'
-            f"from alembic import op\n\n\ndef upgrade() -> None:\n    {body}\n\n\n"
-            "def downgrade() -> None:\n    pass\n"
-        )
+        (versions / f"{revision}_next.py").write_text(revision_text(revision, parent, upgrade=body))
     settings = replace(created_database, versions_dir=versions)
     config = alembic_setup.alembic_config(settings)
     config.attributes["connection"] = make_engine(settings)

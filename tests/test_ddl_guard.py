@@ -9,8 +9,8 @@ import pytest
 from backend.dbops import ddl_guard, mdl, migrate
 from backend.dbops.connection import connect
 from backend.dbops.errors import DbOpsError
-from tests.conftest import HEAD, assert_one_error_line, copy_versions, version_rows
-from tests.test_deploy import REVISIONS, seed, versions_with
+from tests.command_line import assert_one_error_line
+from tests.helpers import HEAD, REVISIONS, copy_versions, schema_names, seed, version_rows, versions_with
 
 NO_BACKUP = {"DEPLOY_STEPS": "preflight,upgrade,verify", "DEPLOY_VERIFY_MODELS": "0"}
 
@@ -62,7 +62,7 @@ def test_online_changes_are_classified(created_database, mysql_server, tmp_path)
     [statement] = ddl_guard.inspect_pending(settings)
     assert statement.table == "users" and statement.algorithm in (ddl_guard.INSTANT, ddl_guard.INPLACE)
     assert ddl_guard.refused([statement], max_rows=0) == []
-    assert not [name for name in _schemas(mysql_server) if "_rehearsal_" in name]  # the scratch schema is gone
+    assert not [name for name in schema_names(mysql_server) if "_rehearsal_" in name]  # the scratch schema is gone
 
 
 def test_split_statements():
@@ -104,7 +104,7 @@ def test_the_guard_sees_a_ddl_behind_a_comment(created_database, mysql_server):
 
 
 def test_a_ddl_waiting_on_a_metadata_lock_names_the_holder(invoke, mysql_server, database_name, tmp_path):
-    env = {**versions_with(tmp_path, "halfway"), "DDL_LOCK_WAIT_TIMEOUT": "1", "DDL_RETRIES": "1"}
+    env = {**versions_with(tmp_path, "halfway"), "DDL_WAIT_SECONDS": "1", "DDL_RETRIES": "1"}
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0
     holder = mysql_server.connect(database_name, autocommit=False)
@@ -120,12 +120,3 @@ def test_a_ddl_waiting_on_a_metadata_lock_names_the_holder(invoke, mysql_server,
         holder.rollback()
         holder.close()
     assert version_rows(mysql_server, database_name) == [HEAD]
-
-
-def _schemas(server) -> list[str]:
-    connection = server.connect()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
-        names = [row[0] for row in cursor.fetchall()]
-    connection.close()
-    return names

@@ -15,61 +15,20 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from backend.config import PROJECT_ROOT
-from tests.conftest import APP_TABLES, HEAD, assert_one_error_line, copy_versions, run_invoke, tables, version_rows
-
-REVISIONS = PROJECT_ROOT / "tests" / "revisions"
-NO_BACKUP = {"DEPLOY_STEPS": "preflight,upgrade,verify"}
-
-
-def versions_with(tmp_path, extra: str, pattern: str = "*.py"):
-    """The project's revisions plus the test revisions of tests/revisions/<extra> matching pattern.
-
-    Those change the schema away from backend/database.py: verify (and the rehearsal) leave the models out."""
-    target = copy_versions(tmp_path / "versions")
-    for path in (REVISIONS / extra).glob(pattern):
-        (target / path.name).write_text(path.read_text())
-    return {"MIGRATIONS_DIR": str(target), "DEPLOY_VERIFY_MODELS": "0"}
-
-
-def seed(server, database: str) -> None:
-    connection = server.connect(database)
-    with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO users (username, password_hash) VALUES ('amy', 'h1'), ('bo', 'h2')")
-        cursor.execute("INSERT INTO chat_sessions (id, user_id, title) VALUES ('s1', 1, 'first'), ('s2', 2, 'second')")
-        cursor.executemany(
-            "INSERT INTO chat_messages (session_id, user_id, role, content, emotion) VALUES (%s, %s, %s, %s, %s)",
-            [("s1", 1, "user", f"message {i}", ["calm", "sad", "happy"][i % 3]) for i in range(50)],
-        )
-        cursor.execute("INSERT INTO knowledge (category, title, content) VALUES ('sleep', 'tips', 'rest well')")
-    connection.close()
-
-
-def raw_schema(server, database: str) -> dict:
-    """information_schema as the server reports it (no normalization of ours)."""
-    connection = server.connect()
-    result = {}
-    with connection.cursor() as cursor:
-        for table, query in {
-            "columns": "SELECT TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, "
-            "EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s",
-            "indexes": "SELECT TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE "
-            "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s",
-            "keys": "SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME "
-            "FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s",
-        }.items():
-            cursor.execute(query, (database,))
-            result[table] = sorted(row for row in cursor.fetchall() if not str(row[0]).startswith("alembic_"))
-    connection.close()
-    return result
-
-
-def checksums(server, database: str) -> dict:
-    connection = server.connect(database)
-    with connection.cursor() as cursor:
-        cursor.execute("CHECKSUM TABLE " + ", ".join(f"`{name}`" for name in APP_TABLES))
-        result = {row[0].split(".")[-1]: row[1] for row in cursor.fetchall()}
-    connection.close()
-    return result
+from tests.command_line import Spawned, assert_one_error_line, run_invoke
+from tests.helpers import (
+    APP_TABLES,
+    HEAD,
+    NO_BACKUP,
+    checksums,
+    query,
+    raw_schema,
+    seed,
+    tables,
+    version_rows,
+    versions_with,
+    wait_until,
+)
 
 
 def test_deploy_applies_records_and_reports(invoke, mysql_server, database_name, tmp_path):
@@ -147,7 +106,7 @@ def test_two_concurrent_deploys_one_waits_and_names_the_holder(cli_env, mysql_se
         command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        _wait_for(
+        wait_until(
             lambda: _lock_held(mysql_server, database_name) and _waiting_on(mysql_server, "alembic_version"),
             "the first deploy to hold the lock and wait on alembic_version",
         )
@@ -184,7 +143,7 @@ def test_a_dead_holder_leaves_no_stale_lock(cli_env, mysql_server, database_name
     assert f"pid {holder.pid}" in assert_one_error_line(blocked)
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
-    _wait_for(lambda: not _lock_held(mysql_server, database_name), "the server to free a dead holder's lock")
+    wait_until(lambda: not _lock_held(mysql_server, database_name), "the server to free a dead holder's lock")
     result = run_invoke({**cli_env, "DEPLOY_LOCK_TIMEOUT": "5"}, "db.upgrade")
     assert result.returncode == 0, result.output
 
@@ -196,13 +155,6 @@ def test_production_deploy_needs_confirmation(invoke, mysql_server, database_nam
     assert tables(mysql_server, database_name) == []
     skipping = invoke("db.deploy", "--yes", env={**production, **NO_BACKUP})
     assert "may not skip backup" in assert_one_error_line(skipping)
-
-
-def _wait_for(predicate, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.05)
 
 
 def _waiting_on(server, table: str) -> bool:
@@ -281,7 +233,7 @@ def test_a_killed_upgrade_is_detected_and_refused(invoke, cli_env, mysql_server,
         stdout=subprocess.DEVNULL,
     )
     # Killed while the revision's statement runs on the server: its journal entry says running.
-    _wait_for(lambda: _running(mysql_server, "SELECT SLEEP(4)"), "the slow revision's statement to run")
+    wait_until(lambda: _running(mysql_server, "SELECT SLEEP(4)"), "the slow revision's statement to run")
     process.send_signal(signal.SIGKILL)
     process.wait()
     line = assert_one_error_line(invoke("db.upgrade", env=env))
@@ -397,8 +349,6 @@ def test_a_long_transaction_never_queues_the_application_behind_the_deploy(
 ):
     """An open transaction on users: the deploy's ALTER waits for it without queuing, so the
     application's queries on users keep running; once it ends the ALTER runs."""
-    from tests.faults.conftest import Spawned, query, wait_until
-
     env = {**versions_with(tmp_path, "halfway", "a1b2*"), **NO_BACKUP, "DEPLOY_VERIFY_MODELS": "0"}
     assert invoke("db.create", "db.upgrade", "-r", HEAD, env=env).returncode == 0
     holder = mysql_server.connect(database_name, autocommit=False)
@@ -411,6 +361,8 @@ def test_a_long_transaction_never_queues_the_application_behind_the_deploy(
                 "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_started < NOW() - INTERVAL 1 SECOND",
             )[0][0],
             "a long transaction",
+            # The server refreshes INNODB_TRX only when it was not read for 0.1 s: polled faster, it stays as it was.
+            interval=0.2,
         )
         deploy = Spawned({**cli_env, **env}, "db.deploy", "--to", "a1b2c3d4e5f6")
         deploy.wait_for("⏳ waiting for session")

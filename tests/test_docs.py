@@ -47,11 +47,10 @@ import pytest
 
 from backend.config import PROJECT_ROOT
 from backend.dbops.servers import find_program, free_port
-from tests.conftest import CLEARED_VARIABLES, SERVICE_VARIABLES, app_pid, stop_process
+from tests.helpers import CLEARED_VARIABLES, GUIDE, SERVICE_VARIABLES, app_pid, stop_process
 
 DOCS = PROJECT_ROOT / "docs"
 EXAMPLES = DOCS / "数据库迁移示例.md"
-GUIDE = DOCS / "数据库版本管理.md"
 QUICK_REFERENCE = DOCS / "数据库迁移快速参考.md"
 OVERVIEW = DOCS / "DATABASE_MIGRATION_README.md"
 GITIGNORE_DOC = DOCS / "gitignore_数据库迁移.txt"
@@ -359,6 +358,7 @@ needs_server = pytest.mark.skipif(
 
 
 @needs_server
+@pytest.mark.xdist_group("docs-examples")  # one worker: the pool of example_runs starts them all
 @pytest.mark.parametrize("example", EXAMPLE_LIST, ids=[f"example-{example.number}" for example in EXAMPLE_LIST])
 def test_example_runs_as_documented(example: Example, example_runs):
     # Every block's output was checked as it ran; how long it took is no test's business.

@@ -9,31 +9,17 @@ from backend.dbops import migrate
 from backend.dbops.admin import create_database
 from backend.dbops.drift import LIVE, MIGRATIONS, MODELS, drift
 from backend.dbops.schema import Difference, normalize_default, normalize_type
-from tests.conftest import HEAD, assert_one_error_line, copy_versions
+from tests.command_line import assert_one_error_line
+from tests.helpers import HEAD, copy_versions, revision_text
 
 MISSING_INDEX_REV = "ccccccccccc3"
 # A revision that leaves out an index the models have: the migrations then disagree with the models.
-MISSING_INDEX = f'''"""Drop an index the models still declare.
-
-Revision ID: {MISSING_INDEX_REV}
-Revises: {HEAD}
-"""
-
-from alembic import op
-
-revision = "{MISSING_INDEX_REV}"
-down_revision = "{HEAD}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.drop_index("ix_system_logs_created_at", table_name="system_logs")
-
-
-def downgrade() -> None:
-    op.create_index("ix_system_logs_created_at", "system_logs", ["created_at"])
-'''
+MISSING_INDEX = revision_text(
+    MISSING_INDEX_REV,
+    upgrade='op.drop_index("ix_system_logs_created_at", table_name="system_logs")',
+    downgrade='op.create_index("ix_system_logs_created_at", "system_logs", ["created_at"])',
+    doc="Drop an index the models still declare.",
+)
 
 
 def at_head(settings):

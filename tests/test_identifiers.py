@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from backend.dbops import admin
 from backend.dbops.errors import InvalidIdentifier
 from backend.dbops.identifiers import quote_identifier, validate_identifier
+from tests.helpers import schema_names
 
 
 @pytest.mark.parametrize("name", ["emotional_chat", "a-b", "über", "x" * 64, "we`ird", "sp ace", "semi;colon--"])
@@ -66,29 +67,19 @@ def test_any_name_is_refused_or_round_trips(settings, mysql_server, name):
     except InvalidIdentifier:
         return  # refused before any SQL
     target = settings.with_database(name)
-    schemas_before = _schemas(mysql_server)
+    schemas_before = schema_names(mysql_server)
     # Never touch a schema that exists already (mysql, sys, another test's ...).
     assume(name.casefold() not in {schema.casefold() for schema in schemas_before})
     try:
         assert admin.create_database(target) is True
-        assert name in _schemas(mysql_server)
+        assert name in schema_names(mysql_server)
         assert admin.database_exists(target)
         assert admin.drop_database(target) is True
-        assert _schemas(mysql_server) == schemas_before
+        assert schema_names(mysql_server) == schemas_before
     except pymysql.err.Error:
         pytest.fail(f"{name!r} passed validation but the server refused it")
     finally:
         connection = mysql_server.connect()
         with connection.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name)}")
-        connection.close()
-
-
-def _schemas(server) -> set[str]:
-    connection = server.connect()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
-            return {row[0] for row in cursor.fetchall()}
-    finally:
         connection.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,43 +11,18 @@ import pytest
 from backend.config import Settings
 from backend.dbops import migrate
 from backend.dbops.lint import RULES, lint
-from tests.conftest import HEAD, assert_one_error_line, copy_versions
+from tests.command_line import assert_one_error_line
+from tests.helpers import HEAD, copy_versions, revision_text
 
 REV = "aaaaaaaaaaa1"
 REV2 = "bbbbbbbbbbb2"
 
-TEMPLATE = '''"""Test revision {rev}.
-
-Revision ID: {rev}
-Revises: {down}
-"""
-
-import sqlalchemy as sa
-
-from alembic import op
-
-revision = "{rev}"
-down_revision = "{down}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-{upgrade}
-
-
-def downgrade() -> None:
-{downgrade}
-'''
 # Reverting is not what most tests are about; a statement keeps missing-downgrade quiet.
 DOWNGRADE = 'op.execute("DO 0")'
 
 
-def revision_text(upgrade: str, downgrade: str = DOWNGRADE, rev: str = REV, down: str = HEAD) -> str:
-    def body(code: str) -> str:
-        return textwrap.indent(textwrap.dedent(code).strip("\n"), "    ")
-
-    return TEMPLATE.format(rev=rev, down=down, upgrade=body(upgrade), downgrade=body(downgrade))
+def lint_revision(upgrade: str, downgrade: str = DOWNGRADE, rev: str = REV, down: str = HEAD) -> str:
+    return revision_text(rev, down, upgrade, downgrade)
 
 
 def versions(tmp_path: Path, *files: tuple[str, str]) -> Path:
@@ -61,7 +35,7 @@ def versions(tmp_path: Path, *files: tuple[str, str]) -> Path:
 
 def offline(tmp_path: Path, upgrade: str, downgrade: str = DOWNGRADE, **kwargs):
     """Lint one test revision without any database (schema replayed from the revisions)."""
-    folder = versions(tmp_path, (REV, revision_text(upgrade, downgrade)))
+    folder = versions(tmp_path, (REV, lint_revision(upgrade, downgrade)))
     return lint(Settings(versions_dir=folder), [REV], database_checks=False, **kwargs)
 
 
@@ -395,7 +369,7 @@ def test_drop_index_needed_by_a_foreign_key(tmp_path):
 
 def test_drop_index_needed_by_a_foreign_key_from_a_scratch_database(tmp_path, settings):
     """With a server, the earlier schema comes from a scratch database; the server really refuses."""
-    folder = versions(tmp_path, (REV, revision_text(DROP_FK_INDEX)))
+    folder = versions(tmp_path, (REV, lint_revision(DROP_FK_INDEX)))
     configured = replace(settings, versions_dir=folder)
     report = lint(configured)  # the database does not exist yet: every revision, schema from a scratch database
     assert report.schema_source == "scratch database"
@@ -455,7 +429,7 @@ def at_head_with_revision(tmp_path, settings, upgrade: str) -> Settings:
     """The test database at HEAD, with a pending test revision."""
     from backend.dbops.admin import create_database
 
-    configured = replace(settings, versions_dir=versions(tmp_path, (REV, revision_text(upgrade))))
+    configured = replace(settings, versions_dir=versions(tmp_path, (REV, lint_revision(upgrade))))
     create_database(configured)
     migrate.upgrade(configured, HEAD)
     return configured
@@ -498,7 +472,7 @@ def test_missing_downgrade(tmp_path):
     assert (finding.rule, finding.severity) == ("missing-downgrade", "warning")
     assert finding.line == line_of(tmp_path / "versions" / f"{REV}_test.py", "def downgrade")
 
-    text = revision_text('op.add_column("users", sa.Column("mood", sa.String(32)))')
+    text = lint_revision('op.add_column("users", sa.Column("mood", sa.String(32)))')
     folder = versions(tmp_path / "none", (REV, text[: text.index("def downgrade")]))
     [finding] = rules(lint(Settings(versions_dir=folder), [REV], database_checks=False))
     assert finding.rule == "missing-downgrade" and "no downgrade()" in finding.message
@@ -526,15 +500,15 @@ def test_real_downgrade_or_empty_revision_is_fine(tmp_path):
 
 
 def test_multiple_heads(tmp_path):
-    folder = versions(tmp_path, (REV, revision_text("pass", "pass")), (REV2, revision_text("pass", "pass", rev=REV2)))
+    folder = versions(tmp_path, (REV, lint_revision("pass", "pass")), (REV2, lint_revision("pass", "pass", rev=REV2)))
     report = lint(Settings(versions_dir=folder), database_checks=False)
     [finding] = rules(report)
     assert (finding.rule, finding.severity) == ("multiple-heads", "error")
     assert REV in finding.message and REV2 in finding.message and "db.merge" in finding.fix
     single = versions(
         tmp_path / "one",
-        (REV, revision_text("pass", "pass")),
-        (REV2, revision_text("pass", "pass", rev=REV2, down=REV)),
+        (REV, lint_revision("pass", "pass")),
+        (REV2, lint_revision("pass", "pass", rev=REV2, down=REV)),
     )
     assert rules(lint(Settings(versions_dir=single), database_checks=False)) == []
 
@@ -678,7 +652,7 @@ def test_json_and_text_of_findings(tmp_path):
 
 
 def test_cli_exit_codes_and_formats(invoke, tmp_path):
-    bad = versions(tmp_path / "bad", (REV, revision_text('op.drop_table("knowledge")')))
+    bad = versions(tmp_path / "bad", (REV, lint_revision('op.drop_table("knowledge")')))
     result = invoke("db.lint", env={"MIGRATIONS_DIR": str(bad)})
     line = assert_one_error_line(result)
     assert "1 error(s)" in line
@@ -688,7 +662,7 @@ def test_cli_exit_codes_and_formats(invoke, tmp_path):
     assert as_json.returncode == 1
     assert json.loads(as_json.stdout)["findings"][0]["rule"] == "drop-table"
 
-    warned = versions(tmp_path / "warn", (REV, revision_text(ADD_UNIQUE)))
+    warned = versions(tmp_path / "warn", (REV, lint_revision(ADD_UNIQUE)))
     result = invoke("db.lint", env={"MIGRATIONS_DIR": str(warned)})
     assert result.returncode == 0, result.output
     assert (
@@ -700,7 +674,7 @@ def test_cli_exit_codes_and_formats(invoke, tmp_path):
 
 
 def test_cli_lints_pending_revisions_by_default(invoke, tmp_path):
-    folder = versions(tmp_path, (REV, revision_text('op.drop_column("users", "nickname")')))
+    folder = versions(tmp_path, (REV, lint_revision('op.drop_column("users", "nickname")')))
     env = {"MIGRATIONS_DIR": str(folder)}
     assert invoke("db.create", env=env).returncode == 0
     assert invoke("db.upgrade", "-r", HEAD, env=env).returncode == 0

@@ -12,7 +12,7 @@ import pytest
 
 from backend.config import PROJECT_ROOT
 from backend.dbops.targets import TARGETS
-from tests.conftest import APP_TABLES, HEAD, copy_versions
+from tests.helpers import APP_TABLES, HEAD, copy_versions
 from tests.migrations.revision_data import ROWS, RevisionRows
 from tests.migrations.walk import round_trip
 

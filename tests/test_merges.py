@@ -16,8 +16,8 @@ from backend.dbops.connection import connect
 from backend.dbops.errors import RevisionError
 from backend.dbops.lint import lint
 from backend.dbops.recover import recover
-from tests.conftest import HEAD, assert_one_error_line, copy_versions, version_rows
-from tests.test_deploy import NO_BACKUP, checksums, raw_schema, seed
+from tests.command_line import assert_one_error_line
+from tests.helpers import HEAD, NO_BACKUP, checksums, copy_versions, raw_schema, seed, version_rows
 
 BRANCH_A = "a7b8c9d0e1f2"  # knowledge.summary
 BRANCH_B = "b8c9d0e1f2a3"  # users.mood

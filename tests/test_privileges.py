@@ -19,9 +19,18 @@ from backend.dbops.privileges import (
     parse_grant,
 )
 from backend.dbops.servers import create_user, start_instance, stop_instance
-from tests.conftest import APP_TABLES, HEAD, TEST_USER, ServerTarget, assert_one_error_line, tables, version_rows
-from tests.test_deploy import raw_schema, versions_with
-from tests.test_docs import GUIDE
+from tests.command_line import assert_one_error_line
+from tests.helpers import (
+    APP_TABLES,
+    GUIDE,
+    HEAD,
+    TEST_USER,
+    ServerTarget,
+    raw_schema,
+    tables,
+    version_rows,
+    versions_with,
+)
 
 # The full pipeline but the restart, with the backups in the test's folder.
 PIPELINE = {"DEPLOY_STEPS": "preflight,backup,upgrade,verify", "DEPLOY_VERIFY_MODELS": "0"}

@@ -4,40 +4,15 @@ before the backup, and db.check says so too."""
 
 from __future__ import annotations
 
-from tests.conftest import HEAD, assert_one_error_line, copy_versions, version_rows
-from tests.test_deploy import checksums, raw_schema, seed, versions_with
+from tests.command_line import assert_one_error_line
+from tests.helpers import HEAD, checksums, copy_versions, raw_schema, revision_text, seed, version_rows, versions_with
 
 WITH_BACKUP = {"DEPLOY_STEPS": "preflight,backup,upgrade,verify"}
 
 
 def _revision_with(tmp_path, body: str) -> dict[str, str]:
     versions = copy_versions(tmp_path / "versions")
-    (versions / "ab12cd34ef56_rehearsed.py").write_text(
-        "\n".join(
-            [
-                '"""Rehearsal test revision.',
-                "",
-                "Revision ID: ab12cd34ef56",
-                f"Revises: {HEAD}",
-                '"""',
-                "from alembic import op",
-                "",
-                'revision = "ab12cd34ef56"',
-                f'down_revision = "{HEAD}"',
-                "branch_labels = None",
-                "depends_on = None",
-                "",
-                "",
-                "def upgrade() -> None:",
-                f"    {body}",
-                "",
-                "",
-                "def downgrade() -> None:",
-                "    pass",
-                "",
-            ]
-        )
-    )
+    (versions / "ab12cd34ef56_rehearsed.py").write_text(revision_text("ab12cd34ef56", upgrade=body))
     return {"MIGRATIONS_DIR": str(versions)}
 
 

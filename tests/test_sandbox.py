@@ -9,7 +9,8 @@ import stat
 import pytest
 
 from backend.dbops.servers import pid_alive
-from tests.conftest import APP_TABLES, HEAD, assert_one_error_line, run_invoke
+from tests.command_line import assert_one_error_line, run_invoke
+from tests.helpers import APP_TABLES, HEAD
 
 
 @pytest.fixture

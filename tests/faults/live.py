@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 from backend.config import PROJECT_ROOT
-from tests.conftest import APP_TABLES, HEAD, copy_versions
-from tests.faults.conftest import query, wait_until
+from tests.helpers import APP_TABLES, HEAD, copy_versions, query, revision_text, wait_until
 
 FIRST, SECOND = "aa00000000a1", "aa00000000a2"
 PAUSE = 'op.execute("SELECT SLEEP(0.4)")  # the application writes meanwhile'
@@ -37,33 +35,7 @@ def write_revisions(
     )
     for revision, down, body, downgrade in chain:
         (target / f"{revision}_live.py").write_text(
-            "\n".join(
-                [
-                    '"""Live-writes test revision.',
-                    "",
-                    f"Revision ID: {revision}",
-                    f"Revises: {down}",
-                    '"""',
-                    SILENCES,
-                    "import sqlalchemy as sa",
-                    "",
-                    "from alembic import op",
-                    "",
-                    f'revision = "{revision}"',
-                    f'down_revision = "{down}"',
-                    "branch_labels = None",
-                    "depends_on = None",
-                    "",
-                    "",
-                    "def upgrade() -> None:",
-                    textwrap.indent(body, "    "),
-                    "",
-                    "",
-                    "def downgrade() -> None:",
-                    textwrap.indent(downgrade, "    "),
-                    "",
-                ]
-            )
+            revision_text(revision, down, body, downgrade, doc="Live-writes test revision.", preamble=SILENCES)
         )
     return {"MIGRATIONS_DIR": str(target)}
 

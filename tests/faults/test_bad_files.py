@@ -20,8 +20,9 @@ from backend.config import Settings
 from backend.dbops import admin, migrate
 from backend.dbops.backup import backup
 from backend.dbops.backup_files import manifest_path
-from tests.conftest import assert_one_error_line, run_invoke, tables
-from tests.faults.conftest import db_state, lock_holder, prepare, query, schema_names, server_env
+from tests.command_line import assert_one_error_line, run_invoke
+from tests.faults.helpers import db_state, prepare, server_env
+from tests.helpers import lock_holder, query, schema_names, tables
 
 pytestmark = pytest.mark.faults("bad files")
 

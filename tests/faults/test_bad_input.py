@@ -8,68 +8,15 @@ journal, deploy records and lock.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
 
-from backend.config import Settings
-from backend.dbops import admin
 from backend.dbops.servers import free_port
-from tests.conftest import assert_one_error_line, run_invoke
-from tests.faults.conftest import F1, db_state, lock_holder, prepare, query, schema_names, server_env
+from tests.command_line import assert_one_error_line, run_invoke
+from tests.faults.helpers import F1, server_state
 
 pytestmark = pytest.mark.faults("bad input")
 
 WRONG_PASSWORD = "Wr0ng-pa55word-7e1c"
-
-
-@dataclass(frozen=True)
-class Target:
-    database: str
-    env: dict
-
-
-@pytest.fixture(scope="module")
-def target(mysql_server, reference, tmp_path_factory) -> Iterator[Target]:
-    """A seeded database at HEAD with one revision pending; refused commands share it."""
-    folder = tmp_path_factory.mktemp("bad_input")
-    name = f"input_{uuid.uuid4().hex[:10]}"
-    settings = Settings(
-        host=mysql_server.host,
-        port=mysql_server.port,
-        user=mysql_server.user,
-        password=mysql_server.password,
-        database=name,
-        versions_dir=Path(reference.versions_env["MIGRATIONS_DIR"]),
-    )
-    try:
-        prepare(mysql_server, settings)
-        yield Target(name, server_env(mysql_server, name, reference, folder))
-    finally:
-        admin.drop_database(settings)
-
-
-def server_state(server, database: str) -> dict:
-    schemas = schema_names(server)
-    history = {
-        table: query(server, f"SELECT COUNT(*) FROM {table}", database=database)[0][0]
-        for table in ("alembic_journal", "alembic_lock")
-    }
-    deploys = query(
-        server,
-        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'alembic_deploys'",
-        (database,),
-    )[0][0]
-    return {
-        "schemas": schemas,
-        "database": db_state(server, database),
-        "history": history,
-        "deploys": deploys,
-        "lock": lock_holder(server, database),
-    }
 
 
 MALFORMED = ["head; DROP TABLE users", "../../etc/passwd", "x y", "$(id)", "'", "`x`", "a" * 129, "%s", "héad"]

@@ -16,30 +16,14 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.conftest import HEAD, assert_one_error_line, run_invoke
-from tests.faults.conftest import F1, db_state, fault_settings, prepare, unfinished_journal
-from tests.faults.test_bad_input import server_state, target  # noqa: F401 (target: the shared fixture)
-from tests.test_deploy import versions_with
+from tests.command_line import assert_one_error_line, run_invoke
+from tests.faults.helpers import F1, db_state, fault_settings, prepare, server_state, unfinished_journal
+from tests.helpers import HEAD, revision_text, versions_with
 
 pytestmark = pytest.mark.faults("bad input")
 
 F2 = "f2b3c4d5e6f7"  # tests/revisions/faults: after F1
 SIBLING = "a0b0c0d0e0f0"
-SIBLING_REVISION = f'''"""A branch beside {F1}."""
-
-revision = "{SIBLING}"
-down_revision = "{HEAD}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    pass
-
-
-def downgrade() -> None:
-    pass
-'''
 
 
 def refused(env: dict, server, database: str, *args: str) -> str:
@@ -123,7 +107,9 @@ def ahead(mysql_server, settings, cli_env, reference, tmp_path) -> dict:
 )
 def test_a_revision_off_the_path_says_which_way_it_lies(args, expected, ahead, mysql_server, database_name):
     if SIBLING in args:
-        (Path(ahead["MIGRATIONS_DIR"]) / f"{SIBLING}_sibling.py").write_text(SIBLING_REVISION)
+        (Path(ahead["MIGRATIONS_DIR"]) / f"{SIBLING}_sibling.py").write_text(
+            revision_text(SIBLING, doc=f"A branch beside {F1}.")
+        )
     before = db_state(mysql_server, database_name)
     line = assert_one_error_line(run_invoke(ahead, *args))
     assert expected in line and "ancestor" not in line, line

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_one_error_line, run_invoke
-from tests.faults.conftest import F1, Spawned, clean_env, db_state, fault_settings, prepare, query, unfinished_journal
+from tests.command_line import Spawned, assert_one_error_line, run_invoke
+from tests.faults.helpers import F1, clean_env, db_state, fault_settings, prepare, unfinished_journal
+from tests.helpers import query
 
 pytestmark = pytest.mark.faults("full disk")
 

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from backend.dbops.errors import InvalidIdentifier
 from backend.dbops.identifiers import quote_identifier, validate_identifier
-from tests.conftest import APP_TABLES, HEAD, assert_one_error_line, run_invoke, version_rows
-from tests.faults.conftest import query, schema_names
+from tests.command_line import assert_one_error_line, run_invoke
+from tests.helpers import APP_TABLES, HEAD, query, schema_names, version_rows
 
 pytestmark = pytest.mark.faults("hostile names")
 

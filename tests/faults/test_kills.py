@@ -18,30 +18,24 @@ import pytest
 
 from backend.dbops.backup_files import list_backups
 from backend.dbops.backup_verify import verify_backup
-from tests.conftest import assert_one_error_line, run_invoke
-from tests.faults.conftest import (
+from tests.command_line import Spawned, assert_one_error_line, run_invoke
+from tests.faults.helpers import (
     F1,
     PARK_SEQUENCE,
-    Spawned,
     applied_statements,
     clean_env,
-    cmdline,
     db_state,
-    descendants,
     dump_parked,
     fault_settings,
     held_connection,
     hold_window,
     in_window,
-    lock_holder,
     park_dump,
     prepare,
-    query,
-    statements_running,
     unfinished_journal,
     wait_lock_free,
-    wait_until,
 )
+from tests.helpers import cmdline, descendants, lock_holder, query, statements_running, wait_until
 
 pytestmark = pytest.mark.faults("kills")
 

@@ -13,10 +13,20 @@ import time
 
 import pytest
 
-from tests.conftest import APP_TABLES, HEAD, run_invoke, tables, version_rows
-from tests.faults.conftest import Spawned, held_connection, prepare, query, statements_running, wait_until
+from tests.command_line import Spawned, run_invoke
+from tests.faults.helpers import held_connection, prepare
 from tests.faults.live import FAIL, FIRST, PAUSE, SECOND, Writer, all_rows, differences, expected_after, write_revisions
-from tests.test_deploy import checksums, raw_schema
+from tests.helpers import (
+    APP_TABLES,
+    HEAD,
+    checksums,
+    query,
+    raw_schema,
+    statements_running,
+    tables,
+    version_rows,
+    wait_until,
+)
 
 pytestmark = pytest.mark.faults("live writes")
 

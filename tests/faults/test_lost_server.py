@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from backend.config import Settings
-from tests.conftest import assert_one_error_line, run_invoke
-from tests.faults.conftest import (
+from tests.command_line import Spawned, assert_one_error_line, run_invoke
+from tests.faults.helpers import (
     F1,
     PARK_SEQUENCE,
-    Spawned,
     applied_statements,
     db_state,
     dump_parked,
@@ -27,12 +26,11 @@ from tests.faults.conftest import (
     in_window,
     park_dump,
     prepare,
-    query,
     server_env,
     unfinished_journal,
     wait_lock_free,
-    wait_until,
 )
+from tests.helpers import query, wait_until
 
 pytestmark = pytest.mark.faults("lost server")
 

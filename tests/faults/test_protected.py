@@ -23,8 +23,9 @@ import pytest
 from backend.config import PROJECT_ROOT, Settings
 from backend.dbops import admin
 from backend.dbops.backup import backup
-from tests.conftest import assert_one_error_line, run_invoke
-from tests.faults.conftest import F1, db_state, prepare, query, schema_names, server_env
+from tests.command_line import assert_one_error_line, run_invoke
+from tests.faults.helpers import F1, db_state, prepare, server_env
+from tests.helpers import query, schema_names
 
 pytestmark = pytest.mark.faults("protected environment")
 

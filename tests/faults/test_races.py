@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from tests.conftest import assert_one_error_line, run_invoke, version_rows
-from tests.faults.conftest import Spawned, held_connection, lock_holder, query, statements_running, wait_until
-from tests.test_deploy import NO_BACKUP, versions_with
+from tests.command_line import Spawned, assert_one_error_line, run_invoke
+from tests.faults.helpers import held_connection
+from tests.helpers import NO_BACKUP, lock_holder, query, statements_running, version_rows, versions_with, wait_until
 
 pytestmark = pytest.mark.faults("races")
 

@@ -19,19 +19,21 @@ from dataclasses import replace
 import pytest
 
 from backend.dbops.backup import backup
-from tests.conftest import APP_TABLES, HEAD, assert_one_error_line, run_invoke, tables, version_rows
-from tests.faults.conftest import (
-    Spawned,
-    held_connection,
-    pid_alive,
-    prepare,
+from backend.dbops.servers import pid_alive
+from tests.command_line import Spawned, assert_one_error_line, run_invoke
+from tests.faults.helpers import held_connection, prepare, wait_lock_free
+from tests.faults.live import FAIL, SECOND, Writer, all_rows, differences, expected_after, write_revisions
+from tests.helpers import (
+    APP_TABLES,
+    HEAD,
+    checksums,
     query,
+    raw_schema,
     statements_running,
-    wait_lock_free,
+    tables,
+    version_rows,
     wait_until,
 )
-from tests.faults.live import FAIL, SECOND, Writer, all_rows, differences, expected_after, write_revisions
-from tests.test_deploy import checksums, raw_schema
 
 pytestmark = pytest.mark.faults("rollback and restore kills")
 

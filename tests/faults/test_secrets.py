@@ -17,6 +17,7 @@ import json
 import os
 import re
 import stat
+import subprocess
 import tempfile
 import threading
 import uuid
@@ -29,23 +30,9 @@ import pytest
 from backend.config import Settings
 from backend.dbops import admin
 from backend.dbops.clients import _option_value
-from tests.conftest import run_invoke
-from tests.faults.conftest import (
-    F1,
-    PARK_SEQUENCE,
-    Spawned,
-    clean_env,
-    cmdline,
-    descendants,
-    dump_parked,
-    held_connection,
-    park_dump,
-    prepare,
-    query,
-    statements_running,
-    wait_until,
-)
-from tests.test_deploy import versions_with
+from tests.command_line import Spawned, run_invoke
+from tests.faults.helpers import F1, PARK_SEQUENCE, clean_env, dump_parked, held_connection, park_dump, prepare
+from tests.helpers import cmdline, descendants, query, statements_running, versions_with, wait_until
 
 pytestmark = pytest.mark.faults("secrets")
 
@@ -53,9 +40,11 @@ pytestmark = pytest.mark.faults("secrets")
 class Watcher:
     """Samples the command line and environment of every process below one pid until stopped."""
 
-    def __init__(self, root: int, secrets: list[bytes]) -> None:
-        self.root, self.secrets = root, secrets
-        self.root_argv = Path(f"/proc/{root}/cmdline").read_bytes().split(b"\0")
+    def __init__(self, root: subprocess.Popen, secrets: list[bytes]) -> None:
+        self.root, self.secrets = root.pid, secrets
+        # From the command it runs, not from /proc: Popen returns once the exec has begun, when
+        # /proc/PID/cmdline may not show the new command yet.
+        self.root_argv = [os.fsencode(argument) for argument in root.args] + [b""]
         self.leaks: list[str] = []
         self.programs: set[str] = set()
         self.option_files: set[str] = set()  # what --defaults-file named, per client seen
@@ -98,7 +87,7 @@ class Watcher:
 def watched(env: dict[str, str], secrets: list[bytes], *args: str, hold=None) -> tuple[Spawned, Watcher]:
     """Run invoke ARGS under a watcher; hold(spawned, watcher) keeps a step waiting until it is seen."""
     spawned = Spawned(env, *args)
-    watcher = Watcher(spawned.pid, secrets)
+    watcher = Watcher(spawned.process, secrets)
     try:
         if hold is not None:
             hold(spawned, watcher)
