@@ -95,27 +95,24 @@ class Run:
 
 
 def measure(command: list[str] | str, env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()) -> Run:
-    # os.wait4 gives this command's own rusage, so its max RSS is not mixed with earlier runs'.
-    shell = isinstance(command, str)
-    with tempfile.TemporaryFile() as output:
+    # /usr/bin/time measures the peak of its child and the children that child waited for. Not
+    # os.wait4 from here: a child's max RSS starts from this (large) process's, copied at fork.
+    argv = ["/bin/bash", "-c", command] if isinstance(command, str) else command
+    with tempfile.TemporaryFile() as output, tempfile.NamedTemporaryFile("r") as peak:
         started = time.monotonic()
-        process = subprocess.Popen(
-            command,
+        result = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", peak.name, *argv],
             stdout=output,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=PROJECT_ROOT,
-            shell=shell,
-            executable="/bin/bash" if shell else None,
             pass_fds=pass_fds,
         )
-        _, status, usage = os.wait4(process.pid, 0)
         seconds = time.monotonic() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode:
+        if result.returncode:
             output.seek(0)
             raise RuntimeError(f"{command} failed: {output.read().decode(errors='replace')[-2000:]}")
-    return Run(seconds, usage.ru_maxrss / 1024)
+        return Run(seconds, int(peak.read().split()[-1]) / 1024)
 
 
 @dataclass
@@ -299,11 +296,12 @@ class Bench:
         if not names:
             return 0, 0
         self.sql(*(f"ANALYZE TABLE `{name}`" for name in names))
-        size, rows = self.sql(
-            "SELECT SUM(DATA_LENGTH + INDEX_LENGTH), SUM(TABLE_ROWS) FROM information_schema.TABLES "
+        size = self.sql(
+            "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES "
             f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({', '.join(repr(name) for name in names)})"
-        )[0]
-        return int(size or 0), int(rows or 0)
+        )[0][0]
+        rows = sum(self.sql(f"SELECT COUNT(*) FROM `{name}`")[0][0] for name in names)
+        return int(size or 0), rows
 
     def drop_column(self) -> dict:
         settings, env, ini = self.revision("drop", *DROP)
@@ -515,9 +513,9 @@ def table(results: dict) -> list[str]:
 
 
 def run(sizes: list[int], repeats: int, say=print) -> dict:
-    for program in ("mydumper", "myloader", "zstd"):
+    for program in ("mydumper", "myloader", "zstd", "/usr/bin/time"):
         if not shutil.which(program):
-            raise SystemExit(f"❌ {program} not found (apt-get install mydumper zstd)")
+            raise SystemExit(f"❌ {program} not found (apt-get install mydumper zstd time)")
     results: dict = {"load_start": uptime(), "repeats": repeats, "sizes": {}}
     say(results["load_start"])
     work = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
