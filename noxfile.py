@@ -99,7 +99,8 @@ def _pytest_on(session: nox.Session, server: str, *paths: str) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """The deploy benchmark on the configured database or the sandbox (posargs: --rows N)."""
+    """The deploy benchmark on generated chat data, on its own throwaway server: each phase against the raw
+    tools and mydumper/myloader (posargs: --sizes 1000000,4000000 --repeats 3 --json FILE)."""
     session.install("-r", "requirements.txt")
     session.run("python", "-m", "tests.bench.deploy", *session.posargs)
 

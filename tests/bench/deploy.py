@@ -1,13 +1,21 @@
-"""Deploy benchmark: `invoke db.deploy` phase by phase against the raw sequence a user types.
+"""Deploy benchmark: each of our phases against the raw tools and mydumper/myloader, on realistic chat data.
 
-    python -m tests.bench.deploy --rows 2000000      (or: nox -s bench)
+    python -m tests.bench.deploy --sizes 1000000,4000000 --repeats 3 --json bench.json   (or: nox -s bench)
 
-Fills a database on the configured server (or the sandbox) with a realistic dataset,
-then in the same run measures:
-  raw:    mariadb-dump ... | zstd -1 -T2 > file;  alembic upgrade head;  zstd -dc file | mariadb
-  ours:   invoke db.deploy (preflight, backup, upgrade, verify);  invoke db.restore --into
-and prints each figure (the median of --repeats runs, raw and ours alternating) with its ratio
-to the raw one.
+Starts its own throwaway server, fills chat_messages with generated chat (mixed Chinese and
+English, varied lengths: see datagen.py; the zstd -1 ratio of a sample is printed) and, at
+each size, measures in the same run, raw and ours alternating (medians of --repeats):
+
+  additive deploy   invoke db.deploy (preflight, backup, upgrade, verify; no restart) of a nullable
+                    column plus an index on chat_messages  vs  alembic upgrade head
+                    (target: ours <= 1.2 x raw + 1 s); once more with DEPLOY_FULL_BACKUP=1
+  drop column       invoke db.deploy of a revision dropping chat_messages.emotion  vs  alembic
+                    upgrade head; its protection: the undo log's holding table (bytes, seconds)
+                    against the database's size and a full dump
+  full backup       invoke db.backup  vs  mariadb-dump | zstd -1  vs  mydumper -t 2 -c
+  restore           invoke db.restore --into  vs  zstd -dc | mariadb  vs  myloader -t 2
+
+then how each grows from one size to the next, and our processes' peak memory (max RSS).
 """
 
 from __future__ import annotations
@@ -15,29 +23,50 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from backend.config import PROJECT_ROOT, Settings, load_settings
-from backend.dbops import admin, alembic_setup, migrate, revision_graph
+import pymysql
+
+from backend.config import PROJECT_ROOT, Settings
+from backend.dbops import admin, migrate
 from backend.dbops.backup import data_and_index_bytes
 from backend.dbops.clients import client_options, defaults_file
 from backend.dbops.connection import connect
-from backend.dbops.identifiers import validate_identifier
+from backend.dbops.deploy import settle_deploys
+from backend.dbops.lock import migration_lock
+from backend.dbops.servers import create_user, find_program, start_instance, stop_instance
+from backend.dbops.tool_tables import HOLD_PREFIX
+from tests.bench.datagen import content_ratio, fill, zstd_ratio
+from tests.helpers import HEAD, copy_versions
 
-BENCH_REVISION = '''"""Benchmark revision: an online column add on chat_messages.
+BENCH_REVISION = "be0c4a11d00d"
+ADDITIVE = (
+    'op.add_column("chat_messages", sa.Column("bench_flag", sa.Integer(), nullable=True))\n'
+    'op.create_index("ix_chat_messages_bench_flag", "chat_messages", ["bench_flag"])',
+    'op.drop_index("ix_chat_messages_bench_flag", table_name="chat_messages")\n'
+    'op.drop_column("chat_messages", "bench_flag")',
+)
+# The downgrade adds the column back with a default and then drops the default: both instant, and
+# every row reads a value again, so each run drops (and the deploy keeps) a full column.
+DROP = (
+    'op.drop_column("chat_messages", "emotion")',
+    'op.add_column("chat_messages", sa.Column("emotion", sa.String(32), server_default="calm"))\n'
+    'op.alter_column("chat_messages", "emotion", existing_type=sa.String(32), server_default=None)',
+)
+REVISION_FILE = '''"""Benchmark revision.
 
 Revision ID: {revision}
 Revises: {down}
 """
-
+# lint: ignore[drop-column] the benchmark measures what keeping the dropped column costs
 import sqlalchemy as sa
 from alembic import op
 
@@ -48,219 +77,494 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("chat_messages", sa.Column("bench_flag", sa.Integer(), nullable=True))
+{upgrade}
 
 
 def downgrade() -> None:
-    op.drop_column("chat_messages", "bench_flag")
+{downgrade}
 '''
-
-BENCH_REVISION_ID = "be0c4a11d00d"
-
-# Typical message lengths of an emotional-support chat: a few sentences.
-CONTENT = (
-    "I have been feeling anxious about work lately and I cannot sleep well at night; "
-    "talking about it helps a little, thank you for listening. "
-)
+TARGET_FACTOR, TARGET_SLACK = 1.2, 1.0  # additive deploy: ours <= 1.2 x raw + 1 s
 
 
-def fill(settings: Settings, rows: int, say=print) -> None:
-    """chat_messages gets `rows` rows (about 330 bytes each) by doubling; other tables a few."""
-    from sqlalchemy import text
+@dataclass
+class Run:
+    """One measured command: wall seconds and the peak RSS (MB) of it and the children it waited for."""
 
-    with connect(settings) as connection:
-        have = connection.execute(text("SELECT COUNT(*) FROM chat_messages")).scalar_one()
-        if have >= rows:
-            say(f"chat_messages already holds {have:,} rows")
-            return
-        connection.execute(
-            text(
-                "INSERT IGNORE INTO users (id, username, password_hash) VALUES "
-                + ", ".join(f"({i}, 'user{i}', 'x')" for i in range(1, 101))
-            )
-        )
-        connection.execute(
-            text(
-                "INSERT IGNORE INTO chat_sessions (id, user_id, title) VALUES "
-                + ", ".join(f"('s{i}', {i % 100 + 1}, 'session {i}')" for i in range(1000))
-            )
-        )
-        connection.execute(
-            text(
-                "INSERT INTO chat_messages (session_id, user_id, role, content, emotion, token_count) VALUES "
-                + ", ".join(
-                    f"('s{i % 1000}', {i % 100 + 1}, '{('user', 'assistant')[i % 2]}', "
-                    f"'{CONTENT}{CONTENT[: i % 80]} #{i}', '{('calm', 'sad', 'anxious', 'happy')[i % 4]}', {i % 300})"
-                    for i in range(max(1, 1000 - have))
-                )
-            )
-        )
-        connection.commit()
+    seconds: float
+    rss_mb: float
+
+
+def measure(command: list[str] | str, env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()) -> Run:
+    # /usr/bin/time measures the peak of its child and the children that child waited for. Not
+    # os.wait4 from here: a child's max RSS starts from this (large) process's, copied at fork.
+    argv = ["/bin/bash", "-c", command] if isinstance(command, str) else command
+    with tempfile.TemporaryFile() as output, tempfile.NamedTemporaryFile("r") as peak:
         started = time.monotonic()
-        while (count := connection.execute(text("SELECT COUNT(*) FROM chat_messages")).scalar_one()) < rows:
-            connection.execute(
-                text(
-                    "INSERT INTO chat_messages (session_id, user_id, role, content, emotion, token_count) "
-                    f"SELECT session_id, user_id, role, content, emotion, token_count FROM chat_messages "
-                    f"LIMIT {min(count, rows - count)}"
-                )
-            )
-            connection.commit()
-            say(f"  chat_messages: {count:,} rows ({time.monotonic() - started:.0f} s)")
-
-
-def _timed(command: list[str] | str, **kwargs) -> float:
-    started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
-    if result.returncode != 0:
-        raise RuntimeError(f"{command} failed: {(result.stdout + result.stderr)[-2000:]}")
-    return time.monotonic() - started
-
-
-def run(settings: Settings, rows: int, repeats: int = 3, say=print) -> dict:
-    from backend.dbops.servers import find_program
-
-    dump_client = find_program("mariadb-dump", "mysqldump")
-    client = find_program("mariadb", "mysql")
-    work = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
-    versions = work / "versions"
-    shutil.copytree(settings.versions_dir, versions)
-    head = revision_graph.single_head(alembic_setup.script_directory(settings))
-    (versions / f"{BENCH_REVISION_ID}_bench.py").write_text(
-        BENCH_REVISION.format(down=head, revision=BENCH_REVISION_ID)
-    )
-    bench = replace(
-        settings,
-        versions_dir=versions,
-        backup_dir=work / "backups",
-        deploy_steps=("preflight", "backup", "upgrade", "verify"),
-    )
-    environment = {
-        **os.environ,
-        "MYSQL_HOST": bench.host,
-        "MYSQL_PORT": str(bench.port),
-        "MYSQL_USER": bench.user,
-        "MYSQL_PASSWORD": bench.password,
-        "MYSQL_DATABASE": bench.database,
-        "MIGRATIONS_DIR": str(versions),
-        "BACKUP_DIR": str(bench.backup_dir),
-        "DEPLOY_STEPS": "preflight,backup,upgrade,verify",
-        "DEPLOY_SMOKE_SQL": "",
-        # The benchmark revision is not in backend/database.py.
-        "DEPLOY_VERIFY_MODELS": "0",
-    }
-    ini = work / "alembic.ini"
-    ini.write_text(
-        (PROJECT_ROOT / "alembic.ini")
-        .read_text()
-        .replace(
-            "script_location = %(here)s/alembic",
-            f"script_location = {PROJECT_ROOT / 'alembic'}\nversion_locations = {versions}",
+        result = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", peak.name, *argv],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=PROJECT_ROOT,
+            pass_fds=pass_fds,
         )
-    )
-    figures: dict[str, float] = {}
-    try:
-        admin.create_database(bench)
-        if alembic_setup.current(bench) == (BENCH_REVISION_ID,):
-            migrate.downgrade(bench, head)  # left by an earlier run
-        migrate.upgrade(bench, head)
-        fill(bench, rows, say)
-        with connect(bench) as connection:
-            data_bytes, index_bytes = data_and_index_bytes(connection, bench.database)
-        say(
-            f"dataset: {rows:,} chat_messages rows, {data_bytes / 1e6:,.0f} MB data + {index_bytes / 1e6:,.0f} MB index"
+        seconds = time.monotonic() - started
+        if result.returncode:
+            output.seek(0)
+            raise RuntimeError(f"{command} failed: {output.read().decode(errors='replace')[-2000:]}")
+        return Run(seconds, int(peak.read().split()[-1]) / 1024)
+
+
+@dataclass
+class Phase:
+    """The runs of one phase, per way of doing it (ours, raw, mydumper)."""
+
+    runs: dict[str, list[Run]] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def add(self, way: str, run: Run) -> None:
+        self.runs.setdefault(way, []).append(run)
+
+    def to_dict(self) -> dict:
+        figures: dict[str, float] = {}
+        for way, runs in self.runs.items():
+            figures[way] = statistics.median(run.seconds for run in runs)
+            figures[f"{way}_max_rss_mb"] = max(run.rss_mb for run in runs)
+        if "ours" in self.runs and "raw" in self.runs:
+            figures["ours_vs_raw"] = figures["ours"] / figures["raw"]
+        return {**figures, **self.extra}
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+class Bench:
+    def __init__(self, settings: Settings, work: Path, repeats: int, say) -> None:
+        self.settings, self.work, self.repeats, self.say = settings, work, repeats, say
+        (work / "empty.env").write_text("")
+        self.backups = work / "backups"
+        self.restored = "emotional_chat_restored"
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def revision(self, name: str, upgrade: str, downgrade: str) -> tuple[Settings, dict[str, str], Path]:
+        """Settings, environment and alembic.ini for the project's revisions plus one benchmark revision."""
+        versions = copy_versions(self.work / name / "versions")
+        (versions / f"{BENCH_REVISION}_bench.py").write_text(
+            REVISION_FILE.format(
+                revision=BENCH_REVISION,
+                down=HEAD,
+                upgrade=textwrap.indent(upgrade, "    "),
+                downgrade=textwrap.indent(downgrade, "    "),
+            )
         )
-
-        raw_file = work / "raw.sql.zst"
-        runs: list[dict[str, float]] = []
-        # Raw and ours alternate, several times: the medians resist the machine's noise.
-        for _ in range(repeats):
-            run_figures: dict[str, float] = {}
-            with client_options(bench) as [options]:
-                run_figures["raw backup"] = _timed(
-                    f"'{dump_client}' {defaults_file(options)} --single-transaction --quick --routines "
-                    f"--triggers --events --hex-blob --no-tablespaces "
-                    f"{shlex.quote(validate_identifier(bench.database))} | zstd -q -1 -T2 -c > '{raw_file}'",
-                    shell=True,
-                    executable="/bin/bash",
-                    pass_fds=(options,),
-                )
-            run_figures["raw upgrade"] = _timed(
-                [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"], cwd=PROJECT_ROOT, env=environment
+        ini = self.work / name / "alembic.ini"
+        ini.write_text(
+            (PROJECT_ROOT / "alembic.ini")
+            .read_text()
+            .replace(
+                "script_location = %(here)s/alembic",
+                f"script_location = {PROJECT_ROOT / 'alembic'}\nversion_locations = {versions}",
             )
-            run_figures["raw total"] = run_figures["raw backup"] + run_figures["raw upgrade"]
-            migrate.downgrade(bench, head)
+        )
+        return replace(self.settings, versions_dir=versions), self.environment(versions), ini
 
-            report = work / "deploy.json"
-            run_figures["deploy total"] = _timed(
-                [sys.executable, "-m", "invoke", "db.deploy", "--report", str(report)],
-                cwd=PROJECT_ROOT,
-                env=environment,
-            )
-            record = json.loads(report.read_text())
-            for step in record["steps"]:
-                run_figures[f"deploy {step['name']}"] = step["seconds"]
-            backup_file = Path(record["backup_file"])
-            runs.append(run_figures)
-            if len(runs) < repeats:
-                migrate.downgrade(bench, head)
-        figures.update({name: statistics.median(run[name] for run in runs) for name in runs[0]})
-        figures["backup MB"] = backup_file.stat().st_size / 1e6
-        figures["raw backup MB"] = raw_file.stat().st_size / 1e6
+    def environment(self, versions: Path, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DB_CONFIG_FILE": str(self.work / "empty.env"),
+            "MYSQL_HOST": self.settings.host,
+            "MYSQL_PORT": str(self.settings.port),
+            "MYSQL_USER": self.settings.user,
+            "MYSQL_PASSWORD": self.settings.password,
+            "MYSQL_DATABASE": self.settings.database,
+            "MIGRATIONS_DIR": str(versions),
+            "BACKUP_DIR": str(self.backups),
+            "DEPLOY_STEPS": "preflight,backup,upgrade,verify",
+            "DEPLOY_SMOKE_SQL": "",
+            "DEPLOY_FULL_BACKUP": "0",
+            # The benchmark revisions are not in backend/database.py.
+            "DEPLOY_VERIFY_MODELS": "0",
+            **extra,
+        }
 
-        restored = f"{bench.database[:40]}_restored"
-        # One pipe for each client: each reads its options to the end.
-        with client_options(bench, 2) as [create, load]:
-            figures["raw restore"] = _timed(
-                f"'{client}' {defaults_file(create)} -e 'CREATE DATABASE IF NOT EXISTS {restored}' && "
-                f"zstd -dc '{raw_file}' | '{client}' {defaults_file(load)} {restored}",
+    def sql(self, *statements: str, database: str | None = None) -> list[tuple]:
+        connection = pymysql.connect(
+            host=self.settings.host,
+            port=self.settings.port,
+            user=self.settings.user,
+            password=self.settings.password,
+            database=database or self.settings.database,
+            autocommit=True,
+        )
+        try:
+            with connection.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+                return list(cursor.fetchall())
+        finally:
+            connection.close()
+
+    def dataset(self, rows: int) -> dict:
+        started = time.monotonic()
+        fill(self.settings, rows, self.say)
+        filled = time.monotonic() - started
+        self.sql("ANALYZE TABLE chat_messages")
+        with connect(self.settings) as connection:
+            data_bytes, index_bytes = data_and_index_bytes(connection, self.settings.database)
+        ratio, average = content_ratio(self.settings)
+        sample = self.work / "sample.sql"
+        with client_options(self.settings) as [options]:
+            subprocess.run(
+                f"'{find_program('mariadb-dump', 'mysqldump')}' {defaults_file(options)} "
+                f"--where='id <= 20000' {self.settings.database} chat_messages > '{sample}'",
                 shell=True,
                 executable="/bin/bash",
-                pass_fds=(create, load),
+                check=True,
+                pass_fds=(options,),
             )
-        admin.drop_database(replace(bench, database=restored))
-        figures["restore"] = _timed(
-            [sys.executable, "-m", "invoke", "db.restore", str(backup_file), "--into", restored, "--yes"],
-            cwd=PROJECT_ROOT,
-            env=environment,
+        dump_ratio = zstd_ratio(sample.read_bytes())
+        sample.unlink()
+        figures = {
+            "rows": rows,
+            "fill_seconds": filled,
+            "data_mb": data_bytes / 1e6,
+            "index_mb": index_bytes / 1e6,
+            "average_message_bytes": average,
+            "content_zstd1_ratio": ratio,
+            "dump_zstd1_ratio": dump_ratio,
+        }
+        self.say(
+            f"dataset: {rows:,} chat_messages rows, {figures['data_mb']:,.0f} MB data + {figures['index_mb']:,.0f} MB "
+            f"index, {average:.0f} bytes a message, filled in {filled:.0f} s (INSERT ... SELECT); "
+            f"zstd -1 ratio {ratio:.2f}:1 (content), {dump_ratio:.2f}:1 (dump)"
         )
-        admin.drop_database(replace(bench, database=restored))
-        migrate.downgrade(bench, head)  # ready for the next run
+        return figures
+
+    # -- phases ------------------------------------------------------------------------------
+
+    def alternate(self, ways: dict, between=None) -> None:
+        """Each way once per repeat, the order rotated from one repeat to the next."""
+        names = list(ways)
+        for repeat in range(self.repeats):
+            shift = repeat % len(names)
+            for name in names[shift:] + names[:shift]:
+                ways[name]()
+                if between is not None:
+                    between(name)
+
+    def deploy(self, env: dict[str, str], report: Path) -> tuple[Run, dict]:
+        run = measure([sys.executable, "-m", "invoke", "db.deploy", "--yes", "--report", str(report)], env)
+        return run, json.loads(report.read_text())
+
+    def additive(self) -> dict:
+        settings, env, ini = self.revision("additive", *ADDITIVE)
+        phase = Phase()
+        steps: dict[str, list[float]] = {}
+
+        def ours() -> None:
+            run, record = self.deploy(env, self.work / "additive.json")
+            phase.add("ours", run)
+            for step in record["steps"]:
+                steps.setdefault(step["name"], []).append(step["seconds"])
+
+        def raw() -> None:
+            phase.add("raw", measure([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"], env))
+
+        self.alternate({"raw": raw, "ours": ours}, between=lambda _: migrate.downgrade(settings, HEAD))
+        full_run, record = self.deploy({**env, "DEPLOY_FULL_BACKUP": "1"}, self.work / "full.json")
+        migrate.downgrade(settings, HEAD)
+        phase.extra.update({f"ours_{name}_step": statistics.median(values) for name, values in steps.items()})
+        phase.extra["full_backup_deploy"] = full_run.seconds
+        phase.extra["full_backup_deploy_backup_step"] = next(
+            step["seconds"] for step in record["steps"] if step["name"] == "backup"
+        )
+        figures = phase.to_dict()
+        figures["target_seconds"] = TARGET_FACTOR * figures["raw"] + TARGET_SLACK
+        figures["target_met"] = figures["ours"] <= figures["target_seconds"]
+        return figures
+
+    def holds(self) -> tuple[int, int]:
+        """(bytes, rows) of the holding tables the deploys left."""
+        names = [
+            row[0]
+            for row in self.sql(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                f"AND TABLE_NAME LIKE '{HOLD_PREFIX.replace('_', chr(92) + '_')}%'"
+            )
+        ]
+        if not names:
+            return 0, 0
+        self.sql(*(f"ANALYZE TABLE `{name}`" for name in names))
+        size = self.sql(
+            "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES "
+            f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({', '.join(repr(name) for name in names)})"
+        )[0][0]
+        rows = sum(self.sql(f"SELECT COUNT(*) FROM `{name}`")[0][0] for name in names)
+        return int(size or 0), rows
+
+    def drop_column(self) -> dict:
+        settings, env, ini = self.revision("drop", *DROP)
+        phase = Phase()
+        upgrade_steps: list[float] = []
+        kept: list[tuple[int, int]] = []
+
+        def ours() -> None:
+            run, record = self.deploy(env, self.work / "drop.json")
+            phase.add("ours", run)
+            upgrade_steps.append(next(step["seconds"] for step in record["steps"] if step["name"] == "upgrade"))
+            kept.append(self.holds())
+
+        def raw() -> None:
+            phase.add("raw", measure([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"], env))
+
+        def reset(_: str) -> None:
+            migrate.downgrade(settings, HEAD)
+            with migration_lock(settings, "bench settle") as lock:
+                settle_deploys(settings, lock)
+
+        # Once untimed: from here on every run drops the same column (added back instantly).
+        migrate.upgrade(settings, "head")
+        reset("")
+        self.alternate({"raw": raw, "ours": ours}, between=reset)
+        figures = phase.to_dict()
+        figures["ours_upgrade_step"] = statistics.median(upgrade_steps)
+        figures["protection_seconds"] = figures["ours"] - figures["raw"]
+        figures["kept_bytes"], figures["kept_rows"] = max(kept)
+        return figures
+
+    def backup(self) -> tuple[dict, Path, Path, Path]:
+        phase = Phase()
+        raw_file, mydumper_dir = self.work / "raw.sql.zst", self.work / "mydumper"
+        env = self.environment(self.settings.versions_dir)
+
+        def ours() -> None:
+            phase.add("ours", measure([sys.executable, "-m", "invoke", "db.backup"], env))
+
+        def raw() -> None:
+            with client_options(self.settings) as [options]:
+                phase.add(
+                    "raw",
+                    measure(
+                        f"'{find_program('mariadb-dump', 'mysqldump')}' {defaults_file(options)} --single-transaction "
+                        "--quick --routines --triggers --events --hex-blob --no-tablespaces "
+                        f"--default-character-set=utf8mb4 {self.settings.database} | zstd -q -1 -T2 -c > '{raw_file}'",
+                        pass_fds=(options,),
+                    ),
+                )
+
+        def mydumper() -> None:
+            shutil.rmtree(mydumper_dir, ignore_errors=True)
+            phase.add(
+                "mydumper",
+                measure(
+                    [
+                        *self.mydumper_login("mydumper"),
+                        "-B",
+                        self.settings.database,
+                        "-t",
+                        "2",
+                        "-c",
+                        "-o",
+                        str(mydumper_dir),
+                    ]
+                ),
+            )
+
+        self.alternate({"raw": raw, "ours": ours, "mydumper": mydumper})
+        ours_file = max(self.backups.glob("*.sql.zst"), key=lambda path: path.stat().st_mtime)
+        figures = phase.to_dict()
+        figures["ours_mb"] = ours_file.stat().st_size / 1e6
+        figures["raw_mb"] = raw_file.stat().st_size / 1e6
+        figures["mydumper_mb"] = sum(path.stat().st_size for path in mydumper_dir.iterdir()) / 1e6
+        return figures, ours_file, raw_file, mydumper_dir
+
+    def mydumper_login(self, program: str) -> list[str]:
+        # A throwaway server's throwaway password: on the command line is acceptable here.
+        return [
+            program,
+            "-h",
+            self.settings.host,
+            "-P",
+            str(self.settings.port),
+            "-u",
+            self.settings.user,
+            "-p",
+            self.settings.password,
+        ]
+
+    def restore(self, ours_file: Path, raw_file: Path, mydumper_dir: Path) -> dict:
+        phase = Phase()
+        env = self.environment(self.settings.versions_dir)
+        client = find_program("mariadb", "mysql")
+        target = replace(self.settings, database=self.restored)
+
+        def ours() -> None:
+            phase.add(
+                "ours",
+                measure(
+                    [sys.executable, "-m", "invoke", "db.restore", str(ours_file), "--into", self.restored, "--yes"],
+                    env,
+                ),
+            )
+
+        def raw() -> None:
+            with client_options(self.settings, 2) as [create, load]:
+                phase.add(
+                    "raw",
+                    measure(
+                        f"'{client}' {defaults_file(create)} -e 'CREATE DATABASE {self.restored}' && "
+                        f"zstd -q -dc '{raw_file}' | '{client}' {defaults_file(load)} {self.restored}",
+                        pass_fds=(create, load),
+                    ),
+                )
+
+        def myloader() -> None:
+            phase.add(
+                "mydumper",
+                measure(
+                    [*self.mydumper_login("myloader"), "-d", str(mydumper_dir), "-B", self.restored, "-t", "2", "-o"]
+                ),
+            )
+
+        admin.drop_database(target)
+        self.alternate({"raw": raw, "ours": ours, "mydumper": myloader}, between=lambda _: admin.drop_database(target))
+        return phase.to_dict()
+
+    def size(self, rows: int) -> dict:
+        result = {"dataset": self.dataset(rows), "load_average": os.getloadavg()}
+        self.say("  additive deploy ...")
+        result["additive deploy"] = self.additive()
+        self.say("  drop-column deploy ...")
+        result["drop-column deploy"] = self.drop_column()
+        self.say("  full backup ...")
+        result["full backup"], ours_file, raw_file, mydumper_dir = self.backup()
+        self.say("  restore ...")
+        result["restore"] = self.restore(ours_file, raw_file, mydumper_dir)
+        drop = result["drop-column deploy"]
+        database_bytes = 1e6 * (result["dataset"]["data_mb"] + result["dataset"]["index_mb"])
+        drop["kept_share_of_database"] = drop["kept_bytes"] / database_bytes
+        drop["kept_share_of_full_dump_file"] = drop["kept_bytes"] / (1e6 * result["full backup"]["ours_mb"])
+        shutil.rmtree(mydumper_dir, ignore_errors=True)
+        return result
+
+
+PHASES = ("additive deploy", "drop-column deploy", "full backup", "restore")
+
+
+def growth(sizes: dict[str, dict]) -> dict:
+    """How each phase's median grows from each size to the next (ratio of seconds)."""
+    keys = list(sizes)
+    found = {}
+    for small, large in zip(keys, keys[1:], strict=False):
+        found[f"{small}->{large}"] = {
+            phase: {
+                way: sizes[large][phase][way] / sizes[small][phase][way]
+                for way in ("ours", "raw", "mydumper")
+                if way in sizes[small][phase] and sizes[small][phase][way] > 0
+            }
+            for phase in PHASES
+        }
+    return found
+
+
+def table(results: dict) -> list[str]:
+    lines = [f"load average at start: {results['load_start']}"]
+    for rows, result in results["sizes"].items():
+        data = result["dataset"]
+        lines += [
+            "",
+            f"== {int(rows):,} messages: {data['data_mb']:,.0f} MB data + {data['index_mb']:,.0f} MB index; "
+            f"zstd -1 ratio {data['content_zstd1_ratio']:.2f}:1 content, {data['dump_zstd1_ratio']:.2f}:1 dump; "
+            f"load {', '.join(f'{value:.2f}' for value in result['load_average'])}",
+            f"{'phase':30} {'ours s':>8} {'raw s':>8} {'mydumper/myloader s':>19} {'ours/raw':>8} {'ours RSS MB':>11}",
+        ]
+        for phase in PHASES:
+            figures = result[phase]
+            mydumper = f"{figures['mydumper']:19.2f}" if "mydumper" in figures else " " * 19
+            lines.append(
+                f"{phase:30} {figures['ours']:8.2f} {figures['raw']:8.2f} {mydumper} "
+                f"{figures['ours_vs_raw']:8.2f} {figures['ours_max_rss_mb']:11.0f}"
+            )
+        additive, drop, backup = result["additive deploy"], result["drop-column deploy"], result["full backup"]
+        lines += [
+            f"  additive target ours <= {TARGET_FACTOR} x raw + {TARGET_SLACK:.0f} s = {additive['target_seconds']:.2f} s: "
+            f"{'met' if additive['target_met'] else 'MISSED'}; steps: "
+            + ", ".join(
+                f"{name} {additive[f'ours_{name}_step']:.2f}" for name in ("preflight", "backup", "upgrade", "verify")
+            ),
+            f"  with DEPLOY_FULL_BACKUP=1: deploy {additive['full_backup_deploy']:.2f} s, "
+            f"its backup step {additive['full_backup_deploy_backup_step']:.2f} s",
+            f"  drop-column protection: kept {drop['kept_bytes'] / 1e6:,.1f} MB ({drop['kept_rows']:,} rows) = "
+            f"{100 * drop['kept_share_of_database']:.1f} % of the database, "
+            f"{100 * drop['kept_share_of_full_dump_file']:.0f} % of a full dump file "
+            f"({backup['ours_mb']:,.0f} MB); +{drop['protection_seconds']:.2f} s over raw "
+            f"(upgrade step {drop['ours_upgrade_step']:.2f} s) vs {backup['ours']:.2f} s for a full dump",
+            f"  backup files: ours {backup['ours_mb']:,.0f} MB, raw {backup['raw_mb']:,.0f} MB, "
+            f"mydumper {backup['mydumper_mb']:,.0f} MB",
+        ]
+    for step, phases in results["growth"].items():
+        lines += [
+            "",
+            f"growth {step} (ratio of seconds)",
+            f"{'phase':30} {'ours':>8} {'raw':>8} {'mydumper/myloader':>19}",
+        ]
+        for phase, ways in phases.items():
+            mydumper = f"{ways['mydumper']:19.2f}" if "mydumper" in ways else ""
+            lines.append(f"{phase:30} {ways.get('ours', 0):8.2f} {ways.get('raw', 0):8.2f} {mydumper}")
+    lines += ["", f"load average at end: {results['load_end']}"]
+    return lines
+
+
+def run(sizes: list[int], repeats: int, say=print) -> dict:
+    for program in ("mydumper", "myloader", "zstd", "/usr/bin/time"):
+        if not shutil.which(program):
+            raise SystemExit(f"❌ {program} not found (apt-get install mydumper zstd time)")
+    results: dict = {"load_start": uptime(), "repeats": repeats, "sizes": {}}
+    say(results["load_start"])
+    work = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
+    instance = None
+    try:
+        instance = start_instance(
+            work / "server", extra_args=("--innodb-buffer-pool-size=1G", "--innodb-log-file-size=512M")
+        )
+        password = create_user(instance, "bench", "b3nch-pass")
+        settings = Settings(
+            host=instance.host,
+            port=instance.port,
+            user="bench",
+            password=password,
+            database="emotional_chat",
+            versions_dir=copy_versions(work / "versions"),
+        )
+        admin.create_database(settings)
+        migrate.upgrade(settings, HEAD)
+        bench = Bench(settings, work, repeats, say)
+        for rows in sorted(sizes):
+            results["sizes"][str(rows)] = bench.size(rows)
     finally:
+        if instance is not None:
+            stop_instance(instance)
         shutil.rmtree(work, ignore_errors=True)
-    return figures
-
-
-def print_figures(figures: dict[str, float], say=print) -> None:
-    rows = [
-        ("backup (dump + zstd)", figures["deploy backup"], figures["raw backup"]),
-        ("upgrade", figures["deploy upgrade"], figures["raw upgrade"]),
-        ("whole deploy vs raw sequence", figures["deploy total"], figures["raw total"]),
-        ("restore", figures["restore"], figures["raw restore"]),
-    ]
-    say(f"{'phase':34} {'ours s':>8} {'raw s':>8} {'ratio':>6}")
-    for name, ours, raw in rows:
-        say(f"{name:34} {ours:8.2f} {raw:8.2f} {ours / raw:6.2f}")
-    for step in ("preflight", "verify"):
-        say(f"{'deploy ' + step:34} {figures[f'deploy {step}']:8.2f}")
-    say(
-        f"backup throughput vs raw dump: {figures['raw backup'] / figures['deploy backup']:.2f}x "
-        f"(files {figures['backup MB']:,.0f} MB vs {figures['raw backup MB']:,.0f} MB)"
-    )
+    results["growth"] = growth(results["sizes"])
+    results["load_end"] = uptime()
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=2_000_000, help="chat_messages rows (default 2,000,000)")
-    parser.add_argument("--database", default="emotional_chat_bench", help="database to fill (kept for reruns)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of the raw sequence and the deploy (medians)")
+    parser.add_argument(
+        "--sizes", default="1000000,4000000", help="chat_messages rows, comma-separated (default 1000000,4000000)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each way, alternating (medians; default 3)")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file, to compare commits")
     args = parser.parse_args(argv)
-    settings = load_settings()
-    if not settings.is_configured:
-        print("❌ no database configured: run `invoke sandbox.up` first or set MYSQL_*", file=sys.stderr)
-        return 1
-    figures = run(replace(settings, database=args.database), args.rows, args.repeats)
-    print_figures(figures)
+    sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    results = run(sizes, args.repeats)
+    print("\n".join(table(results)))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

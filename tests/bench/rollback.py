@@ -35,7 +35,7 @@ from backend.config import PROJECT_ROOT, Settings
 from backend.dbops import admin, alembic_setup, migrate
 from backend.dbops.clients import client_options, defaults_file
 from backend.dbops.servers import create_user, find_program, start_instance, stop_instance
-from tests.bench.deploy import fill
+from tests.bench.datagen import fill
 from tests.faults.live import FIRST as BENCH
 from tests.faults.live import write_revisions
 from tests.helpers import HEAD, copy_versions
