@@ -180,7 +180,7 @@ def _as(statement: str, database: str) -> str:
 def _deploy_twice(invoke, env: dict, tmp_path) -> dict:
     """Base to head, then a revision that alters a table (the DDL probe copies it into a scratch database);
     the environment with that revision."""
-    env = {**env, **PIPELINE, "BACKUP_DIR": str(tmp_path / "backups")}
+    env = {**env, **PIPELINE, "BACKUP_DIR": str(tmp_path / "backups"), "DEPLOY_FULL_BACKUP": "1"}
     first = invoke("db.deploy", env=env)
     assert first.returncode == 0, first.output
     env.update(versions_with(tmp_path, "halfway", "a1b2*"))

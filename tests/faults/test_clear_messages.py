@@ -161,6 +161,6 @@ def test_a_read_only_backup_folder_is_refused_before_the_dump(backup_dir, target
         assert "cannot write backups" in line or "cannot create the backup folder" in line, line
         assert list(folder.iterdir()) == []
         before = db_state(mysql_server, target.database)
-        deploy = assert_one_error_line(run_invoke(env, "db.deploy", "--to", F1))
+        deploy = assert_one_error_line(run_invoke({**env, "DEPLOY_FULL_BACKUP": "1"}, "db.deploy", "--to", F1))
         assert "backup failed" in deploy and "unchanged" in deploy and "unexpected" not in deploy, deploy
         assert db_state(mysql_server, target.database) == before

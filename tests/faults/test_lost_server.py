@@ -57,6 +57,7 @@ def lost_database(lost_server, reference, tmp_path):
 
 def test_server_killed_during_the_backup(lost_server, lost_database, reference, tmp_path):
     name, env = lost_database
+    env = {**env, "DEPLOY_FULL_BACKUP": "1"}  # the backup step runs the dump client
     target = lost_server.target
     with ExitStack() as stack:
         park_dump(stack, target, name)

@@ -139,7 +139,7 @@ def test_production_goes_ahead_with_both_flags(protected, mysql_server):
 
 def test_deploy_to_production_asks_or_takes_yes(protected, mysql_server):
     name, _, env = protected
-    env = {**env, "APP_ENV": "production"}
+    env = {**env, "APP_ENV": "production", "DEPLOY_FULL_BACKUP_PRODUCTION": "1"}
     before = server_state(mysql_server, name)
     line = assert_one_error_line(run_invoke(env, "db.deploy", "--to", F1))
     assert "needs confirmation" in line, line
