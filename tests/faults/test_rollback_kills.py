@@ -181,3 +181,41 @@ def test_sigkill_during_a_restore_then_recover(park, then, restored_env, setting
     assert tables(mysql_server, database) == ["alembic_version", *APP_TABLES]
     assert checksums(mysql_server, database) == (at_backup if then == "finish" else before_restore)
     assert run_invoke(env, "db.check").returncode == 0
+
+
+def test_check_while_a_killed_restores_rename_waits(restored_env, settings, mysql_server):
+    """The server runs a statement to its end after its client died: the killed restore's RENAME,
+    queued behind the test's lock, moves the tables while db.check reads them."""
+    env, path, at_backup, _ = restored_env
+    database = settings.database
+    with ExitStack() as stack:
+        lock = stack.enter_context(held_connection(mysql_server, database, "LOCK TABLES users READ"))
+        restore = Spawned(env, "db.restore", str(path), "--yes")
+        stack.callback(lambda: restore.process.poll() is None and restore.sigkill())
+        renaming = r"^RENAME TABLE `chat_messages`"
+        wait_until(lambda: statements_running(mysql_server, renaming), "the restore's RENAME to wait", timeout=60)
+        restore.sigkill()
+        wait_lock_free(mysql_server, database)
+        assert statements_running(mysql_server, renaming), "the RENAME should outlive its client"
+        check = Spawned(env, "db.check")
+        stack.callback(lambda: check.process.poll() is None and check.sigkill())
+        # db.check either ends or waits for a table the RENAME holds; then the RENAME is let go.
+        wait_until(
+            lambda: (
+                check.process.poll() is not None
+                or statements_running(mysql_server, r"^(?!RENAME)", "Waiting for table metadata lock")
+            ),
+            "db.check to end or wait for the RENAME",
+            timeout=60,
+        )
+        with lock.cursor() as cursor:
+            cursor.execute("UNLOCK TABLES")
+        wait_until(lambda: not statements_running(mysql_server, renaming), "the RENAME to end")
+        checked = check.result()
+    assert checked.returncode == 1 and "unexpected" not in checked.stderr, checked.output
+    assert "was interrupted" in checked.stderr and "db.recover" in checked.stderr, checked.output
+    recovered = run_invoke(env, "db.recover")
+    assert recovered.returncode == 0, recovered.output
+    assert tables(mysql_server, database) == ["alembic_version", *APP_TABLES]
+    assert checksums(mysql_server, database) == at_backup
+    assert run_invoke(env, "db.check").returncode == 0
