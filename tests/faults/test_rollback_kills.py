@@ -184,8 +184,9 @@ def test_sigkill_during_a_restore_then_recover(park, then, restored_env, setting
 
 
 def test_check_while_a_killed_restores_rename_waits(restored_env, settings, mysql_server):
-    """The server runs a statement to its end after its client died: the killed restore's RENAME,
-    queued behind the test's lock, moves the tables while db.check reads them."""
+    """The killed restore's RENAME, queued behind the test's lock, outlives its client on the server
+    (until the server notices the client is gone, or runs it when the lock is let go): db.check,
+    run meanwhile, names the interrupted restore without reading the tables the RENAME moves."""
     env, path, at_backup, _ = restored_env
     database = settings.database
     with ExitStack() as stack:
