@@ -13,6 +13,7 @@ and `db.recover --undo` puts the replaced tables back.
 
 from __future__ import annotations
 
+import threading
 from contextlib import ExitStack
 from dataclasses import replace
 
@@ -183,40 +184,48 @@ def test_sigkill_during_a_restore_then_recover(park, then, restored_env, setting
     assert run_invoke(env, "db.check").returncode == 0
 
 
-def test_check_while_a_killed_restores_rename_waits(restored_env, settings, mysql_server):
-    """The killed restore's RENAME, queued behind the test's lock, outlives its client on the server
-    (until the server notices the client is gone, or runs it when the lock is let go): db.check,
-    run meanwhile, names the interrupted restore without reading the tables the RENAME moves."""
-    env, path, at_backup, _ = restored_env
+@pytest.mark.parametrize("then", ["finish", "undo"])
+def test_check_while_a_killed_restores_rename_runs_on(then, restored_env, settings, mysql_server):
+    """The server runs a dead client's statement to its end unless it notices the client is gone
+    first (a wait for a table checks every second): the killed restore's RENAME may move the tables
+    while db.check reads them. The test sends that RENAME again, queued behind its lock, and lets it
+    run once db.check has read what it reads: db.check names the interrupted restore, not a missing table."""
+    env, path, at_backup, before_restore = restored_env
     database = settings.database
     with ExitStack() as stack:
         lock = stack.enter_context(held_connection(mysql_server, database, "LOCK TABLES users READ"))
         restore = Spawned(env, "db.restore", str(path), "--yes")
         stack.callback(lambda: restore.process.poll() is None and restore.sigkill())
-        renaming = r"^RENAME TABLE `chat_messages`"
-        wait_until(lambda: statements_running(mysql_server, renaming), "the restore's RENAME to wait", timeout=60)
+        pattern = r"^RENAME TABLE `chat_messages`"
+        [(_, _, renaming)] = wait_until(lambda: statements_running(mysql_server, pattern), "the RENAME", timeout=60)
         restore.sigkill()
         wait_lock_free(mysql_server, database)
-        assert statements_running(mysql_server, renaming), "the RENAME should outlive its client"
+        wait_until(lambda: not statements_running(mysql_server, pattern), "the server to drop the dead client's RENAME")
+        renamer = mysql_server.connect(database)
+        stack.callback(renamer.close)
+        rename = threading.Thread(target=lambda: renamer.cursor().execute(renaming))
+        rename.start()
+        stack.callback(rename.join)
+        wait_until(lambda: statements_running(mysql_server, pattern), "the test's RENAME to wait")
         check = Spawned(env, "db.check")
         stack.callback(lambda: check.process.poll() is None and check.sigkill())
-        # db.check either ends or waits for a table the RENAME holds; then the RENAME is let go.
         wait_until(
             lambda: (
                 check.process.poll() is not None
-                or statements_running(mysql_server, r"^(?!RENAME)", "Waiting for table metadata lock")
+                or statements_running(mysql_server, "^(?!RENAME)", "Waiting for table metadata lock")
             ),
-            "db.check to end or wait for the RENAME",
+            "db.check to end or to wait for a table the RENAME holds",
             timeout=60,
         )
         with lock.cursor() as cursor:
             cursor.execute("UNLOCK TABLES")
-        wait_until(lambda: not statements_running(mysql_server, renaming), "the RENAME to end")
+        rename.join()
         checked = check.result()
     assert checked.returncode == 1 and "unexpected" not in checked.stderr, checked.output
     assert "was interrupted" in checked.stderr and "db.recover" in checked.stderr, checked.output
-    recovered = run_invoke(env, "db.recover")
+    assert [name for name in tables(mysql_server, database) if not name.startswith("alembic_")] == []
+    recovered = run_invoke(env, "db.recover", *(["--undo"] if then == "undo" else []))
     assert recovered.returncode == 0, recovered.output
     assert tables(mysql_server, database) == ["alembic_version", *APP_TABLES]
-    assert checksums(mysql_server, database) == at_backup
+    assert checksums(mysql_server, database) == (at_backup if then == "finish" else before_restore)
     assert run_invoke(env, "db.check").returncode == 0
