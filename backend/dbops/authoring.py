@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ..config import Settings
 from .alembic_setup import alembic_config, alembic_errors, migration_connection, script_directory
 from .connection import connect
-from .errors import RevisionError, one_line
+from .errors import RevisionError, SchemaChanged, one_line
 from .revision_graph import single_head
 from .scratch import scratch_schema
 from .tool_tables import ignored_tables
@@ -123,8 +123,17 @@ def comparing_context(connection: Connection, settings: Settings) -> MigrationCo
 def autogenerate_diff(settings: Settings) -> list:
     """Differences between the models and the live database (empty when they agree)."""
     from alembic.autogenerate import compare_metadata
+    from sqlalchemy.exc import NoSuchTableError
 
     from ..database import Base
 
     with connect(settings) as connection:
-        return compare_metadata(comparing_context(connection, settings), Base.metadata)
+        try:
+            return compare_metadata(comparing_context(connection, settings), Base.metadata)
+        except NoSuchTableError as exc:
+            # Listed, then renamed or dropped before it was read (the server finishes a DDL statement
+            # even after its client died, so a killed deploy or restore may still be moving tables).
+            raise SchemaChanged(
+                f"table {exc} was renamed or dropped while the schema was read (by another session, or by "
+                "a statement a killed deploy or restore left running on the server): compare again once it is done"
+            ) from None

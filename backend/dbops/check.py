@@ -13,7 +13,7 @@ from .adopt import adoption_hint
 from .backup import data_and_index_bytes
 from .connection import connect, require_configured, server_info
 from .deploy_history import RESTORE_TARGET, ROLLING_BACK, RUNNING, load_records
-from .errors import AccessDenied, DbOpsError, UnknownDatabase
+from .errors import AccessDenied, DbOpsError, SchemaChanged, UnknownDatabase
 from .guards import read_only_flags, read_only_message
 from .lint import lint
 from .lock import describe_holder, lock_name
@@ -138,7 +138,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
         )
     else:
         report.add("journal", True, "no half-applied revision")
-    _check_unfinished(report, settings, own_deploy)
+    interrupted = _check_unfinished(report, settings, own_deploy)
     _check_checksums(report, script, current, recorded)
 
     needed, free = int(size * BACKUP_SIZE_RATIO), free_bytes(settings.backup_dir)
@@ -148,6 +148,10 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
         f"{_megabytes(free)} free in {settings.backup_dir}, a backup needs about {_megabytes(needed)}",
     )
 
+    if interrupted:
+        # Its tables are halfway, some maybe still being renamed by a statement the killed run left
+        # on the server: comparing them with the revisions and models would tell nothing (or fail).
+        return report
     if to_adopt:
         report.add("revision", False, to_adopt)
         return report
@@ -166,7 +170,11 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
                 _check_rehearsal(report, settings)
         return report
     report.add("revision", True, f"at head ({shown})")
-    differences = authoring.autogenerate_diff(settings)
+    try:
+        differences = authoring.autogenerate_diff(settings)
+    except SchemaChanged as exc:
+        report.add("models", False, str(exc))
+        return report
     if differences:
         report.add(
             "models",
@@ -242,16 +250,16 @@ def _check_privileges(report: CheckReport, settings: Settings, account: AccountC
         report.add("scratch", True, f"throwaway schemas are built in databases it creates ({settings.database[:40]}_…)")
 
 
-def _check_unfinished(report: CheckReport, settings: Settings, own_deploy: str | None) -> None:
+def _check_unfinished(report: CheckReport, settings: Settings, own_deploy: str | None) -> bool:
     """Rollbacks and restores a killed run left halfway fail; an interrupted deploy is named;
-    what finished deploys keep aside is listed with its size."""
+    what finished deploys keep aside is listed with its size. True when a rollback or restore is halfway."""
     from sqlalchemy import text
 
     with connect(settings) as connection:
         name = lock_name(settings.database)
         if own_deploy is None and connection.execute(text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar():
             report.add("deploys", True, f"running now: {describe_holder(connection, name)}", warning=True)
-            return
+            return False
         records = [record for record in load_records(connection, (RUNNING, ROLLING_BACK)) if record.id != own_deploy]
         session = Session.of(connection)
         unsettled = {entry.deploy_id for entry in log.entries(session) if entry.status != log.SETTLED}
@@ -289,6 +297,7 @@ def _check_unfinished(report: CheckReport, settings: Settings, own_deploy: str |
             f"{settings.hold_retention_hours} h after the deploy",
             warning=True,
         )
+    return any(record.target == RESTORE_TARGET or record.status == ROLLING_BACK for record in records)
 
 
 def _check_checksums(report: CheckReport, script, current: tuple[str, ...], recorded: dict[str, str]) -> None:

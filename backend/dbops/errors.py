@@ -73,6 +73,10 @@ class ProviderSkipped(DbOpsError):
     """This provider cannot serve the target; the message says why."""
 
 
+class SchemaChanged(DbOpsError):
+    """A table listed while reading the schema was gone when it was read."""
+
+
 class ProvisionError(DbOpsError):
     """Building a Debian root for a target failed."""
 

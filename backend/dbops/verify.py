@@ -6,7 +6,7 @@ from ..config import Settings
 from . import alembic_setup, authoring, revision_graph
 from .check import CheckReport
 from .connection import connect
-from .errors import first_line
+from .errors import SchemaChanged, first_line
 
 
 def verify(settings: Settings, target: str = "head", expected: tuple[str, ...] | None = None) -> CheckReport:
@@ -45,7 +45,11 @@ def verify(settings: Settings, target: str = "head", expected: tuple[str, ...] |
                 connection.rollback()  # smoke SQL must not change anything
 
     if settings.verify_models and at_target and expected and set(expected) == set(script.get_heads()):
-        differences = authoring.autogenerate_diff(settings)
+        try:
+            differences = authoring.autogenerate_diff(settings)
+        except SchemaChanged as exc:
+            report.add("models", False, str(exc))
+            return report
         report.add(
             "models",
             not differences,

@@ -6,12 +6,14 @@ seconds, then exits non-zero with one line naming the holder. The slow revision 
 
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import ExitStack
 
 import pytest
 
 from tests.command_line import Spawned, assert_one_error_line, run_invoke
-from tests.faults.helpers import held_connection
+from tests.faults.helpers import held_connection, prepare
 from tests.helpers import NO_BACKUP, lock_holder, query, statements_running, version_rows, versions_with, wait_until
 
 pytestmark = pytest.mark.faults("races")
@@ -73,3 +75,33 @@ def test_concurrent_deploys_one_proceeds(count, cli_env, mysql_server, database_
     assert deploys_recorded == [("succeeded",)]
     assert "deployed 1 revision(s)" in "\n".join(winner.stdout)
     assert time.monotonic() - winner.started >= 4  # the slow revision ran in full
+
+
+def test_check_while_a_rename_moves_the_tables(settings, cli_env, mysql_server):
+    """Another session renames tables after db.check listed them and before it read them: a failed
+    models check, not a crash. The RENAME waits behind the test's lock holding the other tables, so
+    db.check waits for one of them, and reads it once the lock is let go and the RENAME is done."""
+    database = settings.database
+    prepare(mysql_server, settings)
+    renaming = "RENAME TABLE chat_messages TO moved_messages, users TO moved_users"
+    with ExitStack() as stack:
+        lock = stack.enter_context(held_connection(mysql_server, database, "LOCK TABLES users READ"))
+        renamer = mysql_server.connect(database)
+        stack.callback(renamer.close)
+        rename = threading.Thread(target=lambda: renamer.cursor().execute(renaming))
+        rename.start()
+        stack.callback(rename.join)
+        wait_until(lambda: statements_running(mysql_server, "^RENAME TABLE chat_messages"), "the RENAME to wait")
+        check = Spawned(cli_env, "db.check")
+        stack.callback(lambda: check.process.poll() is None and check.sigkill())
+        wait_until(
+            lambda: statements_running(mysql_server, "^(?!RENAME)", "Waiting for table metadata lock"),
+            "db.check to wait for a table the RENAME holds",
+            timeout=60,
+        )
+        with lock.cursor() as cursor:
+            cursor.execute("UNLOCK TABLES")
+        rename.join()
+        checked = check.result()
+    assert checked.returncode == 1 and "unexpected" not in checked.stderr, checked.output
+    assert "❌ models: table" in checked.stderr and "renamed or dropped while the schema was read" in checked.stderr

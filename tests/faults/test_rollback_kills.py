@@ -13,6 +13,7 @@ and `db.recover --undo` puts the replaced tables back.
 
 from __future__ import annotations
 
+import threading
 from contextlib import ExitStack
 from dataclasses import replace
 
@@ -180,4 +181,54 @@ def test_sigkill_during_a_restore_then_recover(park, then, restored_env, setting
     assert recovered.returncode == 0, recovered.output
     assert tables(mysql_server, database) == ["alembic_version", *APP_TABLES]
     assert checksums(mysql_server, database) == (at_backup if then == "finish" else before_restore)
+    assert run_invoke(env, "db.check").returncode == 0
+
+
+@pytest.mark.parametrize("during", ["db.check", "db.recover", "db.recover --undo"])
+def test_a_killed_restores_rename_runs_on(during, restored_env, settings, mysql_server):
+    """The server runs a dead client's statement to its end unless it notices the client is gone
+    first (a wait for a table checks every second): the killed restore's RENAME may move the tables
+    while db.check reads them or db.recover works. The test sends that RENAME again, queued behind
+    its lock, and lets it run once the command waits for it (or has ended): db.check names the
+    interrupted restore, not a missing table; db.recover finishes or undoes the restore all the same."""
+    env, path, at_backup, before_restore = restored_env
+    database = settings.database
+    with ExitStack() as stack:
+        lock = stack.enter_context(held_connection(mysql_server, database, "LOCK TABLES users READ"))
+        restore = Spawned(env, "db.restore", str(path), "--yes")
+        stack.callback(lambda: restore.process.poll() is None and restore.sigkill())
+        pattern = r"^RENAME TABLE `chat_messages`"
+        [(_, _, renaming)] = wait_until(lambda: statements_running(mysql_server, pattern), "the RENAME", timeout=60)
+        restore.sigkill()
+        wait_lock_free(mysql_server, database)
+        wait_until(lambda: not statements_running(mysql_server, pattern), "the server to drop the dead client's RENAME")
+        renamer = mysql_server.connect(database)
+        stack.callback(renamer.close)
+        rename = threading.Thread(target=lambda: renamer.cursor().execute(renaming))
+        rename.start()
+        stack.callback(rename.join)
+        wait_until(lambda: statements_running(mysql_server, pattern), "the test's RENAME to wait")
+        command = Spawned(env, *during.split())
+        stack.callback(lambda: command.process.poll() is None and command.sigkill())
+        waiting = "Waiting for table metadata lock"
+        wait_until(
+            lambda: (
+                command.process.poll() is not None
+                or [row for row in statements_running(mysql_server, ".", waiting) if row[0] != renamer.thread_id()]
+            ),
+            f"{during} to end or to wait for a table the RENAME holds",
+            timeout=60,
+        )
+        with lock.cursor() as cursor:
+            cursor.execute("UNLOCK TABLES")
+        rename.join()
+        result = command.result()
+    if during == "db.check":
+        assert result.returncode == 1 and "unexpected" not in result.stderr, result.output
+        assert "was interrupted" in result.stderr and "db.recover" in result.stderr, result.output
+        assert [name for name in tables(mysql_server, database) if not name.startswith("alembic_")] == []
+        result = run_invoke(env, "db.recover")
+    assert result.returncode == 0, result.output
+    assert tables(mysql_server, database) == ["alembic_version", *APP_TABLES]
+    assert checksums(mysql_server, database) == (before_restore if "--undo" in during else at_backup)
     assert run_invoke(env, "db.check").returncode == 0
