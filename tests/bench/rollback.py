@@ -271,9 +271,8 @@ def data_change(settings: Settings, versions: Path, work: Path, rows: int, binlo
         cursor.execute(update)
         binlog_update = time.monotonic() - started
         cursor.execute("SELECT @@log_bin_basename")
-        basename = cursor.fetchone()
-        assert basename is not None
-        folder = Path(basename[0]).parent
+        ((basename,),) = cursor.fetchall()
+        folder = Path(basename).parent
     connection.close()
     started = time.monotonic()
     reversed_sql = subprocess.run(
