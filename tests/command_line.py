@@ -262,6 +262,11 @@ class Spawned:
         os.kill(self.pid, signal.SIGKILL)
         self.finish()
 
+    def sigkill_if_running(self) -> None:
+        """sigkill, unless it has ended already (cleanup after a test that may have killed it)."""
+        if self.process.poll() is None:
+            self.sigkill()
+
     def reap_orphans(self, timeout: float = 15.0) -> list[str]:
         """Wait for the children it left to end by themselves; kill those that do not. Returns the killed ones."""
         try:

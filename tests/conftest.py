@@ -56,7 +56,7 @@ def matrix_server(server_id: str, work_dir: Path) -> Iterator[ServerHandle]:
 
 
 @pytest.fixture(scope="session")
-def mysql_server(tmp_path_factory) -> ServerTarget:
+def mysql_server(tmp_path_factory) -> Iterator[ServerTarget]:
     server_id = os.environ.get("TEST_SERVER")
     if server_id:
         # A server of the version matrix (e.g. mysql-9.7), from its providers (nox -s migrations, server_tests).
@@ -83,7 +83,7 @@ def mysql_server(tmp_path_factory) -> ServerTarget:
 
 
 @pytest.fixture
-def database_name(mysql_server) -> str:
+def database_name(mysql_server) -> Iterator[str]:
     """A fresh, not yet created database name; dropped after the test."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield name

@@ -302,7 +302,8 @@ class Answers:
     """A stand-in for the person at the terminal: gives one answer, keeps the prompts."""
 
     def __init__(self, answer: str) -> None:
-        self.answer, self.prompts = answer, []
+        self.answer = answer
+        self.prompts: list[str] = []
 
     def __call__(self, prompt: str) -> str:
         self.prompts.append(prompt)

@@ -6,7 +6,7 @@ import pytest
 
 from backend.dbops import alembic_setup, migrate
 from backend.dbops.admin import create_database
-from backend.dbops.adopt import adopt
+from backend.dbops.adopt import Adoption, adopt
 from backend.dbops.check import run_check
 from backend.dbops.errors import Refused, RevisionError
 from backend.dbops.guards import confirm_adopt
@@ -135,7 +135,7 @@ def test_bad_revisions(invoke, settings, mysql_server, database_name):
 def test_a_different_column_order_is_shown_but_does_not_block(settings, mysql_server):
     old_tool_database(settings, mysql_server)
     mysql_server.execute(settings.database, "ALTER TABLE knowledge MODIFY source VARCHAR(255) NULL AFTER content")
-    seen = []
+    seen: list[Adoption] = []
     adoption = adopt(settings, confirm=seen.append)
     assert adoption.recorded and seen == [adoption]
     assert [note.item for note in adoption.notes] == ["column order"]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def _wait_for_health(base_url: str, timeout: float = 90) -> tuple[int, dict]:
 
 
 @contextmanager
-def _process(env: dict[str, str], module: str, *args: str):
+def _process(env: Mapping[str, str], module: str, *args: str):
     """python -m module args; an empty module runs the code in args[0] (python -c)."""
     command = [sys.executable, "-m", module, *args] if module else [sys.executable, "-c", *args]
     process = subprocess.Popen(
@@ -68,8 +69,8 @@ def _process(env: dict[str, str], module: str, *args: str):
 
 
 def _assert_secret_free(text: str | bytes, password: str) -> None:
-    secret = password.encode() if isinstance(text, bytes) else password
-    assert not password or secret not in text
+    data = text if isinstance(text, bytes) else text.encode()
+    assert not password or password.encode() not in data
 
 
 def test_service_reports_the_revision_and_stops_on_sigterm(created_database, app_env, invoke):

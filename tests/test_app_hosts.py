@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -124,7 +125,7 @@ def hosts(tmp_path, settings, created_database, request):
         known.append(f"[{address}]:{ssh_port} {host_type} {host_key}\n")
     try:
         for host in started:
-            wait_until(lambda host=host: _listening(host.address, host.ssh_port), f"sshd on {host.name}")
+            wait_until(partial(_listening, host.address, host.ssh_port), f"sshd on {host.name}")
         (tmp_path / "known_hosts").write_text("".join(known))
         yield (
             started,

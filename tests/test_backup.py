@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import uuid
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -136,7 +136,7 @@ def test_backup_writes_a_verified_file_and_a_manifest(invoke, seeded, mysql_serv
     assert manifest["uncompressed_bytes"] > manifest["bytes"] and manifest["compression"] == "zstd"
     assert manifest["source"] == f"{seeded.user}@{seeded.host}:{seeded.port}"
     started, finished = (datetime.fromisoformat(manifest[key]) for key in ("started_at", "finished_at"))
-    assert started.utcoffset().total_seconds() == 0 and started <= finished
+    assert started.utcoffset() == timedelta(0) and started <= finished
     assert 0 < manifest["duration_seconds"] < 120
     assert (
         subprocess.run(["zstd", "-dc", str(path)], capture_output=True)

@@ -260,7 +260,9 @@ def test_any_message_makes_a_valid_revision(invoke, tmp_path):
         assert result.returncode == 0, result.output
     history = invoke("db.history", "--offline", env=env)
     assert history.returncode == 0, history.output
-    listed = [re.match(r"\s*\S+ -> \w+(?: \(.*?\))?  (.*)$", line).group(1) for line in history.stdout.splitlines()]
+    entries = [re.match(r"\s*\S+ -> \w+(?: \(.*?\))?  (.*)$", line) for line in history.stdout.splitlines()]
+    assert all(entries), history.stdout
+    listed = [entry.group(1) for entry in entries if entry]
     assert listed[: len(REVISION_MESSAGES)] == [shown for _, shown in reversed(REVISION_MESSAGES)]
     for path in versions.glob("*.py"):
         namespace: dict = {}

@@ -6,6 +6,7 @@ import ssl
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import Connection
 
 from backend.dbops import admin, alembic_setup, authoring, migrate, offline_sql, revision_graph
 from backend.dbops.check import run_check
@@ -117,7 +118,7 @@ def test_revision_and_merge_write_files(created_database, tmp_path):
     migrate.upgrade(settings)
     assert authoring.revision(settings, "nothing changed") is None
     first = authoring.revision(settings, "hand written", autogenerate=False)
-    assert first.exists() and "def downgrade() -> None:" in first.read_text()
+    assert first is not None and first.exists() and "def downgrade() -> None:" in first.read_text()
     with pytest.raises(RevisionError, match="only one head"):
         authoring.merge(settings)
     # A second branch from the same parent makes two heads.
@@ -164,10 +165,16 @@ def test_guard_on_production(settings):
     confirm_destructive(production, "reset", "db", yes=True, allow_production=True)
 
 
+def _tls_context(connection: Connection) -> ssl.SSLContext:
+    driver_connection = connection.connection.driver_connection  # PyMySQL's Connection
+    assert driver_connection is not None  # not yet closed
+    return driver_connection.ctx
+
+
 def test_connections_share_one_tls_context(created_database):
     """PyMySQL's per-connection context costs about 25 ms; ours is built once, and never verifies (as PyMySQL's)."""
     with connect(created_database) as first, connect(created_database) as second:
-        contexts = [connection.connection.dbapi_connection.ctx for connection in (first, second)]
+        contexts = [_tls_context(connection) for connection in (first, second)]
     assert contexts[0] is contexts[1]
     assert contexts[0].verify_mode == ssl.CERT_NONE and not contexts[0].check_hostname
 

@@ -138,6 +138,7 @@ def test_a_dead_holder_leaves_no_stale_lock(cli_env, mysql_server, database_name
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout is not None  # stdout=PIPE
     assert holder.stdout.readline().strip() == "held"
     blocked = run_invoke({**cli_env, "DEPLOY_LOCK_TIMEOUT": "0"}, "db.upgrade")
     assert f"pid {holder.pid}" in assert_one_error_line(blocked)

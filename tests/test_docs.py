@@ -143,8 +143,8 @@ def classify(info: str, line: int) -> Block | None:
 
 
 def parse_examples(text: str) -> list[Example]:
-    headings = [(number + 1, EXAMPLE_HEADING.match(line)) for number, line in enumerate(text.splitlines())]
-    headings = [(line, match) for line, match in headings if match]
+    matches = [(number + 1, EXAMPLE_HEADING.match(line)) for number, line in enumerate(text.splitlines())]
+    headings = [(line, match) for line, match in matches if match]
     examples = [Example(int(match.group(1)), match.group(2), line) for line, match in headings]
     for info, body, line in fenced_blocks(text):
         block = classify(info, line)
@@ -296,7 +296,7 @@ class Runner:
         self.output = None
 
     def do_expected(self, block: Block) -> None:
-        if self.output is None:
+        if self.output is None or self.last_block is None:  # set together
             pytest.fail(f"{self.where(block)}: an expected block must follow a command or Python block")
         missing = [line.strip() for line in block.text.splitlines() if line.strip() and line.strip() not in self.output]
         if missing:

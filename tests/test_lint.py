@@ -64,6 +64,7 @@ def test_the_alembic_internals_lint_records_operations_with():
     fails here instead of leaving lint with no operations and no findings."""
     import io
     import sys
+    from types import CodeType, FrameType
 
     from alembic.operations import Operations, ops
     from alembic.runtime.migration import MigrationContext
@@ -72,16 +73,17 @@ def test_the_alembic_internals_lint_records_operations_with():
 
     context = MigrationContext.configure(dialect_name="mysql", opts={"as_sql": True, "output_buffer": io.StringIO()})
     operations = Operations(context)
-    seen = []
+    seen: list[tuple[type, bool]] = []
 
     def invoke(operation):
-        frame, callers = sys._getframe(1), []
+        frame: FrameType | None = sys._getframe(1)
+        callers: list[CodeType] = []
         while frame is not None:
             callers.append(frame.f_code)
             frame = frame.f_back
         seen.append((type(operation), test_the_alembic_internals_lint_records_operations_with.__code__ in callers))
 
-    operations.invoke = invoke
+    operations.invoke = invoke  # type: ignore[method-assign]  # on the instance, as lint's capture does
     operations._install_proxy()
     try:
         op.drop_table("knowledge")

@@ -14,6 +14,7 @@ from backend.dbops.privileges import (
     DATABASE_PRIVILEGES,
     SCHEMA_PRIVILEGES,
     Account,
+    Grant,
     grant_target,
     like_escape,
     parse_grant,
@@ -52,7 +53,8 @@ def _is_mariadb(server: ServerTarget) -> bool:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT VERSION()")
-            return "mariadb" in cursor.fetchone()[0].lower()
+            ((version,),) = cursor.fetchall()
+            return "mariadb" in version.lower()
     finally:
         connection.close()
 
@@ -455,14 +457,21 @@ def test_a_read_only_server_fails_the_check_and_is_refused_before_anything_runs(
 # ---------------------------------------------------------------- reading grants
 
 
+def _grant(line: str) -> Grant:
+    """The grant of a line parse_grant reads."""
+    grant = parse_grant(line)
+    assert grant is not None, line
+    return grant
+
+
 def test_grant_lines_as_both_servers_print_them():
-    assert parse_grant("GRANT SELECT, LOCK TABLES, SHOW VIEW ON `app\\_%`.* TO `u`@`%`").privileges == {
+    assert _grant("GRANT SELECT, LOCK TABLES, SHOW VIEW ON `app\\_%`.* TO `u`@`%`").privileges == {
         "SELECT",
         "LOCK TABLES",
         "SHOW VIEW",
     }
-    assert parse_grant("GRANT USAGE ON *.* TO `u`@`%` IDENTIFIED BY PASSWORD '*0A'").database is None
-    assert parse_grant("GRANT ALL ON `a``b`.* TO `r`").database == "a`b"
+    assert _grant("GRANT USAGE ON *.* TO `u`@`%` IDENTIFIED BY PASSWORD '*0A'").database is None
+    assert _grant("GRANT ALL ON `a``b`.* TO `r`").database == "a`b"
     for other in (
         "GRANT `r` TO `u`@`%`",
         "SET DEFAULT ROLE `r` FOR `u`@`%`",
@@ -471,13 +480,13 @@ def test_grant_lines_as_both_servers_print_them():
         "GRANT PROXY ON ''@'' TO 'root'@'localhost'",
     ):
         assert parse_grant(other) is None
-    revoke = parse_grant("REVOKE INSERT ON `app`.* FROM `u`@`%`")
+    revoke = _grant("REVOKE INSERT ON `app`.* FROM `u`@`%`")
     assert revoke.revoke and revoke.database == "app"
 
 
 def test_database_patterns_follow_like_and_the_most_specific_grant():
     def account(*lines: str, **options) -> Account:
-        return Account([parse_grant(line) for line in lines], **options)
+        return Account([_grant(line) for line in lines], **options)
 
     escaped = account("GRANT ALL ON `app\\_%`.* TO `u`@`%`")
     assert escaped.lacks("app_live", ("DROP",)) == [] and escaped.lacks("appXlive", ("DROP",)) == ["DROP"]

@@ -69,6 +69,7 @@ def test_the_plan_lists_what_the_undo_log_keeps_sized_to_the_column(destructive_
         f"WHERE TABLE_SCHEMA = '{settings.database}' AND TABLE_NAME = 'knowledge'",
     )[0]
     estimate = found.kept[0].bytes
+    assert estimate is not None
     # The estimate follows the column (TABLE_ROWS is itself an estimate), not the table.
     assert 0.5 * int(column_bytes) <= estimate <= 2 * int(column_bytes), (estimate, column_bytes)
     assert estimate < table_bytes

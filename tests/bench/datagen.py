@@ -136,7 +136,7 @@ def fill(settings: Settings, rows: int, say: Callable[[str], None] = print) -> N
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM chat_messages")
-            have, last = cursor.fetchone()
+            ((have, last),) = cursor.fetchall()
             if have >= rows:
                 say(f"chat_messages already holds {have:,} rows")
                 return

@@ -32,6 +32,7 @@ import textwrap
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pymysql
 
@@ -433,7 +434,7 @@ class Bench:
         return phase.to_dict()
 
     def size(self, rows: int) -> dict:
-        result = {"dataset": self.dataset(rows), "load_average": os.getloadavg()}
+        result: dict[str, Any] = {"dataset": self.dataset(rows), "load_average": os.getloadavg()}
         self.say("  additive deploy ...")
         result["additive deploy"] = self.additive()
         self.say("  drop-column deploy ...")

@@ -33,8 +33,8 @@ import pymysql
 
 from backend.config import PROJECT_ROOT, Settings
 from backend.dbops import admin, alembic_setup, migrate
-from backend.dbops.clients import client_options, defaults_file
-from backend.dbops.servers import create_user, find_program, start_instance, stop_instance
+from backend.dbops.clients import client_options, defaults_file, find_client
+from backend.dbops.servers import create_user, start_instance, stop_instance
 from tests.bench.datagen import fill
 from tests.faults.live import FIRST as BENCH
 from tests.faults.live import write_revisions
@@ -46,7 +46,8 @@ class Writer(threading.Thread):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(daemon=True)
-        self.settings, self.latencies, self.stopping = settings, [], threading.Event()
+        self.settings, self.stopping = settings, threading.Event()
+        self.latencies: list[float] = []
 
     def run(self) -> None:
         connection = pymysql.connect(
@@ -116,6 +117,7 @@ def _deploy(env: dict[str, str], report: Path) -> tuple[int, dict, list[tuple[fl
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert process.stdout is not None  # a pipe: stdout=PIPE
     lines = [(time.monotonic() - started, line.rstrip()) for line in process.stdout]
     code = process.wait()
     return code, json.loads(report.read_text()), lines
@@ -213,7 +215,7 @@ def drop_column_rollback(settings: Settings, versions: Path, work: Path, say) ->
     migrate.downgrade(settings, HEAD)
     dump = work / "chat_messages.sql.zst"
     with client_options(settings) as [options]:
-        dump_client = [find_program("mariadb-dump", "mysqldump"), defaults_file(options)]
+        dump_client = [find_client(["mariadb-dump", "mysqldump"], "dump client"), defaults_file(options)]
         subprocess.run(
             f"{' '.join(dump_client)} --single-transaction --quick {settings.database} chat_messages "
             f"| zstd -q -1 -T2 > {dump}",
@@ -222,7 +224,7 @@ def drop_column_rollback(settings: Settings, versions: Path, work: Path, say) ->
             pass_fds=(options,),
         )
     with client_options(settings) as [options]:
-        client = [find_program("mariadb", "mysql"), defaults_file(options)]
+        client = [find_client(["mariadb", "mysql"], "mysql client"), defaults_file(options)]
         started = time.monotonic()
         subprocess.run(
             f"zstd -q -dc {dump} | {' '.join(client)} {settings.database}", shell=True, check=True, pass_fds=(options,)
@@ -262,16 +264,19 @@ def data_change(settings: Settings, versions: Path, work: Path, rows: int, binlo
     with connection.cursor() as cursor:
         cursor.execute("FLUSH BINARY LOGS")
         cursor.execute("SHOW MASTER STATUS")
-        log_file = cursor.fetchone()[0]
+        status = cursor.fetchone()
+        assert status is not None, "the binlog server writes no binary log"
+        log_file = status[0]
         started = time.monotonic()
         cursor.execute(update)
         binlog_update = time.monotonic() - started
         cursor.execute("SELECT @@log_bin_basename")
-        folder = Path(cursor.fetchone()[0]).parent
+        ((basename,),) = cursor.fetchall()
+        folder = Path(basename).parent
     connection.close()
     started = time.monotonic()
     reversed_sql = subprocess.run(
-        [find_program("mariadb-binlog", "mysqlbinlog"), "--flashback", str(folder / log_file)],
+        [find_client(["mariadb-binlog", "mysqlbinlog"], "binlog client"), "--flashback", str(folder / log_file)],
         capture_output=True,
         check=True,
     ).stdout

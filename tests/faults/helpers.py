@@ -10,9 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import pymysql
+
 from backend.config import Settings
 from backend.dbops import admin, migrate
-from backend.dbops.servers import pid_alive, start_instance
+from backend.dbops.servers import ServerInstance, pid_alive, start_instance
 from tests.helpers import (
     HEAD,
     ServerTarget,
@@ -48,7 +50,7 @@ def unfinished_journal(server: ServerTarget, database: str) -> list[tuple]:
 
 
 @contextmanager
-def held_connection(server: ServerTarget, database: str | None, *statements: str) -> Iterator[object]:
+def held_connection(server: ServerTarget, database: str | None, *statements: str) -> Iterator[pymysql.Connection]:
     """A connection of the test that runs statements (LOCK TABLES, GET_LOCK...) and holds what they take."""
     connection = server.connect(database)
     try:
@@ -232,7 +234,7 @@ class KillableServer:
     """A throwaway server the lost-server tests may SIGKILL, then start again on the same data and port."""
 
     base_dir: Path
-    instance: object
+    instance: ServerInstance
     user: str
     password: str
     kills: int = field(default=0)

@@ -130,7 +130,7 @@ def test_sigkill_in_each_phase_then_recover(phase, reference, settings, cli_env,
     with ExitStack() as stack:
         park(stack, phase, mysql_server, database)
         deploy = Spawned(killed_env, "db.deploy", "--to", F1)
-        stack.callback(lambda: deploy.process.poll() is None and deploy.sigkill())
+        stack.callback(deploy.sigkill_if_running)
         wait_in_phase(phase, deploy, mysql_server, database, stack)
         deploy.sigkill()
     # What the test held is released: a statement the dead deploy left queued may now run.

@@ -93,7 +93,7 @@ def test_check_while_a_rename_moves_the_tables(settings, cli_env, mysql_server):
         stack.callback(rename.join)
         wait_until(lambda: statements_running(mysql_server, "^RENAME TABLE chat_messages"), "the RENAME to wait")
         check = Spawned(cli_env, "db.check")
-        stack.callback(lambda: check.process.poll() is None and check.sigkill())
+        stack.callback(check.sigkill_if_running)
         wait_until(
             lambda: statements_running(mysql_server, "^(?!RENAME)", "Waiting for table metadata lock"),
             "db.check to wait for a table the RENAME holds",

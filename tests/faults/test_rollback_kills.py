@@ -107,7 +107,7 @@ def test_sigkill_during_a_rollback_then_recover(park, settings, cli_env, mysql_s
         with ExitStack() as stack:
             gate = stack.enter_context(held_connection(mysql_server, None, f"SELECT GET_LOCK('{GATE}', 0)"))
             deploy = Spawned(env, "db.deploy", "--to", SECOND)
-            stack.callback(lambda: deploy.process.poll() is None and deploy.sigkill())
+            stack.callback(deploy.sigkill_if_running)
             wait_until(lambda: statements_running(mysql_server, f"GET_LOCK\\('{GATE}'"), "the deploy at the gate")
             if hold is not None:
                 holder = mysql_server.connect(database, autocommit=False)
@@ -167,7 +167,7 @@ def test_sigkill_during_a_restore_then_recover(park, then, restored_env, setting
         if park == "set-aside":
             stack.enter_context(held_connection(mysql_server, database, "LOCK TABLES users READ"))
         restore = Spawned(env, "db.restore", str(path), "--yes")
-        stack.callback(lambda: restore.process.poll() is None and restore.sigkill())
+        stack.callback(restore.sigkill_if_running)
         pattern = r"^RENAME TABLE `chat_messages`" if park == "set-aside" else r"^INSERT INTO `chat_messages`"
         wait_until(lambda: statements_running(mysql_server, pattern), f"the restore at {park}", timeout=60)
         restore.sigkill()
@@ -196,7 +196,7 @@ def test_a_killed_restores_rename_runs_on(during, restored_env, settings, mysql_
     with ExitStack() as stack:
         lock = stack.enter_context(held_connection(mysql_server, database, "LOCK TABLES users READ"))
         restore = Spawned(env, "db.restore", str(path), "--yes")
-        stack.callback(lambda: restore.process.poll() is None and restore.sigkill())
+        stack.callback(restore.sigkill_if_running)
         pattern = r"^RENAME TABLE `chat_messages`"
         [(_, _, renaming)] = wait_until(lambda: statements_running(mysql_server, pattern), "the RENAME", timeout=60)
         restore.sigkill()
@@ -209,7 +209,7 @@ def test_a_killed_restores_rename_runs_on(during, restored_env, settings, mysql_
         stack.callback(rename.join)
         wait_until(lambda: statements_running(mysql_server, pattern), "the test's RENAME to wait")
         command = Spawned(env, *during.split())
-        stack.callback(lambda: command.process.poll() is None and command.sigkill())
+        stack.callback(command.sigkill_if_running)
         waiting = "Waiting for table metadata lock"
         wait_until(
             lambda: (

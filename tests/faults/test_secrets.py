@@ -43,7 +43,8 @@ class Watcher:
     def __init__(self, root: subprocess.Popen, secrets: list[bytes]) -> None:
         self.root, self.secrets = root.pid, secrets
         # From the command it runs, not from /proc: Popen returns once the exec has begun, when
-        # /proc/PID/cmdline may not show the new command yet.
+        # /proc/PID/cmdline may not show the new command yet. Spawned gives Popen a list.
+        assert isinstance(root.args, list)
         self.root_argv = [os.fsencode(argument) for argument in root.args] + [b""]
         self.leaks: list[str] = []
         self.programs: set[str] = set()
