@@ -15,8 +15,11 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Container
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pymysql
 
 from ..config import Settings
 from . import admin, alembic_setup
@@ -40,13 +43,15 @@ from .errors import BackupError, Refused
 from .identifiers import SYSTEM_SCHEMAS, validate_identifier
 from .lock import HeldLock, migration_lock
 from .schema import row_counts
-from .tool_tables import TOOL_TABLES
+from .tool_tables import HOLD_PREFIX, TOOL_TABLES
 from .undo import holding, log, revert
 from .undo.session import Session, q
 from .undo.tabledef import object_definition, show_create
 
 Say = Callable[[str], None]
 
+# How long db.recover waits for a stopped leftover statement of a killed restore to end.
+LEFTOVER_WAIT_SECONDS = 10
 LOAD_CLIENTS = {"mariadb": ("mariadb", "mysql"), "mysql": ("mysql", "mariadb")}
 
 
@@ -239,9 +244,29 @@ def _reload(
     return counts, differing
 
 
+def _stop_leftover_renames(control: Session, restore_id: str) -> None:
+    """Stop the killed run's RENAME the server may still have queued: a statement outlives its client
+    until the server next checks (once a second while it waits for a table). Left to run, it would
+    move the tables while they are being put right. A user may always stop its own statements."""
+    marker = control.literal(f"{HOLD_PREFIX}{restore_id[:8]}_")
+    leftovers = (
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+        f"AND INFO LIKE 'RENAME TABLE%' AND INSTR(INFO, {marker}) > 0"
+    )
+    deadline = time.monotonic() + LEFTOVER_WAIT_SECONDS
+    while found := [row[0] for row in control.rows(leftovers)]:
+        for thread in found:
+            with suppress(pymysql.err.MySQLError):  # it ended meanwhile
+                control.run(f"KILL QUERY {int(thread)}")
+        if time.monotonic() > deadline:
+            raise BackupError(f"a RENAME of the interrupted restore still runs (thread {found[0]}): try again")
+        time.sleep(0.1)
+
+
 def resume(settings: Settings, lock: HeldLock, record: DeployRecord, *, undo: bool, say: Say) -> str:
     """Finish a restore a killed run left halfway (load the dump again), or undo it (the replaced tables back)."""
     control = Session.of(lock.connection)
+    _stop_leftover_renames(control, record.id)
     if not undo:
         if record.backup_file is None:  # restore() writes it when it starts
             raise BackupError(f"cannot finish the restore {record.id}: its record names no dump file")
