@@ -2,7 +2,7 @@
 
 APP_HOSTS lists the hosts (`[user@]host[:port]`); empty means the service runs here and
 restart.py restarts it. The roll restarts APP_HOSTS_BATCH hosts at a time with RESTART_COMMAND,
-run by the login shell in APP_DIR on the host, and checks each one's health (HEALTH_URL, where
+run by `sh -c` in APP_DIR on the host, and checks each one's health (HEALTH_URL, where
 `{host}` stands for the host's name; HEALTH_COMMAND runs on the host instead) before it moves
 on. The first host that fails stops the roll: hosts after it keep running the code they have.
 
