@@ -449,7 +449,7 @@ def task_options() -> dict[str, dict[str, bool]]:
 
 CORE_OPTIONS = {"--list", "-l", "--help", "-h", "--debug", "-d", "--version", "-V", "--complete"}
 INVOKE_MENTION = re.compile(r"\binvoke((?:\s+\S+)+)")
-SHELL_STOPS = {"|", "||", "&&", ";", ">", ">>", "2>&1"}
+SHELL_STOPS = {"|", "||", "&&", "&", ";", ">", ">>", "2>&1"}
 
 
 def _words(text: str) -> list[str]:
@@ -508,6 +508,8 @@ def test_invoke_mentions_are_checked():
     assert invoke_problems("run `invoke db.migrate`", names, options) == ["no task db.migrate"]
     assert invoke_problems('invoke db.revision -m "widen users.nickname" # make db-migrate', names, options) == []
     assert invoke_problems('invoke db.restore "$(ls -t backups/*.zst | head -1)" --yes', names, options) == []
+    assert invoke_problems("invoke app.run & until curl -sf http://x/health; do sleep 1; done", names, options) == []
+    assert invoke_problems("invoke app.run --fast & wait", names, options) == ["app.run has no option --fast"]
 
 
 def test_guide_describes_every_task_and_setting():
