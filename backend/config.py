@@ -124,6 +124,27 @@ def _hosts(name: str, raw: str, default: tuple[str, ...]) -> tuple[str, ...]:
     return hosts
 
 
+_LOAD_THRESHOLDS = re.compile(r"\w+[=:]\d+(,\w+[=:]\d+)*")
+
+
+def _load_thresholds(name: str, raw: str, default: str) -> str:
+    """pt-online-schema-change's status thresholds: Variable=number[,Variable=number...]."""
+    value = raw.replace(" ", "") or default
+    if not _LOAD_THRESHOLDS.fullmatch(value):
+        raise ConfigError(f"{name} must be status thresholds such as Threads_running=25, got {value!r}")
+    return value
+
+
+def _seconds(name: str, raw: str, default: float) -> float:
+    try:
+        value = float(raw.strip()) if raw.strip() else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw.strip()!r}") from None
+    if not 0 < value < 3600:
+        raise ConfigError(f"{name} must be between 0 and 3600 seconds, got {value}")
+    return value
+
+
 def _statements(name: str, raw: str, default: tuple[str, ...]) -> tuple[str, ...]:
     """SQL statements separated by ';;' (a single ';' may appear inside one)."""
     return tuple(part.strip() for part in raw.split(";;") if part.strip())
@@ -197,6 +218,21 @@ class Settings:
     hold_retention_hours: int = _variable("HOLD_RETENTION_HOURS", 24, _whole)
     # The online-DDL guard refuses a table copy above this many rows unless the revision opts in.
     ddl_guard_max_rows: int = _variable("DDL_GUARD_MAX_ROWS", 1_000_000, _whole)
+    # What such a statement does: "online" runs it through pt-online-schema-change, "direct" as
+    # written (the table copy blocks writes), "refuse" stops the deploy; "auto": online when the tool is installed.
+    online_schema_change: str = _variable(
+        "ONLINE_SCHEMA_CHANGE",
+        "auto",
+        _choice(("auto", "online", "direct", "refuse"), "must be auto, online, direct or refuse"),
+        per_environment=True,
+    )
+    # pt-online-schema-change's throttling: pause above max load, stop above critical load,
+    # chunks sized to take chunk_time seconds, pause while a replica lags more than max_lag seconds.
+    osc_max_load: str = _variable("OSC_MAX_LOAD", "Threads_running=25", _load_thresholds)
+    osc_critical_load: str = _variable("OSC_CRITICAL_LOAD", "Threads_running=50", _load_thresholds)
+    osc_chunk_time: float = _variable("OSC_CHUNK_TIME", 0.5, _seconds)
+    osc_max_lag: float = _variable("OSC_MAX_LAG", 1.0, _seconds)
+    osc_replicas: tuple[str, ...] = _variable("OSC_REPLICAS", (), _hosts, per_environment=True)
     smoke_sql: tuple[str, ...] = _variable("DEPLOY_SMOKE_SQL", (), _statements)
     # Compare the live schema with backend/database.py when verifying at head.
     verify_models: bool = _variable("DEPLOY_VERIFY_MODELS", True, _flag)

@@ -15,7 +15,7 @@ from .cli import DESTRUCTIVE_HELP, PROTECTED_HELP, cli_errors, show_report
 def _upgrade(settings: Settings, target: str) -> None:
     from backend.dbops import alembic_setup, migrate
 
-    applied = migrate.upgrade(settings, target, on_step=say_step)
+    applied = migrate.upgrade(settings, target, on_step=say_step, say=lambda line: say(f"    {line}"))
     now = ", ".join(alembic_setup.current(settings)) or "base"
     if applied:
         say(f"✅ applied {len(applied)} revision(s); {settings.database} is at {now}")
@@ -109,7 +109,7 @@ def downgrade(c, revision="-1", yes=False, allow_production=False):
             raise Exit(f"❌ downgrade {failure.record.status}: {failure}", code=1) from None
         say(f"✅ {record.message}")
         return
-    reverted = migrate.downgrade(settings, revision, on_step=say_step)
+    reverted = migrate.downgrade(settings, revision, on_step=say_step, say=lambda line: say(f"    {line}"))
     now = ", ".join(alembic_setup.current(settings)) or "base"
     say(f"✅ reverted {len(reverted)} revision(s); {settings.database} is at {now}")
 

@@ -48,12 +48,9 @@ def _option_value(value: str) -> str:
     return f'"{escaped}"'
 
 
-@contextmanager
-def client_options(settings: Settings, count: int = 1) -> Iterator[list[int]]:
-    """count pipes, each holding a [client] option file with the credentials for one client to
-    read (see defaults_file); yields their read ends, closed afterwards. Pass them to the
-    client with pass_fds: the password is then never on disk, and no file outlives a kill."""
-    text = (
+def option_file_text(settings: Settings) -> bytes:
+    """A [client] option file with the credentials, as the clients read it."""
+    return (
         "\n".join(
             [
                 "[client]",
@@ -66,6 +63,14 @@ def client_options(settings: Settings, count: int = 1) -> Iterator[list[int]]:
         ).encode()
         + b"\n"
     )
+
+
+@contextmanager
+def client_options(settings: Settings, count: int = 1) -> Iterator[list[int]]:
+    """count pipes, each holding a [client] option file with the credentials for one client to
+    read (see defaults_file); yields their read ends, closed afterwards. Pass them to the
+    client with pass_fds: the password is then never on disk, and no file outlives a kill."""
+    text = option_file_text(settings)
     readers: list[int] = []
     try:
         for _ in range(count):
@@ -120,7 +125,7 @@ def child_processes() -> Iterator[list[Child]]:
             child.errors.close()
 
 
-def _dies_with(parent: int) -> Callable[[], None]:
+def dies_with(parent: int) -> Callable[[], None]:
     """preexec_fn: the child gets SIGKILL when this process dies (Linux PR_SET_PDEATHSIG), even by
     SIGKILL, so no dump, compressor or load outlives the migration lock."""
 
@@ -149,7 +154,7 @@ def start_child(
             stdout=stdout,
             stderr=errors,
             env=child_environment(),
-            preexec_fn=_dies_with(os.getpid()),
+            preexec_fn=dies_with(os.getpid()),
             pass_fds=pass_fds,
         )
     except OSError as exc:

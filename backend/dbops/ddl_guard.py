@@ -8,9 +8,10 @@ by hand is found before the backup (UNMANAGED_TABLES declares tables to leave al
 
 On the way, each ALTER TABLE / CREATE INDEX / DROP INDEX of an existing table is tried with an
 explicit algorithm: INSTANT, then INPLACE with LOCK=NONE; when the server refuses both, the
-statement needs a table copy (or a lock). The deploy refuses such a statement on a table
-above DDL_GUARD_MAX_ROWS rows unless the revision opts in with a comment
-`# ddl-guard: allow-copy <reason>`.
+statement needs a table copy (or a lock). Such a statement on a table above DDL_GUARD_MAX_ROWS
+rows takes the route ONLINE_SCHEMA_CHANGE names: online (through pt-online-schema-change,
+online_ddl.py), direct (as written) or refused. A revision decides for its own statements with a
+comment: `# ddl-guard: allow-copy <reason>` (direct) or `# ddl-guard: online` (online, any size).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from .drift import models_against
 from .errors import DbOpsError, first_line
 from .identifiers import quote_identifier
 from .scratch import scratch_schema
+from .servers import find_program
 from .sql import first_keyword, split_statements
-from .tool_tables import TOOL_TABLES, IgnoredTables, ignored_tables
+from .tool_tables import HOLD_PREFIX, TOOL_TABLES, IgnoredTables, ignored_tables
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -38,7 +40,14 @@ INSTANT, INPLACE, COPY, UNKNOWN = "instant", "inplace", "copy", "unknown"
 # The server refuses the requested ALGORITHM/LOCK (MySQL and MariaDB share these codes).
 ER_ALTER_OPERATION_NOT_SUPPORTED = (1845, 1846)
 OPT_IN = re.compile(r"#\s*ddl-guard:\s*allow-copy\s+(\S.*)$", re.M)
-_ALTER = re.compile(r"^\s*ALTER\s+TABLE\s+(`(?:[^`]|``)+`|\w+)\s+(.*)$", re.I | re.S)
+ONLINE_ASKED = re.compile(r"#\s*ddl-guard:\s*online\b", re.M)
+OSC_TOOL = "pt-online-schema-change"
+# Routes of a guarded statement: as written, through the online tool, or refused.
+DIRECT, ONLINE, REFUSE = "direct", "online", "refuse"
+# What the online copy moves per second, data and indexes, measured here (tests/bench/online.py);
+# an estimate for the plan, throttling can only make it slower.
+ONLINE_COPY_BYTES_PER_SECOND = 40e6
+ALTER_TABLE = re.compile(r"^\s*ALTER\s+TABLE\s+(`(?:[^`]|``)+`|\w+)\s+(.*)$", re.I | re.S)
 _CREATE_INDEX = re.compile(
     r"^\s*CREATE\s+(UNIQUE\s+|FULLTEXT\s+|SPATIAL\s+)?INDEX\s+(\S+)\s+ON\s+(`(?:[^`]|``)+`|\w+)\s*(.*)$", re.I | re.S
 )
@@ -58,6 +67,9 @@ class DDLStatement:
     rows: int
     allowed_reason: str = ""
     note: str = ""
+    online_asked: bool = False  # the revision says `# ddl-guard: online`
+    bytes: int = 0  # the table's data and indexes
+    route: str = ""  # DIRECT, ONLINE or REFUSE when it copies a big table (or the revision asks); "" otherwise
 
     @property
     def blocking(self) -> bool:
@@ -65,7 +77,32 @@ class DDLStatement:
 
     def describe(self) -> str:
         text = f"{self.revision} {self.table} ({self.rows:,} rows): {self.algorithm}"
+        if self.route == ONLINE:
+            text += f", runs online through {OSC_TOOL} (copy of {self.bytes / 1e6:,.0f} MB, about {copy_estimate(self.bytes)})"
+        elif self.route == DIRECT and self.blocking:
+            text += ", runs as written: writes to the table wait for the copy"
         return text + (f" - {self.note}" if self.note else "")
+
+
+def copy_estimate(size: int) -> str:
+    seconds = size / ONLINE_COPY_BYTES_PER_SECOND
+    return f"{seconds:,.0f} s" if seconds >= 1 else "under 1 s"
+
+
+def schema_change_mode(settings: Settings) -> str:
+    """ONLINE_SCHEMA_CHANGE, with auto resolved: online where the tool is installed, else refuse."""
+    if settings.online_schema_change != "auto":
+        return settings.online_schema_change
+    return ONLINE if find_program(OSC_TOOL) else REFUSE
+
+
+def route(algorithm: str, rows: int, max_rows: int, mode: str, allowed: bool, online_asked: bool) -> str:
+    """How a guarded statement runs: DIRECT, ONLINE, REFUSE, or "" (as written, nothing to decide)."""
+    if online_asked and algorithm != INSTANT:
+        return ONLINE
+    if algorithm != COPY or rows <= max_rows:
+        return ""
+    return DIRECT if allowed else mode
 
 
 def _unquote(name: str) -> str:
@@ -74,7 +111,7 @@ def _unquote(name: str) -> str:
 
 def _probe_forms(statement: str, scratch: str) -> tuple[str, list[tuple[str, str]]] | None:
     """(table, [(algorithm, sql against the scratch copy), ...]) for a statement the guard knows."""
-    if match := _ALTER.match(statement):
+    if match := ALTER_TABLE.match(statement):
         table, rest = _unquote(match.group(1)), match.group(2)
         target = f"{scratch}.{quote_identifier(table, 'table name')}"
         return table, [
@@ -113,17 +150,18 @@ class Rehearsal:
     model_differences: list[str] = field(default_factory=list)  # at head: rehearsed schema vs models
 
 
-def _table_rows(connection: Connection, database: str) -> dict[str, int]:
+def _table_sizes(connection: Connection, database: str) -> dict[str, tuple[int, int]]:
+    """{table: (rows, bytes of data and indexes)}, the server's estimates."""
     from sqlalchemy import text
 
     rows = connection.execute(
         text(
-            "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES "
+            "SELECT TABLE_NAME, TABLE_ROWS, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
             "WHERE TABLE_SCHEMA = :db AND TABLE_TYPE = 'BASE TABLE'"
         ),
         {"db": database},
     )
-    return {name: int(count or 0) for name, count in rows}
+    return {name: (int(count or 0), int(size or 0)) for name, count, size in rows}
 
 
 def _error_code(exc) -> int | None:
@@ -200,13 +238,15 @@ def rehearse(settings: Settings, target: str = "head", downgrade: bool = False) 
         if not steps:  # nothing to run: the live schema is what verify will compare
             rehearsal.model_differences = _model_differences(connection, ignored)
             return rehearsal
-        sizes = _table_rows(connection, settings.database)
+        sizes = _table_sizes(connection, settings.database)
+    mode = schema_change_mode(settings)
     with scratch_schema(settings, "rehearsal") as scratch, connect(scratch) as connection:
         _copy_structure(connection, settings.database, TOOL_TABLES)
         for step, sql in steps:
             if sql is None:
                 return rehearsal  # the revision reads the database to decide what to run: the rest cannot be rehearsed
-            reason = _opt_in(Path(step.path))
+            source = Path(step.path).read_text(errors="replace")
+            reason, online_asked = _opt_in(source), bool(ONLINE_ASKED.search(source))
             for statement in split_statements(sql):
                 if "alembic_version" in statement:
                     continue  # the copy has no revision table; the real run records the revision
@@ -217,9 +257,22 @@ def rehearse(settings: Settings, target: str = "head", downgrade: bool = False) 
                 try:
                     if forms and table in sizes:
                         algorithm, note = _classify(connection, statement, forms[1])
+                        rows, size = sizes[table]
+                        way = route(algorithm, rows, settings.ddl_guard_max_rows, mode, bool(reason), online_asked)
+                        if way == ONLINE and not ALTER_TABLE.match(statement):
+                            way = DIRECT if online_asked else mode  # only ALTER TABLE goes through the tool
                         rehearsal.statements.append(
                             DDLStatement(
-                                step.revision, table, " ".join(statement.split()), algorithm, sizes[table], reason, note
+                                step.revision,
+                                table,
+                                " ".join(statement.split()),
+                                algorithm,
+                                rows,
+                                reason,
+                                note,
+                                online_asked,
+                                size,
+                                way,
                             )
                         )
                     else:
@@ -245,14 +298,46 @@ def inspect_pending(settings: Settings, target: str = "head") -> list[DDLStateme
     return rehearse(settings, target).statements
 
 
-def _opt_in(path: Path) -> str:
-    match = OPT_IN.search(path.read_text(errors="replace"))
+def _opt_in(source: str) -> str:
+    match = OPT_IN.search(source)
     return match.group(1).strip() if match else ""
 
 
-def refused(statements: list[DDLStatement], max_rows: int) -> list[DDLStatement]:
-    """Statements that would copy or lock a table above max_rows without the revision's opt-in."""
-    return [item for item in statements if item.blocking and item.rows > max_rows and not item.allowed_reason]
+def refused(statements: list[DDLStatement]) -> list[DDLStatement]:
+    """Statements that would copy or lock a big table and that nothing lets through."""
+    return [item for item in statements if item.route == REFUSE]
+
+
+def online_problems(settings: Settings, statements: list[DDLStatement]) -> list[str]:
+    """Why the statements routed online cannot run through the tool, one line each."""
+    online = [item for item in statements if item.route == ONLINE]
+    if not online:
+        return []
+    if not find_program(OSC_TOOL):
+        return [
+            f"{online[0].revision} must run online ({online[0].table}) but {OSC_TOOL} is not installed: "
+            "install percona-toolkit, or set ONLINE_SCHEMA_CHANGE=direct to run it as written"
+        ]
+    from .undo.holding import table_key, table_triggers
+    from .undo.session import Session
+
+    problems = []
+    with connect(settings) as connection:
+        session = Session.of(connection)
+        for table in dict.fromkeys(item.table for item in online):
+            if table_key(session, table) is None:
+                problems.append(
+                    f"{table} has no primary key or unique key of NOT NULL columns: {OSC_TOOL} copies by key; "
+                    "give it one in an earlier revision"
+                )
+            triggers = [trigger["name"] for trigger in table_triggers(session, table)]
+            if triggers:
+                ours = all(name.startswith(HOLD_PREFIX) for name in triggers)
+                problems.append(
+                    f"{table} has triggers ({', '.join(triggers)}), beside which {OSC_TOOL} cannot run: "
+                    + ("settle the earlier deploy first (`invoke db.settle`)" if ours else "drop them first")
+                )
+    return problems
 
 
 def check(settings: Settings, target: str = "head", downgrade: bool = False) -> list[DDLStatement]:
@@ -272,12 +357,15 @@ def check(settings: Settings, target: str = "head", downgrade: bool = False) -> 
             "manage in UNMANAGED_TABLES"
         )
     statements = rehearsal.statements
-    bad = refused(statements, settings.ddl_guard_max_rows)
+    bad = refused(statements)
     if bad:
         first = bad[0]
         raise DDLGuardRefused(
             f"{first.revision} would copy or lock {first.table} ({first.rows:,} rows > DDL_GUARD_MAX_ROWS="
-            f"{settings.ddl_guard_max_rows:,}): {first.sql[:120]}; rewrite it to run online or add "
-            "'# ddl-guard: allow-copy <reason>' to the revision"
+            f"{settings.ddl_guard_max_rows:,}): {first.sql[:120]}; install percona-toolkit to run it online "
+            "(ONLINE_SCHEMA_CHANGE), rewrite it, or add '# ddl-guard: allow-copy <reason>' to the revision"
         )
+    problems = online_problems(settings, statements)
+    if problems:
+        raise DDLGuardRefused(problems[0])
     return statements

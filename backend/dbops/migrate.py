@@ -20,6 +20,7 @@ from .alembic_setup import (
 from .connection import connect, translate_error
 from .errors import DbOpsError, RevisionError, first_line
 from .lock import HeldLock, migration_lock
+from .online_ddl import OnlineAlterHook
 from .revision_graph import applied_revisions, downgrade_steps, parent_ids, pending
 from .tool_tables import HISTORY_TABLES
 
@@ -56,9 +57,11 @@ def _run_steps(
     on_step: StepHook | None,
     deploy_id: str | None,
     capture: DeployCapture | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Run revision steps one at a time under the migration lock, journaling each; capture (a
-    deploy's) makes each statement undoable before it runs.
+    deploy's) makes each statement undoable before it runs; big-table ALTERs may run online
+    (online_ddl.py), telling their progress to say.
 
     A step is journaled once the database is found where it starts, just before its function
     runs: a run that fails before that leaves no entry behind, since it changed nothing."""
@@ -72,6 +75,13 @@ def _run_steps(
             config = alembic_config(settings, connection)
             steps = plan(script, current_heads(connection))
             connection.commit()
+            online = OnlineAlterHook(
+                settings,
+                held.connection,
+                deploy_id if capture is not None else None,
+                capture.say if capture is not None else (say or (lambda line: None)),
+            )
+            online.attach(connection)  # first: what it runs online, the capture does not see
             if capture is not None:
                 stack.enter_context(capture.attached(connection))
             for step in steps:
@@ -80,6 +90,7 @@ def _run_steps(
                     on_step(step, direction)
                 if capture is not None:
                     capture.revision = step.revision
+                online.begin_step(step)
                 entries: list[int] = []
 
                 def begin(step: Script = step, entries: list[int] = entries) -> None:
@@ -165,6 +176,7 @@ def upgrade(
     lock: HeldLock | None = None,
     deploy_id: str | None = None,
     capture: DeployCapture | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Apply pending revisions up to target one at a time; return those applied."""
     validate_revision_argument(target)
@@ -177,6 +189,7 @@ def upgrade(
         on_step,
         deploy_id,
         capture,
+        say,
     )
 
 
@@ -187,6 +200,7 @@ def downgrade(
     lock: HeldLock | None = None,
     deploy_id: str | None = None,
     capture: DeployCapture | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Revert revisions down to target (default: one step); return those reverted, newest first."""
     validate_revision_argument(target)
@@ -199,6 +213,7 @@ def downgrade(
         on_step,
         deploy_id,
         capture,
+        say,
     )
 
 

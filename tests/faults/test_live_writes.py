@@ -37,6 +37,10 @@ KINDS = {
     "narrow-column": f'{NON_STRICT}\nop.alter_column("chat_messages", "content", existing_type=sa.Text(), '
     "type_=sa.String(12))",
     "convert-charset": f'{NON_STRICT}\nop.execute("ALTER TABLE knowledge CONVERT TO CHARACTER SET latin1")',
+    # Through pt-online-schema-change: the original set aside, the copy swapped in, other tables'
+    # foreign keys moved to it; undone by a rename back.
+    "online-alter": "# ddl-guard: online\n"
+    'op.alter_column("chat_messages", "content", existing_type=sa.Text(), type_=sa.String(2000))',
     "update": "op.execute(\"UPDATE chat_messages SET content = CONCAT(content, ' [m]') WHERE id <= 20\")\n"
     "op.execute(\"UPDATE knowledge SET tags = 'backfilled'\")",
     "delete": 'op.execute("DELETE FROM system_logs WHERE id <= 2")',

@@ -20,6 +20,7 @@ CREATE_TABLE = "create-table"  # undo: drop it
 DROP_TABLE = "drop-table"  # run as a rename to the holding name; undo: rename it back
 RENAME_TABLE = "rename-table"  # undo: rename back
 ALTER = "alter"  # undo: the table's structure back, held column values joined back by key
+ONLINE_ALTER = "online-alter"  # run by the online tool, the original set aside; undo: renamed back (online_alter.py)
 ROWS = "rows"  # undo: before-images back where the application did not change the row since
 OBJECT = "object"  # views, triggers, routines, events; undo: the old definition back
 IRREVERSIBLE = "irreversible"  # run on the operator's word; a rollback names it as not undone

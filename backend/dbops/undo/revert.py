@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import holding, log
+from . import holding, log, online_alter
 from .hold_triggers import locked, trigger_specs
 from .session import Session, column_list, key_match, q
 from .tabledef import TableDef, alter_statements, parse, read
@@ -57,7 +57,7 @@ def _still_differing(session: Session, entries: list[log.UndoEntry]) -> list[str
     for entry in entries:
         if entry.table is None or entry.table in first:
             continue
-        if entry.kind in (log.ALTER, log.DROP_TABLE, log.REPLACED_TABLE):
+        if entry.kind in (log.ALTER, log.ONLINE_ALTER, log.DROP_TABLE, log.REPLACED_TABLE):
             first[entry.table] = entry.detail.get("before")
         elif entry.kind == log.CREATE_TABLE:
             first[entry.table] = None
@@ -247,6 +247,12 @@ def _rows(control: Session, session: Session, deploy_id: str, entry: log.UndoEnt
     return "; ".join(parts) or "no rows had changed"
 
 
+def _online_alter(
+    control: Session, session: Session, deploy_id: str, entry: log.UndoEntry, outcome: RevertOutcome
+) -> str:
+    return online_alter.revert(control, session, deploy_id, entry)
+
+
 def _object(control: Session, session: Session, deploy_id: str, entry: log.UndoEntry, outcome: RevertOutcome) -> str:
     kind, name, before = entry.detail["type"], entry.detail["name"], entry.detail.get("before")
     session.run(f"DROP {kind} IF EXISTS {q(name)}")
@@ -261,6 +267,7 @@ _UNDO = {
     log.DROP_TABLE: _drop_table,
     log.REPLACED_TABLE: _drop_table,
     log.ALTER: _alter,
+    log.ONLINE_ALTER: _online_alter,
     log.ROWS: _rows,
     log.OBJECT: _object,
 }
@@ -274,8 +281,13 @@ def settle(control: Session, session: Session, deploy_id: str) -> list[str]:
     for entry in log.entries(control, deploy_id):
         if entry.status == log.SETTLED:
             continue
-        if entry.hold and holding.table_exists(session, entry.hold):
-            session.run(f"DROP TABLE IF EXISTS {q(entry.hold)}")
-            dropped.append(entry.hold)
+        # An online ALTER's copy and track table, besides the original it set aside.
+        extra = [entry.detail[name] for name in ("copy", "track", "undone") if entry.kind == log.ONLINE_ALTER]
+        if entry.kind == log.ONLINE_ALTER and entry.status != log.UNDONE:
+            online_alter.drop_tool_leftovers(session, entry.table_name(), entry.detail["copy"])
+        for name in [entry.hold, *extra]:
+            if name and holding.table_exists(session, name):
+                session.run(f"DROP TABLE IF EXISTS {q(name)}")
+                dropped.append(name)
         log.save(control, entry, log.SETTLED)
     return dropped
