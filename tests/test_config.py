@@ -112,8 +112,10 @@ def _as_documented(default) -> str:
     """A field's default as the guide writes it."""
     if isinstance(default, tuple):
         return ",".join(default)
-    if isinstance(default, bool | float):
+    if isinstance(default, bool):
         return str(int(default))
+    if isinstance(default, float):
+        return f"{default:g}"
     return str(default).removeprefix(f"{PROJECT_ROOT}/")
 
 

@@ -334,7 +334,7 @@ def online_problems(settings: Settings, statements: list[DDLStatement]) -> list[
             if triggers:
                 ours = all(name.startswith(HOLD_PREFIX) for name in triggers)
                 problems.append(
-                    f"{table} has triggers ({', '.join(triggers)}), beside which {OSC_TOOL} cannot run: "
+                    f"{table} has triggers ({', '.join(triggers)}), beside which pt-online-schema-change cannot run: "
                     + ("settle the earlier deploy first (`invoke db.settle`)" if ours else "drop them first")
                 )
     return problems

@@ -119,7 +119,7 @@ def run_tool(settings: Settings, table: str, alter: str, copy: str, say: Say) ->
     for raw in process.stdout:
         line = raw.decode("utf-8", "replace").rstrip()
         output.append(line)
-        if line.startswith("Copying ") or "Copied rows OK" in line:
+        if line.startswith(("Copying ", "Pausing because")) or "Copied rows OK" in line:
             say(line.split(" ", 1)[-1] if line[:4].isdigit() else line)
     if process.wait() != 0:
         errors = [line for line in output if line.strip() and not line.startswith(("DROP ", "Not "))]
@@ -127,7 +127,7 @@ def run_tool(settings: Settings, table: str, alter: str, copy: str, say: Say) ->
         if settings.password:
             failing = failing.replace(settings.password, "***")
         raise OnlineSchemaChangeFailed(
-            f"{OSC_TOOL} failed on {table} (exit {process.returncode}): {' '.join(failing.split())[:300]}"
+            f"pt-online-schema-change failed on {table} (exit {process.returncode}): {' '.join(failing.split())[:300]}"
         )
 
 
