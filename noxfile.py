@@ -74,6 +74,7 @@ def server_tests(session: nox.Session, server: str) -> None:
         server,
         "tests/test_undo_units.py",
         "tests/faults/test_live_writes.py",
+        "tests/test_online_ddl.py",
         "tests/faults/test_rollback_kills.py",
         "tests/test_rehearsal.py",
         "tests/test_privileges.py",
