@@ -106,6 +106,9 @@ def test_a_revision_can_ask_for_the_online_path_whatever_the_size(invoke, mysql_
     env = {**seeded, **ONLINE, "DDL_GUARD_MAX_ROWS": "1000000", "ONLINE_SCHEMA_CHANGE": "refuse"}
     plan = invoke("db.deploy", "--dry-run", env=env)
     assert plan.returncode == 0, plan.output
+    # The plan says it runs online, about how long the copy takes, and that nothing is copied to undo it.
+    assert f"chat_messages (50 rows): copy, runs online through {OSC_TOOL} (copy of" in plan.stdout, plan.stdout
+    assert "altered online: the original set aside at the cut-over, nothing copied" in plan.stdout
     result = invoke("db.deploy", "--yes", env=env)
     assert result.returncode == 0, result.output
     assert f"runs online through {OSC_TOOL}" in result.stdout

@@ -28,6 +28,7 @@ from .backup import Progress, backup, data_and_index_bytes
 from .backup_files import format_size
 from .check import run_check
 from .connection import connect
+from .ddl_guard import ONLINE, DDLStatement, inspect_pending
 from .ddl_guard import check as ddl_check
 from .deploy_history import (
     DOWNGRADE_PREFIX,
@@ -75,6 +76,7 @@ class DeployPlan:
     sql: str
     protection: ProtectionPlan
     full_dump_bytes: int | None  # None: no full dump
+    ddl: list[DDLStatement]  # the guarded statements, with how each runs
 
     def backup_lines(self) -> list[str]:
         """What the backup step will keep, and how big it is."""
@@ -91,6 +93,7 @@ class DeployPlan:
             f"Plan for {where}: {' → '.join(self.steps)}",
             f"  from {', '.join(self.current) or 'base'} to {', '.join(self.target) or 'base'}",
             *(f"  → {revision_id}  {message}" for revision_id, message in self.pending),
+            *(f"  ddl: {statement.describe()}" for statement in self.ddl),
             *(self.backup_lines() if self.pending and "backup" in self.steps else []),
         ]
         sql = f"-- SQL the upgrade would run:\n{self.sql}" if self.sql else ""
@@ -130,7 +133,8 @@ def make_plan(settings: Settings, target: str = "head") -> DeployPlan:
     current = alembic_setup.current(settings)
     steps = revision_graph.pending(script, current, target)
     sql = offline_sql.offline_sql(settings, ",".join(current) or "base", target) if steps else ""
-    protection = protection_plan(settings, target) if steps else ProtectionPlan()
+    ddl = inspect_pending(settings, target) if steps else []
+    protection = protection_plan(settings, target, online=_online(ddl)) if steps else ProtectionPlan()
     full_dump_bytes = None
     if steps and settings.deploy_full_backup:
         with connect(settings) as connection:
@@ -143,7 +147,12 @@ def make_plan(settings: Settings, target: str = "head") -> DeployPlan:
         sql,
         protection,
         full_dump_bytes,
+        ddl,
     )
+
+
+def _online(statements: list[DDLStatement]) -> set[tuple[str, str]]:
+    return {(statement.revision, statement.table) for statement in statements if statement.route == ONLINE}
 
 
 def settle_deploys(
@@ -301,9 +310,10 @@ class _DeployRun:
         report = run_check(self.settings, own_deploy=self.record.id, rehearse=False)
         if not report.ok:
             raise _StepError("; ".join(f"{item.name}: {item.detail}" for item in report.failures))
-        for statement in ddl_check(self.settings, self.target, self.downgrade):
+        guarded = ddl_check(self.settings, self.target, self.downgrade)
+        for statement in guarded:
             self.say(f"  ddl: {statement.describe()}")
-        self.protection = protection_plan(self.settings, self.target, self.downgrade)
+        self.protection = protection_plan(self.settings, self.target, self.downgrade, _online(guarded))
         problems = self.protection.irreversible
         if problems and not self.allow_irreversible:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

@@ -11,6 +11,7 @@ log cannot bring back what it destroys.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from ..config import Settings
@@ -95,13 +96,17 @@ def _column_bytes(session: Session, table: str, columns: list[str]) -> int:
     return int(float(average or 0) * _rows(session, table))
 
 
-def _kept_by(session: Session, revision: str, action: statements.Action) -> list[Kept]:
-    """What the undo log keeps for one statement that it can undo."""
+def _kept_by(session: Session, revision: str, action: statements.Action, online: bool = False) -> list[Kept]:
+    """What the undo log keeps for one statement that it can undo (online: an ALTER the tool runs)."""
     if action.kind == statements.DROP_TABLE:
         return [
             Kept(revision, table, "dropped", "renamed aside, nothing copied")
             for table in action.tables
             if holding.table_exists(session, table)
+        ]
+    if action.kind == statements.ALTER and action.table and online:
+        return [
+            Kept(revision, action.table, "altered online", "the original set aside at the cut-over, nothing copied")
         ]
     if action.kind == statements.ALTER and action.table and holding.table_exists(session, action.table):
         changes = action.alter
@@ -135,8 +140,11 @@ def _kept_by(session: Session, revision: str, action: statements.Action) -> list
     return []
 
 
-def plan(settings: Settings, target: str = "head", downgrade: bool = False) -> ProtectionPlan:
-    """Read the pending statements (their offline SQL): what the undo log keeps, what it could not undo."""
+def plan(
+    settings: Settings, target: str = "head", downgrade: bool = False, online: Container[tuple[str, str]] = ()
+) -> ProtectionPlan:
+    """Read the pending statements (their offline SQL): what the undo log keeps, what it could not undo.
+    online: the (revision, table) of the ALTERs that run through the online tool (ddl_guard's routes)."""
     found = ProtectionPlan()
     created: set[str] = set()
     with connect(settings) as connection:
@@ -156,7 +164,7 @@ def plan(settings: Settings, target: str = "head", downgrade: bool = False) -> P
                 if reason := refusal(session, action, created):
                     found.irreversible.append(f"{step.revision}: `{shortened(text)}` cannot be undone: {reason}")
                 elif not (action.table in created or set(action.tables) & created):
-                    found.kept += _kept_by(session, step.revision, action)
+                    found.kept += _kept_by(session, step.revision, action, (step.revision, action.table) in online)
                 if action.kind == statements.CREATE_TABLE and action.table:
                     created.add(action.table)
                 for old, new in action.renames:
