@@ -531,9 +531,13 @@ def test_large_table_copy(tmp_path, settings, mysql_server):
         )
         cursor.execute("ANALYZE TABLE knowledge")
     connection.close()
-    [finding] = rules(lint(configured, large_table_rows=10))
+    [finding] = rules(lint(replace(configured, online_schema_change="refuse"), large_table_rows=10))
     assert (finding.rule, finding.severity) == ("large-table-copy", "warning")
     assert "copies table knowledge" in finding.message and "gh-ost" in finding.fix
+    # Where the deploy runs it online, lint says so, and about how long the copy takes.
+    [finding] = rules(lint(replace(configured, online_schema_change="online"), large_table_rows=10))
+    assert (finding.rule, finding.severity) == ("large-table-copy", "info")
+    assert "runs online through pt-online-schema-change, the copy taking about" in finding.message
     assert rules(lint(configured)) == []  # 50 rows are below the default
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from ...config import PROJECT_ROOT, Settings
 from .. import alembic_setup, authoring, revision_graph
 from ..connection import connect
+from ..ddl_guard import schema_change_mode
 from ..errors import DbOpsError, RevisionError, first_line
 from ..schema import Schema, Table, read_schema
 from ..tool_tables import TOOL_TABLES
@@ -165,6 +166,7 @@ def lint(
     operations, and duplicates and table sizes are not looked at.
     """
     report = LintReport()
+    online_mode = schema_change_mode(settings)
     script = alembic_setup.script_directory(settings)
     ordered = _ordered(script)
     by_id = {rev.revision: rev for rev in ordered}
@@ -222,7 +224,7 @@ def lint(
                     replayed = _replayed(sources, ordered, set(report.revisions))
                 schema = replayed.get(rev.revision, Schema())
                 sources_used.append("revision operations")
-            check = Check(source, schema, live, large_table_rows, large_table_bytes)
+            check = Check(source, schema, live, large_table_rows, large_table_bytes, online_mode)
             check_revision(check)
             if source.upgrade_error:
                 message, line = source.upgrade_error

@@ -6,6 +6,7 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..ddl_guard import ONLINE, ONLINE_ASKED, OPT_IN, OSC_TOOL, copy_estimate
 from ..schema import Schema
 from ..sql import SQLSyntaxError
 from .capture import Captured, Source, finding_in
@@ -23,6 +24,7 @@ class Check:
     live: Live | None
     large_rows: int
     large_bytes: int
+    online_mode: str = ""  # ddl_guard.schema_change_mode: what a big table copy does in a deploy
     findings: list[Finding] = field(default_factory=list)
     unsized: list[str] = field(default_factory=list)  # copies whose table size could not be read
     spans: dict[int, tuple[int, int]] = field(default_factory=dict, repr=False)  # id(finding) -> call lines
@@ -309,6 +311,20 @@ def _check_copy(check: Check, item: Captured, table: str, what: str) -> None:
         check.unsized.append(f"{table} ({what})")
         return
     rows, size = check.live.sizes.get(table, (0, 0))
+    text = check.source.path.read_text(errors="replace")
+    asked, allowed = bool(ONLINE_ASKED.search(text)), bool(OPT_IN.search(text))
+    if asked or (
+        check.online_mode == ONLINE and not allowed and (rows >= check.large_rows or size >= check.large_bytes)
+    ):
+        check.add(
+            item,
+            "large-table-copy",
+            INFO,
+            f"{what} copies table {table} (about {rows:,} rows, {size / 1e6:,.0f} MB): it runs online through "
+            f"{OSC_TOOL}, the copy taking about {copy_estimate(size)}; writes to it do not wait",
+            "nothing to do; OSC_MAX_LOAD, OSC_CRITICAL_LOAD and OSC_CHUNK_TIME throttle the copy",
+        )
+        return
     if rows >= check.large_rows or size >= check.large_bytes:
         check.add(
             item,
