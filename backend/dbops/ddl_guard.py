@@ -322,9 +322,16 @@ def online_problems(settings: Settings, statements: list[DDLStatement]) -> list[
     from .undo.session import Session
 
     problems = []
+    tables = [item.table for item in online]
+    twice = sorted({table for table in tables if tables.count(table) > 1})
+    if twice:
+        problems.append(
+            f"{twice[0]} would be altered online more than once in one deploy: the tool cannot run beside the "
+            "triggers the first run leaves until the deploy settles; put the changes into one ALTER TABLE"
+        )
     with connect(settings) as connection:
         session = Session.of(connection)
-        for table in dict.fromkeys(item.table for item in online):
+        for table in dict.fromkeys(tables):
             if table_key(session, table) is None:
                 problems.append(
                     f"{table} has no primary key or unique key of NOT NULL columns: {OSC_TOOL} copies by key; "

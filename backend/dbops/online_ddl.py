@@ -43,6 +43,7 @@ from .servers import find_program
 from .tool_tables import TOOL_TABLES
 from .undo import holding, log, online_alter
 from .undo.session import Session, q
+from .undo.tabledef import show_create
 
 if TYPE_CHECKING:
     from alembic.script import Script
@@ -205,41 +206,27 @@ class OnlineAlterHook:
             )
         revision = self.step.revision if self.step is not None else None
         renames = list(classify(statement).alter.renamed)
-        if self.deploy_id is not None:
-            entry = online_alter.start(self.control, run_id, revision, table, key, renames)
-        else:
-            entry = log.UndoEntry(0, run_id, revision, log.ONLINE_ALTER, table, None, log.PREPARED, {})
-            names = online_alter.table_names(run_id, 0, table)
-            entry.hold, entry.detail = names["aside"], {"copy": names["copy"], "track": names["track"]}
-        copy, track, aside = entry.detail["copy"], entry.detail["track"], entry.hold or ""
+        entry = online_alter.start(self.control, run_id, revision, table, key, renames) if self.deploy_id else None
+        names = online_alter.table_names(run_id, entry.id if entry else 0, table)
+        copy, track, aside = names["copy"], names["track"], names["aside"]
         self.say(f"{table}: {alter[:80]} runs online through {OSC_TOOL}")
         try:
             run_tool(self.settings, table, alter, copy, self.say)
-            if self.deploy_id is not None:
+            if entry is not None:
                 online_alter.install_tracking(self.control, run_id, table, copy, track, key)
-            online_alter.cut_over(self.control, table, copy, aside, [track] if self.deploy_id else [])
+            online_alter.cut_over(self.control, table, copy, aside, [track] if entry else [])
         except BaseException:
-            if self.deploy_id is not None:
+            if entry is not None:
                 # Undone now, so that the deploy's rollback finds nothing of it left.
                 online_alter.revert(self.control, self.control, run_id, entry)
                 log.save(self.control, entry, log.FAILED)
             else:
                 online_alter.drop_tool_leftovers(self.control, table, copy)
             raise
-        before = show_create_of(self.control, aside)
-        online_alter.restore_names(self.control, table, aside, before)
-        if self.deploy_id is None:
+        online_alter.restore_names(self.control, table, aside, show_create(self.control, aside) or "")
+        if entry is None:
             self.control.run(f"DROP TABLE IF EXISTS {q(aside)}")
             self.say(f"{table}: swapped in; the original dropped")
         else:
             log.save(self.control, entry, log.DONE)
             self.say(f"{table}: swapped in; the original kept as {aside} until the deploy is settled")
-
-
-def show_create_of(session: Session, table: str) -> str:
-    from .undo.tabledef import show_create
-
-    found = show_create(session, table)
-    if found is None:
-        raise OnlineSchemaChangeFailed(f"{table} is gone after the cut-over")
-    return found
