@@ -187,3 +187,37 @@ def test_a_deploy_killed_during_the_online_copy_is_undone_with_nothing_left(
     assert raw_schema(mysql_server, database_name) == schema
     assert checksums(mysql_server, database_name) == sums
     assert version_rows(mysql_server, database_name) == [HEAD]
+
+
+@pytest.mark.parametrize("direction", ["forward", "back"])
+def test_a_cut_over_killed_between_its_renames_is_undone(
+    invoke, settings, mysql_server, database_name, seeded, direction
+):
+    """The cut-over's two renames run under LOCK TABLES but are not one statement: after the first,
+    the table's name is free and other tables' foreign keys followed the renamed table. The state a
+    kill there leaves (made here by running the first rename alone) is undone by the rollback."""
+    from backend.dbops.connection import connect
+    from backend.dbops.undo import log, online_alter
+    from backend.dbops.undo.session import Session
+
+    schema, before = raw_schema(mysql_server, database_name), all_rows(mysql_server, database_name)
+    result = invoke("db.deploy", "--yes", env={**seeded, **ONLINE})
+    assert result.returncode == 0, result.output
+    with connect(settings) as connection:
+        session = Session.autocommitting(connection)
+        [entry] = [item for item in log.entries(session) if item.kind == log.ONLINE_ALTER]
+        if direction == "forward":
+            # The original went aside and the copy (now under the table's name) had not taken its place.
+            session.run(f"ALTER TABLE chat_messages RENAME TO `{entry.detail['copy']}`")
+        else:
+            # The rollback's cut-over had renamed the table to undone and not yet the original back.
+            session.run(f"ALTER TABLE chat_messages RENAME TO `{entry.detail['undone']}`")
+        online_alter.revert(session, session, entry.deploy_id, entry)
+    assert raw_schema(mysql_server, database_name) == schema
+    assert all_rows(mysql_server, database_name) == before
+    expected = [] if direction == "forward" else [entry.detail["undone"]]
+    assert [
+        name
+        for name in _leftovers(mysql_server, database_name)
+        if not name.startswith("alembic_hold_") or "_u_" in name
+    ] == expected

@@ -163,6 +163,11 @@ def restore_names(session: Session, table: str, aside: str, before: str) -> None
     """The table's foreign keys and checks under the names `before` gives them: the tool's copy has
     them under other names (they are unique in a schema), so the aside table's go first."""
     holding.free_names(session, aside, show_create(session, aside) or before, [])
+    foreign_keys_back(session, table, before)
+
+
+def foreign_keys_back(session: Session, table: str, before: str) -> None:
+    """The foreign keys `before` gives table, where it lacks them or has them under another name."""
     current, wanted = read(session, table), parse(before)
     if current is None:
         return
@@ -258,9 +263,11 @@ def revert(control: Session, session: Session, deploy_id: str, entry: log.UndoEn
     aside, copy, track, undone = entry.hold or "", detail["copy"], detail["track"], detail["undone"]
     exists = {name: holding.table_exists(session, name) for name in (table, aside, copy, undone)}
     if exists[aside] and not exists[table]:
-        # Killed between the cut-over's two renames: the original goes back, the copy is dropped below.
+        # Killed between a cut-over's two renames (forward: the copy still has its name; back: the
+        # table was renamed to undone): the original goes back, the copy is dropped or kept below.
         session.run(f"ALTER TABLE {q(aside)} RENAME TO {q(table)}")
-        _point_children(session, _children(session, [aside]), table)
+        # The other tables' foreign keys followed the first rename: to the copy's or undone's name.
+        _point_children(session, _children(session, [aside, copy, undone]), table)
         exists[aside], exists[table] = False, True
     if exists[aside]:
         key = detail["key"]
@@ -278,6 +285,7 @@ def revert(control: Session, session: Session, deploy_id: str, entry: log.UndoEn
         return f"the original was back; the online copy kept as {undone}"
     dropped = drop_tool_leftovers(session, table, copy)
     session.run(f"DROP TABLE IF EXISTS {q(track)}")
+    foreign_keys_back(session, table, detail["before"])
     return "it had not been swapped in" + (f": dropped {', '.join(dropped)}" if dropped else "")
 
 
