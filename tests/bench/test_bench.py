@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -26,14 +25,12 @@ def test_generated_chat_compresses_like_real_chat() -> None:
 @pytest.mark.skipif(not shutil.which("mydumper"), reason="mydumper not installed (apt-get install mydumper)")
 def test_benchmark_json_has_every_phase(tmp_path) -> None:
     report = tmp_path / "bench.json"
-    started = time.monotonic()
     subprocess.run(
         [sys.executable, "-m", "tests.bench.deploy", "--sizes", "1000,2000", "--repeats", "1", "--json", str(report)],
         cwd=PROJECT_ROOT,
         check=True,
         capture_output=True,
     )
-    assert time.monotonic() - started < 60
     results = json.loads(report.read_text())
     assert results["load_start"] and results["load_end"]
     assert list(results["sizes"]) == ["1000", "2000"]
