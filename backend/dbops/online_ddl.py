@@ -20,6 +20,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, child_environment
@@ -171,7 +172,7 @@ class OnlineAlterHook:
 
     def begin_step(self, step: Script) -> None:
         self.step = step
-        self._source = open(step.path, encoding="utf-8", errors="replace").read()
+        self._source = Path(step.path).read_text(errors="replace")
 
     def before(self, conn, cursor, statement: str, parameters: Any, context, executemany: bool):
         match = ALTER_TABLE.match(statement)
