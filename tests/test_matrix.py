@@ -4,6 +4,7 @@ provider serves, and the round trip of tests/migrations catching what it is ther
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -85,7 +86,7 @@ def test_the_rows_reach_every_table_of_the_schema():
 def test_a_target_nobody_serves_is_skipped_with_the_reasons_unless_required():
     skipped = run("pytest", "tests/migrations", "-p", "no:cacheprovider", env={"TEST_SERVER": "mysql-5.7"})
     assert skipped.returncode == 0, skipped.stdout + skipped.stderr
-    assert "6 skipped" in skipped.stdout
+    assert re.search(r"= \d+ skipped in ", skipped.stdout), skipped.stdout  # every test, none run
     assert (
         "mysql-5.7 not tested: no provider can serve mysql-5.7: url: MATRIX_URL_MYSQL_5_7 is not set; local: no local "
         "MySQL 5.7 binary"
@@ -101,7 +102,7 @@ def test_a_target_nobody_serves_is_skipped_with_the_reasons_unless_required():
             env={"TEST_SERVER": "mysql-5.7", "MATRIX_REQUIRED": required},
         )
         assert failed.returncode == 1, failed.stdout + failed.stderr
-        assert "6 errors" in failed.stdout
+        assert re.search(r"= \d+ errors in ", failed.stdout), failed.stdout
         assert "mysql-5.7 is required (MATRIX_REQUIRED), but no provider can serve mysql-5.7: url:" in failed.stdout
 
 
