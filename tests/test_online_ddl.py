@@ -157,11 +157,12 @@ def _keyless_revision() -> str:
     )
 
 
+@pytest.mark.parametrize("pause", ["load", "replica"])
 def test_a_deploy_killed_during_the_online_copy_is_undone_with_nothing_left(
-    invoke, cli_env, mysql_server, database_name, seeded
+    pause, invoke, cli_env, mysql_server, database_name, seeded
 ):
-    # Enough rows for several chunks, and a load threshold always exceeded: the tool pauses after the
-    # first chunk, its triggers and half-filled copy in place.
+    """The tool pauses its copy, its triggers and half-filled copy in place, on a load threshold always
+    exceeded, or on a replica that does not replicate (the lag check of OSC_REPLICAS: the server itself)."""
     for _ in range(6):
         query(
             mysql_server,
@@ -171,9 +172,14 @@ def test_a_deploy_killed_during_the_online_copy_is_undone_with_nothing_left(
         )
     sums = checksums(mysql_server, database_name)
     schema = raw_schema(mysql_server, database_name)
-    deploy = Spawned({**cli_env, **seeded, **ONLINE, "OSC_MAX_LOAD": "Threads_connected=1"}, "db.deploy", "--yes")
+    waits = {
+        "load": ({"OSC_MAX_LOAD": "Threads_connected=1"}, "Pausing because Threads_connected"),
+        "replica": ({"OSC_REPLICAS": f"{mysql_server.host}:{mysql_server.port}"}, "is stopped.  Waiting."),
+    }
+    env, message = waits[pause]
+    deploy = Spawned({**cli_env, **seeded, **ONLINE, **env}, "db.deploy", "--yes")
     try:
-        deploy.wait_for("Pausing because Threads_connected", timeout=120)
+        deploy.wait_for(message, timeout=120)
         triggers = "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s"
         assert query(mysql_server, triggers, (database_name,))[0][0] == 3
     finally:

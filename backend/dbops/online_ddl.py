@@ -17,9 +17,11 @@ per connection it makes and which no kill leaves behind; it dies with this proce
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,15 +66,15 @@ def _memory_file(data: bytes) -> int:
     return fd
 
 
-def tool_command(settings: Settings, options_fd: int, table: str, alter: str, copy: str) -> list[str]:
-    """The tool's command line: nothing secret on it (the password is in the option file)."""
+def tool_command(settings: Settings, options_fd: int, table: str, alter: str, copy: str, replicas: str) -> list[str]:
+    """The tool's command line: nothing secret on it (the password is in the option file). replicas:
+    the table listing OSC_REPLICAS for the tool's lag checks (its DSN recursion method)."""
     program = find_program(OSC_TOOL)
     if program is None:
         raise OnlineSchemaChangeFailed(f"{OSC_TOOL} is not installed: install percona-toolkit")
-    source = f"F=/dev/fd/{options_fd},h={settings.host},P={settings.port}"
-    command = [
+    return [
         program,
-        f"{source},D={settings.database},t={table}",
+        f"F=/dev/fd/{options_fd},h={settings.host},P={settings.port},D={settings.database},t={table}",
         "--alter",
         alter,
         "--execute",
@@ -89,41 +91,52 @@ def tool_command(settings: Settings, options_fd: int, table: str, alter: str, co
         f"--max-load={settings.osc_max_load}",
         f"--critical-load={settings.osc_critical_load}",
         f"--chunk-time={settings.osc_chunk_time}",
+        f"--max-lag={settings.osc_max_lag}",
+        f"--recursion-method=dsn=D={settings.database},t={replicas}"
+        if settings.osc_replicas
+        else "--recursion-method=none",
         "--progress=time,5",
     ]
-    if settings.osc_replicas:
-        command += [f"--max-lag={settings.osc_max_lag}", "--recursion-method=none"]
+
+
+@contextmanager
+def replica_table(control: Session, settings: Settings, name: str, options_fd: int) -> Iterator[None]:
+    """The table the tool reads OSC_REPLICAS from (DSNs with the same option file), while it runs."""
+    if not settings.osc_replicas:
+        yield
+        return
+    control.run(
+        f"CREATE TABLE {q(name)} (id INT AUTO_INCREMENT PRIMARY KEY, parent_id INT NULL, dsn VARCHAR(255) NOT NULL)"
+    )
+    try:
         for replica in settings.osc_replicas:
             host, _, port = replica.rpartition("@")[2].partition(":")
-            command.append(f"--check-slave-lag={source.split(',h=')[0]},h={host},P={port or 3306}")
-    else:
-        command.append("--recursion-method=none")
-    return command
+            dsn = f"h={host.strip('[]')},P={port or 3306},F=/dev/fd/{options_fd}"
+            control.run(f"INSERT INTO {q(name)} (dsn) VALUES ({control.literal(dsn)})")
+        yield
+    finally:
+        control.run(f"DROP TABLE IF EXISTS {q(name)}")
 
 
-def run_tool(settings: Settings, table: str, alter: str, copy: str, say: Say) -> None:
-    """Run the tool to build the altered copy; its progress lines go to say; raise with its error."""
+def run_tool(control: Session, settings: Settings, table: str, alter: str, names: dict[str, str], say: Say) -> None:
+    """Run the tool to build the altered copy (names: online_alter.table_names); its progress, pauses
+    and replica waits go to say; raise with its error."""
     fd = _memory_file(option_file_text(settings))
     try:
-        process = subprocess.Popen(
-            tool_command(settings, fd, table, alter, copy),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=child_environment(),
-            pass_fds=(fd,),
-            preexec_fn=dies_with(os.getpid()),
-        )
+        with replica_table(control, settings, names["replicas"], fd):
+            process = subprocess.Popen(
+                tool_command(settings, fd, table, alter, names["copy"], names["replicas"]),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=child_environment(),
+                pass_fds=(fd,),
+                preexec_fn=dies_with(os.getpid()),
+            )
+            output = _follow(process, say)
     finally:
         os.close(fd)
-    output: list[str] = []
-    assert process.stdout is not None
-    for raw in process.stdout:
-        line = raw.decode("utf-8", "replace").rstrip()
-        output.append(line)
-        if line.startswith(("Copying ", "Pausing because")) or "Copied rows OK" in line:
-            say(line.split(" ", 1)[-1] if line[:4].isdigit() else line)
-    if process.wait() != 0:
+    if process.returncode != 0:
         errors = [line for line in output if line.strip() and not line.startswith(("DROP ", "Not "))]
         failing = next((line for line in errors if "rror" in line or "DBD" in line), errors[-1] if errors else "")
         if settings.password:
@@ -131,6 +144,20 @@ def run_tool(settings: Settings, table: str, alter: str, copy: str, say: Say) ->
         raise OnlineSchemaChangeFailed(
             f"pt-online-schema-change failed on {table} (exit {process.returncode}): {' '.join(failing.split())[:300]}"
         )
+
+
+def _follow(process: subprocess.Popen, say: Say) -> list[str]:
+    """The tool's output lines, once it ended; those about its progress and its waits go to say."""
+    output: list[str] = []
+    assert process.stdout is not None
+    for raw in process.stdout:
+        line = raw.decode("utf-8", "replace").rstrip()
+        output.append(line)
+        shown = re.sub(r"^(\d{4}-\S+ |\(\d+\) )", "", line)  # its timestamp or counter
+        if shown.startswith(("Copying ", "Pausing because", "Replica ")) or "Copied rows OK" in shown:
+            say(shown)
+    process.wait()
+    return output
 
 
 def probe(control: Session, table: str, alter: str, probe_table: str) -> str:
@@ -212,7 +239,7 @@ class OnlineAlterHook:
         copy, track, aside = names["copy"], names["track"], names["aside"]
         self.say(f"{table}: {alter[:80]} runs online through {OSC_TOOL}")
         try:
-            run_tool(self.settings, table, alter, copy, self.say)
+            run_tool(self.control, self.settings, table, alter, names, self.say)
             if entry is not None:
                 online_alter.install_tracking(self.control, run_id, table, copy, track, key)
             online_alter.cut_over(self.control, table, copy, aside, [track] if entry else [])

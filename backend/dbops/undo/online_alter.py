@@ -38,6 +38,7 @@ def table_names(deploy_id: str, entry_id: int, table: str) -> dict[str, str]:
         "copy": holding.hold_name(deploy_id, entry_id, "n_" + table),
         "track": holding.hold_name(deploy_id, entry_id, "k_" + table),
         "undone": holding.hold_name(deploy_id, entry_id, "u_" + table),
+        "replicas": holding.hold_name(deploy_id, entry_id, "r_" + table),
     }
 
 
@@ -55,6 +56,7 @@ def start(
         "copy": names["copy"],
         "track": names["track"],
         "undone": names["undone"],
+        "replicas": names["replicas"],
     }
     log.save(control, entry)
     return entry
@@ -72,15 +74,16 @@ def tool_triggers(session: Session, table: str) -> list[str]:
     ]
 
 
-def drop_tool_leftovers(session: Session, table: str, copy: str) -> list[str]:
-    """The tool's triggers on table and its copy, when a run stopped before the cut-over."""
+def drop_tool_leftovers(session: Session, table: str, copy: str, replicas: str = "") -> list[str]:
+    """The tool's triggers on table, its copy and its replica list, when a run stopped before the cut-over."""
     dropped = []
     for name in tool_triggers(session, table):
         session.run(f"DROP TRIGGER IF EXISTS {q(name)}")
         dropped.append(f"trigger {name}")
-    if holding.table_exists(session, copy):
-        session.run(f"DROP TABLE IF EXISTS {q(copy)}")
-        dropped.append(f"table {copy}")
+    for name in (copy, replicas):
+        if name and holding.table_exists(session, name):
+            session.run(f"DROP TABLE IF EXISTS {q(name)}")
+            dropped.append(f"table {name}")
     return dropped
 
 
@@ -283,7 +286,7 @@ def revert(control: Session, session: Session, deploy_id: str, entry: log.UndoEn
         _settle_aside(session, table, undone, detail["before"])
         session.run(f"DROP TABLE IF EXISTS {q(track)}")
         return f"the original was back; the online copy kept as {undone}"
-    dropped = drop_tool_leftovers(session, table, copy)
+    dropped = drop_tool_leftovers(session, table, copy, detail.get("replicas", ""))
     session.run(f"DROP TABLE IF EXISTS {q(track)}")
     foreign_keys_back(session, table, detail["before"])
     return "it had not been swapped in" + (f": dropped {', '.join(dropped)}" if dropped else "")

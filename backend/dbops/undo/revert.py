@@ -282,7 +282,9 @@ def settle(control: Session, session: Session, deploy_id: str) -> list[str]:
         if entry.status == log.SETTLED:
             continue
         # An online ALTER's copy and track table, besides the original it set aside.
-        extra = [entry.detail[name] for name in ("copy", "track", "undone") if entry.kind == log.ONLINE_ALTER]
+        extra = [
+            entry.detail.get(name) for name in ("copy", "track", "undone", "replicas") if entry.kind == log.ONLINE_ALTER
+        ]
         if entry.kind == log.ONLINE_ALTER and entry.status != log.UNDONE:
             online_alter.drop_tool_leftovers(session, entry.table_name(), entry.detail["copy"])
         for name in [entry.hold, *extra]:
