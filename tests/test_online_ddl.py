@@ -19,7 +19,9 @@ from tests.faults.live import all_rows
 from tests.helpers import (
     HEAD,
     checksums,
+    cmdline,
     copy_versions,
+    descendants,
     query,
     raw_schema,
     seed,
@@ -180,6 +182,11 @@ def test_a_deploy_killed_during_the_online_copy_is_undone_with_nothing_left(
     deploy = Spawned({**cli_env, **seeded, **ONLINE, **env}, "db.deploy", "--yes")
     try:
         deploy.wait_for(message, timeout=120)
+        # The tool reads the password from an in-memory file: not on its command line or in its environment.
+        [tool] = [pid for pid in descendants(deploy.pid) if OSC_TOOL in cmdline(pid)]
+        assert "F=/dev/fd/" in cmdline(tool)
+        for part in ("cmdline", "environ"):
+            assert mysql_server.password.encode() not in Path(f"/proc/{tool}/{part}").read_bytes()
         triggers = "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s"
         assert query(mysql_server, triggers, (database_name,))[0][0] == 3
     finally:
