@@ -26,6 +26,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -61,9 +62,49 @@ MAX_WAIT_GOAL, TIME_FACTOR_GOAL = 1.0, 3.0  # online: no insert waits over 1 s; 
 TOOL_STARTS, TOOL_COPIED, SWAPPED_IN = "runs online through", "Copied rows OK", "swapped in"
 
 
+class Sampler(threading.Thread):
+    """What waits during a deploy: every 50 ms, each statement running for over 100 ms (the writer's
+    insert, or the statement of a trigger it fired; the tool's chunks), with its state and, when
+    InnoDB has it waiting for a lock, what the blocking session runs."""
+
+    QUERY = (
+        "SELECT LEFT(p.INFO, 40), p.STATE, t.trx_state, LEFT(COALESCE(b.INFO, ''), 60) "
+        "FROM information_schema.PROCESSLIST p "
+        "LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID "
+        "LEFT JOIN information_schema.INNODB_LOCK_WAITS w ON w.requesting_trx_id = t.trx_id "
+        "LEFT JOIN information_schema.INNODB_TRX bt ON bt.trx_id = w.blocking_trx_id "
+        "LEFT JOIN information_schema.PROCESSLIST b ON b.ID = bt.trx_mysql_thread_id "
+        "WHERE p.COMMAND = 'Query' AND p.TIME_MS > 100 AND p.ID <> CONNECTION_ID()"
+    )
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.stopping = settings, threading.Event()
+        self.seen: dict[str, int] = {}
+
+    def run(self) -> None:
+        connection = connect_app(self.settings)
+        with connection.cursor() as cursor:
+            while not self.stopping.wait(0.05):
+                cursor.execute(self.QUERY)
+                for query, state, trx_state, blocker in cursor.fetchall():
+                    reason = f"{query} | {state or '-'} / {trx_state or 'no transaction'}" + (
+                        f" behind: {blocker}" if blocker else ""
+                    )
+                    self.seen[reason] = self.seen.get(reason, 0) + 1
+        connection.close()
+
+    def stop(self) -> dict[str, int]:
+        """{what the waiting insert showed: how many samples}, most seen first."""
+        self.stopping.set()
+        self.join()
+        return dict(sorted(self.seen.items(), key=lambda item: -item[1]))
+
+
 class Bench:
-    def __init__(self, settings: Settings, work: Path, repeats: int, say=print) -> None:
+    def __init__(self, settings: Settings, work: Path, repeats: int, say=print, chunk_time: str = "") -> None:
         self.settings, self.work, self.repeats, self.say = settings, work, repeats, say
+        self.tool_settings = {"OSC_CHUNK_TIME": chunk_time} if chunk_time else {}
         (work / "empty.env").write_text("")
         self.versions = copy_versions(work / "versions")
         (self.versions / f"{REVISION}_bench_retype.py").write_text(
@@ -117,13 +158,17 @@ class Bench:
             DEPLOY_STEPS="preflight,backup,upgrade,verify",
             ONLINE_SCHEMA_CHANGE=path,
             DDL_GUARD_MAX_ROWS="0",  # every copy of chat_messages takes the path under test
+            **self.tool_settings,
         )
         table_bytes = sum(self.table_bytes())
         writer = Writer(self.settings, WRITER_INTERVAL, self.texts)
+        sampler = Sampler(self.settings)
+        sampler.start()
         try:
             code, record, lines, started = deploy_lines(env, self.work / f"{path}.json")
         finally:
             attempts = writer.stop()
+            waits_seen = sampler.stop()
         ended = lines[-1][0] if lines else time.monotonic()
         if code != 0 or record.get("status") != "succeeded":
             raise RuntimeError(f"the {path} deploy failed: " + "\n".join(line for _, line in lines[-15:]))
@@ -131,6 +176,7 @@ class Bench:
             "deploy_seconds": ended - started,
             "upgrade_seconds": next(step["seconds"] for step in record["steps"] if step["name"] == "upgrade"),
             "writer": writer_figures([attempt for attempt in attempts if attempt[0] <= ended]),
+            "writer_waits_seen": waits_seen,
         }
         worst = max(attempts, key=lambda attempt: attempt[1])
         figures["worst_wait_at_seconds"] = worst[0] - started
@@ -233,6 +279,11 @@ def summary(runs: list[dict]) -> dict[str, Any]:
             "writer_inserts": sum(run["writer"]["inserts"] for run in runs),
         }
     )
+    seen: dict[str, int] = {}
+    for run in runs:
+        for reason, count in run["writer_waits_seen"].items():
+            seen[reason] = seen.get(reason, 0) + count
+    found["writer_waits_seen"] = dict(sorted(seen.items(), key=lambda item: -item[1]))
     return found
 
 
@@ -244,7 +295,8 @@ def table(results: dict) -> list[str]:
         "",
         f"== {data['rows']:,} messages: {data['data_mb']:,.0f} MB data + {data['index_mb']:,.0f} MB index; "
         f"retype chat_messages.token_count INT -> BIGINT (a table copy) under a writer inserting every "
-        f"{1000 * WRITER_INTERVAL:.0f} ms; medians of {results['repeats']}, worst wait over all runs",
+        f"{1000 * WRITER_INTERVAL:.0f} ms; medians of {results['repeats']}, worst wait over all runs; "
+        f"OSC_CHUNK_TIME {results['osc_chunk_time']}; server options {' '.join(results['server_options']) or 'none'}",
         f"{'path':8} {'deploy s':>9} {'upgrade s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'failed':>7} {'inserts':>8}",
     ]
     for name, figures in (("direct", direct), ("online", online)):
@@ -269,23 +321,34 @@ def table(results: dict) -> list[str]:
             for name, figures in run["writer_by_phase"].items()
         )
         lines.append(f"  online run {number}: worst wait in the {run['worst_wait_in']}; {phases}")
+    for name in PATHS:
+        seen = results[name]["writer_waits_seen"]
+        lines.append(
+            f"  {name}: statements seen running over 100 ms (50 ms samples): "
+            + ("; ".join(f"{reason} x{count}" for reason, count in list(seen.items())[:4]) or "none")
+        )
     lines += ["", f"load average at end: {results['load_end']}"]
     return lines
 
 
-def run(rows: int, repeats: int, say=print) -> dict:
+def run(rows: int, repeats: int, say=print, chunk_time: str = "", server_options: tuple[str, ...] = ()) -> dict:
     if not shutil.which("pt-online-schema-change"):
         raise SystemExit("❌ pt-online-schema-change not found (apt-get install percona-toolkit)")
-    results: dict[str, Any] = {"load_start": uptime(), "repeats": repeats}
+    results: dict[str, Any] = {
+        "load_start": uptime(),
+        "repeats": repeats,
+        "osc_chunk_time": chunk_time or "the setting's default",
+        "server_options": list(server_options),
+    }
     say(results["load_start"])
     work = Path(tempfile.mkdtemp(prefix="online-bench-"))
     try:
         with bench_server(
             work / "server",
             copy_versions(work / "head"),
-            ("--innodb-buffer-pool-size=1G", "--innodb-log-file-size=512M"),
+            ("--innodb-buffer-pool-size=1G", "--innodb-log-file-size=512M", *server_options),
         ) as settings:
-            bench = Bench(settings, work, repeats, say)
+            bench = Bench(settings, work, repeats, say, chunk_time)
             results["dataset"] = bench.dataset(rows)
             results["load_average"] = os.getloadavg()
             results.update(bench.compare())
@@ -300,8 +363,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=4_000_000, help="chat_messages rows (default 4,000,000)")
     parser.add_argument("--repeats", type=int, default=3, help="deploys of each path, alternating (medians; default 3)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file, to compare commits")
+    parser.add_argument("--chunk-time", default="", help="OSC_CHUNK_TIME for the online deploys (default: its default)")
+    parser.add_argument(
+        "--server-option",
+        action="append",
+        default=[],
+        help="another option for the benchmark's server, e.g. --server-option=--innodb-autoinc-lock-mode=2 (repeatable)",
+    )
     args = parser.parse_args(argv)
-    results = run(args.rows, args.repeats)
+    results = run(args.rows, args.repeats, chunk_time=args.chunk_time, server_options=tuple(args.server_option))
     print("\n".join(table(results)))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,10 +1,10 @@
 """An ALTER run online (online_ddl.py): its cut-over, and its undo, which is a rename back.
 
 The online tool leaves an altered copy of the table, kept current by its triggers. The cut-over
-points the foreign keys of other tables at the copy (under LOCK TABLES, for milliseconds), then
-swaps it in with one RENAME TABLE: the original goes aside to the entry's holding name, taking
-the tool's triggers along (dropped from it next), and the copy takes its place, the foreign keys
-following it. Before that, tracking triggers on the copy note the key of every row written from
+swaps it in under LOCK TABLES (the application waits for milliseconds): the tool's triggers go,
+the original is renamed aside to the entry's holding name and the copy takes its place, and the
+foreign keys of other tables, which followed the original's rename, are pointed back at the
+table's name. Before that, tracking triggers on the copy note the key of every row written from
 then on, in a track table.
 
 Undoing it needs no copy back: mirror triggers on the table keep the original (aside) current
@@ -12,8 +12,8 @@ with the application's writes, the rows the track table names are brought over, 
 cut-over swaps the original back in. The copy stays aside under a holding name until the deploy
 is settled, so a value the original's narrower columns could not take is not lost.
 
-Each step looks at which tables exist and where foreign keys point, so a kill at any point is
-undone by running the rollback again.
+Each step looks at which tables exist, so a kill at any point (even between the two renames of
+a cut-over) is undone by running the rollback again.
 """
 
 from __future__ import annotations
@@ -79,12 +79,6 @@ def drop_tool_leftovers(session: Session, table: str, copy: str) -> list[str]:
         session.run(f"DROP TRIGGER IF EXISTS {q(name)}")
         dropped.append(f"trigger {name}")
     if holding.table_exists(session, copy):
-        if children := _children(session, [copy]):  # stopped before the cut-over's rename
-            session.run("SET SESSION foreign_key_checks = 0")
-            try:
-                _point_children(session, children, table)
-            finally:
-                session.run("SET SESSION foreign_key_checks = 1")
         session.run(f"DROP TABLE IF EXISTS {q(copy)}")
         dropped.append(f"table {copy}")
     return dropped
@@ -148,25 +142,21 @@ def _point_children(session: Session, children: list[tuple[str, str]], table: st
 
 
 def cut_over(session: Session, table: str, incoming: str, aside: str, also_locked: list[str]) -> None:
-    """Swap incoming in as table and table out as aside with one RENAME TABLE, so that a write waiting
-    for the table finds the new one. (MariaDB allows no RENAME TABLE under LOCK TABLES, and two ALTER
-    TABLE ... RENAMEs under it leave a moment without the table: a waiting write failed with 1146.)
-    Other tables' foreign keys are pointed at incoming first, under LOCK TABLES (the triggers keep
-    incoming current, so their checks hold), and follow it in the rename; the tool's triggers go
-    with table and are dropped from aside after."""
+    """Swap incoming in as table and table out as aside, the application waiting on LOCK TABLES
+    meanwhile; the tool's triggers on table go, and other tables' foreign keys come back to table."""
     children = _children(session, [table])
-    if children:
-        locked = dict.fromkeys([table, incoming, *also_locked, *(child for child, _ in children)])
-        session.run("SET SESSION foreign_key_checks = 0")
-        session.run("LOCK TABLES " + ", ".join(f"{q(name)} WRITE" for name in locked))
-        try:
-            _point_children(session, children, incoming)
-        finally:
-            session.run("UNLOCK TABLES")
-            session.run("SET SESSION foreign_key_checks = 1")
-    session.run(f"RENAME TABLE {q(table)} TO {q(aside)}, {q(incoming)} TO {q(table)}")
-    for name in tool_triggers(session, aside):
-        session.run(f"DROP TRIGGER {q(name)}")
+    locked = dict.fromkeys([table, incoming, *also_locked, *(child for child, _ in children)])
+    session.run("SET SESSION foreign_key_checks = 0")
+    session.run("LOCK TABLES " + ", ".join(f"{q(name)} WRITE" for name in locked))
+    try:
+        for name in tool_triggers(session, table):
+            session.run(f"DROP TRIGGER {q(name)}")
+        session.run(f"ALTER TABLE {q(table)} RENAME TO {q(aside)}")
+        session.run(f"ALTER TABLE {q(incoming)} RENAME TO {q(table)}")
+        _point_children(session, children, table)
+    finally:
+        session.run("UNLOCK TABLES")
+        session.run("SET SESSION foreign_key_checks = 1")
 
 
 def restore_names(session: Session, table: str, aside: str, before: str) -> None:
@@ -273,8 +263,6 @@ def revert(control: Session, session: Session, deploy_id: str, entry: log.UndoEn
         _point_children(session, _children(session, [aside]), table)
         exists[aside], exists[table] = False, True
     if exists[aside]:
-        for name in tool_triggers(session, aside):  # stopped between the cut-over's rename and their drop
-            session.run(f"DROP TRIGGER {q(name)}")
         key = detail["key"]
         mapping = _mapping(session, table, aside, detail.get("renames", []))
         with _locked(session, [table, aside, track]):
