@@ -177,6 +177,8 @@ class Bench:
             "upgrade_seconds": next(step["seconds"] for step in record["steps"] if step["name"] == "upgrade"),
             "writer": writer_figures([attempt for attempt in attempts if attempt[0] <= ended]),
             "writer_waits_seen": waits_seen,
+            # The deploy's output, each line with its time: where a phase's seconds went.
+            "output": [[round(at - started, 3), line] for at, line in lines],
         }
         worst = max(attempts, key=lambda attempt: attempt[1])
         figures["worst_wait_at_seconds"] = worst[0] - started
