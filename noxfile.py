@@ -112,3 +112,11 @@ def bench_rollback(session: nox.Session) -> None:
     ways (its own throwaway servers; posargs: --rows N)."""
     session.install("-r", "requirements.txt")
     session.run("python", "-m", "tests.bench.rollback", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench_online(session: nox.Session) -> None:
+    """A table copy of chat_messages under a steady writer, direct against online (pt-online-schema-change):
+    time, the writer's waits, the copy rate (its own throwaway server; posargs: --rows N --repeats N --json FILE)."""
+    session.install("-r", "requirements.txt")
+    session.run("python", "-m", "tests.bench.online", *session.posargs)

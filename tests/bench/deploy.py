@@ -45,6 +45,7 @@ from backend.dbops.deploy import settle_deploys
 from backend.dbops.lock import migration_lock
 from backend.dbops.servers import create_user, find_program, start_instance, stop_instance
 from backend.dbops.tool_tables import HOLD_PREFIX
+from tests.bench.common import alternate, bench_environment, uptime
 from tests.bench.datagen import content_ratio, fill, zstd_ratio
 from tests.helpers import HEAD, copy_versions
 
@@ -136,10 +137,6 @@ class Phase:
         return {**figures, **self.extra}
 
 
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-
-
 class Bench:
     def __init__(self, settings: Settings, work: Path, repeats: int, say) -> None:
         self.settings, self.work, self.repeats, self.say = settings, work, repeats, say
@@ -172,23 +169,9 @@ class Bench:
         return replace(self.settings, versions_dir=versions), self.environment(versions), ini
 
     def environment(self, versions: Path, **extra: str) -> dict[str, str]:
-        return {
-            **os.environ,
-            "DB_CONFIG_FILE": str(self.work / "empty.env"),
-            "MYSQL_HOST": self.settings.host,
-            "MYSQL_PORT": str(self.settings.port),
-            "MYSQL_USER": self.settings.user,
-            "MYSQL_PASSWORD": self.settings.password,
-            "MYSQL_DATABASE": self.settings.database,
-            "MIGRATIONS_DIR": str(versions),
-            "BACKUP_DIR": str(self.backups),
-            "DEPLOY_STEPS": "preflight,backup,upgrade,verify",
-            "DEPLOY_SMOKE_SQL": "",
-            "DEPLOY_FULL_BACKUP": "0",
-            # The benchmark revisions are not in backend/database.py.
-            "DEPLOY_VERIFY_MODELS": "0",
-            **extra,
-        }
+        return bench_environment(
+            self.settings, versions, self.work, DEPLOY_STEPS="preflight,backup,upgrade,verify", **extra
+        )
 
     def sql(self, *statements: str, database: str | None = None) -> list[tuple]:
         connection = pymysql.connect(
@@ -246,14 +229,7 @@ class Bench:
     # -- phases ------------------------------------------------------------------------------
 
     def alternate(self, ways: dict, between=None) -> None:
-        """Each way once per repeat, the order rotated from one repeat to the next."""
-        names = list(ways)
-        for repeat in range(self.repeats):
-            shift = repeat % len(names)
-            for name in names[shift:] + names[:shift]:
-                ways[name]()
-                if between is not None:
-                    between(name)
+        alternate(ways, self.repeats, between)
 
     def deploy(self, env: dict[str, str], report: Path) -> tuple[Run, dict]:
         run = measure([sys.executable, "-m", "invoke", "db.deploy", "--yes", "--report", str(report)], env)

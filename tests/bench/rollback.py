@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,74 +29,21 @@ from pathlib import Path
 
 import pymysql
 
-from backend.config import PROJECT_ROOT, Settings
+from backend.config import Settings
 from backend.dbops import admin, alembic_setup, migrate
 from backend.dbops.clients import client_options, defaults_file, find_client
 from backend.dbops.servers import create_user, start_instance, stop_instance
+from tests.bench.common import Writer, bench_environment, deploy_lines, latency_figures
 from tests.bench.datagen import fill
 from tests.faults.live import FIRST as BENCH
 from tests.faults.live import write_revisions
 from tests.helpers import HEAD, copy_versions
 
 
-class Writer(threading.Thread):
-    """Inserts chat messages back to back and keeps each insert's latency."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(daemon=True)
-        self.settings, self.stopping = settings, threading.Event()
-        self.latencies: list[float] = []
-
-    def run(self) -> None:
-        connection = pymysql.connect(
-            host=self.settings.host,
-            port=self.settings.port,
-            user=self.settings.user,
-            password=self.settings.password,
-            database=self.settings.database,
-            autocommit=True,
-        )
-        with connection.cursor() as cursor:
-            while not self.stopping.is_set():
-                started = time.monotonic()
-                try:
-                    cursor.execute(
-                        "INSERT INTO chat_messages (session_id, user_id, role, content) "
-                        "VALUES ('s1', 1, 'user', 'bench writer')"
-                    )
-                except pymysql.err.MySQLError:
-                    continue
-                self.latencies.append(time.monotonic() - started)
-        connection.close()
-
-    def stop(self) -> dict[str, float]:
-        self.stopping.set()
-        self.join()
-        ordered = sorted(self.latencies)
-        return {
-            "inserts": len(ordered),
-            "p50_ms": 1000 * statistics.median(ordered),
-            "p99_ms": 1000 * ordered[int(len(ordered) * 0.99) - 1],
-            "max_ms": 1000 * ordered[-1],
-        }
-
-
 def _environment(settings: Settings, versions: Path, work: Path, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MYSQL_HOST": settings.host,
-        "MYSQL_PORT": str(settings.port),
-        "MYSQL_USER": settings.user,
-        "MYSQL_PASSWORD": settings.password,
-        "MYSQL_DATABASE": settings.database,
-        "MIGRATIONS_DIR": str(versions),
-        "BACKUP_DIR": str(work / "backups"),
-        "DEPLOY_STEPS": "preflight,upgrade,verify",
-        "DEPLOY_VERIFY_MODELS": "0",
-        "HOLD_RETENTION_HOURS": "0",
-        "DB_CONFIG_FILE": str(work / "empty.env"),
-        **extra,
-    }
+    return bench_environment(
+        settings, versions, work, DEPLOY_STEPS="preflight,upgrade,verify", HOLD_RETENTION_HOURS="0", **extra
+    )
 
 
 def _revision(work: Path, body: str, undo: str = "pass") -> None:
@@ -108,19 +53,8 @@ def _revision(work: Path, body: str, undo: str = "pass") -> None:
 
 def _deploy(env: dict[str, str], report: Path) -> tuple[int, dict, list[tuple[float, str]]]:
     """invoke db.deploy --report; (exit code, record, [(seconds since start, line)])."""
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "db.deploy", "--report", str(report)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None  # a pipe: stdout=PIPE
-    lines = [(time.monotonic() - started, line.rstrip()) for line in process.stdout]
-    code = process.wait()
-    return code, json.loads(report.read_text()), lines
+    code, record, lines, started = deploy_lines(env, report)
+    return code, record, [(at - started, line) for at, line in lines]
 
 
 def _alembic(settings: Settings, target: str) -> float:
@@ -182,15 +116,13 @@ def latency(settings: Settings, versions: Path, work: Path, say) -> dict:
     figures = {}
     for case in ("ours, no holder", "ours, 3 s holder", "raw alembic upgrade, 3 s holder"):
         holder = Holder(settings, 3.0) if "holder" in case and "no holder" not in case else None
-        writer = Writer(settings)
-        writer.start()
-        time.sleep(0.5)  # a steady writer before the deploy starts
+        writer = Writer(settings, interval=0)  # back to back; started once it made 20 inserts
         if case.startswith("raw"):
             _alembic(settings, BENCH)
         else:
             code, _, _ = _deploy(env, work / "latency.json")
             assert code == 0, f"deploy failed in {case}"
-        figures[case] = writer.stop()
+        figures[case] = latency_figures(writer.stop())
         if holder is not None:
             holder.close()
         migrate.downgrade(settings, HEAD)

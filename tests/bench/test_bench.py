@@ -44,3 +44,27 @@ def test_benchmark_json_has_every_phase(tmp_path) -> None:
         assert drop["kept_rows"] > 0 and 0 < drop["kept_share_of_database"] < 1
         assert size["additive deploy"]["full_backup_deploy_backup_step"] > 0
     assert set(results["growth"]["1000->2000"]) == set(PHASES)
+
+
+@pytest.mark.skipif(not shutil.which("pt-online-schema-change"), reason="percona-toolkit not installed")
+def test_online_benchmark_json_has_both_paths(tmp_path) -> None:
+    report = tmp_path / "online.json"
+    subprocess.run(
+        [sys.executable, "-m", "tests.bench.online", "--rows", "3000", "--repeats", "1", "--json", str(report)],
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+    )
+    results = json.loads(report.read_text())
+    assert results["load_start"] and results["load_end"] and results["dataset"]["rows"] == 3000
+    for path in ("direct", "online"):
+        figures = results[path]
+        assert figures["deploy_seconds"] > figures["upgrade_seconds"] > 0
+        assert figures["writer_inserts"] > 20 and 0 < figures["writer_p50_ms"] <= figures["writer_max_ms"]
+    online = results["online"]
+    assert online["copy_seconds"] > 0 and online["cut_over_seconds"] > 0 and online["copy_bytes_per_second"] > 0
+    assert results["online_vs_direct"]["deploy"] > 0 and set(results["goals"]) >= {"time_factor_met"}
+    run = results["runs"]["online"][0]
+    assert "copy" in run["writer_by_phase"] and isinstance(run["writer_waits_seen"], dict)
+    assert any("swapped in" in line for _, line in run["output"])
+    assert not any("runs online" in line for _, line in results["runs"]["direct"][0]["output"])
