@@ -203,34 +203,41 @@ def test_a_deploy_killed_during_the_online_copy_is_undone_with_nothing_left(
 
 
 @pytest.mark.parametrize("direction", ["forward", "back"])
-def test_a_cut_over_killed_between_its_renames_is_undone(
+def test_a_cut_over_killed_before_its_rename_is_undone(
     invoke, settings, mysql_server, database_name, seeded, direction
 ):
-    """The cut-over's two renames run under LOCK TABLES but are not one statement: after the first,
-    the table's name is free and other tables' foreign keys followed the renamed table. The state a
-    kill there leaves (made here by running the first rename alone) is undone by the rollback."""
+    """The cut-over's locked part (mirror triggers instead of the tool's, other tables' foreign keys
+    on the incoming table) commits before its RENAME: the state a kill there leaves, made here by
+    running that part alone, is undone by the rollback, forward (before the swap in) and back (before
+    the original's swap back)."""
     from backend.dbops.connection import connect
     from backend.dbops.undo import log, online_alter
     from backend.dbops.undo.session import Session
 
     schema, before = raw_schema(mysql_server, database_name), all_rows(mysql_server, database_name)
-    result = invoke("db.deploy", "--yes", env={**seeded, **ONLINE})
-    assert result.returncode == 0, result.output
     with connect(settings) as connection:
         session = Session.autocommitting(connection)
-        [entry] = [item for item in log.entries(session) if item.kind == log.ONLINE_ALTER]
         if direction == "forward":
-            # The original went aside and the copy (now under the table's name) had not taken its place.
-            session.run(f"ALTER TABLE chat_messages RENAME TO `{entry.detail['copy']}`")
+            # What the tool leaves: an altered copy with the rows (its triggers are replaced by the lock).
+            log.ensure_table(session)
+            entry = online_alter.start(session, "f0f0f0f0", RETYPE, "chat_messages", ["id"], [])
+            copy, track = entry.detail["copy"], entry.detail["track"]
+            session.run(f"CREATE TABLE `{copy}` LIKE chat_messages")
+            session.run(f"ALTER TABLE `{copy}` MODIFY content VARCHAR(2000) NOT NULL")
+            session.run(f"INSERT INTO `{copy}` SELECT * FROM chat_messages")
+            online_alter.install_tracking(session, "f0f0f0f0", "chat_messages", copy, track, ["id"])
+            mapping = online_alter.column_mapping(session, "chat_messages", copy, {})
+            online_alter.prepare_swap(session, "f0f0f0f0", "chat_messages", copy, mapping, ["id"], [track])
         else:
-            # The rollback's cut-over had renamed the table to undone and not yet the original back.
-            session.run(f"ALTER TABLE chat_messages RENAME TO `{entry.detail['undone']}`")
+            assert invoke("db.deploy", "--yes", env={**seeded, **ONLINE}).returncode == 0
+            [entry] = [item for item in log.entries(session) if item.kind == log.ONLINE_ALTER]
+            aside, track = entry.hold or "", entry.detail["track"]
+            mapping = online_alter.column_mapping(session, "chat_messages", aside, {})
+            online_alter.prepare_swap(session, entry.deploy_id, "chat_messages", aside, mapping, ["id"], [track])
+        # Other tables' foreign keys point at the incoming table now.
+        assert "chat_messages" not in {row[3] for row in raw_schema(mysql_server, database_name)["keys"]}
         online_alter.revert(session, session, entry.deploy_id, entry)
     assert raw_schema(mysql_server, database_name) == schema
     assert all_rows(mysql_server, database_name) == before
-    expected = [] if direction == "forward" else [entry.detail["undone"]]
-    assert [
-        name
-        for name in _leftovers(mysql_server, database_name)
-        if not name.startswith("alembic_hold_") or "_u_" in name
-    ] == expected
+    kept = [name for name in _leftovers(mysql_server, database_name) if "_u_" in name]
+    assert _leftovers(mysql_server, database_name) == kept and len(kept) == (direction == "back")

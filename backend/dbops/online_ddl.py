@@ -242,14 +242,15 @@ class OnlineAlterHook:
             run_tool(self.control, self.settings, table, alter, names, self.say)
             if entry is not None:
                 online_alter.install_tracking(self.control, run_id, table, copy, track, key)
-            online_alter.cut_over(self.control, table, copy, aside, [track] if entry else [])
+            mapping = online_alter.column_mapping(self.control, table, copy, dict(renames))
+            online_alter.cut_over(self.control, run_id, table, copy, aside, mapping, key, [track] if entry else [])
         except BaseException:
             if entry is not None:
                 # Undone now, so that the deploy's rollback finds nothing of it left.
                 online_alter.revert(self.control, self.control, run_id, entry)
                 log.save(self.control, entry, log.FAILED)
             else:
-                online_alter.drop_tool_leftovers(self.control, table, copy)
+                online_alter.undo_unswapped(self.control, run_id, table, copy, [names["replicas"]])
             raise
         online_alter.restore_names(self.control, table, aside, show_create(self.control, aside) or "")
         if entry is None:

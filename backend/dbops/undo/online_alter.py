@@ -1,19 +1,19 @@
 """An ALTER run online (online_ddl.py): its cut-over, and its undo, which is a rename back.
 
-The online tool leaves an altered copy of the table, kept current by its triggers. The cut-over
-swaps it in under LOCK TABLES (the application waits for milliseconds): the tool's triggers go,
-the original is renamed aside to the entry's holding name and the copy takes its place, and the
-foreign keys of other tables, which followed the original's rename, are pointed back at the
-table's name. Before that, tracking triggers on the copy note the key of every row written from
-then on, in a track table.
+The online tool leaves an altered copy of the table, kept current by its triggers. Tracking
+triggers on the copy then note the key of every row written from then on, in a track table. The
+cut-over: under LOCK TABLES (the application waits for milliseconds) the tool's triggers give way
+to our mirror triggers and other tables' foreign keys are pointed at the copy; then one RENAME
+TABLE sets the original aside under the entry's holding name and gives the copy the table's name
+(the foreign keys follow it).
 
 Undoing it needs no copy back: mirror triggers on the table keep the original (aside) current
-with the application's writes, the rows the track table names are brought over, and a second
+with the application's writes, the rows the track table names are brought over, and the same
 cut-over swaps the original back in. The copy stays aside under a holding name until the deploy
 is settled, so a value the original's narrower columns could not take is not lost.
 
-Each step looks at which tables exist, so a kill at any point (even between the two renames of
-a cut-over) is undone by running the rollback again.
+Each step looks at which tables exist, so a kill at any point is undone by running the rollback
+again.
 """
 
 from __future__ import annotations
@@ -74,19 +74,6 @@ def tool_triggers(session: Session, table: str) -> list[str]:
     ]
 
 
-def drop_tool_leftovers(session: Session, table: str, copy: str, replicas: str = "") -> list[str]:
-    """The tool's triggers on table, its copy and its replica list, when a run stopped before the cut-over."""
-    dropped = []
-    for name in tool_triggers(session, table):
-        session.run(f"DROP TRIGGER IF EXISTS {q(name)}")
-        dropped.append(f"trigger {name}")
-    for name in (copy, replicas):
-        if name and holding.table_exists(session, name):
-            session.run(f"DROP TABLE IF EXISTS {q(name)}")
-            dropped.append(f"table {name}")
-    return dropped
-
-
 def _trigger(deploy_id: str, role: str, table: str, event: str) -> str:
     """Our triggers carry the deploy's holding prefix, so settling a deploy drops them."""
     return holding.trigger_name(deploy_id, f"{role}:{table}", event)
@@ -144,22 +131,56 @@ def _point_children(session: Session, children: list[tuple[str, str]], table: st
         session.run(f"ALTER TABLE {q(child)} ADD {_REFERENCES.sub(f'REFERENCES {q(table)}', line, count=1)}")
 
 
-def cut_over(session: Session, table: str, incoming: str, aside: str, also_locked: list[str]) -> None:
-    """Swap incoming in as table and table out as aside, the application waiting on LOCK TABLES
-    meanwhile; the tool's triggers on table go, and other tables' foreign keys come back to table."""
+def cut_over(
+    session: Session,
+    deploy_id: str,
+    table: str,
+    incoming: str,
+    aside: str,
+    mapping: list[tuple[str, str]],
+    key: list[str],
+    also_locked: list[str],
+) -> None:
+    """Swap incoming in as table, and table out as aside, with one RENAME TABLE.
+
+    First, under LOCK TABLES (the application waits for milliseconds), the tool's triggers on table
+    give way to our mirror triggers (each write to table also upserted into incoming, columns by
+    mapping: the tool's REPLACE would delete the row first and cascade to its children), and the
+    other tables' foreign keys are pointed at incoming, so that the rename carries them to table's
+    name. Two renames under LOCK TABLES would leave a moment without the table, in which a waiting
+    write fails (1146); MariaDB refuses RENAME TABLE under LOCK TABLES."""
+    prepare_swap(session, deploy_id, table, incoming, mapping, key, also_locked)
+    session.run(f"RENAME TABLE {q(table)} TO {q(aside)}, {q(incoming)} TO {q(table)}")
+    drop_mirror(session, deploy_id, table)
+
+
+def prepare_swap(
+    session: Session,
+    deploy_id: str,
+    table: str,
+    incoming: str,
+    mapping: list[tuple[str, str]],
+    key: list[str],
+    also_locked: list[str],
+) -> None:
+    """The cut-over's locked part: mirror triggers instead of the tool's, other tables' foreign keys on incoming."""
     children = _children(session, [table])
     locked = dict.fromkeys([table, incoming, *also_locked, *(child for child, _ in children)])
-    session.run("SET SESSION foreign_key_checks = 0")
-    session.run("LOCK TABLES " + ", ".join(f"{q(name)} WRITE" for name in locked))
+    checks = session.value("SELECT @@SESSION.foreign_key_checks")
+    session.run("SET SESSION foreign_key_checks = 0")  # pointing foreign keys elsewhere is then metadata only
     try:
-        for name in tool_triggers(session, table):
-            session.run(f"DROP TRIGGER {q(name)}")
-        session.run(f"ALTER TABLE {q(table)} RENAME TO {q(aside)}")
-        session.run(f"ALTER TABLE {q(incoming)} RENAME TO {q(table)}")
-        _point_children(session, children, table)
+        with _locked(session, list(locked)):
+            for name in tool_triggers(session, table):
+                session.run(f"DROP TRIGGER {q(name)}")
+            _mirror(session, deploy_id, table, incoming, mapping, key)
+            _point_children(session, children, incoming)
     finally:
-        session.run("UNLOCK TABLES")
-        session.run("SET SESSION foreign_key_checks = 1")
+        session.run(f"SET SESSION foreign_key_checks = {int(checks)}")
+
+
+def drop_mirror(session: Session, deploy_id: str, table: str) -> None:
+    for event in holding.TRIGGER_EVENTS:
+        session.run(f"DROP TRIGGER IF EXISTS {q(_trigger(deploy_id, 'mirror', table, event))}")
 
 
 def restore_names(session: Session, table: str, aside: str, before: str) -> None:
@@ -203,7 +224,7 @@ def _retarget(line: str, old: str, new: str) -> str:
 
 def _mirror(session: Session, deploy_id: str, table: str, aside: str, mapping: list[tuple[str, str]], key: list[str]):
     """Triggers on table that write each change into aside (columns mapped table -> aside): IGNORE, so
-    that a value aside cannot take never fails the application's write (the copy keeps it)."""
+    that a value aside cannot take never fails the application's write (as the tool's own copy does)."""
     names = [new for new, _ in mapping]
     targets = [old for _, old in mapping]
     new_values = ", ".join(f"NEW.{q(name)}" for name in names)
@@ -224,12 +245,11 @@ def _mirror(session: Session, deploy_id: str, table: str, aside: str, mapping: l
         )
 
 
-def _mapping(session: Session, table: str, aside: str, renames: list) -> list[tuple[str, str]]:
-    """(column of table, column of aside) for every column both have, renamed columns matched."""
-    renamed = {new: old for old, new in renames}
-    live = [column.name for column in holding.columns(session, table) if not column.generated]
-    held = {column.name for column in holding.columns(session, aside) if not column.generated}
-    return [(name, renamed.get(name, name)) for name in live if renamed.get(name, name) in held]
+def column_mapping(session: Session, source: str, target: str, renamed: dict[str, str]) -> list[tuple[str, str]]:
+    """(column of source, column of target) for every column both have, renamed ones matched."""
+    names = [column.name for column in holding.columns(session, source) if not column.generated]
+    kept = {column.name for column in holding.columns(session, target) if not column.generated}
+    return [(name, renamed.get(name, name)) for name in names if renamed.get(name, name) in kept]
 
 
 def _catch_up(session: Session, table: str, aside: str, track: str, mapping, key: list[str]) -> int:
@@ -264,41 +284,58 @@ def revert(control: Session, session: Session, deploy_id: str, entry: log.UndoEn
     """Put the original table back, with every write the application made since (see the module's text)."""
     table, detail = entry.table_name(), entry.detail
     aside, copy, track, undone = entry.hold or "", detail["copy"], detail["track"], detail["undone"]
-    exists = {name: holding.table_exists(session, name) for name in (table, aside, copy, undone)}
-    if exists[aside] and not exists[table]:
-        # Killed between a cut-over's two renames (forward: the copy still has its name; back: the
-        # table was renamed to undone): the original goes back, the copy is dropped or kept below.
-        session.run(f"ALTER TABLE {q(aside)} RENAME TO {q(table)}")
-        # The other tables' foreign keys followed the first rename: to the copy's or undone's name.
-        _point_children(session, _children(session, [aside, copy, undone]), table)
-        exists[aside], exists[table] = False, True
-    if exists[aside]:
+    if holding.table_exists(session, aside):
         key = detail["key"]
-        mapping = _mapping(session, table, aside, detail.get("renames", []))
+        mapping = column_mapping(session, table, aside, {new: old for old, new in detail.get("renames", [])})
         with _locked(session, [table, aside, track]):
+            _drop_triggers_on(session, aside)  # the cut-over's mirror, left by a kill right after its rename
             _mirror(session, deploy_id, table, aside, mapping, key)
         moved = _catch_up(session, table, aside, track, mapping, key)
-        cut_over(session, table, aside, undone, [track])
+        cut_over(session, deploy_id, table, aside, undone, mapping, key, [track])
         _settle_aside(session, table, undone, detail["before"])
         session.run(f"DROP TABLE IF EXISTS {q(track)}")
         return f"renamed {aside} back ({moved:,} row(s) written since brought over); the online copy kept as {undone}"
-    if exists[undone]:  # killed after the rollback's cut-over
+    if holding.table_exists(session, undone):  # killed after the rollback's cut-over
         _settle_aside(session, table, undone, detail["before"])
         session.run(f"DROP TABLE IF EXISTS {q(track)}")
         return f"the original was back; the online copy kept as {undone}"
-    dropped = drop_tool_leftovers(session, table, copy, detail.get("replicas", ""))
-    session.run(f"DROP TABLE IF EXISTS {q(track)}")
+    dropped = undo_unswapped(session, deploy_id, table, copy, [track, detail.get("replicas", "")])
     foreign_keys_back(session, table, detail["before"])
     return "it had not been swapped in" + (f": dropped {', '.join(dropped)}" if dropped else "")
 
 
-def _settle_aside(session: Session, table: str, undone: str, before: str) -> None:
-    """After the rollback's cut-over: our triggers off the set-aside copy, the original's names back."""
+def undo_unswapped(session: Session, deploy_id: str, table: str, copy: str, tables: list[str]) -> list[str]:
+    """What a run stopped before the swap left: the tool's and our triggers on table, other tables'
+    foreign keys on the copy (the cut-over's lock may have been taken), the copy and our tables."""
+    drop_mirror(session, deploy_id, table)
+    checks = session.value("SELECT @@SESSION.foreign_key_checks")
+    session.run("SET SESSION foreign_key_checks = 0")
+    try:
+        _point_children(session, _children(session, [copy]), table)
+    finally:
+        session.run(f"SET SESSION foreign_key_checks = {int(checks)}")
+    dropped = []
+    for name in tool_triggers(session, table):
+        session.run(f"DROP TRIGGER IF EXISTS {q(name)}")
+        dropped.append(f"trigger {name}")
+    for name in (copy, *tables):
+        if name and holding.table_exists(session, name):
+            session.run(f"DROP TABLE IF EXISTS {q(name)}")
+            dropped.append(f"table {name}")
+    return dropped
+
+
+def _drop_triggers_on(session: Session, table: str) -> None:
     for (name,) in session.rows(
         "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE() "
-        f"AND EVENT_OBJECT_TABLE = {session.literal(undone)}"
+        f"AND EVENT_OBJECT_TABLE = {session.literal(table)}"
     ):
         session.run(f"DROP TRIGGER IF EXISTS {q(name)}")
+
+
+def _settle_aside(session: Session, table: str, undone: str, before: str) -> None:
+    """After the rollback's cut-over: our triggers off the set-aside copy, the original's names back."""
+    _drop_triggers_on(session, undone)
     restore_names(session, table, undone, before)
 
 

@@ -286,7 +286,7 @@ def settle(control: Session, session: Session, deploy_id: str) -> list[str]:
             entry.detail.get(name) for name in ("copy", "track", "undone", "replicas") if entry.kind == log.ONLINE_ALTER
         ]
         if entry.kind == log.ONLINE_ALTER and entry.status != log.UNDONE:
-            online_alter.drop_tool_leftovers(session, entry.table_name(), entry.detail["copy"])
+            online_alter.undo_unswapped(session, deploy_id, entry.table_name(), entry.detail["copy"], [])
         for name in [entry.hold, *extra]:
             if name and holding.table_exists(session, name):
                 session.run(f"DROP TABLE IF EXISTS {q(name)}")
