@@ -165,6 +165,9 @@ def test_a_deploy_killed_during_the_online_copy_is_undone_with_nothing_left(
 ):
     """The tool pauses its copy, its triggers and half-filled copy in place, on a load threshold always
     exceeded, or on a replica that does not replicate (the lag check of OSC_REPLICAS: the server itself)."""
+    instance = mysql_server.instance
+    if pause == "replica" and instance is not None and instance.flavour == "mysql":
+        pytest.skip(f"{OSC_TOOL} 3.2 asks replicas SHOW SLAVE STATUS, which MySQL 8.4 and later do not know")
     for _ in range(6):
         query(
             mysql_server,
