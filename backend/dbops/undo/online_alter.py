@@ -59,6 +59,7 @@ def start(
         "replicas": names["replicas"],
     }
     log.save(control, entry)
+    create_track(control, table, names["track"], key)
     return entry
 
 
@@ -79,13 +80,17 @@ def _trigger(deploy_id: str, role: str, table: str, event: str) -> str:
     return holding.trigger_name(deploy_id, f"{role}:{table}", event)
 
 
-def install_tracking(session: Session, deploy_id: str, table: str, copy: str, track: str, key: list[str]) -> None:
-    """The track table, and triggers on the copy (of table) that note each written row's key in it."""
-    columns = {column.name: column for column in holding.columns(session, copy)}
+def create_track(session: Session, table: str, track: str, key: list[str]) -> None:
+    """The table the tracking triggers note written rows' keys in (made before the tool starts)."""
+    columns = {column.name: column for column in holding.columns(session, table)}
     parts = [columns[name].definition(not_null=True) for name in key]
     session.run(
         f"CREATE TABLE IF NOT EXISTS {q(track)} ({', '.join(parts)}, PRIMARY KEY ({column_list(key)})) ENGINE=InnoDB"
     )
+
+
+def install_tracking(session: Session, deploy_id: str, table: str, copy: str, track: str, key: list[str]) -> None:
+    """Triggers on the copy (of table) that note each written row's key in the track table."""
     keys = {
         "ai": [f"INSERT IGNORE INTO {q(track)} ({column_list(key)}) VALUES ({column_list(key, 'NEW.')});"],
         "au": [
