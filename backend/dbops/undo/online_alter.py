@@ -171,16 +171,11 @@ def prepare_swap(
     """The cut-over's locked part: mirror triggers instead of the tool's, other tables' foreign keys on incoming."""
     children = _children(session, [table])
     locked = dict.fromkeys([table, incoming, *also_locked, *(child for child, _ in children)])
-    checks = session.value("SELECT @@SESSION.foreign_key_checks")
-    session.run("SET SESSION foreign_key_checks = 0")  # pointing foreign keys elsewhere is then metadata only
-    try:
-        with _locked(session, list(locked)):
-            for name in tool_triggers(session, table):
-                session.run(f"DROP TRIGGER {q(name)}")
-            _mirror(session, deploy_id, table, incoming, mapping, key)
-            _point_children(session, children, incoming)
-    finally:
-        session.run(f"SET SESSION foreign_key_checks = {int(checks)}")
+    with _without_foreign_key_checks(session), _locked(session, list(locked)):
+        for name in tool_triggers(session, table):
+            session.run(f"DROP TRIGGER {q(name)}")
+        _mirror(session, deploy_id, table, incoming, mapping, key)
+        _point_children(session, children, incoming)
 
 
 def drop_mirror(session: Session, deploy_id: str, table: str) -> None:
@@ -200,8 +195,7 @@ def foreign_keys_back(session: Session, table: str, before: str) -> None:
     current, wanted = read(session, table), parse(before)
     if current is None:
         return
-    session.run("SET SESSION foreign_key_checks = 0")
-    try:
+    with _without_foreign_key_checks(session):
         for name, line in wanted.foreign_keys.items():
             if name in current.foreign_keys:
                 continue
@@ -209,8 +203,6 @@ def foreign_keys_back(session: Session, table: str, before: str) -> None:
             session.run(f"ALTER TABLE {q(table)} ADD {_retarget(line, wanted.name, table)}")
             if stale:
                 session.run(f"ALTER TABLE {q(table)} DROP FOREIGN KEY {q(stale)}")
-    finally:
-        session.run("SET SESSION foreign_key_checks = 1")
 
 
 def _same_constraint(current: TableDef, line: str, name: str) -> str | None:
@@ -313,12 +305,8 @@ def undo_unswapped(session: Session, deploy_id: str, table: str, copy: str, tabl
     """What a run stopped before the swap left: the tool's and our triggers on table, other tables'
     foreign keys on the copy (the cut-over's lock may have been taken), the copy and our tables."""
     drop_mirror(session, deploy_id, table)
-    checks = session.value("SELECT @@SESSION.foreign_key_checks")
-    session.run("SET SESSION foreign_key_checks = 0")
-    try:
+    with _without_foreign_key_checks(session):
         _point_children(session, _children(session, [copy]), table)
-    finally:
-        session.run(f"SET SESSION foreign_key_checks = {int(checks)}")
     dropped = []
     for name in tool_triggers(session, table):
         session.run(f"DROP TRIGGER IF EXISTS {q(name)}")
@@ -351,3 +339,14 @@ def _locked(session: Session, tables: list[str]) -> Iterator[None]:
         yield
     finally:
         session.run("UNLOCK TABLES")
+
+
+@contextmanager
+def _without_foreign_key_checks(session: Session) -> Iterator[None]:
+    """Adding or moving a foreign key is then metadata only; the session's setting comes back after."""
+    checks = int(session.value("SELECT @@SESSION.foreign_key_checks"))
+    session.run("SET SESSION foreign_key_checks = 0")
+    try:
+        yield
+    finally:
+        session.run(f"SET SESSION foreign_key_checks = {checks}")
