@@ -43,7 +43,7 @@ from .backup_files import (
     sync_file,
     write_manifest,
 )
-from .backup_verify import CHUNK, DumpScan, check_digest, check_trailer, scan_stream
+from .backup_verify import CHUNK, DumpScan, check_size, check_trailer, read_tail, scan_stream
 from .clients import (
     child_processes,
     client_command,
@@ -66,6 +66,9 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]  # (bytes dumped so far, estimated total)
 
 PROGRESS_INTERVAL = 0.5
+# pzstd writes independent frames (about 2 MB of dump each) as fast as `zstd -T2`: the trailer is
+# then read from the last frames alone, not from a second decompression of the whole stream.
+PARALLEL_ZSTD = ("pzstd", "-q", "-1", "-p", "2", "-c")
 COMPRESSED_SHARE = 0.5  # a compressed dump takes at most this share of data + index length
 DUMP_OPTIONS = (
     "--single-transaction",
@@ -145,13 +148,17 @@ def _stream_dump(
     out: IO[bytes],
     progress: Progress | None,
     estimate: int,
+    partial: Path,
 ) -> tuple[int, str, DumpScan]:
     """Run dump | compressor and copy the compressed stream to out; return its size, sha256 and scan.
 
-    The stream also goes through a decompressor as it is written, so that its check (it
-    decompresses, its size, its trailer) costs no time after the dump: the file is then
-    known good once its digest on disk matches.
+    With pzstd (independent frames) this process only relays the compressed bytes, hashing them
+    on the way (the one hash); the dump's size is what the dump wrote (its /proc counters, its
+    stderr taken off), and only the last frames are decompressed to read the trailer. Without
+    it, the stream also goes through a decompressor as it is written, which checks that it
+    decompresses and ends with the dump's trailer.
     """
+    parallel = find_program(PARALLEL_ZSTD[0]) if compression.name == "zstd" else None
     digest, size, shown, scan = hashlib.sha256(), 0, 0.0, DumpScan()
     with client_options(settings) as [options], child_processes() as children:
         dump = start_child(
@@ -159,21 +166,27 @@ def _stream_dump(
         )
         compressor = start_child(
             children,
-            [find_client([compression.name], "compressor"), *compression.compress],
+            [parallel, *PARALLEL_ZSTD[1:]]
+            if parallel
+            else [find_client([compression.name], "compressor"), *compression.compress],
             stdin=dump.stdout,
             stdout=subprocess.PIPE,
         )
         dump.stdout.close()  # the compressor owns the pipe: the dump sees it break if the compressor dies
-        checker = start_child(children, decompress_command(compression), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        reader = threading.Thread(target=scan_stream, args=(checker.stdout, scan), daemon=True)
-        reader.start()
-        checking = True
+        checker = reader = None
+        if not parallel:
+            checker = start_child(
+                children, decompress_command(compression), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            reader = threading.Thread(target=scan_stream, args=(checker.stdout, scan), daemon=True)
+            reader.start()
+        checking = checker is not None
         try:
             while chunk := compressor.stdout.read1(CHUNK):
                 out.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
-                if checking:
+                if checking and checker is not None:
                     try:
                         checker.stdin.write(chunk)
                     except BrokenPipeError:
@@ -181,16 +194,27 @@ def _stream_dump(
                 if progress is not None and time.monotonic() - shown >= PROGRESS_INTERVAL:
                     _report(progress, dump.pid, estimate)
                     shown = time.monotonic()
+            if parallel:
+                # The dump has closed its output; wait for its exit without reaping it, so that its
+                # counters can still be read.
+                os.waitid(os.P_PID, dump.pid, os.WEXITED | os.WNOWAIT)
+                written = _bytes_written(dump.pid)
+                errors = children[0].errors
+                errors.seek(0, os.SEEK_END)
+                scan.size = (written or 0) - errors.tell()
             if progress is not None:
                 _report(progress, dump.pid, estimate)  # an exited, unreaped child still has its counters
         finally:
-            # Also on an error: the decompressor sees the end of its input and its reader ends
-            # before the pipes are closed under it.
-            with suppress(BrokenPipeError):
-                checker.stdin.close()
-            reader.join()
+            if checker is not None and reader is not None:
+                # Also on an error: the decompressor sees the end of its input and its reader ends
+                # before the pipes are closed under it.
+                with suppress(BrokenPipeError):
+                    checker.stdin.close()
+                reader.join()
         finish_children(children, f"backup of {settings.database!r} failed", settings.password)
     sync_file(out)
+    if parallel:
+        scan.tail = read_tail(partial)
     return size, digest.hexdigest(), scan
 
 
@@ -253,11 +277,13 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
             raise BackupError(f"cannot write backups to {folder}: {exc.strerror or exc}") from None
         try:
             with out:
-                size, digest, scan = _stream_dump(settings, program, arguments, compression, out, progress, data_bytes)
+                size, digest, scan = _stream_dump(
+                    settings, program, arguments, compression, out, progress, data_bytes, partial_path(path)
+                )
             counts = counting.result()
             connection.rollback()  # the counting snapshot is no longer needed
             publish(partial_path(path), path)
-            check_digest(path, size, digest)
+            check_size(path, size)  # hashed as it was written: once is enough
             check_trailer(path, scan)
             manifest = Manifest(
                 file=path.name,

@@ -1,0 +1,302 @@
+"""Loading a dump through several client sessions at once: the data statements of each table are
+spread over the sessions, everything else runs in order in one session.
+
+A restore through one `mariadb` client is the server replaying the dump in one session (one
+core). Here the decompressed dump passes through this process once: each INSERT statement
+(the dump writes one per ~1 MB of rows, a row per line, newlines inside values escaped, so a
+statement ends at the first ";\\n") goes to whichever data session has the least queued; the
+rest (session settings, DROP/CREATE TABLE, views, triggers, routines) goes to the control
+session in order. Order is kept by markers: each client prints `SELECT 'marker'` when it reaches
+it, so a table's rows are sent only once the control session has created the table, and
+anything but table structure (a trigger, a view, the dump's closing settings) waits until every
+data session has loaded what it was given. LOCK TABLES and DISABLE/ENABLE KEYS lines are left
+out: they would serialize the sessions and do nothing for InnoDB. Every session runs with the
+dump's own header settings (unique_checks=0, foreign_key_checks=0, its time zone and SQL mode).
+
+Any dump of mariadb-dump or mysqldump loads this way, old backups included; a text it does not
+recognise simply stays in the control session.
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+import re
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+from typing import IO
+
+from ..config import Settings
+from .clients import Child, child_processes, client_command, client_options, finish_children, start_child
+
+Progress = Callable[[int, int], None]  # (dump bytes loaded so far, the dump's size)
+
+READ_SIZE = 4 << 20
+QUEUE_DEPTH = 2  # statements queued per data session (about 1 MB each)
+PROGRESS_INTERVAL = 0.5
+INIT_COMMAND = "--init-command=SET FOREIGN_KEY_CHECKS=0, UNIQUE_CHECKS=0"
+
+DATA_START = b"INSERT INTO "
+STATEMENT_END = b";\n"
+# Control lines that only shape tables: they may run while data sessions still load other tables.
+_STRUCTURE = re.compile(
+    rb"(--|$|DROP TABLE IF EXISTS |CREATE TABLE |/\*!40101 SET @saved_cs_client|/\*!40101 SET character_set_client)"
+)
+# Lines left out: table locks and key toggles (see the module's docstring).
+_LEFT_OUT = re.compile(
+    rb"(LOCK TABLES `[^\n]*` WRITE;|UNLOCK TABLES;|/\*!40000 ALTER TABLE `[^\n]*` (DIS|EN)ABLE KEYS \*/;)\s*$"
+)
+# The dump's header settings, given to every data session too (not the per-table character set juggling).
+_SESSION_SETTING = re.compile(rb"(/\*!\d+ SET (?!@saved_cs_client|character_set_client)|SET (?!@saved))")
+_DELIMITER = re.compile(rb"DELIMITER\s+(\S+)\s*$", re.IGNORECASE)
+
+
+class _Session:
+    """One client process: statements queued to a writer thread, markers read back from its output."""
+
+    def __init__(self, children: list[Child], command: list[str], options: int, depth: int) -> None:
+        self.process = start_child(
+            children, command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(options,)
+        )
+        self.queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self.queued = 0  # bytes queued and not yet written
+        self.statements = 0  # data statements given to it
+        self.failed = False
+        self.writer = threading.Thread(target=self._write, daemon=True)
+        self.writer.start()
+
+    def _write(self) -> None:
+        stdin: IO[bytes] = self.process.stdin
+        while (item := self.queue.get()) is not None:
+            if not self.failed:
+                try:
+                    stdin.write(item)
+                    stdin.flush()
+                except (BrokenPipeError, ValueError, OSError):
+                    self.failed = True  # the client died: finish_children quotes its error
+            self.queued -= len(item)
+        with suppress(OSError, ValueError):
+            stdin.close()
+
+    def send(self, data: bytes) -> None:
+        if data:
+            self.queued += len(data)
+            self.queue.put(data)
+
+    def sync(self, marker: bytes) -> None:
+        """Send a marker, then wait until the client has run everything before it."""
+        self.send(b"SELECT '" + marker + b"';\n")
+
+    def wait(self, marker: bytes) -> bool:
+        """Whether the client printed the marker (False: it ended first, having failed)."""
+        stdout: IO[bytes] = self.process.stdout
+        while line := stdout.readline():
+            if line.rstrip(b"\n") == marker:
+                return True
+        return False
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.writer.join()
+
+
+class _Loader:
+    def __init__(self, control: _Session, data: list[_Session], progress: Progress | None, total: int) -> None:
+        self.control, self.data = control, data
+        self.progress, self.total = progress, total
+        self.pending: list[bytes] = []  # control text not yet sent
+        self.prelude: list[bytes] = []  # the dump's session settings, for data sessions
+        self.data_started = False
+        self.control_unsynced = False  # control text sent since the control session last confirmed
+        self.data_unsynced = False  # rows sent since every data session last confirmed
+        self.delimiter = b";"
+        self.in_statement = False  # inside a multi-line control statement
+        self.statement_is_structure = True
+        self.markers = 0
+        self.loaded, self.shown = 0, 0.0
+        self.tail = b""
+
+    def _marker(self) -> bytes:
+        self.markers += 1
+        return f"dbops-load-{uuid.uuid4().hex[:8]}-{self.markers}".encode()
+
+    def _flush_control(self) -> None:
+        if self.pending:
+            self.control.send(b"".join(self.pending))
+            self.pending = []
+            self.control_unsynced = True
+
+    def _sync(self, sessions: list[_Session]) -> None:
+        markers = []
+        for session in sessions:
+            markers.append(self._marker())
+            session.sync(markers[-1])
+        for session, marker in zip(sessions, markers, strict=True):
+            if not session.wait(marker):
+                raise _SessionEnded()
+
+    def control_line(self, line: bytes) -> None:
+        stripped = line.rstrip(b"\r\n")
+        if not self.in_statement:
+            if _LEFT_OUT.match(stripped):
+                return
+            delimiter = _DELIMITER.match(stripped)
+            self.statement_is_structure = bool(_STRUCTURE.match(stripped)) and delimiter is None
+            if not self.data_started and _SESSION_SETTING.match(stripped) and stripped.endswith(b";"):
+                self.prelude.append(line)
+            if delimiter is not None:
+                self.delimiter = delimiter.group(1)
+        if self.data_unsynced and not self.statement_is_structure:
+            # A trigger, a view or the closing settings: every row must be in first.
+            self._flush_control()
+            self._sync([self.control, *self.data])
+            self.data_unsynced = self.control_unsynced = False
+        self.pending.append(line)
+        comment = not self.in_statement and (stripped.startswith(b"--") or not stripped.strip())
+        if not comment and _DELIMITER.match(stripped) is None:
+            self.in_statement = not stripped.rstrip().endswith(self.delimiter)
+
+    def can_start_data(self) -> bool:
+        return not self.in_statement and self.delimiter == b";"
+
+    def data_statement(self, statement: bytes) -> None:
+        if any(session.failed for session in (self.control, *self.data)):
+            raise _SessionEnded()
+        if not self.data_started:
+            self.data_started = True
+            for session in self.data:
+                session.send(b"".join(self.prelude))
+        self._flush_control()
+        if self.control_unsynced:
+            self._sync([self.control])  # the table exists before its rows arrive
+            self.control_unsynced = False
+        chosen = min(self.data, key=lambda session: session.queued)
+        chosen.send(statement)
+        chosen.statements += 1
+        self.data_unsynced = True
+
+    def advance(self, count: int) -> None:
+        self.loaded += count
+        if self.progress is not None and time.monotonic() - self.shown >= PROGRESS_INTERVAL:
+            self.progress(self.loaded, self.total)
+            self.shown = time.monotonic()
+
+    def run(self, source: io.BufferedReader) -> None:
+        buffer = bytearray()
+        position = 0
+        ended = False
+        while True:
+            if position > READ_SIZE:
+                del buffer[:position]
+                position = 0
+            if not ended and len(buffer) - position < READ_SIZE:
+                chunk = source.read1(READ_SIZE)
+                if chunk:
+                    buffer += chunk
+                else:
+                    ended = True
+            if position >= len(buffer):
+                if ended:
+                    break
+                continue
+            progressed = self._consume(buffer, position, ended)
+            if progressed == position and not ended:
+                chunk = source.read1(READ_SIZE)  # a statement longer than what is buffered
+                if chunk:
+                    buffer += chunk
+                else:
+                    ended = True
+                continue
+            if progressed == position and ended:
+                # Text without a final newline: it is control text.
+                self.control_line(bytes(buffer[position:]))
+                self.advance(len(buffer) - position)
+                self.tail = (self.tail + bytes(buffer[position:]))[-4096:]
+                break
+            self.tail = (self.tail + bytes(buffer[max(position, progressed - 4096) : progressed]))[-4096:]
+            self.advance(progressed - position)
+            position = progressed
+        self._flush_control()
+        if self.progress is not None:
+            self.progress(self.loaded, self.total)
+
+    def _consume(self, buffer: bytearray, position: int, ended: bool) -> int:
+        """Dispatch the whole statements and lines buffered from position; return where they end."""
+        while position < len(buffer):
+            if buffer.startswith(DATA_START, position) and self.can_start_data():
+                end = buffer.find(STATEMENT_END, position)
+                if end < 0:
+                    return position
+                self.data_statement(bytes(buffer[position : end + len(STATEMENT_END)]))
+                position = end + len(STATEMENT_END)
+                continue
+            if len(buffer) - position < len(DATA_START) and not ended:
+                return position  # too short to tell whether a data statement starts here
+            end = buffer.find(b"\n", position)
+            if end < 0:
+                return position
+            self.control_line(bytes(buffer[position : end + 1]))
+            position = end + 1
+        return position
+
+
+@dataclass(frozen=True)
+class Loaded:
+    tail: bytes  # the dump's last bytes (its trailer)
+    statements: tuple[int, ...]  # data statements each data session ran
+
+
+class _SessionEnded(Exception):
+    """A client ended before printing a marker: it failed, and finish_children says how."""
+
+
+def load_parallel(
+    settings: Settings,
+    program: str,
+    decompress: list[str],
+    sessions: int,
+    progress: Progress | None = None,
+    total: int = 0,
+) -> Loaded:
+    """Load the dump the decompress command writes into settings.database through one control
+    session and `sessions` data sessions."""
+    failure = f"restore of {settings.database!r} failed"
+    with ExitStack() as stack:
+        options = stack.enter_context(client_options(settings, sessions + 1))
+        children = stack.enter_context(child_processes())
+        source = start_child(children, decompress, stdout=subprocess.PIPE)
+
+        def session(fd: int) -> _Session:
+            command = client_command(
+                program,
+                fd,
+                "--default-character-set=utf8mb4",
+                "--batch",
+                "--skip-column-names",
+                "--unbuffered",
+                INIT_COMMAND,
+                settings.database,
+            )
+            return _Session(children, command, fd, QUEUE_DEPTH)
+
+        control = session(options[0])
+        data = [session(fd) for fd in options[1:]]
+        loader = _Loader(control, data, progress, total)
+        try:
+            loader.run(source.stdout)
+        except _SessionEnded:
+            pass  # finish_children below names the client that failed
+        finally:
+            for client in (control, *data):
+                client.close()
+        # The markers' answers are read; what is left of the clients' output is nothing.
+        for client in (control, *data):
+            with suppress(OSError, ValueError):
+                client.process.stdout.read()
+        finish_children(children, failure, settings.password)
+        return Loaded(loader.tail, tuple(session.statements for session in data))
