@@ -110,6 +110,11 @@ def tables(server, database: str) -> list[str]:
 def assert_same(server, source: str, restored: str) -> None:
     names = tables(server, source)
     assert "chat_messages" in names and tables(server, restored) == names
+    # The keys added after the rows: the same definitions, in the same order.
+    for name in names:
+        assert query(server, f"SHOW CREATE TABLE `{name}`", database=restored) == query(
+            server, f"SHOW CREATE TABLE `{name}`", database=source
+        ), name
     assert checksums(server, restored, names) == checksums(server, source, names)
     assert all_rows(server, restored, names) == all_rows(server, source, names)
     assert [row[:2] for row in routines(server, restored)] == [row[:2] for row in routines(server, source)]

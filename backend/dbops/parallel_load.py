@@ -54,6 +54,12 @@ _LEFT_OUT = re.compile(
 # The dump's header settings, given to every data session too (not the per-table character set juggling).
 _SESSION_SETTING = re.compile(rb"(/\*!\d+ SET (?!@saved_cs_client|character_set_client)|SET (?!@saved))")
 _DELIMITER = re.compile(rb"DELIMITER\s+(\S+)\s*$", re.IGNORECASE)
+_CREATE_TABLE = re.compile(rb"CREATE TABLE (`(?:[^`]|``)+`) \($")
+# Secondary keys and foreign keys of a CREATE TABLE, added once the table's rows are in (one sort
+# per key instead of a B-tree insert per row; the foreign keys with them, since InnoDB would
+# otherwise create an index of its own for each).
+_DEFERRED_KEY = re.compile(rb"\s+(KEY `(?:[^`]|``)+` \(.*\)(?: USING \w+)?(?: COMMENT '.*')?),?$")
+_DEFERRED_FOREIGN_KEY = re.compile(rb"\s+(CONSTRAINT `(?:[^`]|``)+` FOREIGN KEY .*?),?$")
 
 
 class _Session:
@@ -120,6 +126,9 @@ class _Loader:
         self.markers = 0
         self.loaded, self.shown = 0, 0.0
         self.tail = b""
+        self.create: list[bytes] | None = None  # the lines of a CREATE TABLE being read
+        self.deferred: list[tuple[bytes, list[bytes], list[bytes]]] = []  # (table, keys, foreign keys)
+        self.rows_sent: dict[bytes, int] = {}  # data bytes sent per table, to give the largest its own session
 
     def _marker(self) -> bytes:
         self.markers += 1
@@ -140,8 +149,62 @@ class _Loader:
             if not session.wait(marker):
                 raise _SessionEnded()
 
+    def _defer_keys(self, lines: list[bytes]) -> list[bytes]:
+        """The CREATE TABLE without its secondary and foreign keys, which are kept for later."""
+        name = _CREATE_TABLE.match(lines[0].rstrip(b"\r\n"))
+        if name is None or len(lines) < 3 or not lines[-1].startswith(b")"):
+            return lines  # not the dump's usual layout (partitions, say): loaded as it is
+        kept, keys, foreign = [], [], []
+        for line in lines[1:-1]:
+            body = line.rstrip(b"\r\n")
+            if key := _DEFERRED_KEY.fullmatch(body):
+                keys.append(key.group(1))
+            elif foreign_key := _DEFERRED_FOREIGN_KEY.fullmatch(body):
+                foreign.append(foreign_key.group(1))
+            else:
+                kept.append(body.rstrip(b","))
+        if not keys and not foreign:
+            return lines
+        self.deferred.append((name.group(1), keys, foreign))
+        return [lines[0], b",\n".join(kept) + b"\n", lines[-1]]
+
+    def _add_deferred_keys(self) -> None:
+        """Every data session idle: the deferred keys, the largest tables first over the data
+        sessions, then the foreign keys (with foreign_key_checks=0 a change of definition only)."""
+        if not self.deferred:
+            return
+        deferred = sorted(self.deferred, key=lambda item: -self.rows_sent.get(item[0], 0))
+        self.deferred = []
+        busy = [0] * len(self.data)
+        for table, keys, _ in deferred:
+            if keys:
+                index = busy.index(min(busy))
+                busy[index] += self.rows_sent.get(table, 0) + 1
+                self.data[index].send(
+                    b"ALTER TABLE " + table + b" " + b", ".join(b"ADD " + key for key in keys) + b";\n"
+                )
+        self._sync(self.data)
+        for table, _, foreign in deferred:
+            if foreign:
+                self.control.send(
+                    b"ALTER TABLE " + table + b" " + b", ".join(b"ADD " + key for key in foreign) + b";\n"
+                )
+        self.control_unsynced = True
+
     def control_line(self, line: bytes) -> None:
         stripped = line.rstrip(b"\r\n")
+        if self.create is not None:
+            self.create.append(line)
+            if stripped.endswith(b";"):
+                lines, self.create = self.create, None
+                self.pending.extend(self._defer_keys(lines))
+                self.in_statement = False
+            return
+        if not self.in_statement and _CREATE_TABLE.match(stripped) and self.delimiter == b";":
+            self.statement_is_structure = True
+            self.create = [line]
+            self.in_statement = True
+            return
         if not self.in_statement:
             if _LEFT_OUT.match(stripped):
                 return
@@ -152,10 +215,11 @@ class _Loader:
             if delimiter is not None:
                 self.delimiter = delimiter.group(1)
         if self.data_unsynced and not self.statement_is_structure:
-            # A trigger, a view or the closing settings: every row must be in first.
+            # A trigger, a view or the closing settings: every row (and key) must be in first.
             self._flush_control()
             self._sync([self.control, *self.data])
-            self.data_unsynced = self.control_unsynced = False
+            self._add_deferred_keys()
+            self.data_unsynced = False
         self.pending.append(line)
         comment = not self.in_statement and (stripped.startswith(b"--") or not stripped.strip())
         if not comment and _DELIMITER.match(stripped) is None:
@@ -175,6 +239,8 @@ class _Loader:
         if self.control_unsynced:
             self._sync([self.control])  # the table exists before its rows arrive
             self.control_unsynced = False
+        table = statement[len(DATA_START) : statement.find(b" ", len(DATA_START))]
+        self.rows_sent[table] = self.rows_sent.get(table, 0) + len(statement)
         chosen = min(self.data, key=lambda session: session.queued)
         chosen.send(statement)
         chosen.statements += 1
@@ -221,6 +287,10 @@ class _Loader:
             self.tail = (self.tail + bytes(buffer[max(position, progressed - 4096) : progressed]))[-4096:]
             self.advance(progressed - position)
             position = progressed
+        if self.data_unsynced or self.deferred:  # a dump without closing settings
+            self._flush_control()
+            self._sync([self.control, *self.data])
+            self._add_deferred_keys()
         self._flush_control()
         if self.progress is not None:
             self.progress(self.loaded, self.total)

@@ -246,7 +246,7 @@ def _reload(
     differing = [
         f"{name} has {count}, the manifest {manifest.tables[name]}"
         for name, count in counts.items()
-        if count != manifest.tables.get(name, count)
+        if manifest.tables.get(name) is not None and count != manifest.tables[name]
     ]
     record.status, record.to_revision = SUCCEEDED, list(alembic_setup.current(settings))
     record.message = f"restored {path.name}; replaced tables kept until `invoke db.settle`"
