@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..config import Settings
-from . import alembic_setup
 from .backup_files import (
     COMPRESSIONS,
     Compression,
@@ -113,6 +112,14 @@ def _base_tables(connection: Connection, database: str) -> set[str]:
         {"db": database},
     )
     return {row[0] for row in rows}
+
+
+def _revisions(connection: Connection) -> tuple[str, ...]:
+    """What alembic_version holds, read in the backup's snapshot (what alembic's MigrationContext
+    reads, without importing alembic's runtime: a good part of a second on a busy machine)."""
+    from sqlalchemy import text
+
+    return tuple(row[0] for row in connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE} ORDER BY 1")))
 
 
 def _small_tables(connection: Connection, database: str, tables: set[str]) -> set[str]:
@@ -281,7 +288,6 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
     with connect(settings) as connection, ThreadPoolExecutor(max_workers=1) as pool:
         _prepare_folder(folder)
         info = server_info(connection)
-        revisions = alembic_setup.current_heads(connection)
         data_bytes, index_bytes = data_and_index_bytes(connection, database)
         # Rows are counted in a snapshot taken just before the dump's own (writes in between may
         # differ). Counting a large table takes a while: it runs while the dump streams.
@@ -289,6 +295,7 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
         connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         connection.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         every_table = _base_tables(connection, database)
+        revisions = _revisions(connection) if VERSION_TABLE in every_table else ()
         # The tool's history and holding tables are left out: a restore keeps the former and
         # must not bring back the holding tables of deploys settled since.
         left_out = {name for name in every_table if name in TOOL_TABLES and name != VERSION_TABLE}
