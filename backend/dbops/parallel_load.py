@@ -1,17 +1,22 @@
-"""Loading a dump through several client sessions at once: the data statements of each table are
-spread over the sessions, everything else runs in order in one session.
+"""Loading a dump through several sessions at once: the data statements of each table are spread
+over data sessions, everything else runs in order in one control session.
 
 A restore through one `mariadb` client is the server replaying the dump in one session (one
 core). Here the decompressed dump passes through this process once: each INSERT statement
 (the dump writes one per ~1 MB of rows, a row per line, newlines inside values escaped, so a
-statement ends at the first ";\\n") goes to whichever data session has the least queued; the
+statement ends at the first ";\n") goes to whichever data session has the least queued; the
 rest (session settings, DROP/CREATE TABLE, views, triggers, routines) goes to the control
-session in order. Order is kept by markers: each client prints `SELECT 'marker'` when it reaches
-it, so a table's rows are sent only once the control session has created the table, and
-anything but table structure (a trigger, a view, the dump's closing settings) waits until every
-data session has loaded what it was given. LOCK TABLES and DISABLE/ENABLE KEYS lines are left
-out: they would serialize the sessions and do nothing for InnoDB. Every session runs with the
-dump's own header settings (unique_checks=0, foreign_key_checks=0, its time zone and SQL mode).
+session, a `mariadb`/`mysql` client, in order. The data sessions are connections of this
+process that send each statement as it is: a client would scan every byte of it again.
+
+Order is kept by markers: the control client prints `SELECT 'marker'` when it reaches it, and a
+data session's thread sets an event, so a table's rows are sent only once the control session
+has created the table, and anything but table structure (a trigger, a view, the dump's closing
+settings) waits until every data session has loaded what it was given. Secondary and foreign
+keys are taken out of each CREATE TABLE and added once the rows are in (one sort per key). LOCK
+TABLES and DISABLE/ENABLE KEYS lines are left out: they would serialize the sessions and do
+nothing for InnoDB. Every session runs with the dump's own header settings (unique_checks=0,
+foreign_key_checks=0, its time zone and SQL mode).
 
 Any dump of mariadb-dump or mysqldump loads this way, old backups included; a text it does not
 recognise simply stays in the control session.
@@ -26,13 +31,14 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from typing import IO
 
 from ..config import Settings
 from .clients import Child, child_processes, client_command, client_options, finish_children, start_child
+from .errors import BackupError
 
 Progress = Callable[[int, int], None]  # (dump bytes loaded so far, the dump's size)
 
@@ -94,9 +100,13 @@ class _Session:
             self.queued += len(data)
             self.queue.put(data)
 
-    def sync(self, marker: bytes) -> None:
-        """Send a marker, then wait until the client has run everything before it."""
+    def send_settings(self, lines: list[bytes]) -> None:
+        self.send(b"".join(lines))
+
+    def sync(self, marker: bytes) -> bytes:
+        """Send a marker: wait() then waits until the client has run everything before it."""
         self.send(b"SELECT '" + marker + b"';\n")
+        return marker
 
     def wait(self, marker: bytes) -> bool:
         """Whether the client printed the marker (False: it ended first, having failed)."""
@@ -111,8 +121,68 @@ class _Session:
         self.writer.join()
 
 
+class _DriverSession:
+    """A data session on a connection of this process: statements sent as they are, run by a
+    thread. The text is not parsed again by a client (for a dump's INSERT statements a
+    `mariadb` client spends about a tenth of the server's time scanning them: CPU a two-core
+    machine's server needs)."""
+
+    def __init__(self, settings: Settings, depth: int) -> None:
+        from .connection import make_engine
+
+        self.raw = make_engine(settings).raw_connection()
+        connection = self.raw.driver_connection
+        assert connection is not None  # a fresh connection of the pool
+        self.connection = connection
+        self.connection.autocommit(True)
+        self.queue: queue.Queue[bytes | threading.Event | None] = queue.Queue(depth)
+        self.queued = 0
+        self.statements = 0
+        self.failed = False
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            if not self.failed:
+                try:
+                    self.connection.query(item)
+                except Exception as exc:  # the server's error, quoted by load_parallel
+                    self.failed, self.error = True, exc
+            self.queued -= len(item)
+
+    def send(self, data: bytes) -> None:
+        statement = data.strip().rstrip(b";")
+        if statement:
+            self.queued += len(statement)
+            self.queue.put(statement)
+
+    def send_settings(self, lines: list[bytes]) -> None:
+        for line in lines:
+            self.send(line)
+
+    def sync(self, marker: bytes) -> threading.Event:
+        done = threading.Event()
+        self.queue.put(done)
+        return done
+
+    def wait(self, marker: threading.Event) -> bool:
+        marker.wait()
+        return not self.failed
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        with suppress(Exception):
+            self.raw.close()
+
+
 class _Loader:
-    def __init__(self, control: _Session, data: list[_Session], progress: Progress | None, total: int) -> None:
+    def __init__(self, control: _Session, data: list[_DriverSession], progress: Progress | None, total: int) -> None:
         self.control, self.data = control, data
         self.progress, self.total = progress, total
         self.pending: list[bytes] = []  # control text not yet sent
@@ -140,13 +210,10 @@ class _Loader:
             self.pending = []
             self.control_unsynced = True
 
-    def _sync(self, sessions: list[_Session]) -> None:
-        markers = []
-        for session in sessions:
-            markers.append(self._marker())
-            session.sync(markers[-1])
+    def _sync(self, sessions: Sequence[_Session | _DriverSession]) -> None:
+        markers = [session.sync(self._marker()) for session in sessions]
         for session, marker in zip(sessions, markers, strict=True):
-            if not session.wait(marker):
+            if not session.wait(marker):  # type: ignore[arg-type]  # each session takes its own marker
                 raise _SessionEnded()
 
     def _defer_keys(self, lines: list[bytes]) -> list[bytes]:
@@ -229,12 +296,12 @@ class _Loader:
         return not self.in_statement and self.delimiter == b";"
 
     def data_statement(self, statement: bytes) -> None:
-        if any(session.failed for session in (self.control, *self.data)):
+        if self.control.failed or any(session.failed for session in self.data):
             raise _SessionEnded()
         if not self.data_started:
             self.data_started = True
             for session in self.data:
-                session.send(b"".join(self.prelude))
+                session.send_settings(self.prelude)
         self._flush_control()
         if self.control_unsynced:
             self._sync([self.control])  # the table exists before its rows arrive
@@ -334,39 +401,43 @@ def load_parallel(
     total: int = 0,
 ) -> Loaded:
     """Load the dump the decompress command writes into settings.database through one control
-    session and `sessions` data sessions."""
+    session (a `program` client) and `sessions` data sessions (connections of this process)."""
     failure = f"restore of {settings.database!r} failed"
     with ExitStack() as stack:
-        options = stack.enter_context(client_options(settings, sessions + 1))
+        [options] = stack.enter_context(client_options(settings))
         children = stack.enter_context(child_processes())
         source = start_child(children, decompress, stdout=subprocess.PIPE)
-
-        def session(fd: int) -> _Session:
-            command = client_command(
-                program,
-                fd,
-                "--default-character-set=utf8mb4",
-                "--batch",
-                "--skip-column-names",
-                "--unbuffered",
-                INIT_COMMAND,
-                settings.database,
-            )
-            return _Session(children, command, fd, QUEUE_DEPTH)
-
-        control = session(options[0])
-        data = [session(fd) for fd in options[1:]]
-        loader = _Loader(control, data, progress, total)
+        command = client_command(
+            program,
+            options,
+            "--default-character-set=utf8mb4",
+            "--batch",
+            "--skip-column-names",
+            "--unbuffered",
+            INIT_COMMAND,
+            settings.database,
+        )
+        control = _Session(children, command, options, QUEUE_DEPTH)
+        data: list[_DriverSession] = []
         try:
-            loader.run(source.stdout)
-        except _SessionEnded:
-            pass  # finish_children below names the client that failed
+            for _ in range(sessions):
+                data.append(_DriverSession(settings, QUEUE_DEPTH))
+                data[-1].send(b"SET SESSION FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0")
+            loader = _Loader(control, data, progress, total)
+            try:
+                loader.run(source.stdout)
+            except _SessionEnded:
+                pass  # the session's error is quoted below
         finally:
-            for client in (control, *data):
-                client.close()
-        # The markers' answers are read; what is left of the clients' output is nothing.
-        for client in (control, *data):
-            with suppress(OSError, ValueError):
-                client.process.stdout.read()
+            control.close()
+            for session in data:
+                session.close()
+        failed = next((session.error for session in data if session.error is not None), None)
+        if failed is not None:
+            message = " ".join(str(failed).split())[:300]
+            raise BackupError(f"{failure}: {message}")
+        # The markers' answers are read; what is left of the client's output is nothing.
+        with suppress(OSError, ValueError):
+            control.process.stdout.read()
         finish_children(children, failure, settings.password)
         return Loaded(loader.tail, tuple(session.statements for session in data))
