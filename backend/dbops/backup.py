@@ -14,9 +14,11 @@ difference (writes between the two snapshots). Restores themselves are in restor
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -70,6 +72,7 @@ PROGRESS_INTERVAL = 0.5
 # pzstd writes independent frames (about 2 MB of dump each) as fast as `zstd -T2`: the trailer is
 # then read from the last frames alone, not from a second decompression of the whole stream.
 PARALLEL_ZSTD = ("pzstd", "-q", "-1", "-p", "2", "-c")
+FULL_DISK_BYTES = 4 << 20  # free space under which a failed compressor is taken to have run out of room
 COUNT_LIMIT = 200_000  # rows (the server's estimate) up to which a table is counted for the manifest
 COMPRESSED_SHARE = 0.5  # a compressed dump takes at most this share of data + index length
 DUMP_OPTIONS = (
@@ -209,7 +212,11 @@ def _stream_dump(
             errors = children[0].errors
             errors.seek(0, os.SEEK_END)
             scan.size = (_bytes_written(dump.pid) or 0) - errors.tell()
-            finish_children(children, f"backup of {settings.database!r} failed", settings.password)
+            try:
+                finish_children(children, f"backup of {settings.database!r} failed", settings.password)
+            except BackupError:
+                _raise_if_out_of_room(children[1].process.returncode, partial.parent)
+                raise
             sync_file(out)
             scan.tail = read_tail(partial)
             size, hexdigest = _file_digest(out, partial)
@@ -249,6 +256,17 @@ def _stream_dump(
         finish_children(children, f"backup of {settings.database!r} failed", settings.password)
     sync_file(out)
     return size, digest.hexdigest(), scan
+
+
+def _raise_if_out_of_room(returncode: int | None, folder: Path) -> None:
+    """The compressor wrote the file: when it failed for want of room, say so as a write here would
+    (OSError, which backup() turns into a line naming the folder)."""
+    if returncode == -signal.SIGXFSZ:  # over the file size limit (subprocess restores its default action)
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+    if returncode:
+        room = os.statvfs(folder)
+        if room.f_bavail * room.f_frsize < FULL_DISK_BYTES:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def _wait_unreaped(pid: int, timeout: float | None) -> bool:
