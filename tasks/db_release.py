@@ -172,7 +172,12 @@ def restore(c, file, into=None, replace=False, yes=False, allow_production=False
         say(manifest.verified_line())
         confirm_destructive(settings, "restore", target, yes, allow_production, ask())
 
-    result = restore_ops.restore(settings, file, into=into, replace=replace, confirm=confirm)
+    from backend.console import clear_progress
+
+    progress = progress_printer()
+    result = restore_ops.restore(settings, file, into=into, replace=replace, confirm=confirm, progress=progress)
+    if progress is not None:
+        clear_progress()
     say_lines(result.lines())
 
 

@@ -1,20 +1,24 @@
 """Taking a backup: a streamed, compressed dump of the configured database with its manifest.
 
-dump client -> compressor -> this process (sha256, byte count) -> <file>.partial, then fsync
-and rename; the same compressed stream goes through a decompressor as it is written, which
-checks that it decompresses and ends with the dump's trailer. Files, manifests and rotation
+dump client -> pzstd -> <file>.partial, then fsync, one sha256 of the file and rename; pzstd
+writes independent zstd frames, so the dump's trailer is checked by decompressing the last
+frames only. Without pzstd: dump client -> zstd or gzip -> this process (sha256, byte count)
+-> <file>.partial, the same stream going through a decompressor that checks it as it is written. Files, manifests and rotation
 are in backup_files.py, verification in backup_verify.py, the clients in clients.py.
 
 Row counts are taken with SELECT COUNT(*) in a snapshot opened just before the dump's own,
-while the dump streams; a restore compares the loaded tables with them and warns on a
+while the dump streams, for tables of up to COUNT_LIMIT rows (larger ones are recorded as not
+counted: see _small_tables); a restore compares the loaded tables with them and warns on a
 difference (writes between the two snapshots). Restores themselves are in restore.py.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -27,7 +31,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..config import Settings
-from . import alembic_setup
 from .backup_files import (
     COMPRESSIONS,
     Compression,
@@ -43,7 +46,7 @@ from .backup_files import (
     sync_file,
     write_manifest,
 )
-from .backup_verify import CHUNK, DumpScan, check_digest, check_trailer, scan_stream
+from .backup_verify import CHUNK, DumpScan, check_size, check_trailer, read_tail, scan_stream
 from .clients import (
     child_processes,
     client_command,
@@ -66,6 +69,11 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]  # (bytes dumped so far, estimated total)
 
 PROGRESS_INTERVAL = 0.5
+# pzstd writes independent frames (about 2 MB of dump each) as fast as `zstd -T2`: the trailer is
+# then read from the last frames alone, not from a second decompression of the whole stream.
+PARALLEL_ZSTD = ("pzstd", "-q", "-1", "-p", "2", "-c")
+FULL_DISK_BYTES = 4 << 20  # free space under which a failed compressor is taken to have run out of room
+COUNT_LIMIT = 200_000  # rows (the server's estimate) up to which a table is counted for the manifest
 COMPRESSED_SHARE = 0.5  # a compressed dump takes at most this share of data + index length
 DUMP_OPTIONS = (
     "--single-transaction",
@@ -109,6 +117,29 @@ def _base_tables(connection: Connection, database: str) -> set[str]:
     return {row[0] for row in rows}
 
 
+def _revisions(connection: Connection) -> tuple[str, ...]:
+    """What alembic_version holds, read in the backup's snapshot (what alembic's MigrationContext
+    reads, without importing alembic's runtime: a good part of a second on a busy machine)."""
+    from sqlalchemy import text
+
+    return tuple(row[0] for row in connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE} ORDER BY 1")))
+
+
+def _small_tables(connection: Connection, database: str, tables: set[str]) -> set[str]:
+    """The tables whose rows are counted exactly for the manifest: those of at most COUNT_LIMIT rows
+    by the server's estimate. A larger table's count would cost a scan of it beside the dump
+    (a second of server time per few million rows on two cores) for a comparison that only
+    ever shows writes made between two snapshots: its count is left out (null)."""
+    from sqlalchemy import text
+
+    rows = connection.execute(
+        text("SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db"),
+        {"db": database},
+    )
+    estimates = {name: rows_estimate for name, rows_estimate in rows}
+    return {name for name in tables if (estimates.get(name) or 0) <= COUNT_LIMIT}
+
+
 def data_and_index_bytes(connection: Connection, database: str) -> tuple[int, int]:
     from sqlalchemy import text
 
@@ -137,6 +168,11 @@ def _report(progress: Progress, pid: int, estimate: int) -> None:
         progress(written, estimate)
 
 
+def _file_digest(out: IO[bytes], partial: Path) -> tuple[int, str]:
+    with partial.open("rb") as source:
+        return os.fstat(out.fileno()).st_size, hashlib.file_digest(source, "sha256").hexdigest()
+
+
 def _stream_dump(
     settings: Settings,
     program: str,
@@ -145,25 +181,53 @@ def _stream_dump(
     out: IO[bytes],
     progress: Progress | None,
     estimate: int,
+    partial: Path,
 ) -> tuple[int, str, DumpScan]:
-    """Run dump | compressor and copy the compressed stream to out; return its size, sha256 and scan.
+    """Run dump | compressor into out; return the file's size, sha256 and what is known of the dump.
 
-    The stream also goes through a decompressor as it is written, so that its check (it
-    decompresses, its size, its trailer) costs no time after the dump: the file is then
-    known good once its digest on disk matches.
+    With pzstd (independent frames) the compressor writes the file itself, exactly the raw
+    pipe; the dump's size is what the dump wrote (its /proc counters, its stderr taken off),
+    only the last frames are decompressed to read the trailer, and the finished file is hashed
+    once. Without pzstd this process relays the compressed stream, hashing it, and a second
+    decompressor checks it as it is written (it decompresses, its size, its trailer).
     """
+    parallel = find_program(PARALLEL_ZSTD[0]) if compression.name == "zstd" else None
     digest, size, shown, scan = hashlib.sha256(), 0, 0.0, DumpScan()
     with client_options(settings) as [options], child_processes() as children:
         dump = start_child(
             children, client_command(program, options, *arguments), stdout=subprocess.PIPE, pass_fds=(options,)
         )
+        if parallel:
+            start_child(children, [parallel, *PARALLEL_ZSTD[1:]], stdin=dump.stdout, stdout=out)
+            dump.stdout.close()  # the compressor owns the pipe: the dump sees it break if the compressor dies
+            if progress is not None:
+                _report(progress, dump.pid, estimate)
+            while True:
+                # Wait for the dump's exit without reaping it, so that its counters can still be read.
+                waited = _wait_unreaped(dump.pid, PROGRESS_INTERVAL if progress is not None else None)
+                if progress is not None:
+                    _report(progress, dump.pid, estimate)
+                if waited:
+                    break
+            errors = children[0].errors
+            errors.seek(0, os.SEEK_END)
+            scan.size = (_bytes_written(dump.pid) or 0) - errors.tell()
+            try:
+                finish_children(children, f"backup of {settings.database!r} failed", settings.password)
+            except BackupError:
+                _raise_if_out_of_room(children[1].process.returncode, partial.parent)
+                raise
+            sync_file(out)
+            scan.tail = read_tail(partial)
+            size, hexdigest = _file_digest(out, partial)
+            return size, hexdigest, scan
         compressor = start_child(
             children,
             [find_client([compression.name], "compressor"), *compression.compress],
             stdin=dump.stdout,
             stdout=subprocess.PIPE,
         )
-        dump.stdout.close()  # the compressor owns the pipe: the dump sees it break if the compressor dies
+        dump.stdout.close()
         checker = start_child(children, decompress_command(compression), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         reader = threading.Thread(target=scan_stream, args=(checker.stdout, scan), daemon=True)
         reader.start()
@@ -194,6 +258,31 @@ def _stream_dump(
     return size, digest.hexdigest(), scan
 
 
+def _raise_if_out_of_room(returncode: int | None, folder: Path) -> None:
+    """The compressor wrote the file: when it failed for want of room, say so as a write here would
+    (OSError, which backup() turns into a line naming the folder)."""
+    if returncode == -signal.SIGXFSZ:  # over the file size limit (subprocess restores its default action)
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+    if returncode:
+        room = os.statvfs(folder)
+        if room.f_bavail * room.f_frsize < FULL_DISK_BYTES:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _wait_unreaped(pid: int, timeout: float | None) -> bool:
+    """Whether the child exited (left unreaped) within timeout seconds (None: wait for it)."""
+    if timeout is None:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
 def _prepare_folder(folder: Path) -> None:
     """The backup folder, created if missing; refused unless this process may write in it."""
     try:
@@ -217,7 +306,6 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
     with connect(settings) as connection, ThreadPoolExecutor(max_workers=1) as pool:
         _prepare_folder(folder)
         info = server_info(connection)
-        revisions = alembic_setup.current_heads(connection)
         data_bytes, index_bytes = data_and_index_bytes(connection, database)
         # Rows are counted in a snapshot taken just before the dump's own (writes in between may
         # differ). Counting a large table takes a while: it runs while the dump streams.
@@ -225,11 +313,13 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
         connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         connection.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         every_table = _base_tables(connection, database)
+        revisions = _revisions(connection) if VERSION_TABLE in every_table else ()
         # The tool's history and holding tables are left out: a restore keeps the former and
         # must not bring back the holding tables of deploys settled since.
         left_out = {name for name in every_table if name in TOOL_TABLES and name != VERSION_TABLE}
         tables = every_table - left_out
-        counting = pool.submit(row_counts, connection, tables)
+        counted = _small_tables(connection, database, tables)
+        counting = pool.submit(row_counts, connection, counted)
         needed, free = int((data_bytes + index_bytes) * COMPRESSED_SHARE), shutil.disk_usage(folder).free
         if free < needed:
             raise BackupError(
@@ -253,11 +343,15 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
             raise BackupError(f"cannot write backups to {folder}: {exc.strerror or exc}") from None
         try:
             with out:
-                size, digest, scan = _stream_dump(settings, program, arguments, compression, out, progress, data_bytes)
-            counts = counting.result()
+                size, digest, scan = _stream_dump(
+                    settings, program, arguments, compression, out, progress, data_bytes, partial_path(path)
+                )
+            counts: dict[str, int | None] = {name: None for name in tables - counted}
+            counts.update(counting.result())
+            counts = dict(sorted(counts.items()))
             connection.rollback()  # the counting snapshot is no longer needed
             publish(partial_path(path), path)
-            check_digest(path, size, digest)
+            check_size(path, size)  # hashed as it was written: once is enough
             check_trailer(path, scan)
             manifest = Manifest(
                 file=path.name,

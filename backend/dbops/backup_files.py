@@ -48,7 +48,7 @@ class Manifest:
     dump_client: str
     dump_client_version: str
     revisions: tuple[str, ...]
-    tables: dict[str, int]
+    tables: dict[str, int | None]  # rows counted as the dump began; None: a large table, not counted
     bytes: int
     uncompressed_bytes: int
     sha256: str

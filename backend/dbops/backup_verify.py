@@ -4,13 +4,15 @@ decompression, the dump's closing line and its header naming the manifest's data
 from __future__ import annotations
 
 import hashlib
+import struct
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from .backup_files import COMPRESSIONS, Compression, Manifest, decompress_command, read_manifest
-from .clients import child_processes, finish_children, start_child
+from .clients import child_processes, find_client, finish_children, start_child
 from .connection import parse_server_version
 from .errors import BackupError
 
@@ -48,7 +50,7 @@ def scan_stream(stream: IO[bytes], scan: DumpScan) -> None:
         scan.feed(chunk)
 
 
-def check_digest(path: Path, size: int, digest: str) -> None:
+def check_size(path: Path, size: int) -> None:
     try:
         actual = path.stat().st_size
     except FileNotFoundError:
@@ -56,9 +58,74 @@ def check_digest(path: Path, size: int, digest: str) -> None:
     if actual != size:
         state = "truncated" if actual < size else "longer than recorded"
         raise BackupError(f"backup {path.name} is {state}: {actual} bytes, its manifest says {size}")
+
+
+def check_digest(path: Path, size: int, digest: str) -> None:
+    check_size(path, size)
     with path.open("rb") as source:
         if hashlib.file_digest(source, "sha256").hexdigest() != digest:
             raise BackupError(f"backup {path.name} is corrupt: digest mismatch, its sha256 differs from the manifest's")
+
+
+ZSTD_MAGIC = 0xFD2FB528
+SKIPPABLE_MAGIC, SKIPPABLE_MASK = 0x184D2A50, 0xFFFFFFF0
+
+
+def zstd_frames(path: Path) -> list[int]:
+    """Where each zstd frame of the file starts, read from the frame and block headers alone
+    (a few bytes per 128 KiB block); BackupError when the file is not a sequence of frames."""
+    starts: list[int] = []
+    with path.open("rb") as source:
+        end = source.seek(0, 2)
+        position = 0
+
+        def read(offset: int, count: int) -> bytes:
+            source.seek(offset)
+            data = source.read(count)
+            if len(data) != count:
+                raise BackupError(f"backup {path.name} is corrupt: a zstd frame is cut short")
+            return data
+
+        while position < end:
+            (magic,) = struct.unpack("<I", read(position, 4))
+            if magic & SKIPPABLE_MASK == SKIPPABLE_MAGIC:
+                position += 8 + struct.unpack("<I", read(position + 4, 4))[0]
+                continue
+            if magic != ZSTD_MAGIC:
+                raise BackupError(f"backup {path.name} is corrupt: no zstd frame at byte {position}")
+            starts.append(position)
+            descriptor = read(position + 4, 1)[0]
+            single_segment = descriptor >> 5 & 1
+            content_size = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+            position += 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3] + content_size
+            while True:
+                header = int.from_bytes(read(position, 3), "little")
+                kind = header >> 1 & 3
+                position += 3 + (1 if kind == 1 else header >> 3)
+                if header & 1:
+                    break
+            position += 4 * (descriptor >> 2 & 1)  # the content checksum
+        if position != end:
+            raise BackupError(f"backup {path.name} is corrupt: its last zstd frame is cut short")
+    return starts
+
+
+def read_tail(path: Path, frames: int = 2) -> bytes:
+    """The last bytes of the dump in a file of independent zstd frames (pzstd's), decompressing
+    only its last frames (each about 2 MiB of dump: two hold the trailer whatever the cut)."""
+    starts = zstd_frames(path)
+    if not starts:
+        raise BackupError(f"backup {path.name} is incomplete: it holds no zstd frame")
+    with path.open("rb") as source:
+        source.seek(starts[max(len(starts) - frames, 0)])
+        compressed = source.read()
+    result = subprocess.run(
+        [find_client(["zstd"], "decompressor"), "-q", "-dc"], input=compressed, capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        line = result.stderr.decode("utf-8", "replace").strip().splitlines()[:1]
+        raise BackupError(f"backup {path.name} is corrupt: zstd exited with code {result.returncode}: {line}")
+    return result.stdout[-TRAILER_WINDOW:]
 
 
 def check_trailer(path: Path, scan: DumpScan) -> None:
@@ -101,13 +168,31 @@ def _check_header(path: Path, scan: DumpScan, manifest: Manifest) -> None:
 
 
 def _check_file(path: Path, size: int, digest: str, compression: Compression) -> DumpScan:
-    """Size, sha256, a complete decompression and the dump's trailer; return what the pass read."""
-    check_digest(path, size, digest)
+    """Size, sha256, a complete decompression and the dump's trailer; return what the pass read.
+
+    The hash and the decompression run side by side (two cores): a digest mismatch is reported
+    first, as the more precise of the two answers."""
+    check_size(path, size)
+    digest_error: list[BackupError] = []
+
+    def hash_file() -> None:
+        try:
+            check_digest(path, size, digest)
+        except BackupError as exc:
+            digest_error.append(exc)
+
+    hashing = threading.Thread(target=hash_file, daemon=True)
+    hashing.start()
     scan = DumpScan()
-    with child_processes() as children:
-        process = start_child(children, decompress_command(compression, path), stdout=subprocess.PIPE)
-        scan_stream(process.stdout, scan)
-        finish_children(children, f"backup {path.name} is corrupt")
+    try:
+        with child_processes() as children:
+            process = start_child(children, decompress_command(compression, path), stdout=subprocess.PIPE)
+            scan_stream(process.stdout, scan)
+            finish_children(children, f"backup {path.name} is corrupt")
+    finally:
+        hashing.join()
+        if digest_error:
+            raise digest_error[0]
     check_trailer(path, scan)
     return scan
 

@@ -138,8 +138,9 @@ class Phase:
 
 
 class Bench:
-    def __init__(self, settings: Settings, work: Path, repeats: int, say) -> None:
+    def __init__(self, settings: Settings, work: Path, repeats: int, say, phases: tuple[str, ...] = ()) -> None:
         self.settings, self.work, self.repeats, self.say = settings, work, repeats, say
+        self.phases = phases or PHASES
         (work / "empty.env").write_text("")
         self.backups = work / "backups"
         self.restored = "emotional_chat_restored"
@@ -411,19 +412,24 @@ class Bench:
 
     def size(self, rows: int) -> dict:
         result: dict[str, Any] = {"dataset": self.dataset(rows), "load_average": os.getloadavg()}
-        self.say("  additive deploy ...")
-        result["additive deploy"] = self.additive()
-        self.say("  drop-column deploy ...")
-        result["drop-column deploy"] = self.drop_column()
-        self.say("  full backup ...")
-        result["full backup"], ours_file, raw_file, mydumper_dir = self.backup()
-        self.say("  restore ...")
-        result["restore"] = self.restore(ours_file, raw_file, mydumper_dir)
-        drop = result["drop-column deploy"]
-        database_bytes = 1e6 * (result["dataset"]["data_mb"] + result["dataset"]["index_mb"])
-        drop["kept_share_of_database"] = drop["kept_bytes"] / database_bytes
-        drop["kept_share_of_full_dump_file"] = drop["kept_bytes"] / (1e6 * result["full backup"]["ours_mb"])
-        shutil.rmtree(mydumper_dir, ignore_errors=True)
+        if "additive deploy" in self.phases:
+            self.say("  additive deploy ...")
+            result["additive deploy"] = self.additive()
+        if "drop-column deploy" in self.phases:
+            self.say("  drop-column deploy ...")
+            result["drop-column deploy"] = self.drop_column()
+        if "full backup" in self.phases or "restore" in self.phases:
+            self.say("  full backup ...")
+            result["full backup"], ours_file, raw_file, mydumper_dir = self.backup()
+            if "restore" in self.phases:
+                self.say("  restore ...")
+                result["restore"] = self.restore(ours_file, raw_file, mydumper_dir)
+            shutil.rmtree(mydumper_dir, ignore_errors=True)
+        if "drop-column deploy" in result and "full backup" in result:
+            drop = result["drop-column deploy"]
+            database_bytes = 1e6 * (result["dataset"]["data_mb"] + result["dataset"]["index_mb"])
+            drop["kept_share_of_database"] = drop["kept_bytes"] / database_bytes
+            drop["kept_share_of_full_dump_file"] = drop["kept_bytes"] / (1e6 * result["full backup"]["ours_mb"])
         return result
 
 
@@ -442,6 +448,7 @@ def growth(sizes: dict[str, dict]) -> dict:
                 if way in sizes[small][phase] and sizes[small][phase][way] > 0
             }
             for phase in PHASES
+            if phase in sizes[small] and phase in sizes[large]
         }
     return found
 
@@ -457,13 +464,21 @@ def table(results: dict) -> list[str]:
             f"load {', '.join(f'{value:.2f}' for value in result['load_average'])}",
             f"{'phase':30} {'ours s':>8} {'raw s':>8} {'mydumper/myloader s':>19} {'ours/raw':>8} {'ours RSS MB':>11}",
         ]
-        for phase in PHASES:
+        for phase in [phase for phase in PHASES if phase in result]:
             figures = result[phase]
             mydumper = f"{figures['mydumper']:19.2f}" if "mydumper" in figures else " " * 19
             lines.append(
                 f"{phase:30} {figures['ours']:8.2f} {figures['raw']:8.2f} {mydumper} "
                 f"{figures['ours_vs_raw']:8.2f} {figures['ours_max_rss_mb']:11.0f}"
             )
+        if not all(phase in result for phase in PHASES):
+            if "full backup" in result:
+                backup = result["full backup"]
+                lines.append(
+                    f"  backup files: ours {backup['ours_mb']:,.0f} MB, raw {backup['raw_mb']:,.0f} MB, "
+                    f"mydumper {backup['mydumper_mb']:,.0f} MB"
+                )
+            continue
         additive, drop, backup = result["additive deploy"], result["drop-column deploy"], result["full backup"]
         lines += [
             f"  additive target ours <= {TARGET_FACTOR} x raw + {TARGET_SLACK:.0f} s = {additive['target_seconds']:.2f} s: "
@@ -494,7 +509,7 @@ def table(results: dict) -> list[str]:
     return lines
 
 
-def run(sizes: list[int], repeats: int, say=print) -> dict:
+def run(sizes: list[int], repeats: int, say=print, phases: tuple[str, ...] = ()) -> dict:
     for program in ("mydumper", "myloader", "zstd", "/usr/bin/time"):
         if not shutil.which(program):
             raise SystemExit(f"❌ {program} not found (apt-get install mydumper zstd time)")
@@ -517,7 +532,7 @@ def run(sizes: list[int], repeats: int, say=print) -> dict:
         )
         admin.create_database(settings)
         migrate.upgrade(settings, HEAD)
-        bench = Bench(settings, work, repeats, say)
+        bench = Bench(settings, work, repeats, say, phases)
         for rows in sorted(sizes):
             results["sizes"][str(rows)] = bench.size(rows)
     finally:
@@ -536,9 +551,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each way, alternating (medians; default 3)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file, to compare commits")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"phases to measure, comma-separated (default all: {','.join(PHASES)}); restore needs the backup's files",
+    )
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
-    results = run(sizes, args.repeats)
+    phases = tuple(phase.strip() for phase in args.phases.split(",") if phase.strip())
+    unknown = [phase for phase in phases if phase not in PHASES]
+    if unknown:
+        parser.error(f"unknown phase(s): {', '.join(unknown)}")
+    results = run(sizes, args.repeats, phases=phases)
     print("\n".join(table(results)))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
