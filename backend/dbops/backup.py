@@ -48,6 +48,7 @@ from .backup_files import (
 )
 from .backup_verify import CHUNK, DumpScan, check_size, check_trailer, read_tail, scan_stream
 from .clients import (
+    Child,
     child_processes,
     client_command,
     client_options,
@@ -162,6 +163,16 @@ def _bytes_written(pid: int) -> int | None:
         return None
 
 
+def _bytes_copied(counter: Child) -> int:
+    """The byte count of dd's closing line ("N bytes (...) copied, ...")."""
+    counter.errors.seek(0)
+    lines = counter.errors.read().decode("utf-8", "replace").splitlines()
+    line = next((line for line in reversed(lines) if " bytes" in line), "")
+    if not line.split(" ", 1)[0].isdigit():
+        raise BackupError(f"cannot read the dump's size from dd: {line or 'no output'}")
+    return int(line.split(" ", 1)[0])
+
+
 def _report(progress: Progress, pid: int, estimate: int) -> None:
     written = _bytes_written(pid)
     if written is not None:
@@ -198,8 +209,14 @@ def _stream_dump(
             children, client_command(program, options, *arguments), stdout=subprocess.PIPE, pass_fds=(options,)
         )
         if parallel:
-            start_child(children, [parallel, *PARALLEL_ZSTD[1:]], stdin=dump.stdout, stdout=out)
-            dump.stdout.close()  # the compressor owns the pipe: the dump sees it break if the compressor dies
+            # dd counts the dump's bytes on their way (its closing line): the dump's own write counters
+            # also hold what it sends to the server, some KB more on MySQL.
+            counter = start_child(
+                children, ["env", "LC_ALL=C", "dd", "bs=1M"], stdin=dump.stdout, stdout=subprocess.PIPE
+            )
+            dump.stdout.close()  # the counter owns the pipe: the dump sees it break if the chain dies
+            start_child(children, [parallel, *PARALLEL_ZSTD[1:]], stdin=counter.stdout, stdout=out)
+            counter.stdout.close()
             if progress is not None:
                 _report(progress, dump.pid, estimate)
             while True:
@@ -209,14 +226,12 @@ def _stream_dump(
                     _report(progress, dump.pid, estimate)
                 if waited:
                     break
-            errors = children[0].errors
-            errors.seek(0, os.SEEK_END)
-            scan.size = (_bytes_written(dump.pid) or 0) - errors.tell()
             try:
                 finish_children(children, f"backup of {settings.database!r} failed", settings.password)
             except BackupError:
-                _raise_if_out_of_room(children[1].process.returncode, partial.parent)
+                _raise_if_out_of_room(children[2].process.returncode, partial.parent)
                 raise
+            scan.size = _bytes_copied(children[1])
             sync_file(out)
             scan.tail = read_tail(partial)
             size, hexdigest = _file_digest(out, partial)
