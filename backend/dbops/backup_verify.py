@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from ..config import child_environment
 from .backup_files import COMPRESSIONS, Compression, Manifest, decompress_command, read_manifest
 from .clients import child_processes, find_client, finish_children, start_child
 from .connection import parse_server_version
@@ -120,7 +121,11 @@ def read_tail(path: Path, frames: int = 2) -> bytes:
         source.seek(starts[max(len(starts) - frames, 0)])
         compressed = source.read()
     result = subprocess.run(
-        [find_client(["zstd"], "decompressor"), "-q", "-dc"], input=compressed, capture_output=True, check=False
+        [find_client(["zstd"], "decompressor"), "-q", "-dc"],
+        input=compressed,
+        capture_output=True,
+        check=False,
+        env=child_environment(),  # no password variable reaches a child
     )
     if result.returncode != 0:
         line = result.stderr.decode("utf-8", "replace").strip().splitlines()[:1]
