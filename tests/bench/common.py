@@ -31,20 +31,24 @@ def bench_server(folder: Path, versions: Path, extra_args: tuple[str, ...] = ())
     """A throwaway server in folder with emotional_chat at HEAD for the user bench; stopped on exit."""
     instance = start_instance(folder, extra_args=extra_args)
     try:
-        password = create_user(instance, "bench", "b3nch-pass")
-        settings = Settings(
-            host=instance.host,
-            port=instance.port,
-            user="bench",
-            password=password,
-            database="emotional_chat",
-            versions_dir=versions,
-        )
-        admin.create_database(settings)
-        migrate.upgrade(settings, HEAD)
-        yield settings
+        yield bench_database(instance, versions)
     finally:
         stop_instance(instance)
+
+
+def bench_database(instance, versions: Path) -> Settings:
+    """On a throwaway server: the user bench and emotional_chat at HEAD; its settings."""
+    settings = Settings(
+        host=instance.host,
+        port=instance.port,
+        user="bench",
+        password=create_user(instance, "bench", "b3nch-pass"),
+        database="emotional_chat",
+        versions_dir=versions,
+    )
+    admin.create_database(settings)
+    migrate.upgrade(settings, HEAD)
+    return settings
 
 
 def alternate(ways: dict[str, Callable[[], None]], repeats: int, between: Callable[[str], None] | None = None) -> None:

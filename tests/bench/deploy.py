@@ -43,9 +43,9 @@ from backend.dbops.clients import client_options, defaults_file
 from backend.dbops.connection import connect
 from backend.dbops.deploy import settle_deploys
 from backend.dbops.lock import migration_lock
-from backend.dbops.servers import create_user, find_program, start_instance, stop_instance
+from backend.dbops.servers import find_program, start_instance, stop_instance
 from backend.dbops.tool_tables import HOLD_PREFIX
-from tests.bench.common import alternate, bench_environment, uptime
+from tests.bench.common import alternate, bench_database, bench_environment, uptime
 from tests.bench.datagen import content_ratio, fill, zstd_ratio
 from tests.helpers import HEAD, copy_versions
 
@@ -521,17 +521,7 @@ def run(sizes: list[int], repeats: int, say=print, phases: tuple[str, ...] = ())
         instance = start_instance(
             work / "server", extra_args=("--innodb-buffer-pool-size=1G", "--innodb-log-file-size=512M")
         )
-        password = create_user(instance, "bench", "b3nch-pass")
-        settings = Settings(
-            host=instance.host,
-            port=instance.port,
-            user="bench",
-            password=password,
-            database="emotional_chat",
-            versions_dir=copy_versions(work / "versions"),
-        )
-        admin.create_database(settings)
-        migrate.upgrade(settings, HEAD)
+        settings = bench_database(instance, copy_versions(work / "versions"))
         bench = Bench(settings, work, repeats, say, phases)
         for rows in sorted(sizes):
             results["sizes"][str(rows)] = bench.size(rows)

@@ -30,10 +30,10 @@ from pathlib import Path
 import pymysql
 
 from backend.config import Settings
-from backend.dbops import admin, alembic_setup, migrate
+from backend.dbops import alembic_setup, migrate
 from backend.dbops.clients import client_options, defaults_file, find_client
-from backend.dbops.servers import create_user, start_instance, stop_instance
-from tests.bench.common import Writer, bench_environment, deploy_lines, latency_figures
+from backend.dbops.servers import start_instance, stop_instance
+from tests.bench.common import Writer, bench_database, bench_environment, deploy_lines, latency_figures
 from tests.bench.datagen import fill
 from tests.faults.live import FIRST as BENCH
 from tests.faults.live import write_revisions
@@ -249,17 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         servers.append(binlog_server)
         targets = []
         for instance, rows in ((plain_server, args.rows), (binlog_server, args.rows // 10)):
-            password = create_user(instance, "bench", "b3nch-pass")
-            settings = Settings(
-                host=instance.host,
-                port=instance.port,
-                user="bench",
-                password=password,
-                database="emotional_chat",
-                versions_dir=versions,
-            )
-            admin.create_database(settings)
-            migrate.upgrade(settings, HEAD)
+            settings = bench_database(instance, versions)
             fill(settings, rows, say=lambda line: None)
             targets.append(settings)
         print(f"dataset: {args.rows:,} chat_messages rows ({args.rows // 10:,} on the binlog server)")
