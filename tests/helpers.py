@@ -127,6 +127,20 @@ def query(server: ServerTarget, sql: str, args=None, database: str | None = None
         connection.close()
 
 
+def run_sql(server: ServerTarget, database: str | None, *statements: str, many=None) -> tuple[tuple, ...]:
+    """Run statements (then executemany(*many)) on one connection; the last statement's rows."""
+    connection = server.connect(database)
+    try:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+            if many:
+                cursor.executemany(*many)
+            return cursor.fetchall()
+    finally:
+        connection.close()
+
+
 def tables(server: ServerTarget, database: str) -> list[str]:
     """Tables of the database, without the tool's lock, journal, deploy-history and holding tables."""
     return sorted(

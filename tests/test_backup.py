@@ -26,25 +26,12 @@ from backend.dbops.errors import BackupError
 from backend.dbops.restore import restore
 from backend.dbops.tool_tables import HISTORY_TABLES
 from tests.command_line import assert_one_error_line
-from tests.helpers import APP_TABLES, HEAD, checksums, descendants, tables
+from tests.helpers import APP_TABLES, HEAD, checksums, descendants, run_sql, tables
 
 # Quotes, parentheses, a row separator, backslashes and a newline inside strings: the row
 # counting over the dump must not be fooled by any of them.
 AWKWARD = 'it\'s (a),(b) \\ "q" ),( 😀\nline two; -- not a comment'
 SEEDED_ROWS = {"users": 3, "chat_sessions": 2, "chat_messages": 5, "alembic_version": 1}
-
-
-def run_sql(server, database, *statements, many=None):
-    connection = server.connect(database)
-    try:
-        with connection.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-            if many:
-                cursor.executemany(*many)
-            return cursor.fetchall()
-    finally:
-        connection.close()
 
 
 @pytest.fixture

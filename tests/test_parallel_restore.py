@@ -24,21 +24,9 @@ from backend.dbops.errors import BackupError
 from backend.dbops.parallel_load import load_parallel
 from backend.dbops.restore import LOAD_SESSIONS, restore
 from backend.dbops.tool_tables import TOOL_TABLES, VERSION_TABLE
-from tests.helpers import checksums, query
+from tests.helpers import checksums, query, run_sql
 
 MESSAGES = 6000  # about 12 MB of dump: a dozen INSERT statements to spread over the sessions
-
-
-def run_sql(server, database, *statements, many=None) -> None:
-    connection = server.connect(database)
-    try:
-        with connection.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-            if many:
-                cursor.executemany(*many)
-    finally:
-        connection.close()
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ import subprocess
 import time
 from collections.abc import Callable
 
-import pymysql
-
 from backend.config import Settings
+from tests.bench.common import connect_app
 
 SEED = 20261130
 POOL_SIZE = 200_000  # distinct messages; rows beyond it combine two of them
@@ -104,18 +103,6 @@ def zstd_ratio(sample: bytes) -> float:
     return len(sample) / len(compressed)
 
 
-def _connect(settings: Settings) -> pymysql.Connection:
-    return pymysql.connect(
-        host=settings.host,
-        port=settings.port,
-        user=settings.user,
-        password=settings.password,
-        database=settings.database,
-        charset="utf8mb4",
-        autocommit=True,
-    )
-
-
 def _pool(cursor, size: int) -> None:
     """bench_pool(id, content): `size` distinct messages (dropped after the fill: no dump carries it)."""
     cursor.execute(
@@ -132,7 +119,7 @@ def _pool(cursor, size: int) -> None:
 def fill(settings: Settings, rows: int, say: Callable[[str], None] = print) -> None:
     """chat_messages grows to `rows` rows of generated chat (kept: a larger size extends it); 100 users,
     1,000 sessions (s0..s999)."""
-    connection = _connect(settings)
+    connection = connect_app(settings)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM chat_messages")
@@ -175,7 +162,7 @@ def fill(settings: Settings, rows: int, say: Callable[[str], None] = print) -> N
 
 def content_ratio(settings: Settings, rows: int = 20_000) -> tuple[float, float]:
     """(zstd -1 ratio of a sample of chat_messages.content, its average bytes per message)."""
-    connection = _connect(settings)
+    connection = connect_app(settings)
     try:
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT content FROM chat_messages ORDER BY id LIMIT {rows}")
