@@ -196,10 +196,9 @@ def _stream_dump(
 ) -> tuple[int, str, DumpScan]:
     """Run dump | compressor into out; return the file's size, sha256 and what is known of the dump.
 
-    With pzstd (independent frames) the compressor writes the file itself, exactly the raw
-    pipe; the dump's size is what the dump wrote (its /proc counters, its stderr taken off),
-    only the last frames are decompressed to read the trailer, and the finished file is hashed
-    once. Without pzstd this process relays the compressed stream, hashing it, and a second
+    With pzstd (independent frames) the compressor writes the file itself, as in the raw pipe;
+    dd between them counts the dump's bytes, only the last frames are decompressed to read the
+    trailer, and the finished file is hashed once. Without pzstd this process relays the compressed stream, hashing it, and a second
     decompressor checks it as it is written (it decompresses, its size, its trailer).
     """
     parallel = find_program(PARALLEL_ZSTD[0]) if compression.name == "zstd" else None
