@@ -1,10 +1,10 @@
 """Taking a backup: a streamed, compressed dump of the configured database with its manifest.
 
-dump client -> pzstd -> <file>.partial, then fsync, one sha256 of the file and rename; pzstd
-writes independent zstd frames, so the dump's trailer is checked by decompressing the last
-frames only. Without pzstd: dump client -> zstd or gzip -> this process (sha256, byte count)
--> <file>.partial, the same stream going through a decompressor that checks it as it is written. Files, manifests and rotation
-are in backup_files.py, verification in backup_verify.py, the clients in clients.py.
+dump client -> pzstd -> <file>.partial, as in a raw pipe, the file hashed and flushed to disk
+while it grows, then renamed; pzstd writes independent zstd frames, so the dump's trailer is
+checked by decompressing the last frames only. Without pzstd: dump client -> zstd or gzip ->
+this process (sha256, byte count) -> <file>.partial, the same stream going through a
+decompressor that checks it as it is written. Files, manifests and rotation are in backup_files.py, verification in backup_verify.py, the clients in clients.py.
 
 Row counts are taken with SELECT COUNT(*) in a snapshot opened just before the dump's own,
 while the dump streams, for tables of up to COUNT_LIMIT rows (larger ones are recorded as not
@@ -72,7 +72,8 @@ Progress = Callable[[int, int], None]  # (bytes dumped so far, estimated total)
 PROGRESS_INTERVAL = 0.5
 # pzstd writes independent frames (about 2 MB of dump each) as fast as `zstd -T2`: the trailer is
 # then read from the last frames alone, not from a second decompression of the whole stream.
-PARALLEL_ZSTD = ("pzstd", "-q", "-1", "-p", "2", "-c")
+PARALLEL_ZSTD = ("pzstd", "-v", "-1", "-p", "2", "-c")  # -v: its closing line gives the dump's size
+SYNC_EVERY = 64 << 20  # bytes of backup file written between two fdatasync calls while the dump runs
 FULL_DISK_BYTES = 4 << 20  # free space under which a failed compressor is taken to have run out of room
 COUNT_LIMIT = 200_000  # rows (the server's estimate) up to which a table is counted for the manifest
 COMPRESSED_SHARE = 0.5  # a compressed dump takes at most this share of data + index length
@@ -163,25 +164,59 @@ def _bytes_written(pid: int) -> int | None:
         return None
 
 
-def _bytes_copied(counter: Child) -> int:
-    """The byte count of dd's closing line ("N bytes (...) copied, ...")."""
-    counter.errors.seek(0)
-    lines = counter.errors.read().decode("utf-8", "replace").splitlines()
-    line = next((line for line in reversed(lines) if " bytes" in line), "")
-    if not line.split(" ", 1)[0].isdigit():
-        raise BackupError(f"cannot read the dump's size from dd: {line or 'no output'}")
-    return int(line.split(" ", 1)[0])
+def _bytes_read(compressor: Child) -> int:
+    """The dump's size, from pzstd's closing line ("stdin : R%   (N => M bytes, stdout)")."""
+    compressor.errors.seek(0)
+    text = compressor.errors.read().decode("utf-8", "replace").replace("\r", "\n")
+    line = next((line for line in reversed(text.splitlines()) if " => " in line), "")
+    counted = line.rsplit("(", 1)[-1].split(" => ", 1)[0].strip()
+    if not counted.isdigit():
+        raise BackupError(f"cannot read the dump's size from pzstd: {line.strip() or 'no output'}")
+    return int(counted)
+
+
+class _Follower(threading.Thread):
+    """Hashes a file while a child appends to it, and flushes it to disk every SYNC_EVERY bytes:
+    when the dump ends, the sha256 and the fsync are all but done, as they are in no raw pipe."""
+
+    def __init__(self, out: IO[bytes], partial: Path) -> None:
+        super().__init__(name="backup-follower", daemon=True)
+        self.out, self.partial = out, partial
+        self.digest, self.size = hashlib.sha256(), 0
+        self.written = threading.Event()  # the writer has exited: what is in the file is all
+        self.error: OSError | None = None
+
+    def run(self) -> None:
+        synced = 0
+        try:
+            with self.partial.open("rb", buffering=0) as source:
+                while True:
+                    last = self.written.is_set()  # before the read: nothing comes after it then
+                    chunk = source.read(CHUNK)
+                    if chunk:
+                        self.digest.update(chunk)
+                        self.size += len(chunk)
+                        if self.size - synced >= SYNC_EVERY:
+                            os.fdatasync(self.out.fileno())
+                            synced = self.size
+                    elif last:
+                        return
+                    else:
+                        self.written.wait(PROGRESS_INTERVAL / 10)
+        except OSError as exc:
+            self.error = exc
+
+    def result(self) -> tuple[int, str]:
+        """Once the thread has ended: the file's size and sha256."""
+        if self.error is not None:
+            raise self.error
+        return self.size, self.digest.hexdigest()
 
 
 def _report(progress: Progress, pid: int, estimate: int) -> None:
     written = _bytes_written(pid)
     if written is not None:
         progress(written, estimate)
-
-
-def _file_digest(out: IO[bytes], partial: Path) -> tuple[int, str]:
-    with partial.open("rb") as source:
-        return os.fstat(out.fileno()).st_size, hashlib.file_digest(source, "sha256").hexdigest()
 
 
 def _stream_dump(
@@ -196,10 +231,11 @@ def _stream_dump(
 ) -> tuple[int, str, DumpScan]:
     """Run dump | compressor into out; return the file's size, sha256 and what is known of the dump.
 
-    With pzstd (independent frames) the compressor writes the file itself, as in the raw pipe;
-    dd between them counts the dump's bytes, only the last frames are decompressed to read the
-    trailer, and the finished file is hashed once. Without pzstd this process relays the compressed stream, hashing it, and a second
-    decompressor checks it as it is written (it decompresses, its size, its trailer).
+    With pzstd (independent frames) the compressor writes the file itself, as in the raw pipe, and
+    its closing line gives the dump's size; a thread hashes the file as it grows, only the last
+    frames are decompressed to read the trailer. Without pzstd this process relays the compressed
+    stream, hashing it, and a second decompressor checks it as it is written (it decompresses,
+    its size, its trailer).
     """
     parallel = find_program(PARALLEL_ZSTD[0]) if compression.name == "zstd" else None
     digest, size, shown, scan = hashlib.sha256(), 0, 0.0, DumpScan()
@@ -208,32 +244,32 @@ def _stream_dump(
             children, client_command(program, options, *arguments), stdout=subprocess.PIPE, pass_fds=(options,)
         )
         if parallel:
-            # dd counts the dump's bytes on their way (its closing line): the dump's own write counters
-            # also hold what it sends to the server, some KB more on MySQL.
-            counter = start_child(
-                children, ["env", "LC_ALL=C", "dd", "bs=1M"], stdin=dump.stdout, stdout=subprocess.PIPE
-            )
-            dump.stdout.close()  # the counter owns the pipe: the dump sees it break if the chain dies
-            start_child(children, [parallel, *PARALLEL_ZSTD[1:]], stdin=counter.stdout, stdout=out)
-            counter.stdout.close()
-            if progress is not None:
-                _report(progress, dump.pid, estimate)
-            while True:
-                # Wait for the dump's exit without reaping it, so that its counters can still be read.
-                waited = _wait_unreaped(dump.pid, PROGRESS_INTERVAL if progress is not None else None)
+            follower = _Follower(out, partial)
+            start_child(children, [parallel, *PARALLEL_ZSTD[1:]], stdin=dump.stdout, stdout=out)
+            dump.stdout.close()  # the compressor owns the pipe: the dump sees it break if the chain dies
+            follower.start()
+            try:
                 if progress is not None:
                     _report(progress, dump.pid, estimate)
-                if waited:
-                    break
-            try:
-                finish_children(children, f"backup of {settings.database!r} failed", settings.password)
-            except BackupError:
-                _raise_if_out_of_room(children[2].process.returncode, partial.parent)
-                raise
-            scan.size = _bytes_copied(children[1])
+                while True:
+                    # Wait for the dump's exit without reaping it, so that its counters can still be read.
+                    waited = _wait_unreaped(dump.pid, PROGRESS_INTERVAL if progress is not None else None)
+                    if progress is not None:
+                        _report(progress, dump.pid, estimate)
+                    if waited:
+                        break
+                try:
+                    finish_children(children, f"backup of {settings.database!r} failed", settings.password)
+                except BackupError:
+                    _raise_if_out_of_room(children[1].process.returncode, partial.parent)
+                    raise
+            finally:
+                follower.written.set()
+                follower.join()
+            size, hexdigest = follower.result()
+            scan.size = _bytes_read(children[1])
             sync_file(out)
             scan.tail = read_tail(partial)
-            size, hexdigest = _file_digest(out, partial)
             return size, hexdigest, scan
         compressor = start_child(
             children,
