@@ -20,7 +20,8 @@ from backend.dbops.errors import (
     UnknownDatabase,
 )
 from backend.dbops.guards import confirm_destructive
-from backend.dbops.tool_tables import HISTORY_TABLES, CreateIfMissing, metadata
+from backend.dbops.tool_schema import CreateIfMissing, metadata
+from backend.dbops.tool_tables import HISTORY_TABLES
 from tests.helpers import APP_TABLES, HEAD, Answers, copy_versions, revision_text
 
 

@@ -57,7 +57,7 @@ from .clients import (
     program_version,
     start_child,
 )
-from .connection import connect, require_configured, server_info
+from .connection import connect_session, parse_server_version
 from .errors import BackupError
 from .identifiers import validate_identifier
 from .schema import row_counts
@@ -65,7 +65,7 @@ from .servers import find_program
 from .tool_tables import HISTORY_TABLES, TOOL_TABLES, VERSION_TABLE
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
+    from .undo.session import Session
 
 Progress = Callable[[int, int], None]  # (bytes dumped so far, estimated total)
 
@@ -109,49 +109,39 @@ class BackupResult:
         ]
 
 
-def _base_tables(connection: Connection, database: str) -> set[str]:
-    from sqlalchemy import text
+def _base_tables(session: Session) -> set[str]:
+    return {
+        name
+        for (name,) in session.rows(
+            "SELECT TABLE_NAME FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'"
+        )
+    }
 
-    rows = connection.execute(
-        text("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db AND TABLE_TYPE = 'BASE TABLE'"),
-        {"db": database},
-    )
-    return {row[0] for row in rows}
 
-
-def _revisions(connection: Connection) -> tuple[str, ...]:
+def _revisions(session: Session) -> tuple[str, ...]:
     """What alembic_version holds, read in the backup's snapshot (what alembic's MigrationContext
     reads, without importing alembic's runtime: a good part of a second on a busy machine)."""
-    from sqlalchemy import text
-
-    return tuple(row[0] for row in connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE} ORDER BY 1")))
+    return tuple(row[0] for row in session.rows(f"SELECT version_num FROM {VERSION_TABLE} ORDER BY 1"))
 
 
-def _small_tables(connection: Connection, database: str, tables: set[str]) -> set[str]:
+def _small_tables(session: Session, tables: set[str]) -> set[str]:
     """The tables whose rows are counted exactly for the manifest: those of at most COUNT_LIMIT rows
     by the server's estimate. A larger table's count would cost a scan of it beside the dump
     (a second of server time per few million rows on two cores) for a comparison that only
     ever shows writes made between two snapshots: its count is left out (null)."""
-    from sqlalchemy import text
-
-    rows = connection.execute(
-        text("SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db"),
-        {"db": database},
+    estimates = dict(
+        session.rows("SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
     )
-    estimates = {name: rows_estimate for name, rows_estimate in rows}
     return {name for name in tables if (estimates.get(name) or 0) <= COUNT_LIMIT}
 
 
-def data_and_index_bytes(connection: Connection, database: str) -> tuple[int, int]:
-    from sqlalchemy import text
-
-    data, index = connection.execute(
-        text(
-            "SELECT COALESCE(SUM(DATA_LENGTH), 0), COALESCE(SUM(INDEX_LENGTH), 0) "
-            "FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db"
-        ),
-        {"db": database},
-    ).one()
+def data_and_index_bytes(session: Session) -> tuple[int, int]:
+    """The data and index length of the session's database, by the server's estimate."""
+    data, index = session.rows(
+        "SELECT COALESCE(SUM(DATA_LENGTH), 0), COALESCE(SUM(INDEX_LENGTH), 0) "
+        "FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+    )[0]
     return int(data), int(index)
 
 
@@ -349,27 +339,26 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
 
     progress, when given, is called about twice a second with (bytes dumped, estimated total).
     """
-    require_configured(settings)
     database = validate_identifier(settings.database)
     started, clock = datetime.now(UTC), time.monotonic()
     folder = settings.backup_dir
-    with connect(settings) as connection, ThreadPoolExecutor(max_workers=1) as pool:
+    with connect_session(settings) as session, ThreadPoolExecutor(max_workers=1) as pool:
         _prepare_folder(folder)
-        info = server_info(connection)
-        data_bytes, index_bytes = data_and_index_bytes(connection, database)
+        info = parse_server_version(session.value("SELECT VERSION()"))
+        data_bytes, index_bytes = data_and_index_bytes(session)
         # Rows are counted in a snapshot taken just before the dump's own (writes in between may
         # differ). Counting a large table takes a while: it runs while the dump streams.
-        connection.commit()
-        connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        connection.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        every_table = _base_tables(connection, database)
-        revisions = _revisions(connection) if VERSION_TABLE in every_table else ()
+        session.commit()
+        session.run("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        session.run("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        every_table = _base_tables(session)
+        revisions = _revisions(session) if VERSION_TABLE in every_table else ()
         # The tool's history and holding tables are left out: a restore keeps the former and
         # must not bring back the holding tables of deploys settled since.
         left_out = {name for name in every_table if name in TOOL_TABLES and name != VERSION_TABLE}
         tables = every_table - left_out
-        counted = _small_tables(connection, database, tables)
-        counting = pool.submit(row_counts, connection, counted)
+        counted = _small_tables(session, tables)
+        counting = pool.submit(row_counts, session, counted)
         needed, free = int((data_bytes + index_bytes) * COMPRESSED_SHARE), shutil.disk_usage(folder).free
         if free < needed:
             raise BackupError(
@@ -399,7 +388,7 @@ def backup(settings: Settings, progress: Progress | None = None) -> BackupResult
             counts: dict[str, int | None] = {name: None for name in tables - counted}
             counts.update(counting.result())
             counts = dict(sorted(counts.items()))
-            connection.rollback()  # the counting snapshot is no longer needed
+            session.rollback()  # the counting snapshot is no longer needed
             publish(partial_path(path), path)
             check_size(path, size)  # hashed as it was written: once is enough
             check_trailer(path, scan)

@@ -64,8 +64,8 @@ class CheckReport:
         return "\n".join(f"❌ {item.name}: {item.detail}" for item in self.failures)
 
 
-def database_size(connection: Connection, database: str) -> int:
-    return sum(data_and_index_bytes(connection, database))
+def database_size(connection: Connection) -> int:
+    return sum(data_and_index_bytes(Session.of(connection)))
 
 
 def free_bytes(folder: Path) -> int:
@@ -123,7 +123,7 @@ def run_check(settings: Settings, own_deploy: str | None = None, rehearse: bool 
             current = alembic_setup.current_heads(connection)
             left = journal.unfinished(connection)
             recorded = journal.applied_checksums(connection)
-            size = database_size(connection, settings.database)
+            size = database_size(connection)
             to_adopt = None if left else adoption_hint(connection, script, current, ignored_tables(settings))
     except (UnknownDatabase, AccessDenied) as exc:
         report.add("database", False, str(exc))

@@ -138,7 +138,7 @@ def make_plan(settings: Settings, target: str = "head") -> DeployPlan:
     full_dump_bytes = None
     if steps and settings.deploy_full_backup:
         with connect(settings) as connection:
-            full_dump_bytes = sum(data_and_index_bytes(connection, settings.database))
+            full_dump_bytes = sum(data_and_index_bytes(Session.of(connection)))
     return DeployPlan(
         settings.deploy_steps,
         current,

@@ -1,5 +1,5 @@
 """The deploy history (`invoke db.deploys`): every deploy, downgrade, restore and adoption,
-one row each in alembic_deploys (tool_tables.DEPLOYS), written as it runs.
+one row each in alembic_deploys (tool_schema.DEPLOYS), written as it runs.
 
 A run records itself 'running' before it changes anything and updates its row after each
 step, so that one killed halfway is found by `db.check` and finished by `db.recover`.
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from .connection import connect
-from .tool_tables import DEPLOYS, CreateIfMissing
+from .tool_schema import DEPLOYS, CreateIfMissing
 from .undo import log
 from .undo.session import Session
 

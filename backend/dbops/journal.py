@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .tool_tables import JOURNAL, CreateIfMissing
+from .tool_schema import JOURNAL, CreateIfMissing
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection

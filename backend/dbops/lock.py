@@ -20,7 +20,7 @@ from ..config import Settings
 from .connection import connect
 from .errors import DbOpsError
 from .guards import refuse_read_only
-from .tool_tables import LOCK, CreateIfMissing
+from .tool_schema import LOCK, CreateIfMissing
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection

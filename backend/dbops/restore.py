@@ -242,7 +242,7 @@ def _reload(
         _drop_loaded(_tool_session(connection))
     load_dump(settings, path, manifest.compression, progress, manifest.uncompressed_bytes)
     with connect(settings) as connection:
-        counts = row_counts(connection, set(manifest.tables))
+        counts = row_counts(Session.of(connection), set(manifest.tables))
     differing = [
         f"{name} has {count}, the manifest {manifest.tables[name]}"
         for name, count in counts.items()

@@ -22,6 +22,8 @@ from .identifiers import quote_identifier
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
+    from .undo.session import Session
+
 
 @dataclass(frozen=True)
 class Column:
@@ -259,11 +261,9 @@ def _table(name: str, parts: dict) -> Table:
     )
 
 
-def row_counts(connection: Connection, tables: Iterable[str]) -> dict[str, int]:
-    from sqlalchemy import text
-
+def row_counts(session: Session, tables: Iterable[str]) -> dict[str, int]:
     return {
-        name: connection.execute(text(f"SELECT COUNT(*) FROM {quote_identifier(name, 'table name')}")).scalar_one()
+        name: int(session.value(f"SELECT COUNT(*) FROM {quote_identifier(name, 'table name')}"))
         for name in sorted(tables)
     }
 

@@ -45,6 +45,7 @@ from backend.dbops.deploy import settle_deploys
 from backend.dbops.lock import migration_lock
 from backend.dbops.servers import find_program, start_instance, stop_instance
 from backend.dbops.tool_tables import HOLD_PREFIX
+from backend.dbops.undo.session import Session
 from tests.bench.common import alternate, bench_database, bench_environment, uptime
 from tests.bench.datagen import content_ratio, fill, zstd_ratio
 from tests.helpers import HEAD, copy_versions
@@ -197,7 +198,7 @@ class Bench:
         filled = time.monotonic() - started
         self.sql("ANALYZE TABLE chat_messages")
         with connect(self.settings) as connection:
-            data_bytes, index_bytes = data_and_index_bytes(connection, self.settings.database)
+            data_bytes, index_bytes = data_and_index_bytes(Session.of(connection))
         ratio, average = content_ratio(self.settings)
         sample = self.work / "sample.sql"
         with client_options(self.settings) as [options]:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..tool_tables import UNDO, create_statement
+from ..tool_schema import UNDO, create_statement
 from .session import Session
 
 # Kinds of entries

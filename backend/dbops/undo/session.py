@@ -49,6 +49,9 @@ class Session:
     def commit(self) -> None:
         self.raw.commit()
 
+    def rollback(self) -> None:
+        self.raw.rollback()
+
     @property
     def database(self) -> str:
         return self.value("SELECT DATABASE()") or ""
