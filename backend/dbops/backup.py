@@ -4,7 +4,8 @@ dump client -> pzstd -> <file>.partial, as in a raw pipe, the file hashed and fl
 while it grows, then renamed; pzstd writes independent zstd frames, so the dump's trailer is
 checked by decompressing the last frames only. Without pzstd: dump client -> zstd or gzip ->
 this process (sha256, byte count) -> <file>.partial, the same stream going through a
-decompressor that checks it as it is written. Files, manifests and rotation are in backup_files.py, verification in backup_verify.py, the clients in clients.py.
+decompressor that checks it as it is written. Files, manifests and rotation are in
+backup_files.py, verification in backup_verify.py, the clients in clients.py.
 
 Row counts are taken with SELECT COUNT(*) in a snapshot opened just before the dump's own,
 while the dump streams, for tables of up to COUNT_LIMIT rows (larger ones are recorded as not
