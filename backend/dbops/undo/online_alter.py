@@ -22,12 +22,16 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pymysql
+
 from . import holding, log
 from .session import Session, column_list, q
 from .tabledef import TableDef, parse, read, show_create
 
 TOOL_TRIGGER_PREFIX = "pt_osc_"
 TRACK_BATCH = 1000
+BATCH_ATTEMPTS = 5  # runs of a catch-up batch chosen as a deadlock's victim
+DEADLOCK, LOCK_WAIT_TIMEOUT = 1213, 1205
 
 
 def table_names(deploy_id: str, entry_id: int, table: str) -> dict[str, str]:
@@ -251,20 +255,38 @@ def column_mapping(session: Session, source: str, target: str, renamed: dict[str
 
 def _catch_up(session: Session, table: str, aside: str, track: str, mapping, key: list[str]) -> int:
     """The rows the track table names, from table into aside (or out of it, when deleted), a batch at a time."""
+    moved = 0
+    while True:
+        for attempt in range(BATCH_ATTEMPTS):
+            try:
+                count = _catch_up_batch(session, table, aside, track, mapping, key)
+                break
+            except pymysql.MySQLError as exc:
+                # The application's writes, through the mirror triggers, lock the same rows in
+                # another order: a deadlock victim is rolled back whole and runs again (a plain
+                # loop: no retry library for one place).
+                session.run("ROLLBACK")
+                if exc.args[:1] not in ((DEADLOCK,), (LOCK_WAIT_TIMEOUT,)) or attempt == BATCH_ATTEMPTS - 1:
+                    raise
+        if not count:
+            return moved
+        moved += count
+
+
+def _catch_up_batch(session: Session, table: str, aside: str, track: str, mapping, key: list[str]) -> int:
+    """One batch in one transaction: the keys are forgotten only with their rows brought over, so
+    a deadlock, an error or a kill leaves them noted for the next run."""
     targets = column_list(old for _, old in mapping)
     sources = column_list((new for new, _ in mapping), "t.")
     updates = ", ".join(f"{q(old)} = VALUES({q(old)})" for _, old in mapping)
     aside_key = [old for new, old in mapping if new in key]
-    moved = 0
-    while True:
-        batch = session.rows(
-            f"SELECT {column_list(key)} FROM {q(track)} ORDER BY {column_list(key)} LIMIT {TRACK_BATCH}"
-        )
-        if not batch:
-            return moved
+    session.run("START TRANSACTION")
+    batch = session.rows(f"SELECT {column_list(key)} FROM {q(track)} ORDER BY {column_list(key)} LIMIT {TRACK_BATCH}")
+    if batch:
         values = ", ".join("(" + ", ".join(session.literal(v) for v in row) + ")" for row in batch)
-        # Forgotten first: a write from now on notes the key again, and the mirror triggers carry it.
-        session.run(f"DELETE FROM {q(track)} WHERE ({column_list(key)}) IN ({values})")
+        # Table, then aside, then track: the order in which an application write and its triggers
+        # lock them. The rows read stay locked to the commit, so a later write is carried by the
+        # mirror triggers.
         session.run(
             f"INSERT IGNORE INTO {q(aside)} ({targets}) SELECT {sources} FROM {q(table)} t "
             f"WHERE ({column_list(key, 't.')}) IN ({values}) ON DUPLICATE KEY UPDATE {updates}"
@@ -274,7 +296,9 @@ def _catch_up(session: Session, table: str, aside: str, track: str, mapping, key
             f"DELETE a FROM {q(aside)} a LEFT JOIN {q(table)} t ON {matched} "
             f"WHERE ({column_list(aside_key, 'a.')}) IN ({values}) AND t.{q(key[0])} IS NULL"
         )
-        moved += len(batch)
+        session.run(f"DELETE FROM {q(track)} WHERE ({column_list(key)}) IN ({values})")
+    session.run("COMMIT")
+    return len(batch)
 
 
 def revert(control: Session, session: Session, deploy_id: str, entry: log.UndoEntry) -> str:
