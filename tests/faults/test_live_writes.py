@@ -225,3 +225,81 @@ def test_a_failed_production_downgrade_keeps_every_write_of_the_application(sett
     untouched = ("users", "chat_sessions", "emotion_analysis", "user_feedback")
     now = checksums(mysql_server, database)
     assert {name: now[name] for name in untouched} == {name: sums[name] for name in untouched}
+
+
+def test_an_online_rollback_batch_chosen_as_a_deadlock_victim_runs_again(settings, mysql_server, monkeypatch):
+    """The online-alter rollback's catch-up locks the table's rows, then aside's: an application
+    write locking them the other way round makes a deadlock, whose victim is rolled back whole.
+    Here the other transaction has written more rows, so the server picks the batch; it runs
+    again once the write commits, and brings over the value that write left."""
+    import threading
+
+    from backend.dbops.connection import connect_session
+    from backend.dbops.undo import online_alter
+
+    database = settings.database
+    mysql_server.execute(None, f"CREATE DATABASE `{database}`")
+    mysql_server.execute(
+        database,
+        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)) ENGINE=InnoDB",
+        "CREATE TABLE aside LIKE t",
+        "CREATE TABLE track (id INT PRIMARY KEY) ENGINE=InnoDB",
+        "CREATE TABLE weight (id INT PRIMARY KEY) ENGINE=InnoDB",
+        "INSERT INTO t VALUES (1, 'new 1'), (2, 'new 2'), (3, 'new 3')",
+        "INSERT INTO aside VALUES (1, 'old 1'), (2, 'old 2'), (3, 'old 3')",
+        "INSERT INTO track VALUES (1), (2), (3)",
+    )
+    blocker = mysql_server.connect(database, autocommit=False)
+    outcome: dict[str, object] = {}
+    batch, failures = online_alter._catch_up_batch, []
+
+    def watched_batch(*arguments):
+        try:
+            return batch(*arguments)
+        except Exception as exc:
+            failures.append(exc.args[:1])
+            raise
+
+    monkeypatch.setattr(online_alter, "_catch_up_batch", watched_batch)
+
+    def catch_up() -> None:
+        try:
+            with connect_session(settings) as session:
+                outcome["thread"] = session.value("SELECT CONNECTION_ID()")
+                mapping = [("id", "id"), ("v", "v")]
+                outcome["moved"] = online_alter._catch_up(session, "t", "aside", "track", mapping, ["id"])
+        except Exception as exc:  # the test's assertion names it
+            outcome["error"] = exc
+
+    try:
+        with blocker.cursor() as cursor:
+            cursor.executemany("INSERT INTO weight VALUES (%s)", [(n,) for n in range(1000)])
+            cursor.execute("UPDATE aside SET v = 'blocker' WHERE id = 2")
+            worker = threading.Thread(target=catch_up)
+            worker.start()
+            wait_until(
+                lambda: outcome.get("thread")
+                and query(
+                    mysql_server,
+                    "SELECT 1 FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s "
+                    "AND trx_state = 'LOCK WAIT'",
+                    (outcome["thread"],),
+                ),
+                "the catch-up batch to wait for the blocker's row of aside",
+            )
+            # The batch holds t's row 2 (read to copy it): this write closes the cycle.
+            cursor.execute("UPDATE t SET v = 'late 2' WHERE id = 2")
+        blocker.commit()
+        worker.join(timeout=60)
+    finally:
+        blocker.close()
+
+    assert not worker.is_alive() and "error" not in outcome, outcome
+    assert failures == [(online_alter.DEADLOCK,)]
+    assert outcome["moved"] == 3
+    assert query(mysql_server, "SELECT id, v FROM aside ORDER BY id", database=database) == [
+        (1, "new 1"),
+        (2, "late 2"),
+        (3, "new 3"),
+    ]
+    assert query(mysql_server, "SELECT COUNT(*) FROM track", database=database) == [(0,)]
