@@ -135,17 +135,22 @@ def backup(c):
     say_lines(result.lines())
 
 
-@task
+@task(help={"verify": "Also decompress each backup and check it as a restore would (digest, header, closing line)."})
 @cli_errors
-def backups(c):
+def backups(c, verify=False):
     """List the database's backups in BACKUP_DIR, newest first: time, revision, size, good or not."""
     from backend.dbops.backup_files import list_backups
+    from backend.dbops.backup_verify import verify_entries
 
     settings = load_settings()
     entries = list_backups(settings)
     if not entries:
         say(f"no backups of {settings.database} in {settings.backup_dir}")
+    if verify:
+        entries = verify_entries(entries, settings.database)
     say_lines(entry.line() for entry in entries)
+    if verify and not all(entry.good for entry in entries):
+        raise Exit(code=1)
 
 
 @task(

@@ -24,6 +24,7 @@ from backend.dbops.backup_files import list_backups, manifest_path
 from backend.dbops.backup_verify import verify_backup
 from backend.dbops.errors import BackupError
 from backend.dbops.restore import restore
+from backend.dbops.servers import find_program
 from backend.dbops.tool_tables import HISTORY_TABLES
 from tests.command_line import assert_one_error_line
 from tests.helpers import APP_TABLES, HEAD, checksums, descendants, run_sql, tables
@@ -211,6 +212,30 @@ def test_backups_lists_newest_first_and_rotation_keeps_the_newest(invoke, seeded
     assert lines[2].startswith("⚠️") and orphan.name in lines[2] and "no manifest" in lines[2]
     empty = invoke("db.backups", env={"BACKUP_DIR": str(seeded.backup_dir / "none")})
     assert empty.returncode == 0 and "no backups" in empty.stdout
+
+
+def test_backups_verify_checks_each_file_through(invoke, seeded):
+    """The manifest and the file agree (size, sha256) but the stream inside is cut: only a full
+    decompression finds it, and --verify says which backup and exits 1."""
+    good, cut = backup(seeded).path, backup(seeded).path
+    dump = subprocess.run(["zstd", "-q", "-dc", str(cut)], capture_output=True, check=True).stdout
+    data = subprocess.run(["zstd", "-q", "-c"], input=dump[: len(dump) // 2], capture_output=True, check=True).stdout
+    cut.write_bytes(data)
+    manifest = json.loads(manifest_path(cut).read_text())
+    manifest.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    manifest_path(cut).write_text(json.dumps(manifest))
+
+    listed = invoke("db.backups", env=backup_env(seeded))
+    assert listed.returncode == 0 and listed.stdout.count("✅") == 2, listed.output
+    verified = invoke("db.backups", "--verify", env=backup_env(seeded))
+    assert verified.returncode == 1, verified.output
+    [cut_line] = [line for line in verified.stdout.splitlines() if cut.name in line]
+    [good_line] = [line for line in verified.stdout.splitlines() if good.name in line]
+    assert cut_line.startswith("⚠️") and "is incomplete: the dump does not end with '-- Dump completed'" in cut_line
+    assert good_line.startswith("✅")
+    cut.unlink()
+    manifest_path(cut).unlink()
+    assert invoke("db.backups", "--verify", env=backup_env(seeded)).returncode == 0
 
 
 def _truncate(path: Path) -> None:
@@ -455,14 +480,19 @@ def test_hostile_database_name(settings, mysql_server, tmp_path):
         run_sql(mysql_server, None, f"DROP DATABASE IF EXISTS `{name.replace('`', '``')}`")
 
 
-def test_backup_checks_the_stream_as_it_writes_it(seeded, monkeypatch):
-    """A dump that does not end as a dump ends is never called good (the check runs during the dump)."""
+def test_a_gzip_backup_checks_the_stream_as_it_writes_it(seeded, monkeypatch):
+    """Without zstd the stream is relayed through gzip and a second decompressor: a dump that does
+    not end as a dump ends is never called good (the check runs during the dump)."""
+    import backend.dbops.backup as backup_module
     import backend.dbops.backup_verify as backup_verify
 
+    monkeypatch.setattr(backup_module, "find_program", lambda name: None if name == "zstd" else find_program(name))
+    good = backup(seeded).path
+    assert good.name.endswith(".sql.gz") and verify_backup(good).uncompressed_bytes > 0
     monkeypatch.setattr(backup_verify, "TRAILER", b"-- a line no dump ends with")
     with pytest.raises(BackupError, match="is incomplete: the dump does not end with '-- a line no dump ends with'"):
         backup(seeded)
-    assert list(seeded.backup_dir.iterdir()) == []
+    assert sorted(seeded.backup_dir.iterdir()) == [good, manifest_path(good)]
 
 
 def test_restore_keeps_the_replaced_tables_until_settled(invoke, seeded, mysql_server):

