@@ -2,12 +2,12 @@
 
 dump client -> zstd -T2 -> <file>.partial, as in the raw pipe, the file hashed and flushed to
 disk while it grows, then renamed. Both exit statuses say the dump is whole (the dump client
-exits 0 only once it has written its trailer) and zstd's closing line gives the exact byte counts
-in and out; the full check (decompressing it, the dump's header and trailer) is db.verify's, run
-again before every restore. Without zstd: dump client -> gzip -> this process (sha256, byte
-count) -> <file>.partial, the same stream going through a decompressor that checks it as it is
-written. Files, manifests and rotation are in backup_files.py, verification in
-backup_verify.py, the clients in clients.py.
+exits 0 only once it has written its trailer) and zstd's closing line gives the exact byte
+counts in and out; the full check (decompressing it, the dump's header and trailer) is
+`db.backups --verify`'s, and runs before every restore. Without zstd: dump client -> gzip ->
+this process (sha256, byte count) -> <file>.partial, the same stream going through a
+decompressor that checks it as it is written. Files, manifests and rotation are in
+backup_files.py, verification in backup_verify.py, the clients in clients.py.
 
 Row counts are taken with SELECT COUNT(*) in a snapshot opened just before the dump's own,
 while the dump streams, for tables of up to COUNT_LIMIT rows (larger ones are recorded as not
