@@ -133,6 +133,7 @@ class Phase:
         for way, runs in self.runs.items():
             figures[way] = statistics.median(run.seconds for run in runs)
             figures[f"{way}_max_rss_mb"] = max(run.rss_mb for run in runs)
+            figures[f"{way}_runs"] = [round(run.seconds, 3) for run in runs]  # in the order run
         if "ours" in self.runs and "raw" in self.runs:
             figures["ours_vs_raw"] = figures["ours"] / figures["raw"]
         return {**figures, **self.extra}
