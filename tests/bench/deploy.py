@@ -3,8 +3,9 @@
     python -m tests.bench.deploy --sizes 1000000,4000000 --repeats 3 --json bench.json   (or: nox -s bench)
 
 Starts its own throwaway server, fills chat_messages with generated chat (mixed Chinese and
-English, varied lengths: see datagen.py; the zstd -1 ratio of a sample is printed) and, at
-each size, measures in the same run, raw and ours alternating (medians of --repeats):
+English, varied lengths: see datagen.py; the zstd -1 ratio of a sample is printed), lets the
+server write the fill's pages out and, at each size, measures in the same run, raw and ours
+alternating (medians of --repeats):
 
   additive deploy   invoke db.deploy (preflight, backup, upgrade, verify; no restart) of a nullable
                     column plus an index on chat_messages  vs  alembic upgrade head
@@ -12,7 +13,8 @@ each size, measures in the same run, raw and ours alternating (medians of --repe
   drop column       invoke db.deploy of a revision dropping chat_messages.emotion  vs  alembic
                     upgrade head; its protection: the undo log's holding table (bytes, seconds)
                     against the database's size and a full dump
-  full backup       invoke db.backup  vs  mariadb-dump | zstd -1  vs  mydumper -t 2 -c
+  full backup       invoke db.backup  vs  mariadb-dump | zstd -1  vs  mydumper -t 2 -c; then one
+                    more run of ours and of raw under the application's inserts (p99, max)
   restore           invoke db.restore --into  vs  zstd -dc | mariadb  vs  myloader -t 2
 
 then how each grows from one size to the next, and our processes' peak memory (max RSS).
@@ -46,7 +48,7 @@ from backend.dbops.lock import migration_lock
 from backend.dbops.servers import find_program, start_instance, stop_instance
 from backend.dbops.tool_tables import HOLD_PREFIX
 from backend.dbops.undo.session import Session
-from tests.bench.common import alternate, bench_database, bench_environment, uptime
+from tests.bench.common import Writer, alternate, bench_database, bench_environment, latency_figures, uptime
 from tests.bench.datagen import content_ratio, fill, zstd_ratio
 from tests.helpers import HEAD, copy_versions
 
@@ -87,6 +89,7 @@ def downgrade() -> None:
 {downgrade}
 '''
 TARGET_FACTOR, TARGET_SLACK = 1.2, 1.0  # additive deploy: ours <= 1.2 x raw + 1 s
+WRITER_INTERVAL = 0.01  # seconds between the application's inserts during a backup
 
 
 @dataclass
@@ -379,8 +382,16 @@ class Bench:
             )
 
         self.alternate({"raw": raw, "ours": ours, "mydumper": mydumper})
-        ours_file = max(self.backups.glob("*.sql.zst"), key=lambda path: path.stat().st_mtime)
         figures = phase.to_dict()
+        # Then one more run of each under the application's inserts (kept out of the timings above):
+        # what the writes pay for the backup's own checks.
+        for name, way in (("raw", raw), ("ours", ours)):
+            writer = Writer(self.settings, WRITER_INTERVAL)
+            try:
+                way()
+            finally:
+                figures[f"inserts_during_{name}"] = latency_figures(writer.stop())
+        ours_file = max(self.backups.glob("*.sql.zst"), key=lambda path: path.stat().st_mtime)
         figures["ours_mb"] = ours_file.stat().st_size / 1e6
         figures["raw_mb"] = raw_file.stat().st_size / 1e6
         figures["mydumper_mb"] = sum(path.stat().st_size for path in mydumper_dir.iterdir()) / 1e6
@@ -481,6 +492,17 @@ def growth(sizes: dict[str, dict]) -> dict:
     return found
 
 
+def _backup_lines(backup: dict) -> list[str]:
+    ours, raw = backup["inserts_during_ours"], backup["inserts_during_raw"]
+    return [
+        f"  backup files: ours {backup['ours_mb']:,.0f} MB, raw {backup['raw_mb']:,.0f} MB, "
+        f"mydumper {backup['mydumper_mb']:,.0f} MB",
+        f"  an insert every {1000 * WRITER_INTERVAL:.0f} ms during a backup: p99 ours {ours['p99_ms']:.1f} ms, "
+        f"raw {raw['p99_ms']:.1f} ms; max ours {ours['max_ms']:.0f} ms, raw {raw['max_ms']:.0f} ms; "
+        f"failed ours {ours['failed']}, raw {raw['failed']}",
+    ]
+
+
 def table(results: dict) -> list[str]:
     lines = [f"load average at start: {results['load_start']}"]
     for rows, result in results["sizes"].items():
@@ -501,11 +523,7 @@ def table(results: dict) -> list[str]:
             )
         if not all(phase in result for phase in PHASES):
             if "full backup" in result:
-                backup = result["full backup"]
-                lines.append(
-                    f"  backup files: ours {backup['ours_mb']:,.0f} MB, raw {backup['raw_mb']:,.0f} MB, "
-                    f"mydumper {backup['mydumper_mb']:,.0f} MB"
-                )
+                lines += _backup_lines(result["full backup"])
             continue
         additive, drop, backup = result["additive deploy"], result["drop-column deploy"], result["full backup"]
         lines += [
@@ -521,8 +539,7 @@ def table(results: dict) -> list[str]:
             f"{100 * drop['kept_share_of_full_dump_file']:.0f} % of a full dump file "
             f"({backup['ours_mb']:,.0f} MB); +{drop['protection_seconds']:.2f} s over raw "
             f"(upgrade step {drop['ours_upgrade_step']:.2f} s) vs {backup['ours']:.2f} s for a full dump",
-            f"  backup files: ours {backup['ours_mb']:,.0f} MB, raw {backup['raw_mb']:,.0f} MB, "
-            f"mydumper {backup['mydumper_mb']:,.0f} MB",
+            *_backup_lines(backup),
         ]
     for step, phases in results["growth"].items():
         lines += [

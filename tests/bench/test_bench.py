@@ -40,6 +40,7 @@ def test_benchmark_json_has_every_phase(tmp_path) -> None:
             assert size[phase]["ours"] > 0 and size[phase]["raw"] > 0 and size[phase]["ours_max_rss_mb"] > 0
             assert size[phase]["ours_vs_raw"] > 0 and len(size[phase]["ours_runs"]) == 1
         assert size["full backup"]["mydumper"] > 0 and size["restore"]["mydumper"] > 0
+        assert size["full backup"]["inserts_during_ours"]["inserts"] > 0
         drop = size["drop-column deploy"]
         assert drop["kept_rows"] > 0 and 0 < drop["kept_share_of_database"] < 1
         assert size["additive deploy"]["full_backup_deploy_backup_step"] > 0
