@@ -75,10 +75,9 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]  # (bytes dumped so far, estimated total)
 
 PROGRESS_INTERVAL = 0.5
-# -vv: the closing line gives the exact byte counts ("(N B => M B, ...)"); -v rounds them. pzstd,
-# whose independent frames would let the trailer be read from the last ones, keeps the dump
-# waiting more: 0.3-0.8 s more per 4M-message dump here.
-ZSTD_TO_FILE = ("-vv", "-1", "-T2", "-c")
+# zstd -T2 writes the file (flags in backup_files.COMPRESSIONS). pzstd, whose independent frames
+# would let the trailer be read from the last ones, keeps the dump waiting more: 0.3-0.8 s more
+# per 4M-message dump here.
 SYNC_EVERY = 64 << 20  # bytes of backup file written between two fdatasync calls while the dump runs
 FULL_DISK_BYTES = 4 << 20  # free space under which a failed compressor is taken to have run out of room
 COUNT_LIMIT = 200_000  # rows (the server's estimate) up to which a table is counted for the manifest
@@ -160,7 +159,7 @@ def _bytes_written(pid: int) -> int | None:
         return None
 
 
-# zstd 1.5 -vv: "(N B => M B, /*stdout*\\)"; zstd 1.4 -v: "(N => M bytes, /*stdout*\\)".
+# zstd 1.5 -vv: "(N B => M B, /*stdout*\\)"; zstd 1.4: "(N => M bytes, /*stdout*\\)"; -v rounds in 1.5.
 _ZSTD_COUNTS = re.compile(r"\(\s*(\d+)(?: B)? =>\s*(\d+) (?:B|bytes),")
 
 
@@ -242,9 +241,10 @@ def _stream_dump(
             children, client_command(program, options, *arguments), stdout=subprocess.PIPE, pass_fds=(options,)
         )
         widen_pipe(dump.stdout)
+        compress = [find_client([compression.name], "compressor"), *compression.compress]
         if compression.name == "zstd":
             follower = _Follower(out, partial)
-            start_child(children, [find_client(["zstd"], "compressor"), *ZSTD_TO_FILE], stdin=dump.stdout, stdout=out)
+            start_child(children, compress, stdin=dump.stdout, stdout=out)
             dump.stdout.close()  # the compressor owns the pipe: the dump sees it break if the chain dies
             follower.start()
             try:
@@ -273,12 +273,7 @@ def _stream_dump(
                 )
             sync_file(out)
             return size, hexdigest, scan
-        compressor = start_child(
-            children,
-            [find_client([compression.name], "compressor"), *compression.compress],
-            stdin=dump.stdout,
-            stdout=subprocess.PIPE,
-        )
+        compressor = start_child(children, compress, stdin=dump.stdout, stdout=subprocess.PIPE)
         dump.stdout.close()
         checker = start_child(children, decompress_command(compression), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         reader = threading.Thread(target=scan_stream, args=(checker.stdout, scan), daemon=True)

@@ -205,8 +205,11 @@ class Bench:
             "SELECT @@GLOBAL.innodb_max_dirty_pages_pct, @@GLOBAL.innodb_io_capacity, @@GLOBAL.innodb_io_capacity_max"
         )
         # At the default 200 pages a second the fill's gigabyte takes minutes to flush.
-        self.sql("SET GLOBAL innodb_io_capacity_max = 40000", "SET GLOBAL innodb_io_capacity = 20000")
-        self.sql("SET GLOBAL innodb_max_dirty_pages_pct = 0")
+        self.sql(
+            "SET GLOBAL innodb_io_capacity_max = 40000",
+            "SET GLOBAL innodb_io_capacity = 20000",
+            "SET GLOBAL innodb_max_dirty_pages_pct = 0",
+        )
         try:
             while int(self.sql("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'")[0][1]) > 100:
                 if time.monotonic() - started > timeout:
